@@ -1,0 +1,139 @@
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+
+namespace TokenRefresh.Cli;
+
+/// <summary>The standalone host: the same cycle as the Function app, for containers, cron jobs and laptops.</summary>
+internal static partial class CliApp
+{
+    public const int Success = 0;
+    public const int AccountsFailed = 1;
+    public const int CannotRun = 2;
+
+    private const string Usage = """
+        Usage: tokenrefresh <command>
+
+        Commands:
+          once    run one refresh cycle and exit (0: all accounts fine, 1: some failed, 2: could not run)
+          run     run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM
+
+        Settings come from environment variables, and from a .env file in the working directory.
+        """;
+
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (args is not ["once" or "run"])
+        {
+            var help = args is ["help" or "--help" or "-h"];
+            (help ? stdout : stderr).WriteLine(Usage);
+            return help ? Success : CannotRun;
+        }
+
+        using var stop = new CancellationTokenSource();
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+
+        IHost host;
+        try
+        {
+            host = BuildHost();
+        }
+        catch (SettingsException e)
+        {
+            stderr.WriteLine($"Configuration error: {e.Message}");
+            return CannotRun;
+        }
+
+        using (host)
+        {
+            return args[0] == "once"
+                ? await OnceAsync(host.Services, stop.Token)
+                : await RunScheduledAsync(host.Services, stop.Token);
+        }
+
+        void Stop(PosixSignalContext context)
+        {
+            // Stop claiming accounts; the ones in flight finish and are stored before the process exits.
+            context.Cancel = true;
+            stop.Cancel();
+        }
+    }
+
+    internal static IHost BuildHost()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        // The process environment wins over .env, as with the original service.
+        builder.Configuration.AddInMemoryCollection(DotEnv.Read(Path.Combine(Environment.CurrentDirectory, ".env")));
+        builder.Configuration.AddEnvironmentVariables();
+        builder.Logging.AddConsole(o => o.FormatterName = CliConsoleFormatter.FormatterName)
+            .AddConsoleFormatter<CliConsoleFormatter, ConsoleFormatterOptions>();
+        builder.AddTokenRefresh();
+        return builder.Build();
+    }
+
+    private static async Task<int> OnceAsync(IServiceProvider services, CancellationToken stopping)
+    {
+        try
+        {
+            var summary = await services.GetRequiredService<RefreshCycle>().RunAsync(stopping);
+            return summary.AnyFailed ? AccountsFailed : Success;
+        }
+        catch (CycleFailedException)
+        {
+            // Already logged with its stack trace by the cycle.
+            return CannotRun;
+        }
+    }
+
+    private static async Task<int> RunScheduledAsync(IServiceProvider services, CancellationToken stopping)
+    {
+        var time = services.GetRequiredService<TimeProvider>();
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli");
+        var schedule = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<TokenRefreshOptions>>().Value;
+        Log.Started(logger, schedule.RefreshSchedule);
+        while (!stopping.IsCancellationRequested)
+        {
+            DateTimeOffset next;
+            try
+            {
+                await services.GetRequiredService<RefreshCycle>().RunAsync(stopping);
+                next = new DateTimeOffset(schedule.Schedule.GetNextOccurrence(time.GetUtcNow().UtcDateTime), TimeSpan.Zero);
+            }
+            catch (CycleFailedException)
+            {
+                next = time.GetUtcNow() + TokenRefreshOptions.CycleRetryDelay;
+                Log.Retrying(logger, TokenRefreshOptions.CycleRetryDelay.TotalSeconds);
+            }
+
+            try
+            {
+                await Task.Delay(Max(next - time.GetUtcNow(), TimeSpan.Zero), time, stopping);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+
+        Log.Stopped(logger);
+        return Success;
+    }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    private static partial class Log
+    {
+        [LoggerMessage(201, LogLevel.Information, "Running on schedule '{Schedule}' (UTC); Ctrl+C or SIGTERM stops")]
+        public static partial void Started(ILogger logger, string schedule);
+
+        [LoggerMessage(202, LogLevel.Warning, "The cycle failed; trying again in {Seconds} s")]
+        public static partial void Retrying(ILogger logger, double seconds);
+
+        [LoggerMessage(203, LogLevel.Information, "Stopped")]
+        public static partial void Stopped(ILogger logger);
+    }
+}

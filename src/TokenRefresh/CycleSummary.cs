@@ -1,0 +1,76 @@
+namespace TokenRefresh;
+
+/// <summary>What happened to one account in one cycle.</summary>
+public enum Outcome
+{
+    Refreshed,
+    Validated,
+    Deactivated,
+    Failed,
+    Skipped,
+}
+
+/// <summary>The outcome of one account, with a short machine-readable reason for anything but success.</summary>
+public sealed record AccountResult(Outcome Outcome, string? Reason = null, bool Transient = false)
+{
+    public static AccountResult Success(Outcome outcome) => new(outcome);
+
+    /// <summary>Worth trying again next cycle: network, timeout, 429, 5xx, malformed response.</summary>
+    public static AccountResult TransientFailure(string reason) => new(Outcome.Failed, reason, Transient: true);
+
+    /// <summary>Will fail again until something changes: revoked grant, bad client, unavailable shop.</summary>
+    public static AccountResult PermanentFailure(string reason) => new(Outcome.Failed, reason);
+
+    public static AccountResult Skip(string reason) => new(Outcome.Skipped, reason);
+}
+
+/// <summary>Counts for one platform in one cycle.</summary>
+public sealed record PlatformSummary(string Platform, Outcome SuccessOutcome)
+{
+    public int Found { get; init; }
+    public int Succeeded { get; init; }
+    public int Deactivated { get; init; }
+    public int Failed { get; init; }
+    public int Skipped { get; init; }
+
+    /// <summary>The platform could not run at all (database unreachable, unexpected error).</summary>
+    public bool Crashed { get; init; }
+
+    public PlatformSummary Add(AccountResult result) => result.Outcome switch
+    {
+        Outcome.Deactivated => this with { Found = Found + 1, Deactivated = Deactivated + 1 },
+        Outcome.Failed => this with { Found = Found + 1, Failed = Failed + 1 },
+        Outcome.Skipped => this with { Found = Found + 1, Skipped = Skipped + 1 },
+        _ => this with { Found = Found + 1, Succeeded = Succeeded + 1 },
+    };
+
+    /// <summary>E.g. "Etsy: 2/3 refreshed, 1 failed" or "Shopify: 3/5 validated, 1 deactivated, 1 failed".</summary>
+    public override string ToString()
+    {
+        if (Crashed)
+        {
+            return $"{Platform}: cycle failed after {Succeeded}/{Found} {Verb}";
+        }
+
+        var text = $"{Platform}: {Succeeded}/{Found} {Verb}";
+        if (SuccessOutcome == Outcome.Validated)
+        {
+            text += $", {Deactivated} deactivated";
+        }
+
+        text += $", {Failed} failed";
+        return Skipped > 0 ? text + $", {Skipped} skipped" : text;
+    }
+
+    private string Verb => SuccessOutcome.ToString().ToLowerInvariant();
+}
+
+/// <summary>One cycle's result: a line per platform and the time it took.</summary>
+public sealed record CycleSummary(IReadOnlyList<PlatformSummary> Platforms, TimeSpan Duration)
+{
+    public bool AnyFailed => Platforms.Any(p => p.Failed > 0 || p.Crashed);
+
+    public bool Crashed => Platforms.Any(p => p.Crashed);
+
+    public override string ToString() => string.Join("; ", Platforms);
+}

@@ -1,0 +1,136 @@
+using Npgsql;
+
+namespace TokenRefresh;
+
+/// <summary>Turns DATABASE_URL (a postgres:// URI or an Npgsql key=value string) into an Npgsql connection string.</summary>
+internal static class DatabaseUrl
+{
+    /// <exception cref="SettingsException">The value is malformed; the message never contains the value.</exception>
+    public static NpgsqlConnectionStringBuilder Parse(string value)
+    {
+        var builder = value.Contains("://", StringComparison.Ordinal) ? FromUri(value) : FromKeyValue(value);
+        if (string.IsNullOrEmpty(builder.Host))
+        {
+            throw Invalid("it names no host");
+        }
+
+        // Timestamps without a time zone hold UTC: a UTC session makes both column types compare and store alike.
+        builder.Timezone = "UTC";
+        if (string.IsNullOrEmpty(builder.ApplicationName))
+        {
+            builder.ApplicationName = "tokenrefresh";
+        }
+
+        return builder;
+    }
+
+    private static NpgsqlConnectionStringBuilder FromKeyValue(string value)
+    {
+        try
+        {
+            return new NpgsqlConnectionStringBuilder(value);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or KeyNotFoundException)
+        {
+            // The parser's own message may quote the value, password included.
+            throw Invalid("it is neither a postgresql:// URL nor a key=value connection string");
+        }
+    }
+
+    private static NpgsqlConnectionStringBuilder FromUri(string value)
+    {
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri))
+        {
+            throw Invalid("it is not a well-formed URL");
+        }
+
+        if (uri.Scheme is not ("postgres" or "postgresql"))
+        {
+            throw Invalid($"the scheme must be postgresql:// or postgres://, not {uri.Scheme}://");
+        }
+
+        var builder = new NpgsqlConnectionStringBuilder
+        {
+            Host = uri.IdnHost.Trim('[', ']'),
+            Port = uri.IsDefaultPort || uri.Port < 0 ? 5432 : uri.Port,
+        };
+
+        if (uri.UserInfo.Length > 0)
+        {
+            var colon = uri.UserInfo.IndexOf(':', StringComparison.Ordinal);
+            builder.Username = Uri.UnescapeDataString(colon < 0 ? uri.UserInfo : uri.UserInfo[..colon]);
+            if (colon >= 0)
+            {
+                builder.Password = Uri.UnescapeDataString(uri.UserInfo[(colon + 1)..]);
+            }
+        }
+
+        var database = Uri.UnescapeDataString(uri.AbsolutePath.TrimStart('/'));
+        if (database.Length > 0)
+        {
+            builder.Database = database;
+        }
+
+        foreach (var (key, parameter) in QueryParameters(uri.Query))
+        {
+            ApplyParameter(builder, key, parameter);
+        }
+
+        return builder;
+    }
+
+    private static IEnumerable<(string Key, string Value)> QueryParameters(string query)
+    {
+        foreach (var pair in query.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var equals = pair.IndexOf('=', StringComparison.Ordinal);
+            var key = Uri.UnescapeDataString(equals < 0 ? pair : pair[..equals]);
+            var value = equals < 0 ? "" : Uri.UnescapeDataString(pair[(equals + 1)..].Replace('+', ' '));
+            yield return (key, value);
+        }
+    }
+
+    // The libpq parameters that hosting providers put in their URLs.
+    private static void ApplyParameter(NpgsqlConnectionStringBuilder builder, string key, string value)
+    {
+        switch (key.ToLowerInvariant())
+        {
+            case "sslmode":
+                builder.SslMode = value.ToLowerInvariant() switch
+                {
+                    "disable" => SslMode.Disable,
+                    "allow" => SslMode.Allow,
+                    "prefer" => SslMode.Prefer,
+                    "require" => SslMode.Require,
+                    "verify-ca" => SslMode.VerifyCA,
+                    "verify-full" => SslMode.VerifyFull,
+                    _ => throw Invalid($"sslmode '{value}' is not one of disable, allow, prefer, require, verify-ca, verify-full"),
+                };
+                break;
+            case "sslrootcert":
+                builder.RootCertificate = value;
+                break;
+            case "connect_timeout":
+                builder.Timeout = int.TryParse(value, out var seconds) && seconds >= 0
+                    ? seconds
+                    : throw Invalid($"connect_timeout '{value}' is not a whole number of seconds");
+                break;
+            case "application_name":
+                builder.ApplicationName = value;
+                break;
+            case "options":
+                builder.Options = value;
+                break;
+            case "target_session_attrs":
+                builder.TargetSessionAttributes = value;
+                break;
+            case "channel_binding" or "gssencmode":
+                // Npgsql negotiates these itself; accepted so that provider URLs work unchanged.
+                break;
+            default:
+                throw Invalid($"the query parameter '{key}' is not supported (supported: sslmode, sslrootcert, connect_timeout, application_name, options, target_session_attrs)");
+        }
+    }
+
+    private static SettingsException Invalid(string why) => new($"DATABASE_URL is invalid: {why}.");
+}

@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Options;
+
+namespace TokenRefresh.Etsy;
+
+/// <summary>Etsy's OAuth token endpoint (CONTRACTS.md, "Refresh an access token").</summary>
+internal sealed class EtsyClient(HttpClient http, IOptions<TokenRefreshOptions> options)
+{
+    /// <summary>Taken when Etsy omits or garbles expires_in: half the documented hour, so the token is refreshed early rather than late.</summary>
+    public static readonly TimeSpan AssumedLifetime = TimeSpan.FromMinutes(30);
+
+    private static readonly TimeSpan LongestPlausibleLifetime = TimeSpan.FromDays(1);
+
+    public async Task<CallResult<TokenPair>> RefreshAsync(string refreshToken, CancellationToken cancellationToken)
+    {
+        var o = options.Value;
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v3/public/oauth/token")
+        {
+            Content = new FormUrlEncodedContent(
+            [
+                new("grant_type", "refresh_token"),
+                new("client_id", o.EtsyClientId),
+                new("refresh_token", refreshToken),
+            ]),
+        };
+
+        // Etsy's token endpoint may check the shared secret too (unconfirmed): send it as on every API call.
+        request.Headers.Add("x-api-key", $"{o.EtsyClientId}:{o.EtsyClientSecret}");
+
+        var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
+        return response is null ? CallResult<TokenPair>.Transient(failure!) : Classify(response);
+    }
+
+    internal static CallResult<TokenPair> Classify(PlatformResponse response)
+    {
+        if (response.Code == 200)
+        {
+            return response.Json is { } root && TokenPair.Parse(root, AssumedLifetime, LongestPlausibleLifetime) is { } pair
+                ? new CallResult<TokenPair>(CallStatus.Ok, pair)
+                : CallResult<TokenPair>.Transient("malformed_response");
+        }
+
+        if (PlatformHttp.TransientReason(response) is { } transient)
+        {
+            return CallResult<TokenPair>.Transient(transient, response.RetryAfter);
+        }
+
+        // Classify on the OAuth error code, never on the description, whose text varies.
+        return response.OAuthError switch
+        {
+            "invalid_grant" => CallResult<TokenPair>.Permanent("invalid_grant"),
+            "invalid_client" => CallResult<TokenPair>.Permanent("invalid_client"),
+            _ when response.Code == 403 => CallResult<TokenPair>.Permanent("forbidden"),
+            { } error when error.Length <= 40 && error.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') =>
+                CallResult<TokenPair>.Permanent($"http_{response.Code}_{error}"),
+            _ => CallResult<TokenPair>.Permanent($"http_{response.Code}"),
+        };
+    }
+}

@@ -1,0 +1,23 @@
+namespace TokenRefresh;
+
+/// <summary>An account found due this cycle. <paramref name="Problem"/> set means: skip it with a warning.</summary>
+public sealed record DueAccount(Guid Id, string? Label = null, string? Problem = null)
+{
+    /// <summary>How log lines name the account: its id, and its shop domain where it has one. Never a token.</summary>
+    public override string ToString() => Label is null ? $"account {Id}" : $"store {Label} ({Id})";
+}
+
+/// <summary>One platform: which accounts are due, and how to refresh or validate one of them.</summary>
+internal interface IPlatformRefresher
+{
+    string Platform { get; }
+
+    /// <summary>What success is called on this platform: Refreshed or Validated.</summary>
+    Outcome SuccessOutcome { get; }
+
+    /// <summary>The accounts due now, most urgent first. Throws when the database cannot be reached.</summary>
+    Task<IReadOnlyList<DueAccount>> FindDueAsync(CancellationToken cancellationToken);
+
+    /// <summary>Refreshes or validates one account; its database work is one transaction.</summary>
+    Task<AccountResult> ProcessAsync(DueAccount account, CancellationToken cancellationToken);
+}

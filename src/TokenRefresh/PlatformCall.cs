@@ -1,0 +1,116 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using Polly.Timeout;
+
+namespace TokenRefresh;
+
+internal enum CallStatus
+{
+    /// <summary>The platform answered as hoped.</summary>
+    Ok,
+
+    /// <summary>Proves nothing about the token: try again next cycle (network, timeout, 429, 5xx, malformed).</summary>
+    Transient,
+
+    /// <summary>Will not change by itself: revoked grant, bad client, unavailable shop.</summary>
+    Permanent,
+
+    /// <summary>The platform definitively rejected the token (Shopify 401).</summary>
+    Rejected,
+}
+
+/// <summary>A platform call's classified result. <see cref="Reason"/> is short and never holds a token.</summary>
+internal sealed record CallResult<T>(CallStatus Status, T? Value = default, string? Reason = null, TimeSpan? RetryAfter = null)
+{
+    public static CallResult<T> Transient(string reason, TimeSpan? retryAfter = null) => new(CallStatus.Transient, Reason: reason, RetryAfter: retryAfter);
+
+    public static CallResult<T> Permanent(string reason) => new(CallStatus.Permanent, Reason: reason);
+}
+
+/// <summary>A platform's answer: the status, the whole body, and Retry-After when given.</summary>
+internal sealed record PlatformResponse(HttpStatusCode Status, string Body, TimeSpan? RetryAfter)
+{
+    public int Code => (int)Status;
+
+    /// <summary>The body's root object, or null when the body is not a JSON object.</summary>
+    public JsonElement? Json
+    {
+        get
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(Body);
+                return document.RootElement.ValueKind == JsonValueKind.Object ? document.RootElement.Clone() : null;
+            }
+            catch (JsonException)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>The OAuth2 <c>error</c> code of an error body, e.g. invalid_grant; null when there is none.</summary>
+    public string? OAuthError => Json is { } root && root.TryGetProperty("error", out var error) && error.ValueKind == JsonValueKind.String
+        ? error.GetString()
+        : null;
+}
+
+internal static class PlatformHttp
+{
+    /// <summary>Sends a request and reads the whole answer. Network faults and timeouts come back as a reason, not an exception.</summary>
+    public static async Task<(PlatformResponse? Response, string? Failure)> SendAsync(
+        HttpClient http, HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken);
+            var body = await response.Content.ReadAsStringAsync(cancellationToken);
+            return (new PlatformResponse(response.StatusCode, body, RetryAfter(response)), null);
+        }
+        catch (TimeoutRejectedException)
+        {
+            return (null, "timeout");
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return (null, "timeout");
+        }
+        catch (HttpRequestException e) when (e.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
+        {
+            return (null, "response_too_large");
+        }
+        catch (HttpRequestException)
+        {
+            return (null, "network_error");
+        }
+        catch (IOException)
+        {
+            return (null, "network_error");
+        }
+    }
+
+    /// <summary>The transient reason for an HTTP status that proves nothing about the token, or null.</summary>
+    public static string? TransientReason(PlatformResponse response) => response.Code switch
+    {
+        429 => "rate_limited",
+        408 => "timeout",
+        >= 500 => $"server_error_{response.Code}",
+        _ => null,
+    };
+
+    private static TimeSpan? RetryAfter(HttpResponseMessage response)
+    {
+        if (response.Headers.RetryAfter?.Delta is { } delta)
+        {
+            return delta;
+        }
+
+        // Shopify sends fractional seconds ("2.0"), which the typed header parser rejects.
+        return response.Headers.TryGetValues("Retry-After", out var values)
+            && double.TryParse(values.FirstOrDefault(), NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds)
+            && seconds >= 0
+            ? TimeSpan.FromSeconds(seconds)
+            : null;
+    }
+}

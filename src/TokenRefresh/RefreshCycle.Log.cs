@@ -1,0 +1,39 @@
+using Microsoft.Extensions.Logging;
+
+namespace TokenRefresh;
+
+public sealed partial class RefreshCycle
+{
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Refresh cycle started")]
+        public static partial void CycleStarted(ILogger logger);
+
+        [LoggerMessage(2, LogLevel.Information, "{Platform}: found {Count} accounts due")]
+        public static partial void Found(ILogger logger, string platform, int count);
+
+        [LoggerMessage(3, LogLevel.Information, "{Platform} {Account}: {Outcome}")]
+        public static partial void AccountSucceeded(ILogger logger, string platform, DueAccount account, Outcome outcome);
+
+        [LoggerMessage(4, LogLevel.Error, "{Platform} {Account}: failed ({Reason}, {FailureKind}); its token is unchanged")]
+        public static partial void AccountFailed(ILogger logger, string platform, DueAccount account, string? reason, string failureKind);
+
+        [LoggerMessage(5, LogLevel.Warning, "{Platform} {Account}: skipped ({Reason})")]
+        public static partial void AccountSkipped(ILogger logger, string platform, DueAccount account, string? reason);
+
+        [LoggerMessage(6, LogLevel.Warning, "{Platform} {Account}: deactivated ({Reason})")]
+        public static partial void AccountDeactivated(ILogger logger, string platform, DueAccount account, string? reason);
+
+        [LoggerMessage(7, LogLevel.Error, "{Platform} {Account}: failed with an unexpected error; its token is unchanged")]
+        public static partial void AccountCrashed(ILogger logger, Exception exception, string platform, DueAccount account);
+
+        [LoggerMessage(8, LogLevel.Error, "{Platform}: the cycle could not run; it will be retried")]
+        public static partial void PlatformFailed(ILogger logger, Exception exception, string platform);
+
+        [LoggerMessage(9, LogLevel.Warning, "{Platform}: stopping, {LeftOver} accounts left for the next cycle")]
+        public static partial void Stopping(ILogger logger, string platform, int leftOver);
+
+        [LoggerMessage(EventId = 10, Message = "Refresh cycle completed in {DurationMs} ms. {Summary}")]
+        public static partial void CycleCompleted(ILogger logger, LogLevel level, double durationMs, string summary);
+    }
+}

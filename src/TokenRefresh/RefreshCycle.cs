@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+
+namespace TokenRefresh;
+
+/// <summary>The cycle failed as a whole (database unreachable, unexpected error); the caller retries later.</summary>
+public sealed class CycleFailedException(string message, Exception inner) : Exception(message, inner);
+
+/// <summary>
+/// One refresh cycle: runs every platform, isolates failures per account, and logs one summary event.
+/// </summary>
+public sealed partial class RefreshCycle
+{
+    private readonly IEnumerable<IPlatformRefresher> _refreshers;
+    private readonly TimeProvider _time;
+    private readonly ILogger<RefreshCycle> _logger;
+
+    internal RefreshCycle(IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, ILogger<RefreshCycle> logger)
+    {
+        _refreshers = refreshers;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>Runs one cycle. <paramref name="stopping"/> stops claiming new accounts; in-flight ones finish.</summary>
+    /// <exception cref="CycleFailedException">A platform could not run; the summary was logged first.</exception>
+    public async Task<CycleSummary> RunAsync(CancellationToken stopping = default)
+    {
+        var started = _time.GetTimestamp();
+        Log.CycleStarted(_logger);
+        var platforms = new List<PlatformSummary>();
+        Exception? failure = null;
+        foreach (var refresher in _refreshers)
+        {
+            var (summary, error) = await RunPlatformAsync(refresher, stopping);
+            platforms.Add(summary);
+            failure ??= error;
+        }
+
+        var result = new CycleSummary(platforms, _time.GetElapsedTime(started));
+        LogSummary(result);
+        return failure is null ? result : throw new CycleFailedException($"The refresh cycle failed: {result}", failure);
+    }
+
+    private async Task<(PlatformSummary, Exception?)> RunPlatformAsync(IPlatformRefresher refresher, CancellationToken stopping)
+    {
+        var summary = new PlatformSummary(refresher.Platform, refresher.SuccessOutcome);
+        try
+        {
+            var due = await refresher.FindDueAsync(stopping);
+            Log.Found(_logger, refresher.Platform, due.Count);
+            foreach (var account in due)
+            {
+                if (stopping.IsCancellationRequested)
+                {
+                    Log.Stopping(_logger, refresher.Platform, due.Count - summary.Found);
+                    break;
+                }
+
+                summary = summary.Add(await ProcessAccountAsync(refresher, account));
+            }
+
+            return (summary, null);
+        }
+        catch (Exception e)
+        {
+            Log.PlatformFailed(_logger, e, refresher.Platform);
+            return (summary with { Crashed = true }, e);
+        }
+    }
+
+    private async Task<AccountResult> ProcessAccountAsync(IPlatformRefresher refresher, DueAccount account)
+    {
+        using var scope = _logger.BeginScope(new Dictionary<string, object>
+        {
+            ["Platform"] = refresher.Platform,
+            ["AccountId"] = account.Id,
+        });
+
+        if (account.Problem is not null)
+        {
+            Log.AccountSkipped(_logger, refresher.Platform, account, account.Problem);
+            return AccountResult.Skip(account.Problem);
+        }
+
+        AccountResult result;
+        try
+        {
+            // Not cancelled by shutdown: an account that was claimed finishes, so no rotated token is dropped mid-write.
+            result = await refresher.ProcessAsync(account, CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            Log.AccountCrashed(_logger, e, refresher.Platform, account);
+            return AccountResult.PermanentFailure("unexpected_error");
+        }
+
+        switch (result.Outcome)
+        {
+            case Outcome.Failed:
+                Log.AccountFailed(_logger, refresher.Platform, account, result.Reason, result.Transient ? "transient" : "permanent");
+                break;
+            case Outcome.Skipped:
+                Log.AccountSkipped(_logger, refresher.Platform, account, result.Reason);
+                break;
+            case Outcome.Deactivated:
+                Log.AccountDeactivated(_logger, refresher.Platform, account, result.Reason);
+                break;
+            default:
+                Log.AccountSucceeded(_logger, refresher.Platform, account, result.Outcome);
+                break;
+        }
+
+        return result;
+    }
+
+    private void LogSummary(CycleSummary summary)
+    {
+        // Per-platform counts as named properties (e.g. EtsyRefreshed, ShopifyDeactivated) on the one summary event.
+        var properties = new Dictionary<string, object>();
+        foreach (var p in summary.Platforms)
+        {
+            properties[p.Platform + "Found"] = p.Found;
+            properties[p.Platform + p.SuccessOutcome] = p.Succeeded;
+            properties[p.Platform + "Deactivated"] = p.Deactivated;
+            properties[p.Platform + "Failed"] = p.Failed;
+            properties[p.Platform + "Skipped"] = p.Skipped;
+        }
+
+        properties["Accounts"] = summary.Platforms.Sum(p => p.Found);
+        properties["Succeeded"] = summary.Platforms.Sum(p => p.Succeeded);
+        properties["Deactivated"] = summary.Platforms.Sum(p => p.Deactivated);
+        properties["Failed"] = summary.Platforms.Sum(p => p.Failed);
+        properties["Skipped"] = summary.Platforms.Sum(p => p.Skipped);
+
+        using var scope = _logger.BeginScope(properties);
+        var level = summary.Crashed ? LogLevel.Error : summary.AnyFailed ? LogLevel.Warning : LogLevel.Information;
+        Log.CycleCompleted(_logger, level, Math.Round(summary.Duration.TotalMilliseconds), summary.ToString());
+    }
+}

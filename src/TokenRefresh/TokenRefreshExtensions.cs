@@ -1,0 +1,59 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Polly;
+using TokenRefresh.Etsy;
+using TokenRefresh.Shopify;
+
+namespace TokenRefresh;
+
+public static class TokenRefreshExtensions
+{
+    /// <summary>Headers that carry credentials; the HTTP client logging never prints their values.</summary>
+    internal static readonly string[] SecretHeaders = ["Authorization", "X-Shopify-Access-Token", "x-api-key"];
+
+    /// <summary>
+    /// Everything the refresh cycle needs, used alike by the Function app, the CLI and the tests.
+    /// Reads and validates every setting now, so a bad one stops the host before it starts.
+    /// </summary>
+    /// <exception cref="SettingsException">A setting is missing or malformed.</exception>
+    public static IHostApplicationBuilder AddTokenRefresh(this IHostApplicationBuilder builder)
+    {
+        var options = TokenRefreshOptions.Load(builder.Configuration);
+        var services = builder.Services;
+        services.AddSingleton(Options.Create(options));
+
+        builder.Logging.SetMinimumLevel(options.LogLevel);
+        // Our own lines say what happened to each call; the framework's per-request lines are noise.
+        builder.Logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
+        builder.Logging.AddFilter("Polly", LogLevel.Error);
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(_ => new NpgsqlDataSourceBuilder(options.ConnectionString).Build());
+
+        services.AddHttpClient<EtsyClient>(http => Configure(http, options.EtsyApiBaseUrl))
+            .RedactLoggedHeaders(SecretHeaders)
+            .AddResilienceHandler("etsy", pipeline => pipeline.AddTimeout(options.HttpTimeout));
+        services.AddHttpClient<ShopifyClient>(http => Configure(http, baseAddress: null))
+            .RedactLoggedHeaders(SecretHeaders)
+            .AddResilienceHandler("shopify", pipeline => pipeline.AddTimeout(options.HttpTimeout));
+
+        // Transient, so each cycle gets fresh typed HttpClients from the factory.
+        services.AddTransient<IPlatformRefresher, EtsyRefresher>();
+        services.AddTransient<IPlatformRefresher, ShopifyValidator>();
+        services.AddTransient<RefreshCycle>();
+        return builder;
+    }
+
+    private static void Configure(HttpClient http, Uri? baseAddress)
+    {
+        http.BaseAddress = baseAddress;
+        // The resilience pipeline owns the timeout; a token response is small, anything bigger is not one.
+        http.Timeout = Timeout.InfiniteTimeSpan;
+        http.MaxResponseContentBufferSize = 1024 * 1024;
+        http.DefaultRequestHeaders.UserAgent.ParseAdd("TokenRefresh/1.0");
+    }
+}

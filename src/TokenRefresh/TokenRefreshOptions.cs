@@ -1,0 +1,147 @@
+using System.Globalization;
+using System.Net;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
+using NCrontab;
+
+namespace TokenRefresh;
+
+/// <summary>A setting is missing or malformed. The message names the setting and never quotes a secret.</summary>
+public sealed class SettingsException(string message) : Exception(message);
+
+/// <summary>
+/// Every setting, read from the original service's environment variable names and validated at once,
+/// so that a bad value stops the program at start with one line that names it.
+/// </summary>
+public sealed partial class TokenRefreshOptions
+{
+    public const string DefaultSchedule = "0 */3 * * * *";
+
+    public required string ConnectionString { get; init; }
+    public required string EtsyClientId { get; init; }
+    public required string EtsyClientSecret { get; init; }
+    public required string ShopifyApiKey { get; init; }
+    public required string ShopifyApiSecret { get; init; }
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+    public string RefreshSchedule { get; init; } = DefaultSchedule;
+    public TimeSpan EtsyRefreshMargin { get; init; } = TimeSpan.FromMinutes(10);
+    public string ShopifyApiVersion { get; init; } = "2026-10";
+    public Uri EtsyApiBaseUrl { get; init; } = new("https://api.etsy.com/");
+
+    /// <summary>A URL template in which <c>{shop}</c> stands for the store's shop_domain.</summary>
+    public string ShopifyApiBaseUrl { get; init; } = "https://{shop}";
+
+    public TimeSpan HttpTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a failed cycle waits before it is tried again (Function retry and CLI <c>run</c>).</summary>
+    public static readonly TimeSpan CycleRetryDelay = TimeSpan.FromSeconds(60);
+
+    public CrontabSchedule Schedule => ParseSchedule(RefreshSchedule)!;
+
+    /// <exception cref="SettingsException">The first missing or malformed setting.</exception>
+    public static TokenRefreshOptions Load(IConfiguration configuration)
+    {
+        string? Get(string key)
+        {
+            var value = configuration[key];
+            return string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+        }
+
+        string Required(string key) => Get(key) ?? throw new SettingsException($"{key} is required but not set.");
+
+        var databaseUrl = Required("DATABASE_URL");
+        var schedule = Get("REFRESH_SCHEDULE") ?? DefaultSchedule;
+        if (ParseSchedule(schedule) is null)
+        {
+            throw new SettingsException(
+                $"REFRESH_SCHEDULE '{schedule}' is not an NCRONTAB expression (six fields with seconds, e.g. '{DefaultSchedule}').");
+        }
+
+        var version = Get("SHOPIFY_API_VERSION") ?? "2026-10";
+        if (!ApiVersionPattern().IsMatch(version))
+        {
+            throw new SettingsException(
+                $"SHOPIFY_API_VERSION '{version}' is not a Shopify API version such as 2026-10 (YYYY-01, -04, -07 or -10, or 'unstable').");
+        }
+
+        return new TokenRefreshOptions
+        {
+            ConnectionString = DatabaseUrl.Parse(databaseUrl).ConnectionString,
+            EtsyClientId = Required("ETSY_CLIENT_ID"),
+            EtsyClientSecret = Required("ETSY_CLIENT_SECRET"),
+            ShopifyApiKey = Required("SHOPIFY_API_KEY"),
+            ShopifyApiSecret = Required("SHOPIFY_API_SECRET"),
+            LogLevel = ParseLogLevel(Get("LOG_LEVEL")),
+            RefreshSchedule = schedule,
+            EtsyRefreshMargin = TimeSpan.FromMinutes(WholeNumber(Get, "ETSY_REFRESH_MARGIN_MINUTES", 10, 0, 1440)),
+            ShopifyApiVersion = version,
+            EtsyApiBaseUrl = BaseUrl("ETSY_API_BASE_URL", Get("ETSY_API_BASE_URL") ?? "https://api.etsy.com"),
+            ShopifyApiBaseUrl = ShopifyTemplate(Get("SHOPIFY_API_BASE_URL") ?? "https://{shop}"),
+            HttpTimeout = TimeSpan.FromSeconds(WholeNumber(Get, "HTTP_TIMEOUT_SECONDS", 30, 1, 300)),
+        };
+    }
+
+    private static CrontabSchedule? ParseSchedule(string expression)
+    {
+        var fields = expression.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
+        return fields is 5 or 6
+            ? CrontabSchedule.TryParse(expression, new CrontabSchedule.ParseOptions { IncludingSeconds = fields == 6 })
+            : null;
+    }
+
+    private static LogLevel ParseLogLevel(string? value) => value?.ToUpperInvariant() switch
+    {
+        null or "INFO" => LogLevel.Information,
+        "DEBUG" => LogLevel.Debug,
+        "WARNING" => LogLevel.Warning,
+        "ERROR" => LogLevel.Error,
+        _ => throw new SettingsException($"LOG_LEVEL '{value}' is not one of DEBUG, INFO, WARNING, ERROR."),
+    };
+
+    private static int WholeNumber(Func<string, string?> get, string key, int fallback, int min, int max)
+    {
+        var value = get(key);
+        if (value is null)
+        {
+            return fallback;
+        }
+
+        return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var number) && number >= min && number <= max
+            ? number
+            : throw new SettingsException($"{key} '{value}' must be a whole number from {min} to {max}.");
+    }
+
+    private static Uri BaseUrl(string key, string value)
+    {
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme is not ("https" or "http") || uri.Query.Length > 0)
+        {
+            throw new SettingsException($"{key} '{value}' must be an absolute https:// URL without a query.");
+        }
+
+        if (uri.Scheme == "http" && !IsLoopback(uri))
+        {
+            throw new SettingsException($"{key} '{value}' uses plain http, which is allowed only for loopback hosts (127.0.0.1, ::1, localhost).");
+        }
+
+        // A trailing slash makes relative request paths append to the base path instead of replacing it.
+        return uri.AbsoluteUri.EndsWith('/') ? uri : new Uri(uri.AbsoluteUri + "/");
+    }
+
+    private static string ShopifyTemplate(string value)
+    {
+        if (!value.Contains("{shop}", StringComparison.Ordinal))
+        {
+            throw new SettingsException($"SHOPIFY_API_BASE_URL '{value}' must contain {{shop}}, which stands for each store's shop_domain.");
+        }
+
+        BaseUrl("SHOPIFY_API_BASE_URL", value.Replace("{shop}", "example.myshopify.com", StringComparison.Ordinal));
+        return value.TrimEnd('/');
+    }
+
+    private static bool IsLoopback(Uri uri) =>
+        uri.IsLoopback || (IPAddress.TryParse(uri.Host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
+
+    [GeneratedRegex(@"^(\d{4}-(01|04|07|10)|unstable)$")]
+    private static partial Regex ApiVersionPattern();
+}

@@ -1,0 +1,101 @@
+using System.Collections.Concurrent;
+
+namespace TokenRefresh.FakePlatforms;
+
+/// <summary>What a fake platform does instead of answering normally (see CONTRACTS.md for the real bodies).</summary>
+public enum FakeFault
+{
+    /// <summary>Answer normally.</summary>
+    None,
+    /// <summary>500 {"error":"Server Error"} (Etsy) or 500 {"errors":"An unexpected error occurred"} (Shopify).</summary>
+    ServerError,
+    /// <summary>400 {"error":"invalid_grant","error_description":"refresh_token is revoked"}.</summary>
+    InvalidGrant,
+    /// <summary>401 {"error":"invalid_client",...}.</summary>
+    InvalidClient,
+    /// <summary>429 with Retry-After ("2" for Etsy, "2.0" for Shopify).</summary>
+    RateLimited,
+    /// <summary>Never answers: waits until the client disconnects, the server stops, or 5 minutes.</summary>
+    Hang,
+    /// <summary>Aborts the TCP connection without a response.</summary>
+    ResetConnection,
+    /// <summary>200 text/html "&lt;html&gt;oops&lt;/html&gt;".</summary>
+    NotJson,
+    /// <summary>200 application/json with the first half of a valid body (no rotation happens).</summary>
+    TruncatedJson,
+    /// <summary>200 token response without expires_in; a real rotation happens.</summary>
+    MissingExpiresIn,
+    /// <summary>200 token response with expires_in = -30; a real rotation happens.</summary>
+    AbsurdExpiresIn,
+    /// <summary>200 token response without refresh_token; no rotation happens.</summary>
+    MissingRefreshToken,
+    /// <summary>A real rotation happens, then the connection is aborted: "the answer was lost".</summary>
+    RotateThenReset,
+    /// <summary>Shopify GraphQL: 401 invalid API key or access token (Etsy: 401 invalid_token).</summary>
+    Unauthorized,
+    /// <summary>402 {"errors":"Unavailable Shop"}.</summary>
+    PaymentRequired,
+    /// <summary>403 {"errors":"User does not have access"}.</summary>
+    Forbidden,
+    /// <summary>404 {"errors":"Not Found"}.</summary>
+    NotFound,
+    /// <summary>423 {"errors":"This shop is unavailable"}.</summary>
+    Locked,
+    /// <summary>Shopify GraphQL: HTTP 200 with errors code THROTTLED (Etsy: same as RateLimited).</summary>
+    Throttled,
+    /// <summary>Shopify GraphQL: HTTP 200 with errors code SHOP_INACTIVE (Etsy: same as Locked).</summary>
+    ShopInactive,
+}
+
+// Faults per key, each with how many requests it still applies to (int.MaxValue = until changed).
+internal sealed class FaultTable(StringComparer comparer)
+{
+    private readonly ConcurrentDictionary<string, (FakeFault Fault, int Remaining)> _faults = new(comparer);
+
+    public void Set(string key, FakeFault fault, int times)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        if (!Enum.IsDefined(fault))
+        {
+            throw new ArgumentOutOfRangeException(nameof(fault));
+        }
+
+        if (fault == FakeFault.None || times <= 0)
+        {
+            _faults.TryRemove(key, out _);
+        }
+        else
+        {
+            _faults[key] = (fault, times);
+        }
+    }
+
+    // The fault for this request, using up one of its times; a fault that does not apply to this
+    // kind of request (appliesTo false) is neither returned nor used up, so it waits for one it fits.
+    public FakeFault Take(string key, Func<FakeFault, bool> appliesTo)
+    {
+        while (_faults.TryGetValue(key, out var entry))
+        {
+            if (!appliesTo(entry.Fault))
+            {
+                return FakeFault.None;
+            }
+
+            if (entry.Remaining == int.MaxValue)
+            {
+                return entry.Fault;
+            }
+
+            // Compare-and-swap so that concurrent requests use up exactly `times` faults.
+            var taken = entry.Remaining <= 1
+                ? _faults.TryRemove(KeyValuePair.Create(key, entry))
+                : _faults.TryUpdate(key, (entry.Fault, entry.Remaining - 1), entry);
+            if (taken)
+            {
+                return entry.Fault;
+            }
+        }
+
+        return FakeFault.None;
+    }
+}

@@ -1,0 +1,232 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace TokenRefresh.FakePlatforms;
+
+/// <summary>
+/// A fake Etsy + Shopify HTTP server on Kestrel, for integration tests, the demo and the benchmark.
+/// Etsy routes live at the root, Shopify routes under /shopify/{shop}, the control API under /_fake.
+/// </summary>
+public sealed class FakePlatformServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly FakeHttp _http;
+    private int _disposed;
+
+    private FakePlatformServer(WebApplication app, FakeHttp http, FakeEtsy etsy, FakeShopify shopify, Uri baseAddress)
+    {
+        _app = app;
+        _http = http;
+        Etsy = etsy;
+        Shopify = shopify;
+        BaseAddress = baseAddress;
+        EtsyBaseUrl = baseAddress.GetLeftPart(UriPartial.Authority);
+        ShopifyBaseUrl = EtsyBaseUrl + "/shopify/{shop}";
+    }
+
+    /// <summary>The actual bound address, e.g. http://127.0.0.1:54321/.</summary>
+    public Uri BaseAddress { get; }
+
+    /// <summary>BaseAddress without trailing slash; the token endpoint is {EtsyBaseUrl}/v3/public/oauth/token.</summary>
+    public string EtsyBaseUrl { get; }
+
+    /// <summary>Literally "{BaseAddress}/shopify/{shop}": the service replaces {shop} by the shop domain.</summary>
+    public string ShopifyBaseUrl { get; }
+
+    public FakeEtsy Etsy { get; }
+
+    public FakeShopify Shopify { get; }
+
+    /// <summary>Delay added before every platform response (not the control API); zero by default.</summary>
+    public TimeSpan Latency
+    {
+        get => _http.Latency;
+        set => _http.Latency = value;
+    }
+
+    /// <summary>Starts Kestrel on url (default: a free port on 127.0.0.1) and returns once it listens.</summary>
+    public static async Task<FakePlatformServer> StartAsync(string url = "http://127.0.0.1:0", CancellationToken ct = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(url);
+
+        // The empty builder reads no appsettings: tests start many servers and file watchers add up.
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+        builder.WebHost.UseKestrelCore().UseUrls(url);
+        builder.Services.AddRoutingCore();
+        // Per-request logs would eat the benchmark's throughput; warnings and errors still show.
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        // In-process servers must not react to Ctrl+C of the test host; Program handles signals itself.
+        builder.Services.AddSingleton<IHostLifetime, NoSignalLifetime>();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
+
+        var app = builder.Build();
+        var http = new FakeHttp(app.Lifetime.ApplicationStopping);
+        var etsy = new FakeEtsy(http);
+        var shopify = new FakeShopify(http);
+        etsy.MapRoutes(app);
+        shopify.MapRoutes(app);
+        app.MapGet("/_fake/stats", ctx => FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK, new JsonObject
+        {
+            ["etsy"] = etsy.Stats(),
+            ["shopify"] = shopify.Stats(),
+            ["latencyMs"] = http.Latency.TotalMilliseconds,
+        }.ToJsonString()));
+
+        try
+        {
+            await app.StartAsync(ct);
+        }
+        catch
+        {
+            await app.DisposeAsync();
+            throw;
+        }
+
+        // With port 0 Kestrel reports the port it actually bound.
+        var baseAddress = new Uri(app.Urls.First());
+        return new FakePlatformServer(app, http, etsy, shopify, baseAddress);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+
+    private sealed class NoSignalLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}
+
+// What both fakes share: latency, hanging, writing answers, new token material, control-API parsing.
+internal sealed class FakeHttp(CancellationToken stopping)
+{
+    private long _latencyTicks;
+
+    public TimeSpan Latency
+    {
+        get => TimeSpan.FromTicks(Interlocked.Read(ref _latencyTicks));
+        set => Interlocked.Exchange(ref _latencyTicks, Math.Max(0, value.Ticks));
+    }
+
+    // Waits Latency; false (connection aborted) when the client left or the server is stopping meanwhile.
+    public async ValueTask<bool> WaitLatencyAsync(HttpContext ctx)
+    {
+        var latency = Latency;
+        if (latency == TimeSpan.Zero)
+        {
+            return true;
+        }
+
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping);
+        try
+        {
+            await Task.Delay(latency, cts.Token);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            ctx.Abort();
+            return false;
+        }
+    }
+
+    // Never answers; gives up when the client leaves, the server stops (so Dispose is quick) or after 5 minutes.
+    public async Task HangAsync(HttpContext ctx)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping);
+        try
+        {
+            await Task.Delay(TimeSpan.FromMinutes(5), cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // The client or the server gave up first: nothing to answer.
+        }
+
+        ctx.Abort();
+    }
+
+    public static Task WriteJsonAsync(HttpContext ctx, int status, string json)
+    {
+        ctx.Response.StatusCode = status;
+        ctx.Response.ContentType = "application/json; charset=utf-8";
+        return ctx.Response.WriteAsync(json);
+    }
+
+    public static Task WriteNotJsonAsync(HttpContext ctx)
+    {
+        ctx.Response.StatusCode = StatusCodes.Status200OK;
+        ctx.Response.ContentType = "text/html; charset=utf-8";
+        return ctx.Response.WriteAsync("<html>oops</html>");
+    }
+
+    public static Task WriteTruncatedAsync(HttpContext ctx, string validJson) =>
+        WriteJsonAsync(ctx, StatusCodes.Status200OK, validJson[..(validJson.Length / 2)]);
+
+    public static string NewHex() => RandomNumberGenerator.GetHexString(24, lowercase: true);
+
+    public static void Count(System.Collections.Concurrent.ConcurrentDictionary<string, int> counts, string key) =>
+        counts.AddOrUpdate(key, 1, static (_, n) => n + 1);
+
+    // Enum names, case-insensitive; null or empty means None.
+    public static FakeFault ParseFault(string? name)
+    {
+        if (string.IsNullOrEmpty(name))
+        {
+            return FakeFault.None;
+        }
+
+        if (!name.All(char.IsAsciiLetter) || !Enum.TryParse<FakeFault>(name, ignoreCase: true, out var fault))
+        {
+            throw new ArgumentException($"Unknown fault '{name}'. Known: {string.Join(", ", Enum.GetNames<FakeFault>())}.", nameof(name));
+        }
+
+        return fault;
+    }
+
+    // A property of a control-API object, by case-insensitive name.
+    public static JsonElement? Property(JsonElement obj, string name)
+    {
+        if (obj.ValueKind != JsonValueKind.Object)
+        {
+            throw new ArgumentException("Expected a JSON object.", nameof(obj));
+        }
+
+        foreach (var property in obj.EnumerateObject())
+        {
+            if (string.Equals(property.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return property.Value;
+            }
+        }
+
+        return null;
+    }
+
+    public static string? StringProperty(JsonElement obj, string name) =>
+        Property(obj, name) is { ValueKind: JsonValueKind.String } value ? value.GetString() : null;
+
+    // Reads a control-API request body, lets add run on it and answers 201 or 400 with the reason.
+    public static async Task HandleControlAsync(HttpContext ctx, Func<JsonElement, JsonObject> add)
+    {
+        try
+        {
+            using var doc = await JsonDocument.ParseAsync(ctx.Request.Body);
+            await WriteJsonAsync(ctx, StatusCodes.Status201Created, add(doc.RootElement).ToJsonString());
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException)
+        {
+            await WriteJsonAsync(ctx, StatusCodes.Status400BadRequest, new JsonObject { ["error"] = e.Message }.ToJsonString());
+        }
+    }
+}
