@@ -5,7 +5,7 @@ using Polly.Timeout;
 
 namespace TokenRefresh;
 
-internal enum CallStatus
+public enum CallStatus
 {
     /// <summary>The platform answered as hoped.</summary>
     Ok,

@@ -188,7 +188,7 @@ internal sealed class FakeHttp(CancellationToken stopping)
 
         if (!name.All(char.IsAsciiLetter) || !Enum.TryParse<FakeFault>(name, ignoreCase: true, out var fault))
         {
-            throw new ArgumentException($"Unknown fault '{name}'. Known: {string.Join(", ", Enum.GetNames<FakeFault>())}.", nameof(name));
+            throw new ArgumentException($"Unknown fault {name}; known: {string.Join(", ", Enum.GetNames<FakeFault>())}.");
         }
 
         return fault;

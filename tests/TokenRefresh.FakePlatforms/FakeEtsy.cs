@@ -1,0 +1,252 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace TokenRefresh.FakePlatforms;
+
+/// <summary>Fake Etsy Open API v3 token endpoint (CONTRACTS.md "Refresh an access token").</summary>
+public sealed class FakeEtsy
+{
+    private const string InvalidGrantBody = """{"error":"invalid_grant","error_description":"refresh_token is revoked"}""";
+    private const int LimitPerDay = 100_000;
+
+    private readonly FakeHttp _http;
+    private readonly FaultTable _faults = new(StringComparer.Ordinal);
+    // Live refresh tokens and their user id: removing one is the atomic "this token is used up".
+    private readonly ConcurrentDictionary<string, long> _valid = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (string AccessToken, string RefreshToken)> _issued = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> _calls = new(StringComparer.Ordinal);
+    private long _lastGeneratedUserId = 90_000_000;
+    private int _totalCalls;
+
+    internal FakeEtsy(FakeHttp http) => _http = http;
+
+    /// <summary>The app's keystring: expected as form field client_id and as the first half of x-api-key.</summary>
+    public string ClientId { get; set; } = "fake-etsy-keystring";
+
+    /// <summary>The app's shared secret: expected as the second half of x-api-key.</summary>
+    public string SharedSecret { get; set; } = "fake-etsy-shared-secret";
+
+    /// <summary>Token requests received, whatever their outcome.</summary>
+    public int TotalCalls => Volatile.Read(ref _totalCalls);
+
+    /// <summary>Refresh tokens that were sent in more than one request.</summary>
+    public IReadOnlyCollection<string> TokensUsedMoreThanOnce =>
+        _calls.Where(c => c.Value > 1).Select(c => c.Key).ToArray();
+
+    /// <summary>Registers a user and returns a valid refresh token "{etsyUserId}.rt{24 hex}".</summary>
+    public string AddAccount(long etsyUserId)
+    {
+        var refreshToken = NewToken(etsyUserId, "rt");
+        _valid[refreshToken] = etsyUserId;
+        return refreshToken;
+    }
+
+    /// <summary>Registers a chosen refresh token as valid; its user id is the number before the first dot, else a generated one.</summary>
+    public void AddRefreshToken(string refreshToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(refreshToken);
+        var dot = refreshToken.IndexOf('.', StringComparison.Ordinal);
+        var userId = dot > 0 && long.TryParse(refreshToken.AsSpan(0, dot), NumberStyles.None, CultureInfo.InvariantCulture, out var id)
+            ? id
+            : NextUserId();
+        _valid[refreshToken] = userId;
+    }
+
+    /// <summary>Applies fault to the next times requests carrying refreshToken (all of them by default).</summary>
+    public void SetFault(string refreshToken, FakeFault fault, int times = int.MaxValue) => _faults.Set(refreshToken, fault, times);
+
+    /// <summary>Later uses of refreshToken get invalid_grant.</summary>
+    public void Revoke(string refreshToken) => _valid.TryRemove(refreshToken, out _);
+
+    /// <summary>How many token requests carried refreshToken, failed ones included.</summary>
+    public int CallsFor(string refreshToken) => _calls.TryGetValue(refreshToken, out var n) ? n : 0;
+
+    /// <summary>The pair issued in exchange for oldRefreshToken, if it was ever rotated.</summary>
+    public (string AccessToken, string RefreshToken)? IssuedFor(string oldRefreshToken) =>
+        _issued.TryGetValue(oldRefreshToken, out var pair) ? pair : null;
+
+    public bool IsValid(string refreshToken) => _valid.ContainsKey(refreshToken);
+
+    internal void MapRoutes(IEndpointRouteBuilder app)
+    {
+        app.MapPost("/v3/public/oauth/token", HandleTokenAsync);
+        app.MapPost("/_fake/etsy/accounts", ctx => FakeHttp.HandleControlAsync(ctx, AddFromJson));
+    }
+
+    // Control API and seed file: {"refreshToken":"..","fault":"None"}; without refreshToken one is made (optional "userId").
+    internal JsonObject AddFromJson(JsonElement account)
+    {
+        var refreshToken = FakeHttp.StringProperty(account, "refreshToken");
+        var fault = FakeHttp.ParseFault(FakeHttp.StringProperty(account, "fault"));
+        if (string.IsNullOrEmpty(refreshToken))
+        {
+            var userId = FakeHttp.Property(account, "userId") is { ValueKind: JsonValueKind.Number } id ? id.GetInt64() : NextUserId();
+            refreshToken = AddAccount(userId);
+        }
+        else
+        {
+            AddRefreshToken(refreshToken);
+        }
+
+        SetFault(refreshToken, fault);
+        return new JsonObject { ["refreshToken"] = refreshToken };
+    }
+
+    internal JsonObject Stats() => new()
+    {
+        ["totalCalls"] = TotalCalls,
+        ["validRefreshTokens"] = _valid.Count,
+        ["rotations"] = _issued.Count,
+        ["tokensUsedMoreThanOnce"] = _calls.Count(c => c.Value > 1),
+    };
+
+    private async Task HandleTokenAsync(HttpContext ctx)
+    {
+        var totalCalls = Interlocked.Increment(ref _totalCalls);
+        var form = ctx.Request.HasFormContentType ? await ctx.Request.ReadFormAsync() : FormCollection.Empty;
+        var refreshToken = form["refresh_token"].ToString();
+        if (refreshToken.Length > 0)
+        {
+            FakeHttp.Count(_calls, refreshToken);
+        }
+
+        if (!await _http.WaitLatencyAsync(ctx))
+        {
+            return;
+        }
+
+        if (ctx.Request.Headers["x-api-key"] != $"{ClientId}:{SharedSecret}")
+        {
+            await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status403Forbidden, """{"error":"Shared secret is required in x-api-key header."}""");
+            return;
+        }
+
+        if (form["client_id"] != ClientId)
+        {
+            await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status401Unauthorized, """{"error":"invalid_client","error_description":"Invalid client_id"}""");
+            return;
+        }
+
+        if (form["grant_type"] != "refresh_token")
+        {
+            await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status400BadRequest, """{"error":"unsupported_grant_type"}""");
+            return;
+        }
+
+        var fault = _faults.Take(refreshToken, static _ => true);
+        if (await TryWriteFaultAsync(ctx, fault, refreshToken))
+        {
+            return;
+        }
+
+        // Only one of several concurrent requests with the same token can remove it: the others get invalid_grant.
+        if (!_valid.TryRemove(refreshToken, out var userId))
+        {
+            await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status400BadRequest, InvalidGrantBody);
+            return;
+        }
+
+        var pair = (AccessToken: NewToken(userId, "at"), RefreshToken: NewToken(userId, "rt"));
+        _valid[pair.RefreshToken] = userId;
+        _issued[refreshToken] = pair;
+
+        if (fault == FakeFault.RotateThenReset)
+        {
+            ctx.Abort();
+            return;
+        }
+
+        var headers = ctx.Response.Headers;
+        headers["x-limit-per-second"] = "150";
+        headers["x-remaining-this-second"] = "149";
+        headers["x-limit-per-day"] = LimitPerDay.ToString(CultureInfo.InvariantCulture);
+        headers["x-remaining-today"] = Math.Max(0, LimitPerDay - totalCalls).ToString(CultureInfo.InvariantCulture);
+        var expiresIn = fault switch
+        {
+            FakeFault.MissingExpiresIn => (int?)null,
+            FakeFault.AbsurdExpiresIn => -30,
+            _ => 3600,
+        };
+        await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK, TokenBody(pair.AccessToken, pair.RefreshToken, expiresIn));
+    }
+
+    // Answers faults that replace the normal answer; false for None and the faults that shape a real rotation.
+    private async Task<bool> TryWriteFaultAsync(HttpContext ctx, FakeFault fault, string refreshToken)
+    {
+        switch (fault)
+        {
+            case FakeFault.ServerError:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status500InternalServerError, """{"error":"Server Error"}""");
+                return true;
+            case FakeFault.InvalidGrant:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status400BadRequest, InvalidGrantBody);
+                return true;
+            case FakeFault.InvalidClient:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status401Unauthorized, """{"error":"invalid_client","error_description":"Invalid client_id"}""");
+                return true;
+            case FakeFault.RateLimited or FakeFault.Throttled:
+                ctx.Response.Headers["retry-after"] = "2";
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status429TooManyRequests, """{"error":"rate limited"}""");
+                return true;
+            case FakeFault.Hang:
+                await _http.HangAsync(ctx);
+                return true;
+            case FakeFault.ResetConnection:
+                ctx.Abort();
+                return true;
+            case FakeFault.NotJson:
+                await FakeHttp.WriteNotJsonAsync(ctx);
+                return true;
+            case FakeFault.TruncatedJson:
+                // Made-up tokens that are never registered: the old token stays valid.
+                var userId = UserIdOf(refreshToken);
+                await FakeHttp.WriteTruncatedAsync(ctx, TokenBody(NewToken(userId, "at"), NewToken(userId, "rt"), 3600));
+                return true;
+            case FakeFault.MissingRefreshToken:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK, TokenBody(NewToken(UserIdOf(refreshToken), "at"), null, 3600));
+                return true;
+            case FakeFault.Unauthorized:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status401Unauthorized, """{"error":"invalid_token","error_description":"access token is expired"}""");
+                return true;
+            case FakeFault.PaymentRequired:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status402PaymentRequired, """{"error":"Unavailable Shop"}""");
+                return true;
+            case FakeFault.Forbidden:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status403Forbidden, """{"error":"User does not have access"}""");
+                return true;
+            case FakeFault.NotFound:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status404NotFound, """{"error":"Not Found"}""");
+                return true;
+            case FakeFault.Locked or FakeFault.ShopInactive:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status423Locked, """{"error":"This shop is unavailable"}""");
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private static string TokenBody(string accessToken, string? refreshToken, int? expiresIn)
+    {
+        var body = new JsonObject { ["access_token"] = accessToken, ["token_type"] = "Bearer" };
+        if (expiresIn is { } seconds)
+        {
+            body["expires_in"] = seconds;
+        }
+
+        if (refreshToken is not null)
+        {
+            body["refresh_token"] = refreshToken;
+        }
+
+        return body.ToJsonString();
+    }
+
+    private static string NewToken(long userId, string kind) =>
+        string.Create(CultureInfo.InvariantCulture, $"{userId}.{kind}{FakeHttp.NewHex()}");
+
+    private long UserIdOf(string refreshToken) => _valid.TryGetValue(refreshToken, out var userId) ? userId : NextUserId();
+
+    private long NextUserId() => Interlocked.Increment(ref _lastGeneratedUserId);
+}

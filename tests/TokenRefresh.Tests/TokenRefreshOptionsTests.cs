@@ -1,0 +1,127 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
+
+namespace TokenRefresh.Tests;
+
+public sealed class TokenRefreshOptionsTests
+{
+    private static readonly Dictionary<string, string?> Valid = new()
+    {
+        ["DATABASE_URL"] = "postgresql://u:dbpassword123@localhost/app",
+        ["ETSY_CLIENT_ID"] = "keystring",
+        ["ETSY_CLIENT_SECRET"] = "etsy-secret-value",
+        ["SHOPIFY_API_KEY"] = "shopify-key",
+        ["SHOPIFY_API_SECRET"] = "shopify-secret-value",
+    };
+
+    private static TokenRefreshOptions Load(params (string Key, string? Value)[] changes)
+    {
+        var values = new Dictionary<string, string?>(Valid);
+        foreach (var (key, value) in changes)
+        {
+            values[key] = value;
+        }
+
+        return TokenRefreshOptions.Load(new ConfigurationBuilder().AddInMemoryCollection(values).Build());
+    }
+
+    [Fact]
+    public void Load_OnlyRequiredSettings_UsesTheDocumentedDefaults()
+    {
+        var o = Load();
+
+        Assert.Equal("0 */3 * * * *", o.RefreshSchedule);
+        Assert.Equal(TimeSpan.FromMinutes(10), o.EtsyRefreshMargin);
+        Assert.Equal("2026-10", o.ShopifyApiVersion);
+        Assert.Equal(new Uri("https://api.etsy.com/"), o.EtsyApiBaseUrl);
+        Assert.Equal("https://{shop}", o.ShopifyApiBaseUrl);
+        Assert.Equal(LogLevel.Information, o.LogLevel);
+        Assert.Equal(TimeSpan.FromSeconds(30), o.HttpTimeout);
+    }
+
+    [Theory]
+    [InlineData("DATABASE_URL")]
+    [InlineData("ETSY_CLIENT_ID")]
+    [InlineData("ETSY_CLIENT_SECRET")]
+    [InlineData("SHOPIFY_API_KEY")]
+    [InlineData("SHOPIFY_API_SECRET")]
+    public void Load_RequiredSettingMissingOrBlank_NamesIt(string key)
+    {
+        Assert.Equal($"{key} is required but not set.", Assert.Throws<SettingsException>(() => Load((key, null))).Message);
+        Assert.Equal($"{key} is required but not set.", Assert.Throws<SettingsException>(() => Load((key, "  "))).Message);
+    }
+
+    [Theory]
+    [InlineData("ETSY_REFRESH_MARGIN_MINUTES", "ten")]
+    [InlineData("ETSY_REFRESH_MARGIN_MINUTES", "-1")]
+    [InlineData("ETSY_REFRESH_MARGIN_MINUTES", "100000")]
+    [InlineData("HTTP_TIMEOUT_SECONDS", "0")]
+    [InlineData("LOG_LEVEL", "VERBOSE")]
+    [InlineData("REFRESH_SCHEDULE", "every 3 minutes")]
+    [InlineData("REFRESH_SCHEDULE", "0 */3 * * *  * *")]
+    [InlineData("SHOPIFY_API_VERSION", "2026-11")]
+    [InlineData("SHOPIFY_API_VERSION", "latest")]
+    [InlineData("ETSY_API_BASE_URL", "api.etsy.com")]
+    [InlineData("ETSY_API_BASE_URL", "ftp://api.etsy.com")]
+    [InlineData("ETSY_API_BASE_URL", "http://api.etsy.com")]
+    [InlineData("ETSY_API_BASE_URL", "http://10.0.0.5:9000")]
+    [InlineData("SHOPIFY_API_BASE_URL", "https://proxy.example.com")]
+    [InlineData("SHOPIFY_API_BASE_URL", "http://{shop}")]
+    public void Load_MalformedSetting_OneLineNamingIt(string key, string value)
+    {
+        var e = Assert.Throws<SettingsException>(() => Load((key, value)));
+
+        Assert.StartsWith(key, e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void Load_AnyError_NeverEchoesSecrets()
+    {
+        var e = Assert.Throws<SettingsException>(() => Load(("DATABASE_URL", "postgresql://u:dbpassword123@h/d?x=1")));
+
+        foreach (var secret in new[] { "dbpassword123", "etsy-secret-value", "shopify-secret-value" })
+        {
+            Assert.DoesNotContain(secret, e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData("http://127.0.0.1:9000")]
+    [InlineData("http://localhost:9000/etsy")]
+    [InlineData("http://[::1]:9000")]
+    [InlineData("https://etsy-proxy.internal.example")]
+    public void Load_LoopbackHttpOrAnyHttps_IsAccepted(string url)
+    {
+        var o = Load(("ETSY_API_BASE_URL", url));
+
+        Assert.EndsWith("/", o.EtsyApiBaseUrl.AbsoluteUri, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_LocalShopifyTemplate_IsAcceptedAndKeepsThePlaceholder()
+    {
+        var o = Load(("SHOPIFY_API_BASE_URL", "http://127.0.0.1:9000/{shop}/"));
+
+        Assert.Equal("http://127.0.0.1:9000/{shop}", o.ShopifyApiBaseUrl);
+    }
+
+    [Theory]
+    [InlineData("DEBUG", LogLevel.Debug)]
+    [InlineData("info", LogLevel.Information)]
+    [InlineData("WARNING", LogLevel.Warning)]
+    [InlineData("ERROR", LogLevel.Error)]
+    public void Load_LogLevel_MapsTheOriginalNames(string value, LogLevel expected) =>
+        Assert.Equal(expected, Load(("LOG_LEVEL", value)).LogLevel);
+
+    [Theory]
+    [InlineData("0 */5 * * * *", 5)]
+    [InlineData("*/15 * * * *", 15)]
+    public void Load_Schedule_AcceptsSixAndFiveFieldNcrontab(string schedule, int minutesApart)
+    {
+        var o = Load(("REFRESH_SCHEDULE", schedule));
+        var first = o.Schedule.GetNextOccurrence(new DateTime(2026, 1, 1, 0, 0, 30, DateTimeKind.Utc));
+
+        Assert.Equal(TimeSpan.FromMinutes(minutesApart), o.Schedule.GetNextOccurrence(first) - first);
+    }
+}
