@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -175,7 +176,7 @@ internal sealed class FakeHttp(CancellationToken stopping)
 
     public static string NewHex() => RandomNumberGenerator.GetHexString(24, lowercase: true);
 
-    public static void Count(System.Collections.Concurrent.ConcurrentDictionary<string, int> counts, string key) =>
+    public static void Count(ConcurrentDictionary<string, int> counts, string key) =>
         counts.AddOrUpdate(key, 1, static (_, n) => n + 1);
 
     // Enum names, case-insensitive; null or empty means None.

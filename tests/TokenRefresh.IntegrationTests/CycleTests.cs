@@ -1,0 +1,155 @@
+using System.Reflection;
+using Microsoft.Azure.Functions.Worker;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using TokenRefresh.FakePlatforms;
+using TokenRefresh.Functions;
+using TokenRefresh.IntegrationTests.Infrastructure;
+
+namespace TokenRefresh.IntegrationTests;
+
+public sealed class CycleTests : IAsyncLifetime
+{
+    private ServiceHarness _h = null!;
+
+    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
+
+    public async Task DisposeAsync() => await _h.DisposeAsync();
+
+    /// <summary>Three due Etsy users (one revoked) and five active stores (one revoked, one locked).</summary>
+    private async Task<List<string>> SeedMixedAsync()
+    {
+        var secrets = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            var refresh = _h.Fake.Etsy.AddAccount(100 + i);
+            secrets.Add(refresh);
+            await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(i - 1), accessToken: $"etsy-old-access-{i}");
+            secrets.Add($"etsy-old-access-{i}");
+            if (i == 2)
+            {
+                _h.Fake.Etsy.SetFault(refresh, FakeFault.InvalidGrant);
+            }
+        }
+
+        for (var i = 0; i < 5; i++)
+        {
+            var shop = $"shop{i}.myshopify.com";
+            var token = $"shpat_secret_{i}_{Guid.NewGuid():N}";
+            secrets.Add(token);
+            _h.Fake.Shopify.AddStore(shop, token);
+            await _h.Db.AddShopifyStoreAsync(shop, token);
+        }
+
+        _h.Fake.Shopify.RevokeAccessToken("shop3.myshopify.com");
+        _h.Fake.Shopify.SetFault("shop4.myshopify.com", FakeFault.Locked);
+        return secrets;
+    }
+
+    [Fact]
+    public async Task Cycle_MixedOutcomes_LogsStartFoundPerAccountAndOneSummaryEvent()
+    {
+        await SeedMixedAsync();
+
+        var (summary, logs) = await _h.RunCycleAsync();
+
+        Assert.Equal("Etsy: 2/3 refreshed, 1 failed; Shopify: 3/5 validated, 1 deactivated, 1 failed", summary.ToString());
+        Assert.Contains(logs, l => l.Message == "Refresh cycle started");
+        Assert.Contains(logs, l => l.Message == "Etsy: found 3 accounts due");
+        Assert.Contains(logs, l => l.Message == "Shopify: found 5 accounts due");
+        Assert.Equal(8, logs.Count(l => l.Scopes.OfType<Dictionary<string, object>>().Any(s => s.ContainsKey("AccountId"))
+            && l.Message.Contains(": ", StringComparison.Ordinal) && !l.Message.Contains("assuming", StringComparison.Ordinal)));
+        var end = Assert.Single(logs, l => l.Message.StartsWith("Refresh cycle completed in ", StringComparison.Ordinal));
+        Assert.Equal(LogLevel.Warning, end.Level);
+        var counts = Assert.IsType<Dictionary<string, object>>(Assert.Single(end.Scopes));
+        Assert.Equal(3, counts["EtsyFound"]);
+        Assert.Equal(2, counts["EtsyRefreshed"]);
+        Assert.Equal(1, counts["EtsyFailed"]);
+        Assert.Equal(5, counts["ShopifyFound"]);
+        Assert.Equal(3, counts["ShopifyValidated"]);
+        Assert.Equal(1, counts["ShopifyDeactivated"]);
+        Assert.Equal(1, counts["ShopifyFailed"]);
+        Assert.True(double.Parse(end.GetStructuredStateValue("DurationMs")!, System.Globalization.CultureInfo.InvariantCulture) >= 0);
+    }
+
+    [Fact]
+    public async Task Cycle_WholeCycleAtTraceLevel_NoSecretAppearsInAnyLogRecord()
+    {
+        var secrets = await SeedMixedAsync();
+        _h.Fake.Etsy.SetFault(secrets[0], FakeFault.ServerError, times: 1);
+        secrets.AddRange([_h.Fake.Etsy.SharedSecret, _h.Fake.Shopify.ApiSecret, _h.Db.Password]);
+
+        using var host = _h.BuildHost(LogLevel.Trace);
+        await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+        // Second cycle with the database gone: the failure path logs exceptions too.
+        await _h.Db.ExecuteAsync("ALTER TABLE etsy_users RENAME TO etsy_users_gone");
+        await Assert.ThrowsAsync<CycleFailedException>(() => host.Services.GetRequiredService<RefreshCycle>().RunAsync());
+        var logs = host.Services.GetFakeLogCollector().GetSnapshot();
+
+        secrets.AddRange(_h.Fake.Etsy.TokensUsedMoreThanOnce);
+        foreach (var old in secrets.ToList())
+        {
+            if (_h.Fake.Etsy.IssuedFor(old) is { } issued)
+            {
+                secrets.Add(issued.AccessToken);
+                secrets.Add(issued.RefreshToken);
+            }
+        }
+
+        Assert.True(logs.Count > 20, $"only {logs.Count} records were captured");
+        Assert.Contains(logs, l => l.Category!.StartsWith("System.Net.Http", StringComparison.Ordinal));
+        var everything = string.Join('\n', logs.Select(l => string.Join('|',
+            l.Message, l.Exception?.ToString(), string.Join(',', l.StructuredState?.Select(kv => kv.Value) ?? []),
+            string.Join(',', l.Scopes.Select(s => s?.ToString()))))
+            .Concat(logs.SelectMany(l => l.Scopes.OfType<IEnumerable<KeyValuePair<string, object>>>().SelectMany(s => s.Select(kv => kv.Value?.ToString())))));
+        foreach (var secret in secrets.Distinct())
+        {
+            Assert.False(everything.Contains(secret, StringComparison.Ordinal), $"a secret of length {secret.Length} appeared in the logs");
+        }
+    }
+
+    [Fact]
+    public async Task Cycle_DatabaseUnreachable_FailsTheCycleWithItsStackTraceLogged()
+    {
+        _h.Settings["DATABASE_URL"] = "postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=2";
+
+        using var host = _h.BuildHost();
+        var e = await Assert.ThrowsAsync<CycleFailedException>(() => host.Services.GetRequiredService<RefreshCycle>().RunAsync());
+
+        Assert.IsAssignableFrom<Npgsql.NpgsqlException>(e.InnerException);
+        var logs = host.Services.GetFakeLogCollector().GetSnapshot();
+        Assert.Contains(logs, l => l.Level == LogLevel.Error && l.Exception is Npgsql.NpgsqlException && l.Exception.StackTrace is not null);
+        Assert.Contains(logs, l => l.Level == LogLevel.Error && l.Message.Contains("cycle failed", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Function_ConstructedFromTheWiring_RunsTheCycle()
+    {
+        var refresh = _h.Fake.Etsy.AddAccount(5);
+        var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        using var host = _h.BuildHost();
+        var function = ActivatorUtilities.CreateInstance<RefreshTokensFunction>(host.Services);
+
+        await function.RunAsync(new TimerInfo { IsPastDue = false }, CancellationToken.None);
+
+        Assert.Equal(_h.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Contains(host.Services.GetFakeLogCollector().GetSnapshot(), l => l.Message.Contains("Etsy: 1/1 refreshed", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Function_DatabaseUnreachable_ThrowsSoTheHostRetriesAfterSixtySeconds()
+    {
+        _h.Settings["DATABASE_URL"] = "postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=2";
+        using var host = _h.BuildHost();
+        var function = ActivatorUtilities.CreateInstance<RefreshTokensFunction>(host.Services);
+
+        await Assert.ThrowsAsync<CycleFailedException>(() => function.RunAsync(new TimerInfo(), CancellationToken.None));
+
+        var method = typeof(RefreshTokensFunction).GetMethod(nameof(RefreshTokensFunction.RunAsync))!;
+        var retry = method.GetCustomAttribute<FixedDelayRetryAttribute>()!;
+        Assert.Equal("00:01:00", retry.DelayInterval);
+        var trigger = method.GetParameters()[0].GetCustomAttribute<TimerTriggerAttribute>()!;
+        Assert.Equal("%REFRESH_SCHEDULE%", trigger.Schedule);
+    }
+}

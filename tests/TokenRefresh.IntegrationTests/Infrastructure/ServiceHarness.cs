@@ -1,0 +1,79 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using TokenRefresh.FakePlatforms;
+
+namespace TokenRefresh.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// The service as production wires it (AddTokenRefresh), on a fresh database, against fake platforms
+/// over loopback HTTP, with every log record captured.
+/// </summary>
+public sealed class ServiceHarness : IAsyncDisposable
+{
+    private ServiceHarness(FakePlatformServer fake, TestDatabase db, Dictionary<string, string?> settings)
+    {
+        Fake = fake;
+        Db = db;
+        Settings = settings;
+    }
+
+    public FakePlatformServer Fake { get; }
+
+    public TestDatabase Db { get; }
+
+    /// <summary>The environment the service is given; change it before <see cref="BuildHost"/>.</summary>
+    public Dictionary<string, string?> Settings { get; }
+
+    public static async Task<ServiceHarness> StartAsync()
+    {
+        var fake = await FakePlatformServer.StartAsync();
+        var db = await TestDatabase.CreateAsync();
+        return new ServiceHarness(fake, db, new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = db.Url,
+            ["ETSY_CLIENT_ID"] = fake.Etsy.ClientId,
+            ["ETSY_CLIENT_SECRET"] = fake.Etsy.SharedSecret,
+            ["SHOPIFY_API_KEY"] = fake.Shopify.ApiKey,
+            ["SHOPIFY_API_SECRET"] = fake.Shopify.ApiSecret,
+            ["ETSY_API_BASE_URL"] = fake.EtsyBaseUrl,
+            ["SHOPIFY_API_BASE_URL"] = fake.ShopifyBaseUrl,
+            ["HTTP_TIMEOUT_SECONDS"] = "2",
+            ["LOG_LEVEL"] = "DEBUG",
+        });
+    }
+
+    /// <summary>Builds the host exactly as the CLI and the Function app do, plus a log collector.</summary>
+    public IHost BuildHost(LogLevel minimumLevel = LogLevel.Debug)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(Settings);
+        builder.Logging.AddFakeLogging();
+        builder.AddTokenRefresh();
+        builder.Logging.SetMinimumLevel(minimumLevel);
+        if (minimumLevel == LogLevel.Trace)
+        {
+            // Everything, the framework's HTTP client logging included, for the secrets test.
+            builder.Logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Trace);
+            builder.Logging.AddFilter("Polly", LogLevel.Trace);
+        }
+
+        return builder.Build();
+    }
+
+    /// <summary>Runs one cycle on a new host; returns its summary (or throws) and the captured logs.</summary>
+    public async Task<(CycleSummary Summary, IReadOnlyList<FakeLogRecord> Logs)> RunCycleAsync()
+    {
+        using var host = BuildHost();
+        var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+        return (summary, host.Services.GetFakeLogCollector().GetSnapshot());
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Fake.DisposeAsync();
+        await Db.DisposeAsync();
+    }
+}

@@ -1,0 +1,148 @@
+using Dapper;
+using Npgsql;
+
+namespace TokenRefresh.IntegrationTests.Infrastructure;
+
+public sealed record EtsyRow(Guid Id, string? AccessToken, string? RefreshToken, DateTime? ExpiresAt, DateTime UpdatedAt);
+
+public sealed record ShopRow(Guid Id, string ShopDomain, string? AccessToken, bool IsActive, DateTime UpdatedAt);
+
+/// <summary>A fresh database per test, with the main application's tables from scripts/sql/app-tables.sql.</summary>
+public sealed class TestDatabase : IAsyncDisposable
+{
+    private const string Template = "tokenrefresh_template";
+    private static readonly SemaphoreSlim TemplateLock = new(1, 1);
+    private static bool _templateReady;
+
+    private TestDatabase(string name, string url)
+    {
+        Name = name;
+        Url = url;
+        ConnectionString = PostgresServer.ConnectionString(url);
+    }
+
+    public string Name { get; }
+
+    /// <summary>A postgresql:// URL with the superuser's password, as DATABASE_URL takes it.</summary>
+    public string Url { get; }
+
+    public string ConnectionString { get; }
+
+    /// <summary>The password in <see cref="Url"/>: must never appear in a log line.</summary>
+    public string Password => DatabaseUrl.Parse(Url).Password!;
+
+    public static async Task<TestDatabase> CreateAsync()
+    {
+        await EnsureTemplateAsync();
+        var name = $"tr_{Guid.NewGuid():N}";
+        using (var admin = PostgresServer.OpenAdmin())
+        {
+            await admin.ExecuteAsync($"CREATE DATABASE {name} TEMPLATE {Template}");
+        }
+
+        var url = new UriBuilder(PostgresServer.AdminUrl) { Path = "/" + name }.Uri.AbsoluteUri;
+        return new TestDatabase(name, url);
+    }
+
+    private static async Task EnsureTemplateAsync()
+    {
+        await TemplateLock.WaitAsync();
+        try
+        {
+            if (_templateReady)
+            {
+                return;
+            }
+
+            using (var admin = PostgresServer.OpenAdmin())
+            {
+                await admin.ExecuteAsync($"DROP DATABASE IF EXISTS {Template}");
+                await admin.ExecuteAsync($"CREATE DATABASE {Template}");
+            }
+
+            using (var template = PostgresServer.OpenAdmin(Template))
+            {
+                await template.ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "app-tables.sql")));
+            }
+
+            _templateReady = true;
+        }
+        finally
+        {
+            TemplateLock.Release();
+        }
+    }
+
+    public async Task<NpgsqlConnection> OpenAsync()
+    {
+        var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        return connection;
+    }
+
+    public async Task ExecuteAsync(string sql, object? parameters = null)
+    {
+        await using var c = await OpenAsync();
+        await c.ExecuteAsync(sql, parameters);
+    }
+
+    public async Task<T> ScalarAsync<T>(string sql, object? parameters = null)
+    {
+        await using var c = await OpenAsync();
+        return (await c.ExecuteScalarAsync<T>(sql, parameters))!;
+    }
+
+    public async Task<Guid> AddEtsyUserAsync(string? refreshToken, DateTimeOffset? expiresAt, string? accessToken = "old-access-token")
+    {
+        await using var c = await OpenAsync();
+        return await c.ExecuteScalarAsync<Guid>(
+            """
+            INSERT INTO etsy_users (access_token, refresh_token, token_expires_at, updated_at)
+            VALUES (@accessToken, @refreshToken, @expiresAt, @updatedAt)
+            RETURNING id
+            """,
+            new { accessToken, refreshToken, expiresAt, updatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero) });
+    }
+
+    public async Task<EtsyRow> GetEtsyUserAsync(Guid id)
+    {
+        await using var c = await OpenAsync();
+        return await c.QuerySingleAsync<EtsyRow>(
+            """
+            SELECT id AS Id, access_token AS AccessToken, refresh_token AS RefreshToken,
+                   token_expires_at::timestamptz AS ExpiresAt, updated_at::timestamptz AS UpdatedAt
+            FROM etsy_users WHERE id = @id
+            """,
+            new { id });
+    }
+
+    public async Task<Guid> AddShopifyStoreAsync(string shopDomain, string? accessToken, bool isActive = true)
+    {
+        await using var c = await OpenAsync();
+        return await c.ExecuteScalarAsync<Guid>(
+            """
+            INSERT INTO shopify_stores (shop_domain, access_token, is_active, updated_at)
+            VALUES (@shopDomain, @accessToken, @isActive, @updatedAt)
+            RETURNING id
+            """,
+            new { shopDomain, accessToken, isActive, updatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero) });
+    }
+
+    public async Task<ShopRow> GetShopifyStoreAsync(Guid id)
+    {
+        await using var c = await OpenAsync();
+        return await c.QuerySingleAsync<ShopRow>(
+            """
+            SELECT id AS Id, shop_domain AS ShopDomain, access_token AS AccessToken, is_active AS IsActive,
+                   updated_at::timestamptz AS UpdatedAt
+            FROM shopify_stores WHERE id = @id
+            """,
+            new { id });
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        using var admin = PostgresServer.OpenAdmin();
+        await admin.ExecuteAsync($"DROP DATABASE IF EXISTS {Name} WITH (FORCE)");
+    }
+}

@@ -1,0 +1,127 @@
+using Microsoft.Extensions.Logging;
+using TokenRefresh.FakePlatforms;
+using TokenRefresh.IntegrationTests.Infrastructure;
+
+namespace TokenRefresh.IntegrationTests;
+
+public sealed class ShopifyValidationTests : IAsyncLifetime
+{
+    private ServiceHarness _h = null!;
+
+    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
+
+    public async Task DisposeAsync() => await _h.DisposeAsync();
+
+    private async Task<Guid> StoreAsync(string shop, bool isActive = true)
+    {
+        var token = $"shpat_{Guid.NewGuid():N}";
+        _h.Fake.Shopify.AddStore(shop, token);
+        return await _h.Db.AddShopifyStoreAsync(shop, token, isActive);
+    }
+
+    [Fact]
+    public async Task Cycle_ValidToken_StaysActiveAndUntouched()
+    {
+        var id = await StoreAsync("good.myshopify.com");
+        var before = await _h.Db.GetShopifyStoreAsync(id);
+
+        var (summary, _) = await _h.RunCycleAsync();
+
+        Assert.Equal(before, await _h.Db.GetShopifyStoreAsync(id));
+        Assert.Equal("Shopify: 1/1 validated, 0 deactivated, 0 failed", summary.Platforms[1].ToString());
+        Assert.Equal(1, _h.Fake.Shopify.GraphQlCallsFor("good.myshopify.com"));
+        Assert.Equal("2026-10", _h.Fake.Shopify.LastApiVersion);
+    }
+
+    [Fact]
+    public async Task Cycle_ApiVersionSetting_IsTheVersionCalled()
+    {
+        await StoreAsync("good.myshopify.com");
+        _h.Settings["SHOPIFY_API_VERSION"] = "2026-07";
+
+        await _h.RunCycleAsync();
+
+        Assert.Equal("2026-07", _h.Fake.Shopify.LastApiVersion);
+    }
+
+    [Fact]
+    public async Task Cycle_RevokedToken_DeactivatesTheStore()
+    {
+        var id = await StoreAsync("revoked.myshopify.com");
+        var keep = await StoreAsync("fine.myshopify.com");
+        _h.Fake.Shopify.RevokeAccessToken("revoked.myshopify.com");
+        var before = DateTime.UtcNow;
+
+        var (summary, logs) = await _h.RunCycleAsync();
+
+        var row = await _h.Db.GetShopifyStoreAsync(id);
+        Assert.False(row.IsActive);
+        Assert.InRange(row.UpdatedAt, before.AddSeconds(-5), DateTime.UtcNow.AddSeconds(5));
+        Assert.True((await _h.Db.GetShopifyStoreAsync(keep)).IsActive);
+        Assert.Equal("Shopify: 1/2 validated, 1 deactivated, 0 failed", summary.Platforms[1].ToString());
+        Assert.Contains(logs, l => l.Message.Contains("revoked.myshopify.com", StringComparison.Ordinal) && l.Message.Contains("deactivated", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(FakeFault.PaymentRequired, "shop_unavailable_402")]
+    [InlineData(FakeFault.Forbidden, "forbidden_403")]
+    [InlineData(FakeFault.NotFound, "not_found_404")]
+    [InlineData(FakeFault.Locked, "shop_locked_423")]
+    [InlineData(FakeFault.RateLimited, "rate_limited")]
+    [InlineData(FakeFault.Throttled, "throttled")]
+    [InlineData(FakeFault.ShopInactive, "shop_inactive")]
+    [InlineData(FakeFault.ServerError, "server_error_500")]
+    [InlineData(FakeFault.Hang, "timeout")]
+    [InlineData(FakeFault.ResetConnection, "network_error")]
+    [InlineData(FakeFault.NotJson, "malformed_response")]
+    public async Task Cycle_AnythingButA401_LeavesTheStoreActiveAndReportsTheReason(FakeFault fault, string reason)
+    {
+        var id = await StoreAsync("troubled.myshopify.com");
+        _h.Fake.Shopify.SetFault("troubled.myshopify.com", fault);
+        var before = await _h.Db.GetShopifyStoreAsync(id);
+
+        var (summary, logs) = await _h.RunCycleAsync();
+
+        Assert.Equal(before, await _h.Db.GetShopifyStoreAsync(id));
+        Assert.Equal("Shopify: 0/1 validated, 0 deactivated, 1 failed", summary.Platforms[1].ToString());
+        var line = Assert.Single(logs, l => l.Level == LogLevel.Error && l.Message.Contains("troubled.myshopify.com", StringComparison.Ordinal));
+        Assert.Contains($"failed ({reason}", line.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Cycle_InactiveStore_IsNotCalled()
+    {
+        await StoreAsync("gone.myshopify.com", isActive: false);
+
+        var (summary, _) = await _h.RunCycleAsync();
+
+        Assert.Equal(0, _h.Fake.Shopify.GraphQlCallsFor("gone.myshopify.com"));
+        Assert.Equal(0, summary.Platforms[1].Found);
+    }
+
+    [Fact]
+    public async Task Cycle_TokenReplacedWhileValidating_StoreIsNotDeactivated()
+    {
+        var id = await StoreAsync("racing.myshopify.com");
+        _h.Fake.Shopify.RevokeAccessToken("racing.myshopify.com");
+        // The main application stores a fresh token before the 401 arrives: the delay holds the answer back.
+        _h.Fake.Latency = TimeSpan.FromMilliseconds(500);
+        var cycle = _h.RunCycleAsync();
+        await WaitUntilAsync(() => _h.Fake.Shopify.GraphQlCallsFor("racing.myshopify.com") == 1);
+        await _h.Db.ExecuteAsync("UPDATE shopify_stores SET access_token = 'shpat_brand_new' WHERE id = @id", new { id });
+
+        var (summary, _) = await cycle;
+
+        Assert.True((await _h.Db.GetShopifyStoreAsync(id)).IsActive);
+        Assert.Equal(1, summary.Platforms[1].Skipped);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (!condition())
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+    }
+}
