@@ -8,7 +8,7 @@ public sealed record DueAccount(Guid Id, string? Label = null, string? Problem =
 }
 
 /// <summary>One platform: which accounts are due, and how to refresh or validate one of them.</summary>
-internal interface IPlatformRefresher
+public interface IPlatformRefresher
 {
     string Platform { get; }
 

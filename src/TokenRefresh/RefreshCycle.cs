@@ -15,7 +15,7 @@ public sealed partial class RefreshCycle
     private readonly TimeProvider _time;
     private readonly ILogger<RefreshCycle> _logger;
 
-    internal RefreshCycle(IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, ILogger<RefreshCycle> logger)
+    public RefreshCycle(IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, ILogger<RefreshCycle> logger)
     {
         _refreshers = refreshers;
         _time = time;

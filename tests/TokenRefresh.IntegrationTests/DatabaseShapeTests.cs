@@ -19,8 +19,8 @@ public sealed class DatabaseShapeTests : IAsyncLifetime
             ALTER TABLE etsy_users ALTER COLUMN token_expires_at TYPE timestamp USING token_expires_at AT TIME ZONE 'UTC';
             ALTER TABLE etsy_users ALTER COLUMN updated_at TYPE timestamp USING updated_at AT TIME ZONE 'UTC';
             ALTER TABLE shopify_stores ALTER COLUMN updated_at TYPE timestamp USING updated_at AT TIME ZONE 'UTC';
-            ALTER DATABASE CURRENT SET timezone TO 'America/Los_Angeles';
             """);
+        await _h.Db.ExecuteAsync($"ALTER DATABASE {_h.Db.Name} SET timezone TO 'America/Los_Angeles'");
         var dueRefresh = _h.Fake.Etsy.AddAccount(1);
         var laterRefresh = _h.Fake.Etsy.AddAccount(2);
         // Written as UTC wall-clock values, as the main application does for this column type.
