@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test from a clean clone: starts a throwaway PostgreSQL (installing the server with
+# apt-get when it is missing), builds the solution, runs the unit and the integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v dotnet >/dev/null; then
+  echo "The .NET 10 SDK is required (https://dot.net)." >&2
+  exit 1
+fi
+
+pgdir=$(mktemp -d /tmp/tokenrefresh-test-pg.XXXXXX)
+trap 'scripts/pg.sh stop "$pgdir"' EXIT
+TEST_DATABASE_ADMIN_URL=$(scripts/pg.sh start "$pgdir")
+export TEST_DATABASE_ADMIN_URL
+echo "PostgreSQL started for the tests"
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+dotnet build TokenRefresh.sln -c Release -nologo -v quiet
+
+log=$(mktemp /tmp/tokenrefresh-test-log.XXXXXX)
+status=0
+dotnet test TokenRefresh.sln -c Release --no-build -nologo 2>&1 | tee "$log" || status=$?
+
+# One closing line for people and CI: the totals over both test projects.
+awk '/^(Passed|Failed)!/ {
+       for (i = 1; i <= NF; i++) { v = $(i+1); gsub(",", "", v)
+         if ($i == "Failed:") f += v; if ($i == "Passed:") p += v; if ($i == "Skipped:") s += v }
+     } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+rm -f "$log"
+exit "$status"
