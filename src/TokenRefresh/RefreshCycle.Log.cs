@@ -13,7 +13,7 @@ public sealed partial class RefreshCycle
         public static partial void Found(ILogger logger, string platform, int count);
 
         [LoggerMessage(3, LogLevel.Information, "{Platform} {Account}: {Outcome}")]
-        public static partial void AccountSucceeded(ILogger logger, string platform, DueAccount account, Outcome outcome);
+        public static partial void AccountSucceeded(ILogger logger, string platform, DueAccount account, string outcome);
 
         [LoggerMessage(4, LogLevel.Error, "{Platform} {Account}: failed ({Reason}, {FailureKind}); its token is unchanged")]
         public static partial void AccountFailed(ILogger logger, string platform, DueAccount account, string? reason, string failureKind);

@@ -107,7 +107,7 @@ public sealed partial class RefreshCycle
                 Log.AccountDeactivated(_logger, refresher.Platform, account, result.Reason);
                 break;
             default:
-                Log.AccountSucceeded(_logger, refresher.Platform, account, result.Outcome);
+                Log.AccountSucceeded(_logger, refresher.Platform, account, result.Outcome.ToString().ToLowerInvariant());
                 break;
         }
 

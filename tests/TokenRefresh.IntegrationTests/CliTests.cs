@@ -24,7 +24,7 @@ public sealed class CliTests : IAsyncLifetime
 
         Assert.Equal(0, code);
         Assert.Contains("Etsy: 1/1 refreshed, 0 failed; Shopify: 1/1 validated, 0 deactivated, 0 failed", stdout, StringComparison.Ordinal);
-        Assert.Contains($"Etsy account {id}: Refreshed", stdout, StringComparison.Ordinal);
+        Assert.Contains($"Etsy account {id}: refreshed", stdout, StringComparison.Ordinal);
         var issued = _h.Fake.Etsy.IssuedFor(refresh)!.Value;
         foreach (var secret in new[] { refresh, issued.AccessToken, issued.RefreshToken, "etsy-old-access-token-x", "shpat_cli_secret_token",
                      _h.Fake.Etsy.SharedSecret, _h.Fake.Shopify.ApiSecret, _h.Db.Password })

@@ -79,7 +79,7 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
 
         var (_, logs) = await _h.RunCycleAsync();
 
-        var order = logs.Where(l => l.Message.Contains("Refreshed", StringComparison.Ordinal)).Select(l => l.Message).ToList();
+        var order = logs.Where(l => l.Message.EndsWith(": refreshed", StringComparison.Ordinal)).Select(l => l.Message).ToList();
         Assert.Equal(3, order.Count);
         Assert.Contains(sooner.Id.ToString(), order[0], StringComparison.Ordinal);
         Assert.Contains(middle.Id.ToString(), order[1], StringComparison.Ordinal);

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The main job end to end, with no credentials: a throwaway PostgreSQL with sample rows, the fake
+# Etsy and Shopify servers, one refresh cycle through the real CLI, and the rows before and after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+work=$(mktemp -d /tmp/tokenrefresh-demo.XXXXXX)
+pgdir=$(mktemp -d /tmp/tokenrefresh-demo-pg.XXXXXX)
+fake_pid=
+cleanup() {
+  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null && wait "$fake_pid" 2>/dev/null || true
+  scripts/pg.sh stop "$pgdir"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== Building"
+dotnet build TokenRefresh.sln -c Release -nologo -v quiet >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+
+echo "== Starting a throwaway PostgreSQL with the main application's tables and sample rows"
+admin_url=$(scripts/pg.sh start "$pgdir")
+psql=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)/psql
+[ -x "$psql" ] || psql=psql
+"$psql" -q "$admin_url" -c "CREATE DATABASE demo"
+db_url=${admin_url%/postgres}/demo
+"$psql" -q "$db_url" -v ON_ERROR_STOP=1 -f scripts/sql/app-tables.sql -f scripts/sql/demo-data.sql
+
+echo "== Starting the fake Etsy and Shopify servers"
+dotnet tests/TokenRefresh.FakePlatforms/bin/Release/net10.0/TokenRefresh.FakePlatforms.dll \
+  --urls http://127.0.0.1:0 --seed scripts/demo-seed.json >"$work/fake.log" 2>&1 &
+fake_pid=$!
+for _ in $(seq 1 100); do
+  grep -q "listening on" "$work/fake.log" && break
+  kill -0 "$fake_pid" 2>/dev/null || { cat "$work/fake.log"; exit 1; }
+  sleep 0.1
+done
+fake_url=$(sed -n 's/^Fake platforms listening on //p' "$work/fake.log")
+[ -n "$fake_url" ] || { echo "The fake platforms did not start"; cat "$work/fake.log"; exit 1; }
+
+# Tokens are never shown: a fingerprint (first 8 hex digits of their MD5) shows which changed.
+show_rows() {
+  "$psql" -q "$db_url" -P pager=off -c "
+    SELECT id, left(md5(access_token), 8) AS access_fp, left(md5(refresh_token), 8) AS refresh_fp,
+           to_char(token_expires_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS expires_utc,
+           to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS updated_utc
+    FROM etsy_users ORDER BY id" -c "
+    SELECT id, shop_domain, left(md5(access_token), 8) AS access_fp, is_active,
+           to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS updated_utc
+    FROM shopify_stores ORDER BY id"
+}
+
+echo "== Rows before (now: $(date -u +%H:%M:%S) UTC)"
+show_rows
+
+echo "== One refresh cycle: tokenrefresh once"
+status=0
+env DATABASE_URL="$db_url" \
+  ETSY_CLIENT_ID=fake-etsy-keystring ETSY_CLIENT_SECRET=fake-etsy-shared-secret \
+  SHOPIFY_API_KEY=fake-shopify-api-key SHOPIFY_API_SECRET=fake-shopify-api-secret \
+  ETSY_API_BASE_URL="$fake_url" SHOPIFY_API_BASE_URL="$fake_url/shopify/{shop}" \
+  dotnet src/TokenRefresh.Cli/bin/Release/net10.0/TokenRefresh.Cli.dll once || status=$?
+echo "(exit code $status: 0 = every account fine, 1 = some accounts failed, 2 = could not run)"
+
+echo "== Rows after"
+show_rows
+[ "$status" -le 1 ]
