@@ -89,7 +89,7 @@ internal static partial class CliApp
         }
     }
 
-    private static async Task<int> RunScheduledAsync(IServiceProvider services, CancellationToken stopping)
+    internal static async Task<int> RunScheduledAsync(IServiceProvider services, CancellationToken stopping)
     {
         var time = services.GetRequiredService<TimeProvider>();
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli");
@@ -109,8 +109,10 @@ internal static partial class CliApp
                 Log.Retrying(logger, TokenRefreshOptions.CycleRetryDelay.TotalSeconds);
             }
 
+            Log.NextCycle(logger, next);
             try
             {
+                // The wait is measured from now, so however long the log line took, the cycle starts at `next`.
                 await Task.Delay(Max(next - time.GetUtcNow(), TimeSpan.Zero), time, stopping);
             }
             catch (OperationCanceledException)
@@ -132,6 +134,9 @@ internal static partial class CliApp
 
         [LoggerMessage(202, LogLevel.Warning, "The cycle failed; trying again in {Seconds} s")]
         public static partial void Retrying(ILogger logger, double seconds);
+
+        [LoggerMessage(204, LogLevel.Information, "Next cycle at {Next:yyyy-MM-dd HH:mm:ss} UTC")]
+        public static partial void NextCycle(ILogger logger, DateTimeOffset next);
 
         [LoggerMessage(203, LogLevel.Information, "Stopped")]
         public static partial void Stopped(ILogger logger);

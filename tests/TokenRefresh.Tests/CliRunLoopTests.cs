@@ -1,0 +1,77 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using NSubstitute;
+using TokenRefresh.Cli;
+
+namespace TokenRefresh.Tests;
+
+public sealed class CliRunLoopTests
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 27, 12, 0, 30, TimeSpan.Zero));
+    private int _cycles;
+
+    private ServiceProvider Services()
+    {
+        var platform = Substitute.For<IPlatformRefresher>();
+        platform.Platform.Returns("Etsy");
+        platform.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Interlocked.Increment(ref _cycles) == 1
+            ? throw new TimeoutException("database unreachable")
+            : Task.FromResult<IReadOnlyList<DueAccount>>([]));
+        return new ServiceCollection()
+            .AddSingleton<TimeProvider>(_time)
+            .AddSingleton(platform)
+            .AddTransient<RefreshCycle>()
+            .AddLogging(b => b.AddFakeLogging())
+            .AddSingleton(Options.Create(new TokenRefreshOptions
+            {
+                ConnectionString = "Host=unused",
+                EtsyClientId = "id",
+                EtsyClientSecret = "secret",
+                ShopifyApiKey = "key",
+                ShopifyApiSecret = "secret",
+                RefreshSchedule = "0 */3 * * * *",
+            }))
+            .BuildServiceProvider();
+    }
+
+    [Fact]
+    public async Task RunScheduled_CycleFails_TriesAgainAfterSixtySecondsThenFollowsTheSchedule()
+    {
+        using var services = Services();
+        var logs = services.GetFakeLogCollector();
+        using var stop = new CancellationTokenSource();
+        var loop = CliApp.RunScheduledAsync(services, stop.Token);
+
+        // 12:00:30: the first cycle fails, the retry is due at 12:01:30.
+        await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:01:30 UTC");
+        _time.Advance(TimeSpan.FromSeconds(59));
+        Assert.Equal(1, Volatile.Read(ref _cycles));
+        _time.Advance(TimeSpan.FromSeconds(1));
+
+        // 12:01:30: the retry succeeds; the schedule's next slot is 12:03:00.
+        await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:03:00 UTC");
+        Assert.Equal(2, Volatile.Read(ref _cycles));
+        _time.Advance(TimeSpan.FromSeconds(89));
+        Assert.Equal(2, Volatile.Read(ref _cycles));
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:06:00 UTC");
+
+        stop.Cancel();
+        Assert.Equal(0, await loop.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(3, Volatile.Read(ref _cycles));
+        Assert.Contains(logs.GetSnapshot(), r => r.Message == "The cycle failed; trying again in 60 s");
+        Assert.Equal("Stopped", logs.LatestRecord.Message);
+    }
+
+    private static async Task WaitForLogAsync(FakeLogCollector logs, string message)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (!logs.GetSnapshot().Any(r => r.Message == message))
+        {
+            await Task.Delay(5, timeout.Token);
+        }
+    }
+}
