@@ -4,6 +4,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
+using Npgsql;
+using TokenRefresh.Persistence;
 
 namespace TokenRefresh.Cli;
 
@@ -18,15 +20,17 @@ internal static partial class CliApp
         Usage: tokenrefresh <command>
 
         Commands:
-          once    run one refresh cycle and exit (0: all accounts fine, 1: some failed, 2: could not run)
-          run     run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM
+          once             run one refresh cycle and exit (0: all accounts fine, 1: some failed, 2: could not run)
+          run              run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM
+          migrate          create or upgrade the service's own table (idempotent)
+          status [--json]  accounts due, fine lately, backing off and needing re-authorisation
 
         Settings come from environment variables, and from a .env file in the working directory.
         """;
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        if (args is not ["once" or "run"])
+        if (args is not (["once" or "run" or "migrate" or "status"] or ["status", "--json"]))
         {
             var help = args is ["help" or "--help" or "-h"];
             (help ? stdout : stderr).WriteLine(Usage);
@@ -40,7 +44,8 @@ internal static partial class CliApp
         IHost host;
         try
         {
-            host = BuildHost();
+            // Machine-readable output goes to stdout alone: the logs then go to stderr.
+            host = BuildHost(logToStandardError: args is ["status", "--json"]);
         }
         catch (SettingsException e)
         {
@@ -50,9 +55,13 @@ internal static partial class CliApp
 
         using (host)
         {
-            return args[0] == "once"
-                ? await OnceAsync(host.Services, stop.Token)
-                : await RunScheduledAsync(host.Services, stop.Token);
+            return args switch
+            {
+                ["once"] => await OnceAsync(host.Services, stop.Token),
+                ["run"] => await RunScheduledAsync(host.Services, stop.Token),
+                ["migrate"] => await MigrateAsync(host.Services, stdout, stop.Token),
+                _ => await StatusAsync(host.Services, stdout, json: args.Length == 2, stop.Token),
+            };
         }
 
         void Stop(PosixSignalContext context)
@@ -63,13 +72,17 @@ internal static partial class CliApp
         }
     }
 
-    internal static IHost BuildHost()
+    internal static IHost BuildHost(bool logToStandardError = false)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         // The process environment wins over .env, as with the original service.
         builder.Configuration.AddInMemoryCollection(DotEnv.Read(Path.Combine(Environment.CurrentDirectory, ".env")));
         builder.Configuration.AddEnvironmentVariables();
-        builder.Logging.AddConsole(o => o.FormatterName = CliConsoleFormatter.FormatterName)
+        builder.Logging.AddConsole(o =>
+            {
+                o.FormatterName = CliConsoleFormatter.FormatterName;
+                o.LogToStandardErrorThreshold = logToStandardError ? LogLevel.Trace : LogLevel.None;
+            })
             .AddConsoleFormatter<CliConsoleFormatter, ConsoleFormatterOptions>();
         builder.AddTokenRefresh();
         return builder.Build();
@@ -125,6 +138,47 @@ internal static partial class CliApp
         return Success;
     }
 
+    private static async Task<int> MigrateAsync(IServiceProvider services, TextWriter stdout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var applied = await Migrator.ApplyAsync(services.GetRequiredService<NpgsqlDataSource>(), cancellationToken);
+            stdout.WriteLine(applied.Count == 0
+                ? "The service's table is up to date; nothing to apply."
+                : $"Applied: {string.Join(", ", applied)}");
+            return Success;
+        }
+        catch (NpgsqlException e)
+        {
+            Log.CommandFailed(services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli"), e, "migrate");
+            return CannotRun;
+        }
+    }
+
+    private static async Task<int> StatusAsync(IServiceProvider services, TextWriter stdout, bool json, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var now = services.GetRequiredService<TimeProvider>().GetUtcNow();
+            var status = await services.GetRequiredService<StatusReader>().ReadAsync(cancellationToken);
+            if (json)
+            {
+                StatusCommand.WriteJson(stdout, now, status);
+            }
+            else
+            {
+                StatusCommand.WriteTable(stdout, now, status);
+            }
+
+            return Success;
+        }
+        catch (NpgsqlException e)
+        {
+            Log.CommandFailed(services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli"), e, "status");
+            return CannotRun;
+        }
+    }
+
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     private static partial class Log
@@ -137,6 +191,9 @@ internal static partial class CliApp
 
         [LoggerMessage(204, LogLevel.Information, "Next cycle at {Next:yyyy-MM-dd HH:mm:ss} UTC")]
         public static partial void NextCycle(ILogger logger, DateTimeOffset next);
+
+        [LoggerMessage(205, LogLevel.Error, "{Command} failed: the database could not be used")]
+        public static partial void CommandFailed(ILogger logger, Exception exception, string command);
 
         [LoggerMessage(203, LogLevel.Information, "Stopped")]
         public static partial void Stopped(ILogger logger);

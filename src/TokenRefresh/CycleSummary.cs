@@ -33,6 +33,9 @@ public sealed record PlatformSummary(string Platform, Outcome SuccessOutcome)
     public int Failed { get; init; }
     public int Skipped { get; init; }
 
+    /// <summary>Due accounts not started because the cycle's budget was spent or the process is stopping.</summary>
+    public int LeftOver { get; init; }
+
     /// <summary>The platform could not run at all (database unreachable, unexpected error).</summary>
     public bool Crashed { get; init; }
 
@@ -59,7 +62,12 @@ public sealed record PlatformSummary(string Platform, Outcome SuccessOutcome)
         }
 
         text += $", {Failed} failed";
-        return Skipped > 0 ? text + $", {Skipped} skipped" : text;
+        if (Skipped > 0)
+        {
+            text += $", {Skipped} skipped";
+        }
+
+        return LeftOver > 0 ? text + $", {LeftOver} left for the next cycle" : text;
     }
 
     private string Verb => SuccessOutcome.ToString().ToLowerInvariant();

@@ -18,6 +18,9 @@ public interface IPlatformRefresher
     /// <summary>The accounts due now, most urgent first. Throws when the database cannot be reached.</summary>
     Task<IReadOnlyList<DueAccount>> FindDueAsync(CancellationToken cancellationToken);
 
-    /// <summary>Refreshes or validates one account; its database work is one transaction.</summary>
-    Task<AccountResult> ProcessAsync(DueAccount account, CancellationToken cancellationToken);
+    /// <summary>
+    /// Refreshes or validates one account. <paramref name="deadline"/> is the end of the cycle's budget:
+    /// work that must not be dropped (storing a rotated pair) is retried until then.
+    /// </summary>
+    Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken);
 }

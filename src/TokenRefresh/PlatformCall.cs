@@ -20,13 +20,23 @@ public enum CallStatus
     Rejected,
 }
 
-/// <summary>A platform call's classified result. <see cref="Reason"/> is short and never holds a token.</summary>
-internal sealed record CallResult<T>(CallStatus Status, T? Value = default, string? Reason = null, TimeSpan? RetryAfter = null)
+/// <summary>
+/// A platform call's classified result. <see cref="Reason"/> is short and never holds a token.
+/// <see cref="OutcomeUnknown"/>: the request may have been processed although no usable answer came back.
+/// </summary>
+internal sealed record CallResult<T>(CallStatus Status, T? Value = default, string? Reason = null, TimeSpan? RetryAfter = null, bool OutcomeUnknown = false)
 {
-    public static CallResult<T> Transient(string reason, TimeSpan? retryAfter = null) => new(CallStatus.Transient, Reason: reason, RetryAfter: retryAfter);
+    public static CallResult<T> Transient(string reason, TimeSpan? retryAfter = null, bool outcomeUnknown = false) =>
+        new(CallStatus.Transient, Reason: reason, RetryAfter: retryAfter, OutcomeUnknown: outcomeUnknown);
 
     public static CallResult<T> Permanent(string reason) => new(CallStatus.Permanent, Reason: reason);
+
+    /// <summary>The call failed before reaching the platform, or after it without an answer.</summary>
+    public static CallResult<T> From(CallFailure failure) => Transient(failure.Reason, outcomeUnknown: failure.OutcomeUnknown);
 }
+
+/// <summary>A call that produced no answer: why, and whether the platform may have processed it anyway.</summary>
+internal sealed record CallFailure(string Reason, bool OutcomeUnknown);
 
 /// <summary>A platform's answer: the status, the whole body, and Retry-After when given.</summary>
 internal sealed record PlatformResponse(HttpStatusCode Status, string Body, TimeSpan? RetryAfter)
@@ -59,7 +69,7 @@ internal sealed record PlatformResponse(HttpStatusCode Status, string Body, Time
 internal static class PlatformHttp
 {
     /// <summary>Sends a request and reads the whole answer. Network faults and timeouts come back as a reason, not an exception.</summary>
-    public static async Task<(PlatformResponse? Response, string? Failure)> SendAsync(
+    public static async Task<(PlatformResponse? Response, CallFailure? Failure)> SendAsync(
         HttpClient http, HttpRequestMessage request, CancellationToken cancellationToken)
     {
         try
@@ -70,32 +80,41 @@ internal static class PlatformHttp
         }
         catch (TimeoutRejectedException)
         {
-            return (null, "timeout");
+            return (null, new CallFailure("timeout", OutcomeUnknown: true));
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return (null, "timeout");
+            return (null, new CallFailure("timeout", OutcomeUnknown: true));
+        }
+        catch (HttpRequestException e) when (e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError
+            or HttpRequestError.SecureConnectionError or HttpRequestError.ProxyTunnelError)
+        {
+            // No connection was made: the request never reached the platform.
+            return (null, new CallFailure("connection_failed", OutcomeUnknown: false));
         }
         catch (HttpRequestException e) when (e.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
         {
-            return (null, "response_too_large");
+            return (null, new CallFailure("response_too_large", OutcomeUnknown: true));
         }
         catch (HttpRequestException)
         {
-            return (null, "network_error");
+            return (null, new CallFailure("network_error", OutcomeUnknown: true));
         }
         catch (IOException)
         {
-            return (null, "network_error");
+            return (null, new CallFailure("network_error", OutcomeUnknown: true));
         }
     }
 
-    /// <summary>The transient reason for an HTTP status that proves nothing about the token, or null.</summary>
-    public static string? TransientReason(PlatformResponse response) => response.Code switch
+    /// <summary>
+    /// The transient result for an HTTP status that proves nothing about the token, or null. A 5xx may come
+    /// after the platform did the work (a rotation among it), so its outcome is unknown; a 429 was refused.
+    /// </summary>
+    public static CallResult<T>? Transient<T>(PlatformResponse response) => response.Code switch
     {
-        429 => "rate_limited",
-        408 => "timeout",
-        >= 500 => $"server_error_{response.Code}",
+        429 => CallResult<T>.Transient("rate_limited", response.RetryAfter),
+        408 => CallResult<T>.Transient("timeout", response.RetryAfter, outcomeUnknown: true),
+        >= 500 => CallResult<T>.Transient($"server_error_{response.Code}", response.RetryAfter, outcomeUnknown: true),
         _ => null,
     };
 

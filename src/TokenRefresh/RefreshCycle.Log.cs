@@ -30,8 +30,14 @@ public sealed partial class RefreshCycle
         [LoggerMessage(8, LogLevel.Error, "{Platform}: the cycle could not run; it will be retried")]
         public static partial void PlatformFailed(ILogger logger, Exception exception, string platform);
 
-        [LoggerMessage(9, LogLevel.Warning, "{Platform}: stopping, {LeftOver} accounts left for the next cycle")]
-        public static partial void Stopping(ILogger logger, string platform, int leftOver);
+        [LoggerMessage(12, LogLevel.Error, "{Platform}: the cycle could not run: a table is missing (run `tokenrefresh migrate` for the service's own table); it will be retried")]
+        public static partial void TableMissing(ILogger logger, Exception exception, string platform);
+
+        [LoggerMessage(9, LogLevel.Warning, "{Platform}: {Reason}, {LeftOver} accounts left for the next cycle")]
+        public static partial void Stopping(ILogger logger, string platform, string reason, int leftOver);
+
+        [LoggerMessage(11, LogLevel.Error, "{Platform} {Account}: database error; this account's work was rolled back")]
+        public static partial void AccountDatabaseError(ILogger logger, Exception exception, string platform, DueAccount account);
 
         [LoggerMessage(EventId = 10, Message = "Refresh cycle completed in {DurationMs} ms. {Summary}")]
         public static partial void CycleCompleted(ILogger logger, LogLevel level, double durationMs, string summary);

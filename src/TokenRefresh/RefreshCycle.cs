@@ -1,5 +1,6 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace TokenRefresh;
 
@@ -13,37 +14,42 @@ public sealed partial class RefreshCycle
 {
     private readonly IEnumerable<IPlatformRefresher> _refreshers;
     private readonly TimeProvider _time;
+    private readonly TimeSpan _budget;
     private readonly ILogger<RefreshCycle> _logger;
 
-    public RefreshCycle(IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, ILogger<RefreshCycle> logger)
+    public RefreshCycle(IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, IOptions<TokenRefreshOptions> options, ILogger<RefreshCycle> logger)
     {
         _refreshers = refreshers;
         _time = time;
+        _budget = options.Value.CycleBudget;
         _logger = logger;
     }
 
-    /// <summary>Runs one cycle. <paramref name="stopping"/> stops claiming new accounts; in-flight ones finish.</summary>
+    /// <summary>
+    /// Runs one cycle, the platforms side by side. When the budget is spent or <paramref name="stopping"/> fires,
+    /// no new account is claimed; in-flight ones finish, and the rest are counted as left for the next cycle.
+    /// </summary>
     /// <exception cref="CycleFailedException">A platform could not run; the summary was logged first.</exception>
     public async Task<CycleSummary> RunAsync(CancellationToken stopping = default)
     {
         var started = _time.GetTimestamp();
+        var deadline = _time.GetUtcNow() + _budget;
+        using var budget = new CancellationTokenSource(_budget, _time);
+        using var claiming = CancellationTokenSource.CreateLinkedTokenSource(stopping, budget.Token);
         Log.CycleStarted(_logger);
-        var platforms = new List<PlatformSummary>();
-        Exception? failure = null;
-        foreach (var refresher in _refreshers)
-        {
-            var (summary, error) = await RunPlatformAsync(refresher, stopping);
-            platforms.Add(summary);
-            failure ??= error;
-        }
 
-        var result = new CycleSummary(platforms, _time.GetElapsedTime(started));
+        var outcomes = await Task.WhenAll(_refreshers.Select(r => RunPlatformAsync(r, deadline, claiming.Token, stopping)));
+
+        var result = new CycleSummary(outcomes.Select(o => o.Summary).ToList(), _time.GetElapsedTime(started));
         LogSummary(result);
+        var failure = outcomes.Select(o => o.Error).FirstOrDefault(e => e is not null);
         return failure is null ? result : throw new CycleFailedException($"The refresh cycle failed: {result}", failure);
     }
 
-    private async Task<(PlatformSummary, Exception?)> RunPlatformAsync(IPlatformRefresher refresher, CancellationToken stopping)
+    private async Task<(PlatformSummary Summary, Exception? Error)> RunPlatformAsync(
+        IPlatformRefresher refresher, DateTimeOffset deadline, CancellationToken claiming, CancellationToken stopping)
     {
+        await Task.Yield(); // platforms run side by side from here
         var summary = new PlatformSummary(refresher.Platform, refresher.SuccessOutcome);
         try
         {
@@ -51,16 +57,27 @@ public sealed partial class RefreshCycle
             Log.Found(_logger, refresher.Platform, due.Count);
             foreach (var account in due)
             {
-                if (stopping.IsCancellationRequested)
+                if (claiming.IsCancellationRequested)
                 {
-                    Log.Stopping(_logger, refresher.Platform, due.Count - summary.Found);
+                    var leftOver = due.Count - summary.Found;
+                    Log.Stopping(_logger, refresher.Platform, stopping.IsCancellationRequested ? "shutting down" : "cycle budget spent", leftOver);
+                    summary = summary with { LeftOver = leftOver };
                     break;
                 }
 
-                summary = summary.Add(await ProcessAccountAsync(refresher, account));
+                summary = summary.Add(await ProcessAccountAsync(refresher, account, deadline));
             }
 
             return (summary, null);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            return (summary, null);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
+        {
+            Log.TableMissing(_logger, e, refresher.Platform);
+            return (summary with { Crashed = true }, e);
         }
         catch (Exception e)
         {
@@ -69,7 +86,7 @@ public sealed partial class RefreshCycle
         }
     }
 
-    private async Task<AccountResult> ProcessAccountAsync(IPlatformRefresher refresher, DueAccount account)
+    private async Task<AccountResult> ProcessAccountAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline)
     {
         using var scope = _logger.BeginScope(new Dictionary<string, object>
         {
@@ -87,7 +104,13 @@ public sealed partial class RefreshCycle
         try
         {
             // Not cancelled by shutdown: an account that was claimed finishes, so no rotated token is dropped mid-write.
-            result = await refresher.ProcessAsync(account, CancellationToken.None);
+            result = await refresher.ProcessAsync(account, deadline, CancellationToken.None);
+        }
+        catch (NpgsqlException e)
+        {
+            // This account's transaction rolled back; the next account gets a fresh connection.
+            Log.AccountDatabaseError(_logger, e, refresher.Platform, account);
+            return AccountResult.TransientFailure("database_error");
         }
         catch (Exception e)
         {
@@ -125,6 +148,7 @@ public sealed partial class RefreshCycle
             properties[p.Platform + "Deactivated"] = p.Deactivated;
             properties[p.Platform + "Failed"] = p.Failed;
             properties[p.Platform + "Skipped"] = p.Skipped;
+            properties[p.Platform + "LeftOver"] = p.LeftOver;
         }
 
         properties["Accounts"] = summary.Platforms.Sum(p => p.Found);
@@ -132,6 +156,7 @@ public sealed partial class RefreshCycle
         properties["Deactivated"] = summary.Platforms.Sum(p => p.Deactivated);
         properties["Failed"] = summary.Platforms.Sum(p => p.Failed);
         properties["Skipped"] = summary.Platforms.Sum(p => p.Skipped);
+        properties["LeftOver"] = summary.Platforms.Sum(p => p.LeftOver);
 
         using var scope = _logger.BeginScope(properties);
         var level = summary.Crashed ? LogLevel.Error : summary.AnyFailed ? LogLevel.Warning : LogLevel.Information;

@@ -5,6 +5,8 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Polly;
+using System.Threading.RateLimiting;
+using TokenRefresh.Persistence;
 using TokenRefresh.Etsy;
 using TokenRefresh.Shopify;
 
@@ -20,6 +22,7 @@ public static class TokenRefreshExtensions
     public static IHostApplicationBuilder AddTokenRefresh(this IHostApplicationBuilder builder)
     {
         var options = TokenRefreshOptions.Load(builder.Configuration);
+        DapperSetup.Run();
         var services = builder.Services;
         services.AddSingleton(Options.Create(options));
 
@@ -35,15 +38,28 @@ public static class TokenRefreshExtensions
         // Our own per-account lines say what each call did.
         services.AddHttpClient<EtsyClient>(http => Configure(http, options.EtsyApiBaseUrl))
             .RemoveAllLoggers()
-            .AddResilienceHandler("etsy", pipeline => pipeline.AddTimeout(options.HttpTimeout));
+            .AddResilienceHandler("etsy", pipeline => pipeline
+                // Waits in line rather than failing: ETSY_MAX_REQUESTS_PER_SECOND bounds this process's calls.
+                .AddRateLimiter(new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
+                {
+                    TokenLimit = options.EtsyMaxRequestsPerSecond,
+                    TokensPerPeriod = options.EtsyMaxRequestsPerSecond,
+                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                    QueueLimit = int.MaxValue,
+                    QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+                }))
+                .AddTimeout(options.HttpTimeout));
         services.AddHttpClient<ShopifyClient>(http => Configure(http, baseAddress: null))
             .RemoveAllLoggers()
             .AddResilienceHandler("shopify", pipeline => pipeline.AddTimeout(options.HttpTimeout));
+
+        services.AddSingleton<EtsyRateGate>();
 
         // Transient, so each cycle gets fresh typed HttpClients from the factory.
         services.AddTransient<IPlatformRefresher, EtsyRefresher>();
         services.AddTransient<IPlatformRefresher, ShopifyValidator>();
         services.AddTransient<RefreshCycle>();
+        services.AddTransient<StatusReader>();
         return builder;
     }
 

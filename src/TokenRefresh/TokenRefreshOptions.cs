@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using NCrontab;
+using TokenRefresh.Persistence;
 
 namespace TokenRefresh;
 
@@ -33,6 +34,15 @@ public sealed partial class TokenRefreshOptions
     public string ShopifyApiBaseUrl { get; init; } = "https://{shop}";
 
     public TimeSpan HttpTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>After this, a cycle claims no new account; in-flight ones finish. Well inside the 3-minute schedule.</summary>
+    public TimeSpan CycleBudget { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>Client-side bound on Etsy calls per second (per process).</summary>
+    public int EtsyMaxRequestsPerSecond { get; init; } = 10;
+
+    /// <summary>The shortest wait before an account whose last call had an unknown outcome is called again: no retry races a request still in flight.</summary>
+    public TimeSpan UnknownOutcomeWait => HttpTimeout * 2 > AccountState.FirstBackoff ? HttpTimeout * 2 : AccountState.FirstBackoff;
 
     /// <summary>How long a failed cycle waits before it is tried again (Function retry and CLI <c>run</c>).</summary>
     public static readonly TimeSpan CycleRetryDelay = TimeSpan.FromSeconds(60);
@@ -79,6 +89,8 @@ public sealed partial class TokenRefreshOptions
             EtsyApiBaseUrl = BaseUrl("ETSY_API_BASE_URL", Get("ETSY_API_BASE_URL") ?? "https://api.etsy.com"),
             ShopifyApiBaseUrl = ShopifyTemplate(Get("SHOPIFY_API_BASE_URL") ?? "https://{shop}"),
             HttpTimeout = TimeSpan.FromSeconds(WholeNumber(Get, "HTTP_TIMEOUT_SECONDS", 30, 1, 300)),
+            CycleBudget = TimeSpan.FromSeconds(WholeNumber(Get, "CYCLE_BUDGET_SECONDS", 120, 5, 3600)),
+            EtsyMaxRequestsPerSecond = WholeNumber(Get, "ETSY_MAX_REQUESTS_PER_SECOND", 10, 1, 10000),
         };
     }
 

@@ -28,6 +28,12 @@ public sealed class FakeEtsy
     /// <summary>The app's shared secret: expected as the second half of x-api-key.</summary>
     public string SharedSecret { get; set; } = "fake-etsy-shared-secret";
 
+    /// <summary>Seconds sent in retry-after with a RateLimited answer.</summary>
+    public int RetryAfterSeconds { get; set; } = 2;
+
+    /// <summary>Runs after a rotation is issued and before the answer is sent (given the old refresh token): a test's hook to inject faults there.</summary>
+    public Func<string, Task>? OnRotated { get; set; }
+
     /// <summary>Token requests received, whatever their outcome.</summary>
     public int TotalCalls => Volatile.Read(ref _totalCalls);
 
@@ -151,6 +157,10 @@ public sealed class FakeEtsy
         var pair = (AccessToken: NewToken(userId, "at"), RefreshToken: NewToken(userId, "rt"));
         _valid[pair.RefreshToken] = userId;
         _issued[refreshToken] = pair;
+        if (OnRotated is { } onRotated)
+        {
+            await onRotated(refreshToken);
+        }
 
         if (fault == FakeFault.RotateThenReset)
         {
@@ -187,7 +197,7 @@ public sealed class FakeEtsy
                 await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status401Unauthorized, """{"error":"invalid_client","error_description":"Invalid client_id"}""");
                 return true;
             case FakeFault.RateLimited or FakeFault.Throttled:
-                ctx.Response.Headers["retry-after"] = "2";
+                ctx.Response.Headers["retry-after"] = RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
                 await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status429TooManyRequests, """{"error":"rate limited"}""");
                 return true;
             case FakeFault.Hang:

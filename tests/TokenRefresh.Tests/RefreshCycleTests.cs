@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using NSubstitute;
 using NSubstitute.ExceptionExtensions;
@@ -16,11 +17,21 @@ public sealed class RefreshCycleTests
         p.Platform.Returns(name);
         p.SuccessOutcome.Returns(Outcome.Refreshed);
         p.FindDueAsync(Arg.Any<CancellationToken>()).Returns(due);
-        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
+        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
         return p;
     }
 
-    private RefreshCycle Cycle(params IPlatformRefresher[] platforms) => new(platforms, new FakeTimeProvider(), _logger);
+    private readonly FakeTimeProvider _time = new();
+
+    private RefreshCycle Cycle(params IPlatformRefresher[] platforms) => new(platforms, _time, Options.Create(new TokenRefreshOptions
+    {
+        ConnectionString = "Host=unused",
+        EtsyClientId = "id",
+        EtsyClientSecret = "secret",
+        ShopifyApiKey = "key",
+        ShopifyApiSecret = "secret",
+        CycleBudget = TimeSpan.FromSeconds(120),
+    }), _logger);
 
     [Fact]
     public async Task RunAsync_OneAccountThrows_OthersStillRun()
@@ -28,12 +39,12 @@ public sealed class RefreshCycleTests
         var a = new DueAccount(Guid.NewGuid());
         var b = new DueAccount(Guid.NewGuid());
         var p = Platform("Etsy", a, b);
-        p.ProcessAsync(a, Arg.Any<CancellationToken>()).ThrowsAsync(new InvalidOperationException("boom"));
+        p.ProcessAsync(a, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).ThrowsAsync(new InvalidOperationException("boom"));
 
         var summary = await Cycle(p).RunAsync();
 
         Assert.Equal("Etsy: 1/2 refreshed, 1 failed", summary.ToString());
-        await p.Received(1).ProcessAsync(b, Arg.Any<CancellationToken>());
+        await p.Received(1).ProcessAsync(b, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         var crash = Assert.Single(_logger.Collector.GetSnapshot(), r => r.Exception is InvalidOperationException);
         Assert.Contains(a.Id.ToString(), crash.Message, StringComparison.Ordinal);
     }
@@ -47,7 +58,7 @@ public sealed class RefreshCycleTests
         var summary = await Cycle(p).RunAsync();
 
         Assert.Equal(1, summary.Platforms[0].Skipped);
-        await p.DidNotReceive().ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<CancellationToken>());
+        await p.DidNotReceive().ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Level == LogLevel.Warning && r.Message.Contains("token_expires_at is NULL", StringComparison.Ordinal));
     }
 
@@ -61,7 +72,7 @@ public sealed class RefreshCycleTests
         var e = await Assert.ThrowsAsync<CycleFailedException>(() => Cycle(broken, shopify).RunAsync());
 
         Assert.IsType<TimeoutException>(e.InnerException);
-        await shopify.Received(1).ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<CancellationToken>());
+        await shopify.Received(1).ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Level == LogLevel.Error && r.Exception is TimeoutException);
     }
 
@@ -71,7 +82,7 @@ public sealed class RefreshCycleTests
         using var stop = new CancellationTokenSource();
         var first = new DueAccount(Guid.NewGuid());
         var p = Platform("Etsy", first, new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
-        p.ProcessAsync(first, Arg.Any<CancellationToken>()).Returns(_ =>
+        p.ProcessAsync(first, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ =>
         {
             stop.Cancel();
             return AccountResult.Success(Outcome.Refreshed);
@@ -80,8 +91,9 @@ public sealed class RefreshCycleTests
         var summary = await Cycle(p).RunAsync(stop.Token);
 
         Assert.Equal(1, summary.Platforms[0].Found);
-        await p.Received(1).ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<CancellationToken>());
-        Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message.Contains("2 accounts left for the next cycle", StringComparison.Ordinal));
+        await p.Received(1).ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        Assert.Equal(2, summary.Platforms[0].LeftOver);
+        Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: shutting down, 2 accounts left for the next cycle");
     }
 
     [Fact]
@@ -90,7 +102,7 @@ public sealed class RefreshCycleTests
         using var stop = new CancellationTokenSource();
         var p = Platform("Etsy", new DueAccount(Guid.NewGuid()));
         var seen = CancellationToken.None;
-        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Do<CancellationToken>(t => seen = t)).Returns(_ =>
+        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Do<CancellationToken>(t => seen = t)).Returns(_ =>
         {
             stop.Cancel();
             return AccountResult.Success(Outcome.Refreshed);
@@ -105,7 +117,7 @@ public sealed class RefreshCycleTests
     public async Task RunAsync_Summary_IsOneEventWithNamedCounts()
     {
         var p = Platform("Etsy", new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
-        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<CancellationToken>())
+        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
             .Returns(AccountResult.Success(Outcome.Refreshed), AccountResult.TransientFailure("timeout"));
 
         await Cycle(p).RunAsync();
@@ -120,5 +132,26 @@ public sealed class RefreshCycleTests
         Assert.Equal(1, scope["EtsyRefreshed"]);
         Assert.Equal(1, scope["EtsyFailed"]);
         Assert.Equal(1, scope["Failed"]);
+    }
+
+    [Fact]
+    public async Task RunAsync_BudgetSpent_LeavesTheRestForTheNextCycleAndSaysSo()
+    {
+        var first = new DueAccount(Guid.NewGuid());
+        var p = Platform("Etsy", first, new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
+        DateTimeOffset deadline = default;
+        p.ProcessAsync(first, Arg.Do<DateTimeOffset>(d => deadline = d), Arg.Any<CancellationToken>()).Returns(_ =>
+        {
+            _time.Advance(TimeSpan.FromSeconds(121));
+            return AccountResult.Success(Outcome.Refreshed);
+        });
+        var start = _time.GetUtcNow();
+
+        var summary = await Cycle(p).RunAsync();
+
+        Assert.Equal(start + TimeSpan.FromSeconds(120), deadline);
+        Assert.Equal("Etsy: 1/1 refreshed, 0 failed, 2 left for the next cycle", summary.Platforms[0].ToString());
+        Assert.False(summary.AnyFailed);
+        Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: cycle budget spent, 2 accounts left for the next cycle");
     }
 }

@@ -27,7 +27,7 @@ internal sealed class EtsyClient(HttpClient http, IOptions<TokenRefreshOptions> 
         request.Headers.Add("x-api-key", $"{o.EtsyClientId}:{o.EtsyClientSecret}");
 
         var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
-        return response is null ? CallResult<TokenPair>.Transient(failure!) : Classify(response);
+        return response is null ? CallResult<TokenPair>.From(failure!) : Classify(response);
     }
 
     internal static CallResult<TokenPair> Classify(PlatformResponse response)
@@ -36,12 +36,12 @@ internal sealed class EtsyClient(HttpClient http, IOptions<TokenRefreshOptions> 
         {
             return response.Json is { } root && TokenPair.Parse(root, AssumedLifetime, LongestPlausibleLifetime) is { } pair
                 ? new CallResult<TokenPair>(CallStatus.Ok, pair)
-                : CallResult<TokenPair>.Transient("malformed_response");
+                : CallResult<TokenPair>.Transient("malformed_response", outcomeUnknown: true); // a 200: Etsy may well have rotated
         }
 
-        if (PlatformHttp.TransientReason(response) is { } transient)
+        if (PlatformHttp.Transient<TokenPair>(response) is { } transient)
         {
-            return CallResult<TokenPair>.Transient(transient, response.RetryAfter);
+            return transient;
         }
 
         // Classify on the OAuth error code, never on the description, whose text varies.

@@ -9,17 +9,18 @@ namespace TokenRefresh.Persistence;
 /// </summary>
 internal sealed class LockedRow<T> : IAsyncDisposable
 {
-    private readonly NpgsqlConnection _connection;
-    private readonly NpgsqlTransaction _transaction;
-
     private LockedRow(NpgsqlConnection connection, NpgsqlTransaction transaction, T row)
     {
-        _connection = connection;
-        _transaction = transaction;
+        Connection = connection;
+        Transaction = transaction;
         Row = row;
     }
 
     public T Row { get; }
+
+    public NpgsqlConnection Connection { get; }
+
+    public NpgsqlTransaction Transaction { get; }
 
     /// <summary>Runs <paramref name="lockSql"/> (a SELECT ... FOR UPDATE SKIP LOCKED) and keeps its row locked, or returns null.</summary>
     public static async Task<LockedRow<T>?> ClaimAsync(NpgsqlDataSource db, string lockSql, object parameters, CancellationToken cancellationToken)
@@ -47,15 +48,39 @@ internal sealed class LockedRow<T> : IAsyncDisposable
         return null;
     }
 
-    /// <summary>Runs one statement in the row's transaction and returns the rows it changed.</summary>
-    public Task<int> ExecuteAsync(string sql, object parameters, CancellationToken cancellationToken) =>
-        _connection.ExecuteAsync(new CommandDefinition(sql, parameters, _transaction, cancellationToken: cancellationToken));
-
-    public Task CommitAsync(CancellationToken cancellationToken) => _transaction.CommitAsync(cancellationToken);
+    public Task CommitAsync(CancellationToken cancellationToken) => Transaction.CommitAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
-        await _transaction.DisposeAsync();
-        await _connection.DisposeAsync();
+        try
+        {
+            await Transaction.DisposeAsync();
+        }
+        catch (NpgsqlException)
+        {
+            // The connection is already broken: the server rolled back and released the lock itself.
+        }
+
+        await Connection.DisposeAsync();
     }
+}
+
+/// <summary>A claimed account's token and its state columns (<see cref="AccountState.Columns"/>).</summary>
+internal sealed class ClaimedToken
+{
+    public string Token { get; init; } = "";
+    public int ConsecutiveFailures { get; init; }
+    public string? LastError { get; init; }
+    public DateTimeOffset? LastErrorAt { get; init; }
+    public DateTimeOffset? NextAttemptAt { get; init; }
+    public bool NeedsReauth { get; init; }
+    public string? TokenHash { get; init; }
+    public DateTimeOffset? UnknownOutcomeAt { get; init; }
+    public DateTimeOffset? LastSuccessAt { get; init; }
+
+    public AccountState State => new(
+        ConsecutiveFailures, LastError, LastErrorAt, NextAttemptAt, NeedsReauth, TokenHash, UnknownOutcomeAt, LastSuccessAt);
+
+    // Never print the token.
+    public override string ToString() => nameof(ClaimedToken);
 }

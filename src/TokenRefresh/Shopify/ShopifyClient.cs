@@ -21,7 +21,7 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
         request.Headers.Add("X-Shopify-Access-Token", accessToken);
 
         var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
-        return response is null ? CallResult<string>.Transient(failure!) : Classify(response);
+        return response is null ? CallResult<string>.From(failure!) : Classify(response);
     }
 
     public string ShopUrl(string shopDomain) => options.Value.ShopifyApiBaseUrl.Replace("{shop}", shopDomain, StringComparison.Ordinal);
@@ -45,9 +45,7 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
                 return CallResult<string>.Permanent("shop_locked_423");
         }
 
-        return PlatformHttp.TransientReason(response) is { } transient
-            ? CallResult<string>.Transient(transient, response.RetryAfter)
-            : CallResult<string>.Permanent($"http_{response.Code}");
+        return PlatformHttp.Transient<string>(response) ?? CallResult<string>.Permanent($"http_{response.Code}");
     }
 
     // GraphQL reports throttling and shop problems as HTTP 200 with an errors array.
@@ -63,7 +61,7 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
             var code = FirstErrorCode(errors);
             return code switch
             {
-                "THROTTLED" => CallResult<string>.Transient("throttled"),
+                "THROTTLED" => CallResult<string>.Transient("throttled", ThrottleWait(root)),
                 "SHOP_INACTIVE" => CallResult<string>.Permanent("shop_inactive"),
                 "INTERNAL_SERVER_ERROR" => CallResult<string>.Transient("internal_server_error"),
                 _ => CallResult<string>.Transient("graphql_error"),
@@ -78,6 +76,23 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
             && name.ValueKind == JsonValueKind.String
             ? new CallResult<string>(CallStatus.Ok, name.GetString())
             : CallResult<string>.Transient("malformed_response");
+    }
+
+    // How long until the bucket holds the query's cost again: (requested - available) / restoreRate seconds.
+    private static TimeSpan ThrottleWait(JsonElement root)
+    {
+        try
+        {
+            var cost = root.GetProperty("extensions").GetProperty("cost");
+            var status = cost.GetProperty("throttleStatus");
+            var missing = cost.GetProperty("requestedQueryCost").GetDouble() - status.GetProperty("currentlyAvailable").GetDouble();
+            var rate = status.GetProperty("restoreRate").GetDouble();
+            return missing > 0 && rate > 0 ? TimeSpan.FromSeconds(Math.Ceiling(missing / rate)) : TimeSpan.FromSeconds(1);
+        }
+        catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            return TimeSpan.FromSeconds(2);
+        }
     }
 
     private static string? FirstErrorCode(JsonElement errors)

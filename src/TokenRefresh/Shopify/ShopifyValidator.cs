@@ -1,60 +1,102 @@
 using System.Text.RegularExpressions;
 using Dapper;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Npgsql;
+using TokenRefresh.Persistence;
 
 namespace TokenRefresh.Shopify;
 
 /// <summary>Validates the offline token of every active store; deactivates a store only on a definitive 401.</summary>
-internal sealed partial class ShopifyValidator(NpgsqlDataSource db, ShopifyClient client, TimeProvider time) : IPlatformRefresher
+internal sealed partial class ShopifyValidator(
+    NpgsqlDataSource db,
+    ShopifyClient client,
+    IOptions<TokenRefreshOptions> options,
+    TimeProvider time,
+    ILogger<ShopifyValidator> logger) : IPlatformRefresher
 {
+    private const string StatePlatform = "shopify";
+
     public string Platform => "Shopify";
 
     public Outcome SuccessOutcome => Outcome.Validated;
 
     public async Task<IReadOnlyList<DueAccount>> FindDueAsync(CancellationToken cancellationToken)
     {
-        const string sql = """
-            SELECT id AS Id, shop_domain AS ShopDomain, (access_token IS NULL OR access_token = '') AS NoToken
-            FROM shopify_stores
-            WHERE is_active
-            ORDER BY id
+        var sql = $"""
+            SELECT st.id AS Id, st.shop_domain AS ShopDomain, (st.access_token IS NULL OR st.access_token = '') AS NoToken
+            FROM shopify_stores st
+            LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
+            WHERE st.is_active AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
+            ORDER BY st.id
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         var rows = await connection.QueryAsync<(Guid Id, string? ShopDomain, bool NoToken)>(
-            new CommandDefinition(sql, cancellationToken: cancellationToken));
+            new CommandDefinition(sql, new { Now = time.GetUtcNow() }, cancellationToken: cancellationToken));
         return rows.Select(r => new DueAccount(r.Id, r.ShopDomain ?? "", Problem(r.ShopDomain, r.NoToken))).ToList();
     }
 
-    public async Task<AccountResult> ProcessAsync(DueAccount account, CancellationToken cancellationToken)
+    public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
     {
-        const string tokenSql = "SELECT access_token FROM shopify_stores WHERE id = @Id AND is_active";
+        var tokenSql = $"""
+            SELECT st.access_token AS Token, {AccountState.Columns}
+            FROM shopify_stores st
+            LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
+            WHERE st.id = @Id AND st.is_active
+            """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var token = await connection.QuerySingleOrDefaultAsync<string>(
+        var row = await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
             new CommandDefinition(tokenSql, new { account.Id }, cancellationToken: cancellationToken));
-        if (string.IsNullOrEmpty(token))
+        if (row is null || string.IsNullOrEmpty(row.Token))
         {
             return AccountResult.Skip("no longer active, or its token was removed");
         }
 
-        var result = await client.ValidateAsync(account.Label!, token, cancellationToken);
-        return result.Status switch
+        var result = await client.ValidateAsync(account.Label!, row.Token, cancellationToken);
+        var hash = AccountState.Hash(row.Token);
+        var now = time.GetUtcNow();
+        switch (result.Status)
         {
-            CallStatus.Ok => AccountResult.Success(Outcome.Validated),
-            CallStatus.Rejected => await DeactivateAsync(connection, account, token, result.Reason!),
-            CallStatus.Transient => AccountResult.TransientFailure(result.Reason!),
-            _ => AccountResult.PermanentFailure(result.Reason!),
-        };
+            case CallStatus.Ok:
+                await SaveAsync(connection, account, AccountState.Succeeded(now));
+                return AccountResult.Success(Outcome.Validated);
+            case CallStatus.Rejected:
+                return await DeactivateAsync(connection, account, row.Token, result.Reason!);
+            default:
+                // 429 and THROTTLED pause only this store: Shopify's limits are per app and store.
+                var (state, failure) = row.State.Failed(
+                    result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, now, options.Value.UnknownOutcomeWait);
+                await SaveAsync(connection, account, state);
+                return failure;
+        }
+    }
+
+    private async Task SaveAsync(NpgsqlConnection connection, DueAccount account, AccountState state)
+    {
+        try
+        {
+            await state.SaveAsync(connection, null, StatePlatform, account.Id, time.GetUtcNow(), CancellationToken.None);
+        }
+        catch (NpgsqlException e)
+        {
+            Log.StateNotSaved(logger, e, account.Label);
+        }
     }
 
     private async Task<AccountResult> DeactivateAsync(NpgsqlConnection connection, DueAccount account, string rejectedToken, string reason)
     {
         // Only the token that was rejected: if the main application stored a new one meanwhile, the store stays active.
-        const string sql = """
-            UPDATE shopify_stores
-            SET is_active = false, updated_at = @Now
-            WHERE id = @Id AND is_active AND access_token = @RejectedToken
+        var sql = $"""
+            WITH deactivated AS (
+                UPDATE shopify_stores
+                SET is_active = false, updated_at = @Now
+                WHERE id = @Id AND is_active AND access_token = @RejectedToken
+                RETURNING id),
+            cleared AS (
+                DELETE FROM token_refresh_state WHERE platform = '{StatePlatform}' AND account_id IN (SELECT id FROM deactivated))
+            SELECT count(*) FROM deactivated
             """;
-        var changed = await connection.ExecuteAsync(new CommandDefinition(
+        var changed = await connection.ExecuteScalarAsync<long>(new CommandDefinition(
             sql, new { account.Id, RejectedToken = rejectedToken, Now = time.GetUtcNow() }, cancellationToken: CancellationToken.None));
         return changed == 1
             ? new AccountResult(Outcome.Deactivated, reason)
@@ -69,4 +111,10 @@ internal sealed partial class ShopifyValidator(NpgsqlDataSource db, ShopifyClien
     // A host name only: anything else (a path, a port, spaces) must not reach the request URL.
     [GeneratedRegex(@"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", RegexOptions.IgnoreCase)]
     private static partial Regex ShopDomainPattern();
+
+    private static partial class Log
+    {
+        [LoggerMessage(301, LogLevel.Error, "Shopify store {Shop}: its validation state could not be saved")]
+        public static partial void StateNotSaved(ILogger logger, Exception exception, string? shop);
+    }
 }

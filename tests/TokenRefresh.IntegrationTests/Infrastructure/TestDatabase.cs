@@ -7,31 +7,44 @@ public sealed record EtsyRow(Guid Id, string? AccessToken, string? RefreshToken,
 
 public sealed record ShopRow(Guid Id, string ShopDomain, string? AccessToken, bool IsActive, DateTime UpdatedAt);
 
-/// <summary>A fresh database per test, with the main application's tables from scripts/sql/app-tables.sql.</summary>
+/// <summary>
+/// A fresh database per test: the main application's tables (scripts/sql/app-tables.sql), the service's
+/// migrations, and the least-privilege grants (scripts/sql/service-grants.sql) for the tokenrefresh role,
+/// which is what the service connects as.
+/// </summary>
 public sealed class TestDatabase : IAsyncDisposable
 {
+    public const string ServiceRole = "tokenrefresh";
     private const string Template = "tokenrefresh_template";
     private static readonly SemaphoreSlim TemplateLock = new(1, 1);
+    private static readonly string ServicePassword = $"svc-{Guid.NewGuid():N}";
     private static bool _templateReady;
 
-    private TestDatabase(string name, string url)
+    private TestDatabase(string name, string adminUrl)
     {
         Name = name;
-        Url = url;
-        ConnectionString = PostgresServer.ConnectionString(url);
+        AdminUrl = adminUrl;
+        ConnectionString = PostgresServer.ConnectionString(adminUrl);
+        var service = new UriBuilder(adminUrl) { UserName = ServiceRole, Password = ServicePassword };
+        Url = service.Uri.AbsoluteUri;
     }
 
     public string Name { get; }
 
-    /// <summary>A postgresql:// URL with the superuser's password, as DATABASE_URL takes it.</summary>
+    /// <summary>The service's DATABASE_URL: the least-privilege role, with its password.</summary>
     public string Url { get; }
 
+    /// <summary>The superuser's URL to this database, for setup, inspection and `migrate`.</summary>
+    public string AdminUrl { get; }
+
+    /// <summary>The superuser's connection string, for the tests' own setup and inspection.</summary>
     public string ConnectionString { get; }
 
-    /// <summary>The password in <see cref="Url"/>: must never appear in a log line.</summary>
-    public string Password => DatabaseUrl.Parse(Url).Password!;
+    /// <summary>The service role's password: must never appear in a log line.</summary>
+    public string Password => ServicePassword;
 
-    public static async Task<TestDatabase> CreateAsync()
+    /// <summary>A database with the main application's tables; <paramref name="migrated"/>: with the service's table and grants too.</summary>
+    public static async Task<TestDatabase> CreateAsync(bool migrated = true)
     {
         await EnsureTemplateAsync();
         var name = $"tr_{Guid.NewGuid():N}";
@@ -40,8 +53,24 @@ public sealed class TestDatabase : IAsyncDisposable
             await admin.ExecuteAsync($"CREATE DATABASE {name} TEMPLATE {Template}");
         }
 
-        var url = new UriBuilder(PostgresServer.AdminUrl) { Path = "/" + name }.Uri.AbsoluteUri;
-        return new TestDatabase(name, url);
+        var db = new TestDatabase(name, new UriBuilder(PostgresServer.AdminUrl) { Path = "/" + name }.Uri.AbsoluteUri);
+        if (migrated)
+        {
+            await db.MigrateAndGrantAsync();
+        }
+
+        return db;
+    }
+
+    /// <summary>What an operator does once: `migrate` as the owner, then the grants script.</summary>
+    public async Task MigrateAndGrantAsync()
+    {
+        await using (var dataSource = NpgsqlDataSource.Create(ConnectionString))
+        {
+            await Persistence.Migrator.ApplyAsync(dataSource);
+        }
+
+        await ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "service-grants.sql")));
     }
 
     private static async Task EnsureTemplateAsync()
@@ -58,6 +87,13 @@ public sealed class TestDatabase : IAsyncDisposable
             {
                 await admin.ExecuteAsync($"DROP DATABASE IF EXISTS {Template}");
                 await admin.ExecuteAsync($"CREATE DATABASE {Template}");
+                // Roles belong to the cluster: one for every test database, with this run's password.
+                await admin.ExecuteAsync($"""
+                    DO $$ BEGIN
+                        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ServiceRole}') THEN CREATE ROLE {ServiceRole} LOGIN; END IF;
+                    END $$;
+                    ALTER ROLE {ServiceRole} PASSWORD '{ServicePassword}';
+                    """);
             }
 
             using (var template = PostgresServer.OpenAdmin(Template))

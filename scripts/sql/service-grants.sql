@@ -1,0 +1,17 @@
+-- Least privilege for the service's database role, named tokenrefresh. Run as the tables' owner, after
+-- `tokenrefresh migrate` (which creates the service's own table), e.g.:
+--   psql "$OWNER_DATABASE_URL" -c "CREATE ROLE tokenrefresh LOGIN PASSWORD 'a-long-random-password'"
+--   psql "$OWNER_DATABASE_URL" -f scripts/sql/service-grants.sql
+-- The service can then read only the columns it needs and update only the columns it writes.
+GRANT USAGE ON SCHEMA public TO tokenrefresh;
+
+REVOKE ALL ON etsy_users, shopify_stores FROM tokenrefresh;
+GRANT SELECT (id, refresh_token, token_expires_at),
+      UPDATE (access_token, refresh_token, token_expires_at, updated_at)
+   ON etsy_users TO tokenrefresh;
+GRANT SELECT (id, shop_domain, access_token, is_active),
+      UPDATE (is_active, updated_at)
+   ON shopify_stores TO tokenrefresh;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON token_refresh_state TO tokenrefresh;
+GRANT SELECT ON token_refresh_migrations TO tokenrefresh;

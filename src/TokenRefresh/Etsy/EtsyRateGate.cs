@@ -1,0 +1,39 @@
+namespace TokenRefresh.Etsy;
+
+/// <summary>
+/// Etsy's limits are per API key: after a 429 with Retry-After, every Etsy call of this process waits
+/// until then. Shared across cycles (a singleton).
+/// </summary>
+internal sealed class EtsyRateGate(TimeProvider time)
+{
+    private long _pausedUntilTicks;
+
+    public void Pause(TimeSpan retryAfter)
+    {
+        var until = (time.GetUtcNow() + retryAfter).UtcTicks;
+        long seen;
+        while ((seen = Interlocked.Read(ref _pausedUntilTicks)) < until
+            && Interlocked.CompareExchange(ref _pausedUntilTicks, until, seen) != seen)
+        {
+        }
+    }
+
+    /// <summary>Waits out a pause; false when it lasts past <paramref name="deadline"/> (the call is then left for later).</summary>
+    public async Task<bool> WaitAsync(DateTimeOffset deadline, CancellationToken cancellationToken)
+    {
+        var until = new DateTimeOffset(Interlocked.Read(ref _pausedUntilTicks), TimeSpan.Zero);
+        var now = time.GetUtcNow();
+        if (until <= now)
+        {
+            return true;
+        }
+
+        if (until > deadline)
+        {
+            return false;
+        }
+
+        await Task.Delay(until - now, time, cancellationToken);
+        return true;
+    }
+}

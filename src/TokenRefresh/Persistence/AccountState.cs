@@ -1,0 +1,136 @@
+using System.Security.Cryptography;
+using System.Text;
+using Dapper;
+using Npgsql;
+
+namespace TokenRefresh.Persistence;
+
+/// <summary>
+/// One account's row in token_refresh_state: how its attempts went and when to try again.
+/// The rules that move it from one state to the next are here, in one place, free of I/O.
+/// </summary>
+internal sealed record AccountState(
+    int ConsecutiveFailures = 0,
+    string? LastError = null,
+    DateTimeOffset? LastErrorAt = null,
+    DateTimeOffset? NextAttemptAt = null,
+    bool NeedsReauth = false,
+    string? TokenHash = null,
+    DateTimeOffset? UnknownOutcomeAt = null,
+    DateTimeOffset? LastSuccessAt = null)
+{
+    /// <summary>Backoff after the first failure; it doubles with each further one.</summary>
+    public static readonly TimeSpan FirstBackoff = TimeSpan.FromMinutes(1);
+
+    /// <summary>The longest wait between two attempts of a failing account.</summary>
+    public static readonly TimeSpan MaxBackoff = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// How long an invalid_grant is not believed after an attempt whose outcome was unknown: the lost
+    /// answer may have rotated the token (another holder may still store it), or the platform may still
+    /// accept the old one (Shopify's grace rule). Past this window a repeated invalid_grant is believed.
+    /// </summary>
+    public static readonly TimeSpan UnknownOutcomeGrace = TimeSpan.FromMinutes(30);
+
+    public static string Hash(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
+
+    /// <summary>The state as it applies to <paramref name="tokenHash"/>: failures about another token no longer count.</summary>
+    public AccountState For(string tokenHash) => TokenHash is null || TokenHash == tokenHash
+        ? this
+        : new AccountState(LastSuccessAt: LastSuccessAt);
+
+    public static AccountState Succeeded(DateTimeOffset now) => new(LastSuccessAt: now);
+
+    /// <summary>
+    /// Records a failed call and decides what it means for the account: a backoff, or (for a believed
+    /// invalid_grant) the re-authorisation flag. <paramref name="minimumWait"/> keeps a retry from racing
+    /// a request that may still be in flight.
+    /// </summary>
+    public (AccountState State, AccountResult Result) Failed(
+        CallStatus status, string reason, bool outcomeUnknown, TimeSpan? retryAfter, string tokenHash, DateTimeOffset now, TimeSpan minimumWait)
+    {
+        var current = For(tokenHash);
+        var failures = current.ConsecutiveFailures + 1;
+        var recentUnknown = current.UnknownOutcomeAt is { } at && now - at < UnknownOutcomeGrace ? at : (DateTimeOffset?)null;
+
+        if (reason == "invalid_grant" && recentUnknown is null)
+        {
+            var flagged = current with
+            {
+                ConsecutiveFailures = failures, LastError = reason, LastErrorAt = now, NextAttemptAt = null,
+                NeedsReauth = true, TokenHash = tokenHash, UnknownOutcomeAt = null,
+            };
+            return (flagged, AccountResult.PermanentFailure("invalid_grant: needs re-authorisation"));
+        }
+
+        if (reason == "invalid_grant")
+        {
+            reason = "invalid_grant_after_unknown_outcome";
+            status = CallStatus.Transient;
+        }
+
+        var wait = Backoff(failures);
+        if (retryAfter > wait)
+        {
+            wait = retryAfter.Value;
+        }
+
+        if (outcomeUnknown && minimumWait > wait)
+        {
+            wait = minimumWait;
+        }
+
+        var state = current with
+        {
+            ConsecutiveFailures = failures, LastError = reason, LastErrorAt = now, NextAttemptAt = now + wait,
+            NeedsReauth = false, TokenHash = tokenHash, UnknownOutcomeAt = outcomeUnknown ? now : recentUnknown,
+        };
+        var result = status == CallStatus.Transient ? AccountResult.TransientFailure(reason) : AccountResult.PermanentFailure(reason);
+        return (state, result);
+    }
+
+    public static TimeSpan Backoff(int failures)
+    {
+        var minutes = FirstBackoff.TotalMinutes * Math.Pow(2, Math.Clamp(failures - 1, 0, 30));
+        return minutes >= MaxBackoff.TotalMinutes ? MaxBackoff : TimeSpan.FromMinutes(minutes);
+    }
+
+    /// <summary>Writes the state of one account (in the caller's transaction when given).</summary>
+    public Task SaveAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string platform, Guid accountId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
+                next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
+            VALUES (@Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
+                @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now)
+            ON CONFLICT (platform, account_id) DO UPDATE SET
+                consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
+                last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
+                needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
+                unknown_outcome_at = EXCLUDED.unknown_outcome_at,
+                last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at
+            """;
+        return connection.ExecuteAsync(new CommandDefinition(sql, new
+        {
+            Platform = platform, AccountId = accountId, ConsecutiveFailures, LastError, LastErrorAt, NextAttemptAt,
+            NeedsReauth, TokenHash, UnknownOutcomeAt, LastSuccessAt, Now = now,
+        }, transaction, cancellationToken: cancellationToken));
+    }
+
+    /// <summary>
+    /// The SQL condition, on a row joined to its state as <c>s</c>, under which an account may be called now:
+    /// no state, state about another token, or neither flagged nor backing off.
+    /// </summary>
+    public static string EligibleSql(string tokenColumn) => $"""
+        (s.account_id IS NULL
+         OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to({tokenColumn}, 'UTF8')), 'hex')
+         OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
+        """;
+
+    /// <summary>The state columns, aliased for <see cref="AccountState"/>'s constructor, from a join as <c>s</c>.</summary>
+    public const string Columns = """
+        COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
+        s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
+        s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt
+        """;
+}

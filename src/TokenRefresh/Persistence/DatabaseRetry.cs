@@ -1,0 +1,29 @@
+using Npgsql;
+using Polly;
+using Polly.Retry;
+
+namespace TokenRefresh.Persistence;
+
+/// <summary>Retries the write of a rotated pair through connection drops, restarts and statement timeouts.</summary>
+internal static class DatabaseRetry
+{
+    /// <summary>However late in the cycle a write first fails, it is retried for at least this long.</summary>
+    public static readonly TimeSpan MinimumWindow = TimeSpan.FromSeconds(30);
+
+    /// <summary>Faults that a later attempt can outlive: connection loss, restart, statement timeout, lock or serialization conflicts.</summary>
+    public static bool IsTransient(Exception e) => e is NpgsqlException n
+        && (n.IsTransient || n is PostgresException { SqlState: "57014" or "55P03" or "57P01" or "57P02" or "57P03" or "53300" or "40001" or "40P01" });
+
+    public static ResiliencePipeline Pipeline(TimeProvider time, TimeSpan window) => new ResiliencePipelineBuilder { TimeProvider = time }
+        .AddTimeout(window)
+        .AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = new PredicateBuilder().Handle<Exception>(IsTransient),
+            MaxRetryAttempts = int.MaxValue,
+            BackoffType = DelayBackoffType.Exponential,
+            Delay = TimeSpan.FromMilliseconds(200),
+            MaxDelay = TimeSpan.FromSeconds(5),
+            UseJitter = true,
+        })
+        .Build();
+}
