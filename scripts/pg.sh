@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster on 127.0.0.1 for tests, the demo and the benchmark.
 #   scripts/pg.sh start DIR   initdb + start in DIR (fsync off); prints the admin URL on stdout
+#   scripts/pg.sh restart DIR stop it fast (sessions are cut) and start it again on the same port
 #   scripts/pg.sh stop DIR    stop it and delete DIR
 # Installs the PostgreSQL server from Debian's packages when its binaries are missing.
 set -euo pipefail
@@ -53,6 +54,9 @@ start)
   cat "$dir/server.log" >&2
   exit 1
   ;;
+restart)
+  as_postgres "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 30 restart >/dev/null
+  ;;
 stop)
   bin=$(pg_bin)
   if [ -d "$dir/data" ]; then
@@ -61,7 +65,7 @@ stop)
   rm -rf "$dir"
   ;;
 *)
-  echo "usage: pg.sh start|stop DIR" >&2
+  echo "usage: pg.sh start|restart|stop DIR" >&2
   exit 2
   ;;
 esac

@@ -19,6 +19,7 @@ public sealed class FakeEtsy
     private readonly ConcurrentDictionary<string, int> _calls = new(StringComparer.Ordinal);
     private long _lastGeneratedUserId = 90_000_000;
     private int _totalCalls;
+    private readonly ConcurrentQueue<DateTimeOffset> _callTimes = new();
 
     internal FakeEtsy(FakeHttp http) => _http = http;
 
@@ -33,6 +34,12 @@ public sealed class FakeEtsy
 
     /// <summary>Runs after a rotation is issued and before the answer is sent (given the old refresh token): a test's hook to inject faults there.</summary>
     public Func<string, Task>? OnRotated { get; set; }
+
+    /// <summary>When each token request arrived, for rate-limit checks.</summary>
+    public IReadOnlyCollection<DateTimeOffset> CallTimes => _callTimes.ToArray();
+
+    /// <summary>Rotations issued so far.</summary>
+    public int Rotations => _issued.Count;
 
     /// <summary>Token requests received, whatever their outcome.</summary>
     public int TotalCalls => Volatile.Read(ref _totalCalls);
@@ -111,6 +118,7 @@ public sealed class FakeEtsy
     private async Task HandleTokenAsync(HttpContext ctx)
     {
         var totalCalls = Interlocked.Increment(ref _totalCalls);
+        _callTimes.Enqueue(DateTimeOffset.UtcNow);
         var form = ctx.Request.HasFormContentType ? await ctx.Request.ReadFormAsync() : FormCollection.Empty;
         var refreshToken = form["refresh_token"].ToString();
         if (refreshToken.Length > 0)

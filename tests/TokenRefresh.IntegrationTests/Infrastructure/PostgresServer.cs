@@ -14,7 +14,13 @@ internal static class PostgresServer
     /// <summary>A superuser postgresql:// URL (with a generated password) to the server's "postgres" database.</summary>
     public static string AdminUrl => AdminUrlValue.Value;
 
-    public static string ConnectionString(string url) => DatabaseUrl.Parse(url).ConnectionString;
+    /// <summary>The tests' own connections, named apart from the service's in pg_stat_activity.</summary>
+    public static string ConnectionString(string url)
+    {
+        var builder = DatabaseUrl.Parse(url);
+        builder.ApplicationName = "tokenrefresh-tests";
+        return builder.ConnectionString;
+    }
 
     private static string StartOrReuse()
     {
@@ -27,6 +33,23 @@ internal static class PostgresServer
         var started = Run("start", dir);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Run("stop", dir);
         return started.Trim();
+    }
+
+    /// <summary>A cluster of its own, for a test that restarts the server (the shared one serves tests in parallel).</summary>
+    public static DedicatedCluster StartDedicated()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"tokenrefresh-dedicated-{Guid.NewGuid():N}");
+        return new DedicatedCluster(dir, Run("start", dir).Trim());
+    }
+
+    public sealed class DedicatedCluster(string dir, string adminUrl) : IDisposable
+    {
+        public string AdminUrl { get; } = adminUrl;
+
+        /// <summary>A fast restart: every session is cut, and the server is back on the same port.</summary>
+        public void Restart() => Run("restart", dir);
+
+        public void Dispose() => Run("stop", dir);
     }
 
     private static string Run(string command, string dir)
@@ -42,9 +65,10 @@ internal static class PostgresServer
         return process.ExitCode == 0 ? output : throw new InvalidOperationException($"scripts/pg.sh {command} failed: {error}");
     }
 
-    public static NpgsqlConnection OpenAdmin(string database = "postgres")
+    public static NpgsqlConnection OpenAdmin(string database = "postgres", string? adminUrl = null)
     {
-        var builder = DatabaseUrl.Parse(AdminUrl);
+        var builder = DatabaseUrl.Parse(adminUrl ?? AdminUrl);
+        builder.ApplicationName = "tokenrefresh-tests";
         builder.Database = database;
         builder.Pooling = false;
         var connection = new NpgsqlConnection(builder.ConnectionString);

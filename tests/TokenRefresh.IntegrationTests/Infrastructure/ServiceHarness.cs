@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
+using Microsoft.Extensions.Time.Testing;
 using TokenRefresh.FakePlatforms;
 
 namespace TokenRefresh.IntegrationTests.Infrastructure;
@@ -27,10 +28,13 @@ public sealed class ServiceHarness : IAsyncDisposable
     /// <summary>The environment the service is given; change it before <see cref="BuildHost"/>.</summary>
     public Dictionary<string, string?> Settings { get; }
 
-    public static async Task<ServiceHarness> StartAsync()
+    /// <summary>When set, the service's clock (registered before AddTokenRefresh, as a host could).</summary>
+    public FakeTimeProvider? Time { get; set; }
+
+    public static async Task<ServiceHarness> StartAsync(TestDatabase? database = null)
     {
         var fake = await FakePlatformServer.StartAsync();
-        var db = await TestDatabase.CreateAsync();
+        var db = database ?? await TestDatabase.CreateAsync();
         return new ServiceHarness(fake, db, new Dictionary<string, string?>
         {
             ["DATABASE_URL"] = db.Url,
@@ -51,6 +55,11 @@ public sealed class ServiceHarness : IAsyncDisposable
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(Settings);
         builder.Logging.AddFakeLogging();
+        if (Time is not null)
+        {
+            builder.Services.AddSingleton<TimeProvider>(Time);
+        }
+
         builder.AddTokenRefresh();
         builder.Logging.SetMinimumLevel(minimumLevel);
         if (minimumLevel == LogLevel.Trace)

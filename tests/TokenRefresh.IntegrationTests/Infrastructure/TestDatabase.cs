@@ -5,6 +5,9 @@ namespace TokenRefresh.IntegrationTests.Infrastructure;
 
 public sealed record EtsyRow(Guid Id, string? AccessToken, string? RefreshToken, DateTime? ExpiresAt, DateTime UpdatedAt);
 
+public sealed record StateRow(
+    int ConsecutiveFailures, string? LastError, DateTime? NextAttemptAt, bool NeedsReauth, DateTime? UnknownOutcomeAt, DateTime? LastSuccessAt);
+
 public sealed record ShopRow(Guid Id, string ShopDomain, string? AccessToken, bool IsActive, DateTime UpdatedAt);
 
 /// <summary>
@@ -20,8 +23,11 @@ public sealed class TestDatabase : IAsyncDisposable
     private static readonly string ServicePassword = $"svc-{Guid.NewGuid():N}";
     private static bool _templateReady;
 
-    private TestDatabase(string name, string adminUrl)
+    private readonly string _serverAdminUrl;
+
+    private TestDatabase(string name, string adminUrl, string serverAdminUrl)
     {
+        _serverAdminUrl = serverAdminUrl;
         Name = name;
         AdminUrl = adminUrl;
         ConnectionString = PostgresServer.ConnectionString(adminUrl);
@@ -53,7 +59,7 @@ public sealed class TestDatabase : IAsyncDisposable
             await admin.ExecuteAsync($"CREATE DATABASE {name} TEMPLATE {Template}");
         }
 
-        var db = new TestDatabase(name, new UriBuilder(PostgresServer.AdminUrl) { Path = "/" + name }.Uri.AbsoluteUri);
+        var db = new TestDatabase(name, new UriBuilder(PostgresServer.AdminUrl) { Path = "/" + name }.Uri.AbsoluteUri, PostgresServer.AdminUrl);
         if (migrated)
         {
             await db.MigrateAndGrantAsync();
@@ -61,6 +67,30 @@ public sealed class TestDatabase : IAsyncDisposable
 
         return db;
     }
+
+    /// <summary>The same on a cluster of the test's own (no template there).</summary>
+    public static async Task<TestDatabase> CreateOnAsync(string serverAdminUrl)
+    {
+        var name = $"tr_{Guid.NewGuid():N}";
+        using (var admin = PostgresServer.OpenAdmin(adminUrl: serverAdminUrl))
+        {
+            await admin.ExecuteAsync($"CREATE DATABASE {name}");
+            await admin.ExecuteAsync(CreateRoleSql);
+        }
+
+        var db = new TestDatabase(name, new UriBuilder(serverAdminUrl) { Path = "/" + name }.Uri.AbsoluteUri, serverAdminUrl);
+        await db.ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "app-tables.sql")));
+        await db.MigrateAndGrantAsync();
+        return db;
+    }
+
+    // Roles belong to the cluster: one for every test database, with this run's password.
+    private static string CreateRoleSql => $"""
+        DO $$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ServiceRole}') THEN CREATE ROLE {ServiceRole} LOGIN; END IF;
+        END $$;
+        ALTER ROLE {ServiceRole} PASSWORD '{ServicePassword}';
+        """;
 
     /// <summary>What an operator does once: `migrate` as the owner, then the grants script.</summary>
     public async Task MigrateAndGrantAsync()
@@ -87,13 +117,7 @@ public sealed class TestDatabase : IAsyncDisposable
             {
                 await admin.ExecuteAsync($"DROP DATABASE IF EXISTS {Template}");
                 await admin.ExecuteAsync($"CREATE DATABASE {Template}");
-                // Roles belong to the cluster: one for every test database, with this run's password.
-                await admin.ExecuteAsync($"""
-                    DO $$ BEGIN
-                        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ServiceRole}') THEN CREATE ROLE {ServiceRole} LOGIN; END IF;
-                    END $$;
-                    ALTER ROLE {ServiceRole} PASSWORD '{ServicePassword}';
-                    """);
+                await admin.ExecuteAsync(CreateRoleSql);
             }
 
             using (var template = PostgresServer.OpenAdmin(Template))
@@ -176,9 +200,22 @@ public sealed class TestDatabase : IAsyncDisposable
             new { id });
     }
 
+    /// <summary>The service's state row for an account, or null.</summary>
+    public async Task<StateRow?> GetStateAsync(string platform, Guid id)
+    {
+        await using var c = await OpenAsync();
+        return await c.QuerySingleOrDefaultAsync<StateRow>(
+            """
+            SELECT consecutive_failures AS ConsecutiveFailures, last_error AS LastError, next_attempt_at AS NextAttemptAt,
+                   needs_reauth AS NeedsReauth, unknown_outcome_at AS UnknownOutcomeAt, last_success_at AS LastSuccessAt
+            FROM token_refresh_state WHERE platform = @platform AND account_id = @id
+            """,
+            new { platform, id });
+    }
+
     public async ValueTask DisposeAsync()
     {
-        using var admin = PostgresServer.OpenAdmin();
+        using var admin = PostgresServer.OpenAdmin(adminUrl: _serverAdminUrl);
         await admin.ExecuteAsync($"DROP DATABASE IF EXISTS {Name} WITH (FORCE)");
     }
 }

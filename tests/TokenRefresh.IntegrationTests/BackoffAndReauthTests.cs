@@ -1,0 +1,231 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
+using TokenRefresh.FakePlatforms;
+using TokenRefresh.IntegrationTests.Infrastructure;
+
+namespace TokenRefresh.IntegrationTests;
+
+/// <summary>Failures back off across cycles; a revoked token is flagged and left alone until a new one is stored.</summary>
+public sealed class BackoffAndReauthTests : IAsyncLifetime
+{
+    private ServiceHarness _h = null!;
+    private readonly FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
+
+    public async Task InitializeAsync()
+    {
+        _h = await ServiceHarness.StartAsync();
+        _h.Time = _time;
+    }
+
+    public async Task DisposeAsync() => await _h.DisposeAsync();
+
+    private async Task<(Guid Id, string Refresh)> DueUserAsync(long userId = 1)
+    {
+        var refresh = _h.Fake.Etsy.AddAccount(userId);
+        return (await _h.Db.AddEtsyUserAsync(refresh, _time.GetUtcNow().AddMinutes(2)), refresh);
+    }
+
+    [Fact]
+    public async Task InvalidGrant_FlagsReauthorisation_NoMoreCallsUntilTheApplicationStoresANewToken()
+    {
+        var (id, refresh) = await DueUserAsync();
+        _h.Fake.Etsy.Revoke(refresh);
+
+        var (first, logs) = await _h.RunCycleAsync();
+        _time.Advance(TimeSpan.FromHours(3));
+        var (second, _) = await _h.RunCycleAsync();
+
+        Assert.Contains(logs, l => l.Message.Contains("invalid_grant: needs re-authorisation", StringComparison.Ordinal));
+        Assert.Equal(1, first.Platforms[0].Failed);
+        Assert.Equal(0, second.Platforms[0].Found);
+        Assert.Equal(1, _h.Fake.Etsy.CallsFor(refresh));
+        Assert.True((await _h.Db.GetStateAsync("etsy", id))!.NeedsReauth);
+
+        // The user connects again: the main application stores a new refresh token.
+        var fresh = _h.Fake.Etsy.AddAccount(1);
+        await _h.Db.ExecuteAsync("UPDATE etsy_users SET refresh_token = @fresh WHERE id = @id", new { fresh, id });
+        var (third, _) = await _h.RunCycleAsync();
+
+        Assert.Equal("Etsy: 1/1 refreshed, 0 failed", third.Platforms[0].ToString());
+        var state = (await _h.Db.GetStateAsync("etsy", id))!;
+        Assert.False(state.NeedsReauth);
+        Assert.Equal(0, state.ConsecutiveFailures);
+        Assert.NotNull(state.LastSuccessAt);
+    }
+
+    [Fact]
+    public async Task TransientFailures_BackOffExponentiallyAcrossCycles_SuccessClearsTheState()
+    {
+        var (id, refresh) = await DueUserAsync();
+        _h.Fake.Etsy.SetFault(refresh, FakeFault.ServerError, times: 3);
+        var waits = new List<TimeSpan>();
+
+        for (var failure = 1; failure <= 3; failure++)
+        {
+            var before = _time.GetUtcNow();
+            await _h.RunCycleAsync();
+            var state = (await _h.Db.GetStateAsync("etsy", id))!;
+            Assert.Equal(failure, state.ConsecutiveFailures);
+            Assert.Equal("server_error_500", state.LastError);
+            waits.Add(new DateTimeOffset(state.NextAttemptAt!.Value, TimeSpan.Zero) - before);
+
+            // Inside the backoff the account is not called, however many cycles run.
+            _time.Advance(waits[^1] - TimeSpan.FromSeconds(5));
+            await _h.RunCycleAsync();
+            Assert.Equal(failure, _h.Fake.Etsy.CallsFor(refresh));
+            _time.Advance(TimeSpan.FromSeconds(5));
+        }
+
+        // 5xx: the outcome is unknown, so no retry comes sooner than twice the HTTP timeout; then 1, 2, 4 minutes.
+        Assert.Equal([TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(4)], waits.Select(w => TimeSpan.FromSeconds(Math.Round(w.TotalSeconds))));
+        var (last, _) = await _h.RunCycleAsync();
+        Assert.Equal(1, last.Platforms[0].Succeeded);
+        var cleared = (await _h.Db.GetStateAsync("etsy", id))!;
+        Assert.Equal(0, cleared.ConsecutiveFailures);
+        Assert.Null(cleared.NextAttemptAt);
+        Assert.Null(cleared.LastError);
+    }
+
+    [Fact]
+    public void Backoff_IsCappedAtOneHour() =>
+        Assert.Equal(TimeSpan.FromHours(1), Persistence.AccountState.Backoff(30));
+
+    [Fact]
+    public async Task InvalidGrantAfterAnUnknownOutcome_IsNotBelievedWithinTheGraceWindow_ThenFlags()
+    {
+        var (id, refresh) = await DueUserAsync();
+        // Etsy rotates, but the answer never arrives: the new pair is lost and the old token is dead.
+        _h.Fake.Etsy.SetFault(refresh, FakeFault.RotateThenReset, times: 1);
+
+        var (first, _) = await _h.RunCycleAsync();
+        var afterUnknown = (await _h.Db.GetStateAsync("etsy", id))!;
+        Assert.Equal(1, first.Platforms[0].Failed);
+        Assert.Equal("network_error", afterUnknown.LastError);
+        Assert.NotNull(afterUnknown.UnknownOutcomeAt);
+
+        _time.Advance(TimeSpan.FromMinutes(2));
+        var (second, logs) = await _h.RunCycleAsync();
+        var suspect = (await _h.Db.GetStateAsync("etsy", id))!;
+        Assert.Equal(1, second.Platforms[0].Failed);
+        Assert.False(suspect.NeedsReauth);
+        Assert.Equal("invalid_grant_after_unknown_outcome", suspect.LastError);
+        Assert.Contains(logs, l => l.Level == LogLevel.Error && l.Message.Contains("invalid_grant_after_unknown_outcome, transient", StringComparison.Ordinal));
+
+        // Past the grace window a repeated invalid_grant is believed.
+        _time.Advance(Persistence.AccountState.UnknownOutcomeGrace);
+        await _h.RunCycleAsync();
+        Assert.True((await _h.Db.GetStateAsync("etsy", id))!.NeedsReauth);
+        Assert.Equal(3, _h.Fake.Etsy.CallsFor(refresh));
+    }
+
+    [Fact]
+    public async Task UnknownOutcome_ThenTheTokenStillWorks_Refreshes()
+    {
+        var (id, refresh) = await DueUserAsync();
+        _h.Fake.Etsy.SetFault(refresh, FakeFault.Hang, times: 1);
+        _h.Time = null; // the HTTP timeout runs on the real clock
+
+        await _h.RunCycleAsync();
+        Assert.Equal("timeout", (await _h.Db.GetStateAsync("etsy", id))!.LastError);
+        // Let the backoff pass by moving the next attempt into the past.
+        await _h.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = now() - interval '1 second'");
+        var (second, _) = await _h.RunCycleAsync();
+
+        Assert.Equal(1, second.Platforms[0].Succeeded);
+        Assert.Equal(_h.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+    }
+
+    [Fact]
+    public async Task RefusedConnection_IsAKnownOutcome_BackedOffButNeverSuspect()
+    {
+        var (id, _) = await DueUserAsync();
+        _h.Settings["ETSY_API_BASE_URL"] = "http://127.0.0.1:1";
+
+        var (summary, _) = await _h.RunCycleAsync();
+
+        var state = (await _h.Db.GetStateAsync("etsy", id))!;
+        Assert.Equal(1, summary.Platforms[0].Failed);
+        Assert.Equal("connection_failed", state.LastError);
+        Assert.Null(state.UnknownOutcomeAt);
+    }
+
+    [Fact]
+    public async Task EtsyRetryAfter_PausesTheNextCallsForThatLong()
+    {
+        var (limitedId, limited) = await DueUserAsync(1);
+        var (_, next) = await DueUserAsync(2);
+        await _h.Db.ExecuteAsync("UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE id = @limitedId", new { limitedId });
+        _h.Fake.Etsy.RetryAfterSeconds = 1;
+        _h.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
+        _h.Time = null; // real time: the pause is a real wait
+
+        var (summary, _) = await _h.RunCycleAsync();
+
+        var times = _h.Fake.Etsy.CallTimes.Order().ToList();
+        Assert.Equal(2, times.Count);
+        Assert.True(times[1] - times[0] >= TimeSpan.FromSeconds(0.9), $"second call {times[1] - times[0]} after the 429");
+        Assert.Equal(1, summary.Platforms[0].Succeeded);
+        Assert.NotNull(_h.Fake.Etsy.IssuedFor(next));
+        var state = (await _h.Db.GetStateAsync("etsy", limitedId))!;
+        Assert.Equal("rate_limited", state.LastError);
+    }
+
+    [Fact]
+    public async Task EtsyRetryAfterPastTheBudget_LeavesTheOtherAccountsForTheNextCycle()
+    {
+        var (limitedId, limited) = await DueUserAsync(1);
+        var (_, next) = await DueUserAsync(2);
+        await _h.Db.ExecuteAsync("UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE id = @limitedId", new { limitedId });
+        _h.Fake.Etsy.RetryAfterSeconds = 3600;
+        _h.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
+
+        var (summary, _) = await _h.RunCycleAsync();
+
+        Assert.Equal(0, _h.Fake.Etsy.CallsFor(next));
+        Assert.Equal(1, summary.Platforms[0].Skipped);
+        Assert.True(new DateTimeOffset((await _h.Db.GetStateAsync("etsy", limitedId))!.NextAttemptAt!.Value, TimeSpan.Zero) >= _time.GetUtcNow().AddMinutes(59));
+    }
+
+    [Fact]
+    public async Task EtsyMaxRequestsPerSecond_BoundsTheCallRate()
+    {
+        for (var i = 0; i < 15; i++)
+        {
+            await DueUserAsync(i + 1);
+        }
+
+        _h.Settings["ETSY_MAX_REQUESTS_PER_SECOND"] = "5";
+        _h.Time = null;
+
+        var (summary, _) = await _h.RunCycleAsync();
+
+        Assert.Equal(15, summary.Platforms[0].Succeeded);
+        var times = _h.Fake.Etsy.CallTimes.Order().ToList();
+        // A token bucket of 5 allows a burst of 5 and then 5 a second: never more than 10 in any second, and 15 calls span 2 s.
+        var busiest = times.Max(t => times.Count(u => u >= t && u < t.AddSeconds(1)));
+        Assert.InRange(busiest, 1, 10);
+        Assert.True(times[^1] - times[0] >= TimeSpan.FromSeconds(1.8), $"15 calls took {times[^1] - times[0]}");
+    }
+
+    [Theory]
+    [InlineData(FakeFault.Throttled)]
+    [InlineData(FakeFault.RateLimited)]
+    [InlineData(FakeFault.ServerError)]
+    public async Task ShopifyTransientFailure_PausesThatStoreOnly(FakeFault fault)
+    {
+        _h.Fake.Shopify.AddStore("slow.myshopify.com", "shpat_slow");
+        _h.Fake.Shopify.AddStore("fine.myshopify.com", "shpat_fine");
+        var slow = await _h.Db.AddShopifyStoreAsync("slow.myshopify.com", "shpat_slow");
+        await _h.Db.AddShopifyStoreAsync("fine.myshopify.com", "shpat_fine");
+        _h.Fake.Shopify.SetFault("slow.myshopify.com", fault);
+
+        await _h.RunCycleAsync();
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var (second, _) = await _h.RunCycleAsync();
+
+        Assert.Equal(1, _h.Fake.Shopify.GraphQlCallsFor("slow.myshopify.com"));
+        Assert.Equal(2, _h.Fake.Shopify.GraphQlCallsFor("fine.myshopify.com"));
+        Assert.Equal(1, second.Platforms[1].Found);
+        Assert.True((await _h.Db.GetShopifyStoreAsync(slow)).IsActive);
+    }
+}
