@@ -1,0 +1,112 @@
+using System.Text.Json;
+using Npgsql;
+using TokenRefresh.FakePlatforms;
+using TokenRefresh.IntegrationTests.Infrastructure;
+
+namespace TokenRefresh.IntegrationTests;
+
+/// <summary>migrate, status, and the least-privilege role, as an operator uses them.</summary>
+public sealed class OperationsTests : IAsyncLifetime
+{
+    private ServiceHarness _h = null!;
+
+    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync(await TestDatabase.CreateAsync(migrated: false));
+
+    public async Task DisposeAsync() => await _h.DisposeAsync();
+
+    [Fact]
+    public async Task Migrate_AppliesOnceThenIsANoOp_AndTheCycleNeedsIt()
+    {
+        _h.Settings["DATABASE_URL"] = _h.Db.AdminUrl;
+        var refresh = _h.Fake.Etsy.AddAccount(1);
+        var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+
+        var (before, beforeOut, _) = await CliProcess.RunAsync(["once"], _h.Settings);
+        var (first, firstOut, _) = await CliProcess.RunAsync(["migrate"], _h.Settings);
+        var (second, secondOut, _) = await CliProcess.RunAsync(["migrate"], _h.Settings);
+        var (after, _, _) = await CliProcess.RunAsync(["once"], _h.Settings);
+
+        Assert.Equal(2, before);
+        Assert.Contains("run `tokenrefresh migrate`", beforeOut, StringComparison.Ordinal);
+        Assert.Equal((0, "Applied: 001_account_state"), (first, firstOut.Trim()));
+        Assert.Equal((0, "The service's table is up to date; nothing to apply."), (second, secondOut.Trim()));
+        Assert.Equal(0, after);
+        Assert.NotEqual(refresh, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+    }
+
+    [Fact]
+    public async Task ServiceRole_CannotReadOrWriteBeyondItsColumns()
+    {
+        await _h.Db.MigrateAndGrantAsync();
+        await _h.Db.ExecuteAsync("ALTER TABLE etsy_users ADD COLUMN email text");
+        await using var service = new NpgsqlConnection(PostgresServer.ConnectionString(_h.Db.Url));
+        await service.OpenAsync();
+
+        foreach (var sql in new[]
+        {
+            "SELECT email FROM etsy_users",
+            "SELECT access_token FROM etsy_users",
+            "UPDATE etsy_users SET email = 'x'",
+            "UPDATE shopify_stores SET access_token = 'x'",
+            "DELETE FROM etsy_users",
+            "INSERT INTO shopify_stores (shop_domain) VALUES ('x.myshopify.com')",
+            "DROP TABLE token_refresh_state",
+        })
+        {
+            await using var command = new NpgsqlCommand(sql, service);
+            var e = await Assert.ThrowsAsync<PostgresException>(() => command.ExecuteNonQueryAsync());
+            Assert.True(e.SqlState is PostgresErrorCodes.InsufficientPrivilege, $"{sql}: {e.SqlState}");
+        }
+    }
+
+    [Fact]
+    public async Task Status_ShowsDueBackingOffAndReauthAccounts_AsTableAndJson()
+    {
+        await _h.Db.MigrateAndGrantAsync();
+        var revoked = _h.Fake.Etsy.AddAccount(1);
+        var revokedId = await _h.Db.AddEtsyUserAsync(revoked, DateTimeOffset.UtcNow.AddMinutes(1));
+        _h.Fake.Etsy.Revoke(revoked);
+        var flaky = _h.Fake.Etsy.AddAccount(2);
+        var flakyId = await _h.Db.AddEtsyUserAsync(flaky, DateTimeOffset.UtcNow.AddMinutes(1));
+        _h.Fake.Etsy.SetFault(flaky, FakeFault.ServerError);
+        var fine = _h.Fake.Etsy.AddAccount(3);
+        await _h.Db.AddEtsyUserAsync(fine, DateTimeOffset.UtcNow.AddMinutes(1));
+        await _h.Db.AddEtsyUserAsync(_h.Fake.Etsy.AddAccount(4), DateTimeOffset.UtcNow.AddMinutes(30));
+        _h.Fake.Shopify.AddStore("locked.myshopify.com", "shpat_locked");
+        var lockedId = await _h.Db.AddShopifyStoreAsync("locked.myshopify.com", "shpat_locked");
+        _h.Fake.Shopify.SetFault("locked.myshopify.com", FakeFault.Locked);
+        await _h.RunCycleAsync();
+        await _h.Db.AddEtsyUserAsync(_h.Fake.Etsy.AddAccount(5), DateTimeOffset.UtcNow.AddMinutes(2));
+
+        var (code, json, stderr) = await CliProcess.RunAsync(["status", "--json"], _h.Settings);
+        var (tableCode, table, _) = await CliProcess.RunAsync(["status"], _h.Settings);
+
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(json);
+        var etsy = doc.RootElement.GetProperty("platforms")[0];
+        Assert.Equal("Etsy", etsy.GetProperty("platform").GetString());
+        Assert.Equal(1, etsy.GetProperty("due").GetInt64());
+        Assert.Equal(1, etsy.GetProperty("recent").GetInt64());
+        Assert.Equal(1, etsy.GetProperty("backingOff").GetInt64());
+        Assert.Equal(1, etsy.GetProperty("needsReauth").GetInt64());
+        var accounts = etsy.GetProperty("accounts").EnumerateArray().ToDictionary(a => a.GetProperty("id").GetGuid());
+        Assert.Equal("invalid_grant", accounts[revokedId].GetProperty("lastError").GetString());
+        Assert.True(accounts[revokedId].GetProperty("needsReauth").GetBoolean());
+        Assert.Equal("server_error_500", accounts[flakyId].GetProperty("lastError").GetString());
+        var shopify = doc.RootElement.GetProperty("platforms")[1];
+        Assert.Equal(1, shopify.GetProperty("backingOff").GetInt64());
+        Assert.Equal("shop_locked_423", shopify.GetProperty("accounts")[0].GetProperty("lastError").GetString());
+        Assert.Equal("locked.myshopify.com", shopify.GetProperty("accounts")[0].GetProperty("shop").GetString());
+        Assert.DoesNotContain("Refresh cycle", stderr, StringComparison.Ordinal);
+
+        Assert.Equal(0, tableCode);
+        Assert.Contains("Needs re-authorisation", table, StringComparison.Ordinal);
+        Assert.Contains(revokedId.ToString(), table, StringComparison.Ordinal);
+        Assert.Contains(flakyId.ToString(), table, StringComparison.Ordinal);
+        Assert.Contains(lockedId.ToString(), table, StringComparison.Ordinal);
+        foreach (var secret in new[] { revoked, flaky, fine, "shpat_locked", _h.Db.Password })
+        {
+            Assert.DoesNotContain(secret, json + table, StringComparison.Ordinal);
+        }
+    }
+}
