@@ -26,6 +26,19 @@ psql=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)/psql
 db_url=${admin_url%/postgres}/demo
 "$psql" -q "$db_url" -v ON_ERROR_STOP=1 -f scripts/sql/app-tables.sql -f scripts/sql/demo-data.sql
 
+fake_env() {
+  env ETSY_CLIENT_ID=fake-etsy-keystring ETSY_CLIENT_SECRET=fake-etsy-shared-secret \
+    SHOPIFY_API_KEY=fake-shopify-api-key SHOPIFY_API_SECRET=fake-shopify-api-secret \
+    ETSY_API_BASE_URL="$fake_url" SHOPIFY_API_BASE_URL="$fake_url/shopify/{shop}" "$@"
+}
+
+echo "== tokenrefresh migrate (as the tables' owner), then a least-privilege role for the service"
+fake_url=http://127.0.0.1:9 # not called by migrate
+DATABASE_URL="$db_url" fake_env dotnet src/TokenRefresh.Cli/bin/Release/net10.0/TokenRefresh.Cli.dll migrate
+service_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+"$psql" -q "$db_url" -v ON_ERROR_STOP=1 -c "CREATE ROLE tokenrefresh LOGIN PASSWORD '$service_password'" -f scripts/sql/service-grants.sql
+service_url=$(printf '%s' "$db_url" | sed "s|//postgres:[^@]*@|//tokenrefresh:$service_password@|")
+
 echo "== Starting the fake Etsy and Shopify servers"
 dotnet tests/TokenRefresh.FakePlatforms/bin/Release/net10.0/TokenRefresh.FakePlatforms.dll \
   --urls http://127.0.0.1:0 --seed scripts/demo-seed.json >"$work/fake.log" 2>&1 &
@@ -53,15 +66,14 @@ show_rows() {
 echo "== Rows before (now: $(date -u +%H:%M:%S) UTC)"
 show_rows
 
-echo "== One refresh cycle: tokenrefresh once"
+echo "== One refresh cycle: tokenrefresh once (as the least-privilege role)"
 status=0
-env DATABASE_URL="$db_url" \
-  ETSY_CLIENT_ID=fake-etsy-keystring ETSY_CLIENT_SECRET=fake-etsy-shared-secret \
-  SHOPIFY_API_KEY=fake-shopify-api-key SHOPIFY_API_SECRET=fake-shopify-api-secret \
-  ETSY_API_BASE_URL="$fake_url" SHOPIFY_API_BASE_URL="$fake_url/shopify/{shop}" \
-  dotnet src/TokenRefresh.Cli/bin/Release/net10.0/TokenRefresh.Cli.dll once || status=$?
+DATABASE_URL="$service_url" fake_env dotnet src/TokenRefresh.Cli/bin/Release/net10.0/TokenRefresh.Cli.dll once || status=$?
 echo "(exit code $status: 0 = every account fine, 1 = some accounts failed, 2 = could not run)"
 
 echo "== Rows after"
 show_rows
+
+echo "== tokenrefresh status"
+DATABASE_URL="$service_url" fake_env dotnet src/TokenRefresh.Cli/bin/Release/net10.0/TokenRefresh.Cli.dll status
 [ "$status" -le 1 ]
