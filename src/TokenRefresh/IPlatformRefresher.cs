@@ -15,6 +15,9 @@ public interface IPlatformRefresher
     /// <summary>What success is called on this platform: Refreshed or Validated.</summary>
     Outcome SuccessOutcome { get; }
 
+    /// <summary>False when this platform cannot run on this database (e.g. columns missing); it is then left out of the summary.</summary>
+    Task<bool> IsEnabledAsync(CancellationToken cancellationToken) => Task.FromResult(true);
+
     /// <summary>The accounts due now, most urgent first. Throws when the database cannot be reached.</summary>
     Task<IReadOnlyList<DueAccount>> FindDueAsync(CancellationToken cancellationToken);
 

@@ -38,21 +38,29 @@ public sealed partial class RefreshCycle
         using var claiming = CancellationTokenSource.CreateLinkedTokenSource(stopping, budget.Token);
         Log.CycleStarted(_logger);
 
-        var outcomes = await Task.WhenAll(_refreshers.Select(r => RunPlatformAsync(r, deadline, claiming.Token, stopping)));
+        var outcomes = (await Task.WhenAll(_refreshers.Select(r => RunPlatformAsync(r, deadline, claiming.Token, stopping))))
+            .Where(o => o.Summary is not null)
+            .ToList();
 
-        var result = new CycleSummary(outcomes.Select(o => o.Summary).ToList(), _time.GetElapsedTime(started));
+        var result = new CycleSummary(outcomes.Select(o => o.Summary!).ToList(), _time.GetElapsedTime(started));
         LogSummary(result);
         var failure = outcomes.Select(o => o.Error).FirstOrDefault(e => e is not null);
         return failure is null ? result : throw new CycleFailedException($"The refresh cycle failed: {result}", failure);
     }
 
-    private async Task<(PlatformSummary Summary, Exception? Error)> RunPlatformAsync(
+    /// <returns>The platform's summary, or null when it is not enabled on this database.</returns>
+    private async Task<(PlatformSummary? Summary, Exception? Error)> RunPlatformAsync(
         IPlatformRefresher refresher, DateTimeOffset deadline, CancellationToken claiming, CancellationToken stopping)
     {
         await Task.Yield(); // platforms run side by side from here
         var summary = new PlatformSummary(refresher.Platform, refresher.SuccessOutcome);
         try
         {
+            if (!await refresher.IsEnabledAsync(stopping))
+            {
+                return (null, null);
+            }
+
             var due = await refresher.FindDueAsync(stopping);
             Log.Found(_logger, refresher.Platform, due.Count);
             foreach (var account in due)
@@ -143,12 +151,13 @@ public sealed partial class RefreshCycle
         var properties = new Dictionary<string, object>();
         foreach (var p in summary.Platforms)
         {
-            properties[p.Platform + "Found"] = p.Found;
-            properties[p.Platform + p.SuccessOutcome] = p.Succeeded;
-            properties[p.Platform + "Deactivated"] = p.Deactivated;
-            properties[p.Platform + "Failed"] = p.Failed;
-            properties[p.Platform + "Skipped"] = p.Skipped;
-            properties[p.Platform + "LeftOver"] = p.LeftOver;
+            var key = p.Platform.Replace(" ", "", StringComparison.Ordinal);
+            properties[key + "Found"] = p.Found;
+            properties[key + p.SuccessOutcome] = p.Succeeded;
+            properties[key + "Deactivated"] = p.Deactivated;
+            properties[key + "Failed"] = p.Failed;
+            properties[key + "Skipped"] = p.Skipped;
+            properties[key + "LeftOver"] = p.LeftOver;
         }
 
         properties["Accounts"] = summary.Platforms.Sum(p => p.Found);

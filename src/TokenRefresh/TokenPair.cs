@@ -3,10 +3,10 @@ using System.Text.Json;
 namespace TokenRefresh;
 
 /// <summary>A rotated access/refresh token pair. The response that carried it is its only copy.</summary>
-internal sealed record TokenPair(string AccessToken, string RefreshToken, TimeSpan ExpiresIn, bool LifetimeAssumed)
+internal sealed record TokenPair(string AccessToken, string RefreshToken, TimeSpan ExpiresIn, bool LifetimeAssumed, TimeSpan? RefreshExpiresIn = null)
 {
     // Records print their members: keep the tokens out of any accidental log line or exception message.
-    public override string ToString() => $"TokenPair {{ ExpiresIn = {ExpiresIn}, LifetimeAssumed = {LifetimeAssumed} }}";
+    public override string ToString() => $"TokenPair {{ ExpiresIn = {ExpiresIn}, LifetimeAssumed = {LifetimeAssumed}, RefreshExpiresIn = {RefreshExpiresIn} }}";
 
     /// <summary>
     /// Reads access_token, refresh_token and expires_in from a token response. A missing, negative or absurd
@@ -19,15 +19,17 @@ internal sealed record TokenPair(string AccessToken, string RefreshToken, TimeSp
             return null;
         }
 
-        var plausible = root.TryGetProperty("expires_in", out var e)
-            && e.ValueKind == JsonValueKind.Number
-            && e.TryGetDouble(out var seconds)
-            && seconds > 0
-            && seconds <= longestPlausible.TotalSeconds;
-        return plausible
-            ? new TokenPair(access, refresh, TimeSpan.FromSeconds(e.GetDouble()), LifetimeAssumed: false)
-            : new TokenPair(access, refresh, assumedLifetime, LifetimeAssumed: true);
+        // Shopify says how long the refresh token lives; Etsy does not.
+        var refreshLifetime = Seconds(root, "refresh_token_expires_in") is { } r && r > 0 && r <= TimeSpan.FromDays(3650).TotalSeconds
+            ? TimeSpan.FromSeconds(r)
+            : (TimeSpan?)null;
+        return Seconds(root, "expires_in") is { } seconds && seconds > 0 && seconds <= longestPlausible.TotalSeconds
+            ? new TokenPair(access, refresh, TimeSpan.FromSeconds(seconds), LifetimeAssumed: false, refreshLifetime)
+            : new TokenPair(access, refresh, assumedLifetime, LifetimeAssumed: true, refreshLifetime);
     }
+
+    private static double? Seconds(JsonElement root, string name) =>
+        root.TryGetProperty(name, out var e) && e.ValueKind == JsonValueKind.Number && e.TryGetDouble(out var seconds) ? seconds : null;
 
     private static string? Text(JsonElement root, string name) =>
         root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } text

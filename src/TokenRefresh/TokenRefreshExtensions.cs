@@ -8,6 +8,7 @@ using Polly;
 using System.Threading.RateLimiting;
 using TokenRefresh.Persistence;
 using TokenRefresh.Etsy;
+using TokenRefresh.OAuth;
 using TokenRefresh.Shopify;
 
 namespace TokenRefresh;
@@ -53,11 +54,17 @@ public static class TokenRefreshExtensions
             .RemoveAllLoggers()
             .AddResilienceHandler("shopify", pipeline => pipeline.AddTimeout(options.HttpTimeout));
 
-        services.AddSingleton<EtsyRateGate>();
+        services.AddKeyedSingleton<RateGate>("Etsy");
+        services.AddSingleton<ShopifySchema>();
+        services.AddSingleton<PairWriter>();
 
         // Transient, so each cycle gets fresh typed HttpClients from the factory.
-        services.AddTransient<IPlatformRefresher, EtsyRefresher>();
+        // One refresh mechanism for every OAuth2 platform: each supplies only its table, request and limits.
+        services.AddTransient<EtsyPlatform>();
+        services.AddTransient<ShopifyRefreshPlatform>();
+        services.AddTransient<IPlatformRefresher>(sp => ActivatorUtilities.CreateInstance<OAuthRefresher>(sp, sp.GetRequiredService<EtsyPlatform>()));
         services.AddTransient<IPlatformRefresher, ShopifyValidator>();
+        services.AddTransient<IPlatformRefresher>(sp => ActivatorUtilities.CreateInstance<OAuthRefresher>(sp, sp.GetRequiredService<ShopifyRefreshPlatform>()));
         services.AddTransient<RefreshCycle>();
         services.AddTransient<StatusReader>();
         return builder;

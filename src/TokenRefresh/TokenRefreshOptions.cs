@@ -27,6 +27,7 @@ public sealed partial class TokenRefreshOptions
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
     public string RefreshSchedule { get; init; } = DefaultSchedule;
     public TimeSpan EtsyRefreshMargin { get; init; } = TimeSpan.FromMinutes(10);
+    public TimeSpan ShopifyRefreshMargin { get; init; } = TimeSpan.FromMinutes(10);
     public string ShopifyApiVersion { get; init; } = "2026-10";
     public Uri EtsyApiBaseUrl { get; init; } = new("https://api.etsy.com/");
 
@@ -85,6 +86,7 @@ public sealed partial class TokenRefreshOptions
             LogLevel = ParseLogLevel(Get("LOG_LEVEL")),
             RefreshSchedule = schedule,
             EtsyRefreshMargin = TimeSpan.FromMinutes(WholeNumber(Get, "ETSY_REFRESH_MARGIN_MINUTES", 10, 0, 1440)),
+            ShopifyRefreshMargin = TimeSpan.FromMinutes(WholeNumber(Get, "SHOPIFY_REFRESH_MARGIN_MINUTES", 10, 0, 1440)),
             ShopifyApiVersion = version,
             EtsyApiBaseUrl = BaseUrl("ETSY_API_BASE_URL", Get("ETSY_API_BASE_URL") ?? "https://api.etsy.com"),
             ShopifyApiBaseUrl = ShopifyTemplate(Get("SHOPIFY_API_BASE_URL") ?? "https://{shop}"),

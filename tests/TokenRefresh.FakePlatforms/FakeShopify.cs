@@ -65,6 +65,15 @@ public sealed class FakeShopify
         return pair;
     }
 
+    /// <summary>A store with an expiring pair of chosen values (for seed files), issued now.</summary>
+    public void AddExpiringStore(string shopDomain, string accessToken, string refreshToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(shopDomain);
+        var store = new Store(shopDomain);
+        store.Seed(accessToken, refreshToken, DateTimeOffset.UtcNow);
+        _stores[shopDomain] = store;
+    }
+
     /// <summary>Applies fault to the next times requests for the shop (all of them by default), GraphQL and OAuth alike.</summary>
     /// <remarks>Token-response faults (MissingExpiresIn, AbsurdExpiresIn, MissingRefreshToken, RotateThenReset) wait for an
     /// OAuth request and GraphQL-only ones (Throttled, ShopInactive) for a GraphQL request; the other kind passes untouched.</remarks>
@@ -108,7 +117,15 @@ public sealed class FakeShopify
 
         var fault = FakeHttp.ParseFault(FakeHttp.StringProperty(store, "fault"));
         var result = new JsonObject { ["shop"] = shop };
-        if (FakeHttp.Property(store, "expiring") is { ValueKind: JsonValueKind.True })
+        if (FakeHttp.Property(store, "expiring") is { ValueKind: JsonValueKind.True }
+            && FakeHttp.StringProperty(store, "accessToken") is { Length: > 0 } seededAccess
+            && FakeHttp.StringProperty(store, "refreshToken") is { Length: > 0 } seededRefresh)
+        {
+            AddExpiringStore(shop, seededAccess, seededRefresh);
+            result["accessToken"] = seededAccess;
+            result["refreshToken"] = seededRefresh;
+        }
+        else if (FakeHttp.Property(store, "expiring") is { ValueKind: JsonValueKind.True })
         {
             var (accessToken, refreshToken) = AddExpiringStore(shop);
             result["accessToken"] = accessToken;
@@ -512,6 +529,16 @@ public sealed class FakeShopify
                 }
 
                 return null;
+            }
+        }
+
+        public void Seed(string accessToken, string refreshToken, DateTimeOffset now)
+        {
+            lock (_gate)
+            {
+                IssueLocked(now);
+                _accessToken = accessToken;
+                _refreshToken = refreshToken;
             }
         }
 

@@ -17,6 +17,7 @@ public sealed class CliRunLoopTests
     {
         var platform = Substitute.For<IPlatformRefresher>();
         platform.Platform.Returns("Etsy");
+        platform.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(true);
         platform.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Interlocked.Increment(ref _cycles) == 1
             ? throw new TimeoutException("database unreachable")
             : Task.FromResult<IReadOnlyList<DueAccount>>([]));

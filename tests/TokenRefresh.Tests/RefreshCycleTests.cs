@@ -16,6 +16,7 @@ public sealed class RefreshCycleTests
         var p = Substitute.For<IPlatformRefresher>();
         p.Platform.Returns(name);
         p.SuccessOutcome.Returns(Outcome.Refreshed);
+        p.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(true);
         p.FindDueAsync(Arg.Any<CancellationToken>()).Returns(due);
         p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
         return p;
@@ -153,5 +154,17 @@ public sealed class RefreshCycleTests
         Assert.Equal("Etsy: 1/1 refreshed, 0 failed, 2 left for the next cycle", summary.Platforms[0].ToString());
         Assert.False(summary.AnyFailed);
         Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: cycle budget spent, 2 accounts left for the next cycle");
+    }
+
+    [Fact]
+    public async Task RunAsync_PlatformNotEnabled_IsLeftOutOfTheSummary()
+    {
+        var off = Platform("Shopify expiring", new DueAccount(Guid.NewGuid()));
+        off.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(false);
+
+        var summary = await Cycle(Platform("Etsy"), off).RunAsync();
+
+        Assert.Equal("Etsy: 0/0 refreshed, 0 failed", summary.ToString());
+        await off.DidNotReceive().FindDueAsync(Arg.Any<CancellationToken>());
     }
 }

@@ -24,29 +24,85 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
         return response is null ? CallResult<string>.From(failure!) : Classify(response);
     }
 
+    /// <summary>Taken when Shopify omits or garbles expires_in: half the documented hour.</summary>
+    public static readonly TimeSpan AssumedLifetime = TimeSpan.FromMinutes(30);
+
+    private const string OfflineTokenType = "urn:shopify:params:oauth:token-type:offline-access-token";
+
+    /// <summary>Refreshes an expiring offline token (CONTRACTS.md, "Expiring offline access tokens").</summary>
+    public Task<CallResult<TokenPair>> RefreshAsync(string shopDomain, string refreshToken, CancellationToken cancellationToken) =>
+        TokenRequestAsync(shopDomain, [new("grant_type", "refresh_token"), new("refresh_token", refreshToken)], cancellationToken);
+
+    /// <summary>Exchanges a non-expiring offline token for an expiring pair. Irreversible: the old token is revoked.</summary>
+    public Task<CallResult<TokenPair>> ExchangeAsync(string shopDomain, string offlineToken, CancellationToken cancellationToken) =>
+        TokenRequestAsync(shopDomain,
+        [
+            new("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            new("subject_token", offlineToken),
+            new("subject_token_type", OfflineTokenType),
+            new("requested_token_type", OfflineTokenType),
+            new("expiring", "1"),
+        ], cancellationToken);
+
+    private async Task<CallResult<TokenPair>> TokenRequestAsync(
+        string shopDomain, KeyValuePair<string, string>[] fields, CancellationToken cancellationToken)
+    {
+        var o = options.Value;
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"{ShopUrl(shopDomain)}/admin/oauth/access_token")
+        {
+            Content = new FormUrlEncodedContent([new("client_id", o.ShopifyApiKey), new("client_secret", o.ShopifyApiSecret), .. fields]),
+        };
+        var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
+        return response is null ? CallResult<TokenPair>.From(failure!) : ClassifyToken(response);
+    }
+
+    internal static CallResult<TokenPair> ClassifyToken(PlatformResponse response)
+    {
+        if (response.Code == 200)
+        {
+            return response.Json is { } root && TokenPair.Parse(root, AssumedLifetime, TimeSpan.FromDays(1)) is { } pair
+                ? new CallResult<TokenPair>(CallStatus.Ok, pair)
+                : CallResult<TokenPair>.Transient("malformed_response", outcomeUnknown: true);
+        }
+
+        if (PlatformHttp.Transient<TokenPair>(response) is { } transient)
+        {
+            return transient;
+        }
+
+        // Classify on the OAuth error code, never on its description; the shop's own state otherwise.
+        return response.OAuthError switch
+        {
+            "invalid_grant" => CallResult<TokenPair>.Permanent("invalid_grant"),
+            "invalid_client" => CallResult<TokenPair>.Permanent("invalid_client"),
+            { } error when error.Length <= 40 && error.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') =>
+                CallResult<TokenPair>.Permanent($"http_{response.Code}_{error}"),
+            _ => CallResult<TokenPair>.Permanent(Reason(response.Code)),
+        };
+    }
+
     public string ShopUrl(string shopDomain) => options.Value.ShopifyApiBaseUrl.Replace("{shop}", shopDomain, StringComparison.Ordinal);
 
     internal static CallResult<string> Classify(PlatformResponse response)
     {
-        switch (response.Code)
+        return response.Code switch
         {
-            case 200:
-                return ClassifyGraphQl(response);
-            case 401:
-                return new CallResult<string>(CallStatus.Rejected, Reason: "unauthorized_401");
-            // These say something about the shop, not the token: report, never deactivate.
-            case 402:
-                return CallResult<string>.Permanent("shop_unavailable_402");
-            case 403:
-                return CallResult<string>.Permanent("forbidden_403");
-            case 404:
-                return CallResult<string>.Permanent("not_found_404");
-            case 423:
-                return CallResult<string>.Permanent("shop_locked_423");
-        }
-
-        return PlatformHttp.Transient<string>(response) ?? CallResult<string>.Permanent($"http_{response.Code}");
+            200 => ClassifyGraphQl(response),
+            401 => new CallResult<string>(CallStatus.Rejected, Reason: Reason(401)),
+            // 402, 403, 404, 423 say something about the shop, not the token: report, never deactivate.
+            _ => PlatformHttp.Transient<string>(response) ?? CallResult<string>.Permanent(Reason(response.Code)),
+        };
     }
+
+    private static string Reason(int code) => code switch
+    {
+        401 => "unauthorized_401",
+        402 => "shop_unavailable_402",
+        403 => "forbidden_403",
+        404 => "not_found_404",
+        423 => "shop_locked_423",
+        _ => $"http_{code}",
+    };
 
     // GraphQL reports throttling and shop problems as HTTP 200 with an errors array.
     private static CallResult<string> ClassifyGraphQl(PlatformResponse response)

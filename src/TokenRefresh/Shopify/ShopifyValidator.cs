@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Dapper;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -11,15 +10,23 @@ namespace TokenRefresh.Shopify;
 internal sealed partial class ShopifyValidator(
     NpgsqlDataSource db,
     ShopifyClient client,
+    ShopifySchema schema,
     IOptions<TokenRefreshOptions> options,
     TimeProvider time,
     ILogger<ShopifyValidator> logger) : IPlatformRefresher
 {
     private const string StatePlatform = "shopify";
 
+    /// <summary>The state key that marks a token exchange whose answer may have been lost (see ShopifyTokenExchange).</summary>
+    public const string ExchangeStateKey = "shopify_exchange";
+
     public string Platform => "Shopify";
 
     public Outcome SuccessOutcome => Outcome.Validated;
+
+    // Stores with an expiring token are refreshed instead (ShopifyRefreshPlatform): the refresh proves the token.
+    private async Task<string> NonExpiringAsync(CancellationToken cancellationToken) =>
+        await schema.HasExpiringTokensAsync(cancellationToken) ? "AND st.refresh_token IS NULL" : "";
 
     public async Task<IReadOnlyList<DueAccount>> FindDueAsync(CancellationToken cancellationToken)
     {
@@ -27,7 +34,7 @@ internal sealed partial class ShopifyValidator(
             SELECT st.id AS Id, st.shop_domain AS ShopDomain, (st.access_token IS NULL OR st.access_token = '') AS NoToken
             FROM shopify_stores st
             LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
-            WHERE st.is_active AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
+            WHERE st.is_active {await NonExpiringAsync(cancellationToken)} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
             ORDER BY st.id
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
@@ -42,7 +49,7 @@ internal sealed partial class ShopifyValidator(
             SELECT st.access_token AS Token, {AccountState.Columns}
             FROM shopify_stores st
             LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
-            WHERE st.id = @Id AND st.is_active
+            WHERE st.id = @Id AND st.is_active {await NonExpiringAsync(cancellationToken)}
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         var row = await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
@@ -61,7 +68,7 @@ internal sealed partial class ShopifyValidator(
                 await SaveAsync(connection, account, AccountState.Succeeded(now));
                 return AccountResult.Success(Outcome.Validated);
             case CallStatus.Rejected:
-                return await DeactivateAsync(connection, account, row.Token, result.Reason!);
+                return await DeactivateAsync(connection, account, row.Token, hash, result.Reason!);
             default:
                 // 429 and THROTTLED pause only this store: Shopify's limits are per app and store.
                 var (state, failure) = row.State.Failed(
@@ -83,34 +90,34 @@ internal sealed partial class ShopifyValidator(
         }
     }
 
-    private async Task<AccountResult> DeactivateAsync(NpgsqlConnection connection, DueAccount account, string rejectedToken, string reason)
+    private async Task<AccountResult> DeactivateAsync(NpgsqlConnection connection, DueAccount account, string rejectedToken, string hash, string reason)
     {
         // Only the token that was rejected: if the main application stored a new one meanwhile, the store stays active.
+        // Nor while a token exchange of that token may have succeeded unanswered: the exchange revoked it, and
+        // running migrate-expiring again recovers the pair.
         var sql = $"""
-            WITH deactivated AS (
+            WITH pending AS (
+                SELECT 1 FROM token_refresh_state m
+                WHERE m.platform = '{ExchangeStateKey}' AND m.account_id = @Id AND m.token_hash = @Hash
+                  AND m.unknown_outcome_at > @Now - interval '7 days'),
+            deactivated AS (
                 UPDATE shopify_stores
                 SET is_active = false, updated_at = @Now
-                WHERE id = @Id AND is_active AND access_token = @RejectedToken
+                WHERE id = @Id AND is_active AND access_token = @RejectedToken AND NOT EXISTS (SELECT 1 FROM pending)
                 RETURNING id),
             cleared AS (
                 DELETE FROM token_refresh_state WHERE platform = '{StatePlatform}' AND account_id IN (SELECT id FROM deactivated))
-            SELECT count(*) FROM deactivated
+            SELECT (SELECT count(*) FROM deactivated) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending
             """;
-        var changed = await connection.ExecuteScalarAsync<long>(new CommandDefinition(
-            sql, new { account.Id, RejectedToken = rejectedToken, Now = time.GetUtcNow() }, cancellationToken: CancellationToken.None));
-        return changed == 1
-            ? new AccountResult(Outcome.Deactivated, reason)
+        var (deactivated, exchangePending) = await connection.QuerySingleAsync<(long, bool)>(new CommandDefinition(
+            sql, new { account.Id, RejectedToken = rejectedToken, Hash = hash, Now = time.GetUtcNow() }, cancellationToken: CancellationToken.None));
+        return deactivated == 1 ? new AccountResult(Outcome.Deactivated, reason)
+            : exchangePending ? AccountResult.PermanentFailure("token_exchange_unanswered: run `tokenrefresh shopify migrate-expiring` again")
             : AccountResult.Skip("its token changed while it was being validated");
     }
 
     private static string? Problem(string? shopDomain, bool noToken) =>
-        noToken ? "access_token is NULL or empty"
-        : shopDomain is null || !ShopDomainPattern().IsMatch(shopDomain) ? "shop_domain is not a valid host name"
-        : null;
-
-    // A host name only: anything else (a path, a port, spaces) must not reach the request URL.
-    [GeneratedRegex(@"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", RegexOptions.IgnoreCase)]
-    private static partial Regex ShopDomainPattern();
+        noToken ? "access_token is NULL or empty" : ShopDomain.Problem(shopDomain);
 
     private static partial class Log
     {

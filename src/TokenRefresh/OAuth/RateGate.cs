@@ -1,10 +1,10 @@
-namespace TokenRefresh.Etsy;
+namespace TokenRefresh.OAuth;
 
 /// <summary>
-/// Etsy's limits are per API key: after a 429 with Retry-After, every Etsy call of this process waits
-/// until then. Shared across cycles (a singleton).
+/// For a platform whose limits are per API key (Etsy): after a 429 with Retry-After, every call of this
+/// process to that platform waits until then. Shared across cycles (a singleton per platform).
 /// </summary>
-internal sealed class EtsyRateGate(TimeProvider time)
+internal sealed class RateGate(TimeProvider time)
 {
     private long _pausedUntilTicks;
 

@@ -1,0 +1,175 @@
+using Dapper;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using TokenRefresh.Persistence;
+
+namespace TokenRefresh.OAuth;
+
+/// <summary>
+/// The refresh-token mechanism, the same for every OAuth2 platform: find the accounts whose access token
+/// expires within the margin, claim each with a row lock, call the platform, and store the rotated pair,
+/// both expiries and the cleared failure state in one statement; on failure record the backoff or the
+/// re-authorisation flag before the lock is released.
+/// </summary>
+internal sealed partial class OAuthRefresher(
+    IRefreshTokenPlatform platform,
+    NpgsqlDataSource db,
+    PairWriter writer,
+    TimeProvider time,
+    IOptions<TokenRefreshOptions> options,
+    ILogger<OAuthRefresher> logger) : IPlatformRefresher
+{
+    /// <summary>Refresh tokens that expire within this produce a warning every cycle and show in status.</summary>
+    public static readonly TimeSpan RefreshTokenWarning = TimeSpan.FromDays(7);
+
+    private readonly TokenTable _t = platform.Table;
+
+    public string Platform => platform.Platform;
+
+    public Outcome SuccessOutcome => Outcome.Refreshed;
+
+    private string Label => _t.LabelColumn ?? "NULL";
+
+    private string Join => $"""
+        FROM {_t.Name} a
+        LEFT JOIN token_refresh_state s ON s.platform = '{platform.StateKey}' AND s.account_id = a.id
+        """;
+
+    public Task<bool> IsEnabledAsync(CancellationToken cancellationToken) => platform.IsEnabledAsync(cancellationToken);
+
+    public async Task<IReadOnlyList<DueAccount>> FindDueAsync(CancellationToken cancellationToken)
+    {
+        var sql = $"""
+            SELECT a.id AS Id, {Label} AS Label, a.token_expires_at IS NULL AS NoExpiry
+            {Join}
+            WHERE {_t.ActiveFilter} AND a.refresh_token IS NOT NULL
+              AND (a.token_expires_at <= @DueBefore OR a.token_expires_at IS NULL)
+              AND {AccountState.EligibleSql("a.refresh_token")}
+            ORDER BY a.token_expires_at NULLS LAST
+            """;
+        var now = time.GetUtcNow();
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.QueryAsync<(Guid Id, string? Label, bool NoExpiry)>(
+            new CommandDefinition(sql, new { DueBefore = now + platform.Margin, Now = now }, cancellationToken: cancellationToken));
+        await WarnAboutExpiringRefreshTokensAsync(connection, now, cancellationToken);
+        return rows.Select(r => new DueAccount(r.Id, r.Label, r.NoExpiry ? "token_expires_at is NULL" : platform.Problem(r.Label))).ToList();
+    }
+
+    public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
+    {
+        if (platform.Gate is { } gate && !await gate.WaitAsync(deadline, cancellationToken))
+        {
+            return AccountResult.Skip($"{platform.Platform} asked to pause (429 Retry-After) past this cycle's budget");
+        }
+
+        // The lock is held from the re-check until the new pair is stored, so no other process sends the same refresh token.
+        var claimSql = $"""
+            SELECT a.refresh_token AS Token, {AccountState.Columns}
+            {Join}
+            WHERE a.id = @Id AND {_t.ActiveFilter} AND a.refresh_token IS NOT NULL AND a.token_expires_at <= @DueBefore
+              AND {AccountState.EligibleSql("a.refresh_token")}
+            FOR UPDATE OF a SKIP LOCKED
+            """;
+        var now = time.GetUtcNow();
+        await using var claim = await LockedRow<ClaimedToken>.ClaimAsync(
+            db, claimSql, new { account.Id, DueBefore = now + platform.Margin, Now = now }, cancellationToken);
+        if (claim is null)
+        {
+            return AccountResult.Skip("no longer due, backing off, or being refreshed by another process");
+        }
+
+        var sent = claim.Row.Token;
+        var result = await platform.RefreshAsync(account.Label, sent, cancellationToken);
+        if (result.Status == CallStatus.Ok)
+        {
+            return await StoreAsync(claim, account, sent, result.Value!, deadline);
+        }
+
+        if (result.Reason == "rate_limited" && result.RetryAfter is { } retryAfter)
+        {
+            platform.Gate?.Pause(retryAfter);
+        }
+
+        var (state, failure) = claim.Row.State.Failed(
+            result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, AccountState.Hash(sent), time.GetUtcNow(), options.Value.UnknownOutcomeWait);
+        try
+        {
+            // Saved before the lock is released, so no other process calls the platform before the backoff is visible.
+            await state.SaveAsync(claim.Connection, claim.Transaction, platform.StateKey, account.Id, time.GetUtcNow(), CancellationToken.None);
+            await claim.CommitAsync(CancellationToken.None);
+        }
+        catch (NpgsqlException e)
+        {
+            Log.StateNotSaved(logger, e, platform.Platform, account);
+        }
+
+        return failure;
+    }
+
+    private async Task<AccountResult> StoreAsync(LockedRow<ClaimedToken> claim, DueAccount account, string sent, TokenPair pair, DateTimeOffset deadline)
+    {
+        if (pair.LifetimeAssumed)
+        {
+            Log.LifetimeAssumed(logger, platform.Platform, account, platform.AssumedLifetime.TotalMinutes);
+        }
+
+        var refreshExpiry = _t.RefreshExpiryColumn is { } column ? $", {column} = @RefreshExpiresAt" : "";
+        var sql = $"""
+            WITH stored AS (
+                UPDATE {_t.Name} a
+                SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = @ExpiresAt{refreshExpiry}, updated_at = @Now
+                WHERE a.id = @Id AND a.refresh_token IN (@Sent, @RefreshToken)
+                RETURNING a.id)
+            INSERT INTO token_refresh_state AS s (platform, account_id, last_success_at, updated_at)
+            SELECT '{platform.StateKey}', id, @Now, @Now FROM stored
+            ON CONFLICT (platform, account_id) DO UPDATE SET
+                consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
+                token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at
+            RETURNING 1
+            """;
+        var now = time.GetUtcNow();
+        var parameters = new
+        {
+            account.Id, pair.AccessToken, pair.RefreshToken, Sent = sent, ExpiresAt = now + pair.ExpiresIn,
+            RefreshExpiresAt = now + (pair.RefreshExpiresIn ?? TimeSpan.FromDays(90)), Now = now,
+        };
+        return await writer.WriteAsync(claim, sql, parameters, deadline, platform.Platform, account) switch
+        {
+            WriteResult.Stored => AccountResult.Success(Outcome.Refreshed),
+            WriteResult.Superseded => AccountResult.Skip("superseded: a newer token was stored meanwhile"),
+            _ => AccountResult.PermanentFailure("received_but_not_stored"),
+        };
+    }
+
+    // One warning per account per cycle while its refresh token is close to the end of its life.
+    private async Task WarnAboutExpiringRefreshTokensAsync(NpgsqlConnection connection, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var sql = $"""
+            SELECT a.id AS Id, {Label} AS Label, {_t.RefreshTokenExpirySql} AS ExpiresAt
+            {Join}
+            WHERE {_t.ActiveFilter} AND a.refresh_token IS NOT NULL AND {_t.RefreshTokenExpirySql} <= @WarnBefore
+              AND NOT (COALESCE(s.needs_reauth, false) AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
+            ORDER BY 3
+            LIMIT 1000
+            """;
+        var expiring = await connection.QueryAsync<(Guid Id, string? Label, DateTimeOffset ExpiresAt)>(
+            new CommandDefinition(sql, new { WarnBefore = now + RefreshTokenWarning }, cancellationToken: cancellationToken));
+        foreach (var (id, label, expiresAt) in expiring)
+        {
+            Log.RefreshTokenExpiring(logger, platform.Platform, new DueAccount(id, label), expiresAt);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(101, LogLevel.Warning, "{Platform} {Account}: expires_in was missing or implausible; assuming {AssumedMinutes} minutes")]
+        public static partial void LifetimeAssumed(ILogger logger, string platform, DueAccount account, double assumedMinutes);
+
+        [LoggerMessage(105, LogLevel.Error, "{Platform} {Account}: its failure state could not be saved; it will be tried again without backoff")]
+        public static partial void StateNotSaved(ILogger logger, Exception exception, string platform, DueAccount account);
+
+        [LoggerMessage(106, LogLevel.Warning, "{Platform} {Account}: its refresh token expires at {ExpiresAt:yyyy-MM-dd HH:mm} UTC; the user must re-connect before then")]
+        public static partial void RefreshTokenExpiring(ILogger logger, string platform, DueAccount account, DateTimeOffset expiresAt);
+    }
+}

@@ -1,0 +1,81 @@
+using Dapper;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Polly.Timeout;
+using TokenRefresh.Persistence;
+
+namespace TokenRefresh.OAuth;
+
+internal enum WriteResult
+{
+    Stored,
+
+    /// <summary>The row no longer holds the token that was sent: someone stored another meanwhile.</summary>
+    Superseded,
+
+    /// <summary>Every attempt failed until the budget ended: the pair is lost (logged at Critical).</summary>
+    NotStored,
+}
+
+/// <summary>
+/// Writes a rotated pair, whose answer is its only copy. The first attempt runs in the claim's transaction;
+/// if the connection drops, the database restarts or a statement times out, the row is released and the
+/// write is retried on new connections with backoff until the cycle's budget ends (at least 30 s).
+/// The statement must be guarded so that a retry writes only over the token that was sent, or over the
+/// pair itself when a commit succeeded but its acknowledgement was lost; it returns a row when it wrote.
+/// </summary>
+internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time, ILogger<PairWriter> logger)
+{
+    public async Task<WriteResult> WriteAsync(
+        LockedRow<ClaimedToken> claim, string sql, object parameters, DateTimeOffset deadline, string platform, DueAccount account)
+    {
+        var attempts = 1;
+        int? written;
+        try
+        {
+            try
+            {
+                written = await claim.Connection.ExecuteScalarAsync<int?>(new CommandDefinition(sql, parameters, claim.Transaction));
+                await claim.CommitAsync(CancellationToken.None);
+            }
+            catch (Exception e) when (DatabaseRetry.IsTransient(e))
+            {
+                // Release the row first: a retry on another connection must not wait for this aborted transaction's lock.
+                await claim.DisposeAsync();
+                var left = deadline - time.GetUtcNow();
+                written = await DatabaseRetry.Pipeline(time, left > DatabaseRetry.MinimumWindow ? left : DatabaseRetry.MinimumWindow).ExecuteAsync(async ct =>
+                {
+                    attempts++;
+                    await using var connection = await db.OpenConnectionAsync(ct);
+                    return await connection.ExecuteScalarAsync<int?>(new CommandDefinition(sql, parameters, cancellationToken: ct));
+                }, CancellationToken.None);
+                Log.StoredAfterRetries(logger, platform, account, attempts);
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutRejectedException)
+        {
+            Log.ReceivedButNotStored(logger, e, platform, account, attempts);
+            return WriteResult.NotStored;
+        }
+
+        if (written is null)
+        {
+            Log.Superseded(logger, platform, account);
+            return WriteResult.Superseded;
+        }
+
+        return WriteResult.Stored;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(102, LogLevel.Critical, "{Platform} {Account}: a rotated token pair was received but not stored after {Attempts} attempts; the user may have to re-authorise")]
+        public static partial void ReceivedButNotStored(ILogger logger, Exception exception, string platform, DueAccount account, int attempts);
+
+        [LoggerMessage(103, LogLevel.Warning, "{Platform} {Account}: the rotated pair was stored after {Attempts} attempts")]
+        public static partial void StoredAfterRetries(ILogger logger, string platform, DueAccount account, int attempts);
+
+        [LoggerMessage(104, LogLevel.Error, "{Platform} {Account}: the rotated pair was discarded because a newer token was stored meanwhile")]
+        public static partial void Superseded(ILogger logger, string platform, DueAccount account);
+    }
+}
