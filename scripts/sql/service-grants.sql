@@ -13,5 +13,18 @@ GRANT SELECT (id, shop_domain, access_token, is_active),
       UPDATE (is_active, updated_at)
    ON shopify_stores TO tokenrefresh;
 
+-- Expiring Shopify tokens (scripts/sql/shopify-expiring-tokens.sql), when the columns exist: the refresh
+-- and the migration to expiring tokens write the whole pair.
+DO $$
+BEGIN
+    IF (SELECT count(*) FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'shopify_stores'
+          AND column_name IN ('refresh_token', 'token_expires_at', 'refresh_token_expires_at')) = 3 THEN
+        GRANT SELECT (refresh_token, token_expires_at, refresh_token_expires_at),
+              UPDATE (access_token, refresh_token, token_expires_at, refresh_token_expires_at)
+           ON shopify_stores TO tokenrefresh;
+    END IF;
+END $$;
+
 GRANT SELECT, INSERT, UPDATE, DELETE ON token_refresh_state TO tokenrefresh;
 GRANT SELECT ON token_refresh_migrations TO tokenrefresh;

@@ -24,13 +24,22 @@ internal static partial class CliApp
           run              run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM
           migrate          create or upgrade the service's own table (idempotent)
           status [--json]  accounts due, fine lately, backing off and needing re-authorisation
+          shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]
+                           exchange stores' non-expiring Shopify tokens for expiring ones (irreversible)
 
         Settings come from environment variables, and from a .env file in the working directory.
         """;
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        if (args is not (["once" or "run" or "migrate" or "status"] or ["status", "--json"]))
+        var migrateExpiring = args is ["shopify", "migrate-expiring", ..] ? MigrateExpiringCommand.Parse(args[2..]) : null;
+        if (args is ["shopify", "migrate-expiring", ..] && migrateExpiring is null)
+        {
+            stderr.WriteLine(MigrateExpiringCommand.Usage);
+            return CannotRun;
+        }
+
+        if (migrateExpiring is null && args is not (["once" or "run" or "migrate" or "status"] or ["status", "--json"]))
         {
             var help = args is ["help" or "--help" or "-h"];
             (help ? stdout : stderr).WriteLine(Usage);
@@ -60,6 +69,7 @@ internal static partial class CliApp
                 ["once"] => await OnceAsync(host.Services, stop.Token),
                 ["run"] => await RunScheduledAsync(host.Services, stop.Token),
                 ["migrate"] => await MigrateAsync(host.Services, stdout, stop.Token),
+                ["shopify", ..] => await MigrateExpiringCommand.RunAsync(host.Services, migrateExpiring!.Value, stdout, stderr, stop.Token),
                 _ => await StatusAsync(host.Services, stdout, json: args.Length == 2, stop.Token),
             };
         }

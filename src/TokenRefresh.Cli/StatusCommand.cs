@@ -21,15 +21,21 @@ internal static class StatusCommand
     {
         output.WriteLine($"Status at {now:yyyy-MM-dd HH:mm:ss} UTC");
         output.WriteLine();
-        output.WriteLine($"{"platform",-10}{"due now",10}{"fine, last hour",18}{"backing off",14}{"needs re-auth",16}");
+        output.WriteLine($"{"platform",-18}{"due now",8}{"fine, last hour",17}{"backing off",13}{"needs re-auth",15}{"refresh token ending",22}");
         foreach (var p in platforms)
         {
-            output.WriteLine($"{p.Platform,-10}{p.Due,10}{p.Recent,18}{p.BackingOff,14}{p.NeedsReauth,16}");
+            output.WriteLine($"{p.Platform,-18}{p.Due,8}{p.Recent,17}{p.BackingOff,13}{p.NeedsReauth,15}{p.RefreshTokenExpiring,22}");
         }
 
-        foreach (var (title, reauth) in new[] { ("Needs re-authorisation (the user must connect again)", true), ("Backing off", false) })
+        var groups = new[]
         {
-            var rows = platforms.SelectMany(p => p.Accounts.Where(a => a.NeedsReauth == reauth).Select(a => (p.Platform, Account: a))).ToList();
+            ("needs_reauth", "Needs re-authorisation (the user must connect again)"),
+            ("backing_off", "Backing off"),
+            ("refresh_token_expiring", "Refresh token ends within 7 days (the user must connect again before then)"),
+        };
+        foreach (var (group, title) in groups)
+        {
+            var rows = platforms.SelectMany(p => p.Accounts.Where(a => a.Group == group).Select(a => (p.Platform, Account: a))).ToList();
             if (rows.Count == 0)
             {
                 continue;
@@ -37,11 +43,12 @@ internal static class StatusCommand
 
             output.WriteLine();
             output.WriteLine($"{title}:");
-            output.WriteLine($"  {"platform",-9}{"account",-38}{"shop",-28}{"failures",9}  {"last error",-36}{"since",-21}{(reauth ? "" : "next attempt")}");
+            output.WriteLine($"  {"platform",-18}{"account",-38}{"shop",-28}{"failures",9}  {"last error",-36}{"since",-18}{(group == "backing_off" ? "next attempt" : group == "refresh_token_expiring" ? "ends" : "")}");
             foreach (var (platform, a) in rows)
             {
+                var last = group == "backing_off" ? a.NextAttemptAt : group == "refresh_token_expiring" ? a.RefreshTokenExpiresAt : null;
                 output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  {platform,-9}{a.Id,-38}{a.Shop ?? "",-28}{a.ConsecutiveFailures,9}  {a.LastError ?? "",-36}{a.LastErrorAt:yyyy-MM-dd HH:mm:ss}  {(reauth ? "" : $"{a.NextAttemptAt:yyyy-MM-dd HH:mm:ss}")}").TrimEnd());
+                    $"  {platform,-18}{a.Id,-38}{a.Shop ?? "",-28}{a.ConsecutiveFailures,9}  {a.LastError ?? "",-36}{a.LastErrorAt,-18:yyyy-MM-dd HH:mm}{last:yyyy-MM-dd HH:mm}").TrimEnd());
             }
         }
     }

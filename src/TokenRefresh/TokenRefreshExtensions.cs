@@ -67,6 +67,7 @@ public static class TokenRefreshExtensions
         services.AddTransient<IPlatformRefresher>(sp => ActivatorUtilities.CreateInstance<OAuthRefresher>(sp, sp.GetRequiredService<ShopifyRefreshPlatform>()));
         services.AddTransient<RefreshCycle>();
         services.AddTransient<StatusReader>();
+        services.AddTransient<ShopifyTokenExchange>();
         return builder;
     }
 

@@ -91,7 +91,8 @@ public sealed class OperationsTests : IAsyncLifetime
         Assert.Equal(1, etsy.GetProperty("needsReauth").GetInt64());
         var accounts = etsy.GetProperty("accounts").EnumerateArray().ToDictionary(a => a.GetProperty("id").GetGuid());
         Assert.Equal("invalid_grant", accounts[revokedId].GetProperty("lastError").GetString());
-        Assert.True(accounts[revokedId].GetProperty("needsReauth").GetBoolean());
+        Assert.Equal("needs_reauth", accounts[revokedId].GetProperty("group").GetString());
+        Assert.Equal("backing_off", accounts[flakyId].GetProperty("group").GetString());
         Assert.Equal("server_error_500", accounts[flakyId].GetProperty("lastError").GetString());
         var shopify = doc.RootElement.GetProperty("platforms")[1];
         Assert.Equal(1, shopify.GetProperty("backingOff").GetInt64());

@@ -1,60 +1,89 @@
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using TokenRefresh.OAuth;
+using TokenRefresh.Shopify;
 
 namespace TokenRefresh.Persistence;
 
-/// <summary>One account that needs attention: backing off, or waiting for the user to re-authorise.</summary>
+/// <summary>
+/// One account that needs attention: <c>needs_reauth</c>, <c>backing_off</c>, or <c>refresh_token_expiring</c>
+/// (its refresh token ends within 7 days).
+/// </summary>
 public sealed record AttentionAccount(
-    Guid Id, string? Shop, bool NeedsReauth, int ConsecutiveFailures, string? LastError, DateTimeOffset? LastErrorAt, DateTimeOffset? NextAttemptAt);
+    Guid Id, string? Shop, string Group, int ConsecutiveFailures, string? LastError, DateTimeOffset? LastErrorAt,
+    DateTimeOffset? NextAttemptAt, DateTimeOffset? RefreshTokenExpiresAt);
 
-/// <summary>Per platform: how many accounts are due, fine lately, backing off, or need re-authorisation.</summary>
-public sealed record PlatformStatus(string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, IReadOnlyList<AttentionAccount> Accounts);
+/// <summary>Per platform: how many accounts are due, fine lately, backing off, need re-authorisation, or have a refresh token about to expire.</summary>
+public sealed record PlatformStatus(
+    string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, long RefreshTokenExpiring, IReadOnlyList<AttentionAccount> Accounts);
 
 /// <summary>Reads what <c>tokenrefresh status</c> shows, straight from the main tables and the service's state.</summary>
-internal sealed class StatusReader(NpgsqlDataSource db, IOptions<TokenRefreshOptions> options, TimeProvider time)
+internal sealed class StatusReader(NpgsqlDataSource db, ShopifySchema shopify, IOptions<TokenRefreshOptions> options, TimeProvider time)
 {
-    /// <summary>"Refreshed recently" means within this window: an Etsy access token lives an hour.</summary>
+    /// <summary>"Fine lately" means a success within this window: an access token lives an hour.</summary>
     public static readonly TimeSpan RecentWindow = TimeSpan.FromHours(1);
 
-    private sealed record Source(string Platform, string StatePlatform, string Table, string TokenColumn, string Active, string Due, string? ShopColumn);
-
-    private static readonly Source[] Sources =
-    [
-        new("Etsy", "etsy", "etsy_users", "a.refresh_token", "a.refresh_token IS NOT NULL", "a.token_expires_at <= @DueBefore", null),
-        new("Shopify", "shopify", "shopify_stores", "COALESCE(a.access_token, '')", "a.is_active", "true", "a.shop_domain"),
-    ];
+    /// <param name="RefreshExpiry">When the refresh token ends (SQL), for platforms that refresh; null for validation.</param>
+    private sealed record Source(string Platform, string StateKey, string Table, string TokenColumn, string Active, string Due, string? ShopColumn, string? RefreshExpiry);
 
     public async Task<IReadOnlyList<PlatformStatus>> ReadAsync(CancellationToken cancellationToken)
     {
+        var expiring = await shopify.HasExpiringTokensAsync(cancellationToken);
+        List<Source> sources =
+        [
+            new("Etsy", "etsy", "etsy_users", "a.refresh_token", "a.refresh_token IS NOT NULL", "a.token_expires_at <= @EtsyDueBefore", null,
+                "(s.last_success_at + interval '90 days')"),
+            new("Shopify", "shopify", "shopify_stores", "COALESCE(a.access_token, '')", expiring ? "a.is_active AND a.refresh_token IS NULL" : "a.is_active",
+                "true", "a.shop_domain", null),
+        ];
+        if (expiring)
+        {
+            sources.Add(new("Shopify expiring", "shopify_refresh", "shopify_stores", "a.refresh_token", "a.is_active AND a.refresh_token IS NOT NULL",
+                "a.token_expires_at <= @ShopifyDueBefore", "a.shop_domain", "a.refresh_token_expires_at"));
+        }
+
         var now = time.GetUtcNow();
-        var parameters = new { Now = now, DueBefore = now + options.Value.EtsyRefreshMargin, RecentSince = now - RecentWindow };
+        var parameters = new
+        {
+            Now = now,
+            EtsyDueBefore = now + options.Value.EtsyRefreshMargin,
+            ShopifyDueBefore = now + options.Value.ShopifyRefreshMargin,
+            RecentSince = now - RecentWindow,
+            WarnBefore = now + OAuthRefresher.RefreshTokenWarning,
+        };
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         var result = new List<PlatformStatus>();
-        foreach (var source in Sources)
+        foreach (var source in sources)
         {
             // State rows count only while they are about the token the row holds now.
             var current = $"s.token_hash = encode(sha256(convert_to({source.TokenColumn}, 'UTF8')), 'hex')";
-            var join = $"FROM {source.Table} a LEFT JOIN token_refresh_state s ON s.platform = '{source.StatePlatform}' AND s.account_id = a.id";
-            var counts = await connection.QuerySingleAsync<(long Due, long Recent, long BackingOff, long NeedsReauth)>(new CommandDefinition($"""
+            var reauth = $"COALESCE({current} AND s.needs_reauth, false)";
+            var backingOff = $"COALESCE({current} AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false)";
+            var ending = source.RefreshExpiry is { } expiry ? $"COALESCE({expiry} <= @WarnBefore AND NOT {reauth}, false)" : "false";
+            var join = $"FROM {source.Table} a LEFT JOIN token_refresh_state s ON s.platform = '{source.StateKey}' AND s.account_id = a.id";
+            var counts = await connection.QuerySingleAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending)>(new CommandDefinition($"""
                 SELECT
                     count(*) FILTER (WHERE {source.Due} AND {AccountState.EligibleSql(source.TokenColumn)}),
                     count(*) FILTER (WHERE s.last_success_at >= @RecentSince),
-                    count(*) FILTER (WHERE {current} AND NOT s.needs_reauth AND s.next_attempt_at > @Now),
-                    count(*) FILTER (WHERE {current} AND s.needs_reauth)
+                    count(*) FILTER (WHERE {backingOff}),
+                    count(*) FILTER (WHERE {reauth}),
+                    count(*) FILTER (WHERE {ending})
                 {join}
                 WHERE {source.Active}
                 """, parameters, cancellationToken: cancellationToken));
             var accounts = await connection.QueryAsync<AttentionAccount>(new CommandDefinition($"""
-                SELECT a.id AS Id, {source.ShopColumn ?? "NULL"} AS Shop, s.needs_reauth AS NeedsReauth,
-                       s.consecutive_failures AS ConsecutiveFailures, s.last_error AS LastError,
-                       s.last_error_at AS LastErrorAt, s.next_attempt_at AS NextAttemptAt
+                SELECT a.id AS Id, {source.ShopColumn ?? "NULL"} AS Shop,
+                       CASE WHEN {reauth} THEN 'needs_reauth' WHEN {backingOff} THEN 'backing_off' ELSE 'refresh_token_expiring' END AS "Group",
+                       COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError,
+                       s.last_error_at AS LastErrorAt, s.next_attempt_at AS NextAttemptAt,
+                       {source.RefreshExpiry ?? "NULL::timestamptz"} AS RefreshTokenExpiresAt
                 {join}
-                WHERE {source.Active} AND {current} AND (s.needs_reauth OR s.next_attempt_at > @Now)
-                ORDER BY s.needs_reauth DESC, s.last_error_at DESC
+                WHERE {source.Active} AND ({reauth} OR {backingOff} OR {ending})
+                ORDER BY 3 DESC, s.last_error_at DESC
                 LIMIT 500
                 """, parameters, cancellationToken: cancellationToken));
-            result.Add(new PlatformStatus(source.Platform, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, accounts.ToList()));
+            result.Add(new PlatformStatus(source.Platform, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, counts.Ending, accounts.ToList()));
         }
 
         return result;

@@ -8,6 +8,9 @@ public sealed record EtsyRow(Guid Id, string? AccessToken, string? RefreshToken,
 public sealed record StateRow(
     int ConsecutiveFailures, string? LastError, DateTime? NextAttemptAt, bool NeedsReauth, DateTime? UnknownOutcomeAt, DateTime? LastSuccessAt);
 
+public sealed record ExpiringShopRow(
+    string? AccessToken, string? RefreshToken, DateTime? ExpiresAt, DateTime? RefreshExpiresAt, bool IsActive, DateTime UpdatedAt);
+
 public sealed record ShopRow(Guid Id, string ShopDomain, string? AccessToken, bool IsActive, DateTime UpdatedAt);
 
 /// <summary>
@@ -195,6 +198,37 @@ public sealed class TestDatabase : IAsyncDisposable
             """
             SELECT id AS Id, shop_domain AS ShopDomain, access_token AS AccessToken, is_active AS IsActive,
                    updated_at::timestamptz AS UpdatedAt
+            FROM shopify_stores WHERE id = @id
+            """,
+            new { id });
+    }
+
+    /// <summary>What the main application does to adopt expiring Shopify tokens: the migration, then the grants again.</summary>
+    public async Task AddExpiringColumnsAsync()
+    {
+        await ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "shopify-expiring-tokens.sql")));
+        await ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "service-grants.sql")));
+    }
+
+    public async Task<Guid> AddExpiringStoreAsync(string shopDomain, string accessToken, string refreshToken, DateTimeOffset expiresAt, DateTimeOffset refreshExpiresAt)
+    {
+        await using var c = await OpenAsync();
+        return await c.ExecuteScalarAsync<Guid>(
+            """
+            INSERT INTO shopify_stores (shop_domain, access_token, refresh_token, token_expires_at, refresh_token_expires_at, updated_at)
+            VALUES (@shopDomain, @accessToken, @refreshToken, @expiresAt, @refreshExpiresAt, '2026-01-01T00:00:00Z')
+            RETURNING id
+            """,
+            new { shopDomain, accessToken, refreshToken, expiresAt, refreshExpiresAt });
+    }
+
+    public async Task<ExpiringShopRow> GetExpiringStoreAsync(Guid id)
+    {
+        await using var c = await OpenAsync();
+        return await c.QuerySingleAsync<ExpiringShopRow>(
+            """
+            SELECT access_token AS AccessToken, refresh_token AS RefreshToken, token_expires_at AS ExpiresAt,
+                   refresh_token_expires_at AS RefreshExpiresAt, is_active AS IsActive, updated_at AS UpdatedAt
             FROM shopify_stores WHERE id = @id
             """,
             new { id });

@@ -1,0 +1,106 @@
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using TokenRefresh.Shopify;
+
+namespace TokenRefresh.Cli;
+
+/// <summary>`tokenrefresh shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]`.</summary>
+internal static class MigrateExpiringCommand
+{
+    public const string Usage = "Usage: tokenrefresh shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]";
+
+    /// <summary>The arguments after "shopify migrate-expiring"; null when they do not parse.</summary>
+    public static (string? Shop, bool DryRun, bool Yes)? Parse(IReadOnlyList<string> args)
+    {
+        string? shop = null;
+        bool all = false, dryRun = false, yes = false;
+        for (var i = 0; i < args.Count; i++)
+        {
+            switch (args[i])
+            {
+                case "--shop" when i + 1 < args.Count && shop is null:
+                    shop = args[++i];
+                    break;
+                case "--all":
+                    all = true;
+                    break;
+                case "--dry-run":
+                    dryRun = true;
+                    break;
+                case "--yes":
+                    yes = true;
+                    break;
+                default:
+                    return null;
+            }
+        }
+
+        return (shop is null) == all && !(dryRun && yes) ? (shop, dryRun, yes) : null;
+    }
+
+    public static async Task<int> RunAsync(IServiceProvider services, (string? Shop, bool DryRun, bool Yes) o, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        var exchange = services.GetRequiredService<ShopifyTokenExchange>();
+        IReadOnlyList<ExchangeCandidate> stores;
+        try
+        {
+            stores = await exchange.CandidatesAsync(o.Shop, cancellationToken);
+            if (stores.Count == 0)
+            {
+                if (o.Shop is not null && !await exchange.AlreadyExpiringAsync(o.Shop, cancellationToken))
+                {
+                    stderr.WriteLine($"No active store with shop_domain {o.Shop}.");
+                    return CliApp.CannotRun;
+                }
+
+                stdout.WriteLine(o.Shop is null
+                    ? "Every active store already has an expiring token; nothing to migrate."
+                    : $"{o.Shop} already has an expiring token; nothing to migrate.");
+                return CliApp.Success;
+            }
+        }
+        catch (InvalidOperationException e)
+        {
+            stderr.WriteLine(e.Message);
+            return CliApp.CannotRun;
+        }
+        catch (NpgsqlException e)
+        {
+            stderr.WriteLine($"The database could not be used: {e.Message}");
+            return CliApp.CannotRun;
+        }
+
+        if (!o.Yes)
+        {
+            foreach (var store in stores)
+            {
+                stdout.WriteLine($"would migrate {store}: exchange its non-expiring offline token for an expiring pair{(store.Pending ? " (an earlier exchange went unanswered: this completes it)" : "")}");
+            }
+
+            if (o.DryRun)
+            {
+                stdout.WriteLine($"{stores.Count} store(s) would be migrated. Nothing was changed (--dry-run).");
+                return CliApp.Success;
+            }
+
+            stderr.WriteLine($"This is irreversible: Shopify revokes each store's non-expiring token. Run again with --yes to migrate {stores.Count} store(s), or with --dry-run to only list them.");
+            return CliApp.CannotRun;
+        }
+
+        var failed = 0;
+        foreach (var store in stores)
+        {
+            var result = await exchange.MigrateAsync(store, cancellationToken);
+            failed += result.Outcome == Outcome.Failed ? 1 : 0;
+            stdout.WriteLine(result.Outcome switch
+            {
+                Outcome.Refreshed => $"migrated {store}: it now has an expiring token, which the service refreshes",
+                Outcome.Skipped => $"skipped {store}: {result.Reason}",
+                _ => $"failed {store}: {result.Reason}",
+            });
+        }
+
+        stdout.WriteLine($"{stores.Count - failed}/{stores.Count} store(s) migrated or skipped, {failed} failed.");
+        return failed == 0 ? CliApp.Success : CliApp.AccountsFailed;
+    }
+}
