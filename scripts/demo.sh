@@ -24,7 +24,7 @@ psql=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)/psql
 [ -x "$psql" ] || psql=psql
 "$psql" -q "$admin_url" -c "CREATE DATABASE demo"
 db_url=${admin_url%/postgres}/demo
-"$psql" -q "$db_url" -v ON_ERROR_STOP=1 -f scripts/sql/app-tables.sql -f scripts/sql/demo-data.sql
+"$psql" -q "$db_url" -v ON_ERROR_STOP=1 -f scripts/sql/app-tables.sql -f scripts/sql/shopify-expiring-tokens.sql -f scripts/sql/demo-data.sql
 
 fake_env() {
   env ETSY_CLIENT_ID=fake-etsy-keystring ETSY_CLIENT_SECRET=fake-etsy-shared-secret \
@@ -58,8 +58,10 @@ show_rows() {
            to_char(token_expires_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS expires_utc,
            to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS updated_utc
     FROM etsy_users ORDER BY id" -c "
-    SELECT id, shop_domain, left(md5(access_token), 8) AS access_fp, is_active,
-           to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS updated_utc
+    SELECT id, shop_domain, left(md5(access_token), 8) AS access_fp, left(md5(refresh_token), 8) AS refresh_fp,
+           to_char(token_expires_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS expires_utc,
+           to_char(refresh_token_expires_at AT TIME ZONE 'UTC', 'MM-DD') AS refresh_ends,
+           is_active, to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS updated_utc
     FROM shopify_stores ORDER BY id"
 }
 
@@ -76,4 +78,8 @@ show_rows
 
 echo "== tokenrefresh status"
 DATABASE_URL="$service_url" fake_env dotnet src/TokenRefresh.Cli/bin/Release/net10.0/TokenRefresh.Cli.dll status
+
+echo "== tokenrefresh shopify migrate-expiring --all --dry-run (what moving to expiring tokens would do)"
+DATABASE_URL="$service_url" fake_env dotnet src/TokenRefresh.Cli/bin/Release/net10.0/TokenRefresh.Cli.dll shopify migrate-expiring --all --dry-run 2>&1 \
+  | grep -v "expiring offline tokens: supported"
 [ "$status" -le 1 ]

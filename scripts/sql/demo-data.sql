@@ -13,3 +13,8 @@ INSERT INTO shopify_stores (id, shop_domain, access_token, is_active, updated_at
   ('00000000-0000-0000-0000-00000005f004', 'delta.myshopify.com',   'shpat_demo_delta',   true, now() - interval '1 day'),  -- uninstalled: 401
   ('00000000-0000-0000-0000-00000005f005', 'echo.myshopify.com',    'shpat_demo_echo',    true, now() - interval '1 day'),  -- locked shop: 423
   ('00000000-0000-0000-0000-00000005f006', 'foxtrot.myshopify.com', 'shpat_demo_foxtrot', false, now() - interval '1 day'); -- already inactive
+
+-- An expiring offline token (scripts/sql/shopify-expiring-tokens.sql adds the columns), due in 3 minutes: refreshed.
+INSERT INTO shopify_stores (id, shop_domain, access_token, refresh_token, token_expires_at, refresh_token_expires_at, updated_at) VALUES
+  ('00000000-0000-0000-0000-00000005f007', 'golf.myshopify.com', 'shpat_demo_golf', 'shprt_demo_golf',
+   now() + interval '3 minutes', now() + interval '60 days', now() - interval '1 day');

@@ -53,8 +53,8 @@ internal static partial class CliApp
         IHost host;
         try
         {
-            // Machine-readable output goes to stdout alone: the logs then go to stderr.
-            host = BuildHost(logToStandardError: args is ["status", "--json"]);
+            // The operations commands print their own results on stdout alone; their logs go to stderr.
+            host = BuildHost(logToStandardError: args[0] is "status" or "migrate" or "shopify");
         }
         catch (SettingsException e)
         {
