@@ -18,8 +18,11 @@ public interface IPlatformRefresher
     /// <summary>False when this platform cannot run on this database (e.g. columns missing); it is then left out of the summary.</summary>
     Task<bool> IsEnabledAsync(CancellationToken cancellationToken) => Task.FromResult(true);
 
-    /// <summary>The accounts due now, most urgent first. Throws when the database cannot be reached.</summary>
-    Task<IReadOnlyList<DueAccount>> FindDueAsync(CancellationToken cancellationToken);
+    /// <summary>How many accounts are due now (the cycle's "found" line). Throws when the database cannot be reached.</summary>
+    Task<int> CountDueAsync(CancellationToken cancellationToken);
+
+    /// <summary>The accounts due now, most urgent first, read a page at a time.</summary>
+    IAsyncEnumerable<DueAccount> FindDueAsync(CancellationToken cancellationToken);
 
     /// <summary>
     /// Refreshes or validates one account. <paramref name="deadline"/> is the end of the cycle's budget:

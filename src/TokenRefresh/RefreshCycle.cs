@@ -15,6 +15,7 @@ public sealed partial class RefreshCycle
     private readonly IEnumerable<IPlatformRefresher> _refreshers;
     private readonly TimeProvider _time;
     private readonly TimeSpan _budget;
+    private readonly int _concurrency;
     private readonly ILogger<RefreshCycle> _logger;
 
     public RefreshCycle(IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, IOptions<TokenRefreshOptions> options, ILogger<RefreshCycle> logger)
@@ -22,6 +23,7 @@ public sealed partial class RefreshCycle
         _refreshers = refreshers;
         _time = time;
         _budget = options.Value.CycleBudget;
+        _concurrency = options.Value.MaxConcurrency;
         _logger = logger;
     }
 
@@ -36,9 +38,11 @@ public sealed partial class RefreshCycle
         var deadline = _time.GetUtcNow() + _budget;
         using var budget = new CancellationTokenSource(_budget, _time);
         using var claiming = CancellationTokenSource.CreateLinkedTokenSource(stopping, budget.Token);
+        // REFRESH_MAX_CONCURRENCY bounds the accounts in flight across all platforms together.
+        using var slots = new SemaphoreSlim(_concurrency, _concurrency);
         Log.CycleStarted(_logger);
 
-        var outcomes = (await Task.WhenAll(_refreshers.Select(r => RunPlatformAsync(r, deadline, claiming.Token, stopping))))
+        var outcomes = (await Task.WhenAll(_refreshers.Select(r => RunPlatformAsync(r, deadline, slots, claiming.Token, stopping))))
             .Where(o => o.Summary is not null)
             .ToList();
 
@@ -50,10 +54,11 @@ public sealed partial class RefreshCycle
 
     /// <returns>The platform's summary, or null when it is not enabled on this database.</returns>
     private async Task<(PlatformSummary? Summary, Exception? Error)> RunPlatformAsync(
-        IPlatformRefresher refresher, DateTimeOffset deadline, CancellationToken claiming, CancellationToken stopping)
+        IPlatformRefresher refresher, DateTimeOffset deadline, SemaphoreSlim slots, CancellationToken claiming, CancellationToken stopping)
     {
         await Task.Yield(); // platforms run side by side from here
-        var summary = new PlatformSummary(refresher.Platform, refresher.SuccessOutcome);
+        var tally = new Tally(refresher);
+        var found = 0;
         try
         {
             if (!await refresher.IsEnabledAsync(stopping))
@@ -61,36 +66,74 @@ public sealed partial class RefreshCycle
                 return (null, null);
             }
 
-            var due = await refresher.FindDueAsync(stopping);
-            Log.Found(_logger, refresher.Platform, due.Count);
-            foreach (var account in due)
+            found = await refresher.CountDueAsync(stopping);
+            Log.Found(_logger, refresher.Platform, found);
+            var parallel = new ParallelOptions { MaxDegreeOfParallelism = _concurrency, CancellationToken = claiming };
+            await Parallel.ForEachAsync(refresher.FindDueAsync(stopping), parallel, async (account, token) =>
             {
-                if (claiming.IsCancellationRequested)
+                await slots.WaitAsync(token);
+                try
                 {
-                    var leftOver = due.Count - summary.Found;
-                    Log.Stopping(_logger, refresher.Platform, stopping.IsCancellationRequested ? "shutting down" : "cycle budget spent", leftOver);
-                    summary = summary with { LeftOver = leftOver };
-                    break;
+                    tally.Add(await ProcessAccountAsync(refresher, account, deadline));
                 }
+                finally
+                {
+                    slots.Release();
+                }
+            });
 
-                summary = summary.Add(await ProcessAccountAsync(refresher, account, deadline));
-            }
-
-            return (summary, null);
+            return (tally.Summary(leftOver: 0), null);
         }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        catch (OperationCanceledException) when (claiming.IsCancellationRequested)
         {
-            return (summary, null);
+            // Claiming stopped (budget spent or shutting down); the accounts in flight finished above.
+            var leftOver = Math.Max(0, found - tally.Count);
+            Log.Stopping(_logger, refresher.Platform, stopping.IsCancellationRequested ? "shutting down" : "cycle budget spent", leftOver);
+            return (tally.Summary(leftOver), null);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
         {
             Log.TableMissing(_logger, e, refresher.Platform);
-            return (summary with { Crashed = true }, e);
+            return (tally.Summary(0) with { Crashed = true }, e);
         }
         catch (Exception e)
         {
             Log.PlatformFailed(_logger, e, refresher.Platform);
-            return (summary with { Crashed = true }, e);
+            return (tally.Summary(0) with { Crashed = true }, e);
+        }
+    }
+
+    /// <summary>Outcomes counted from accounts processed in parallel.</summary>
+    private sealed class Tally(IPlatformRefresher refresher)
+    {
+        private readonly Lock _lock = new();
+        private PlatformSummary _summary = new(refresher.Platform, refresher.SuccessOutcome);
+
+        public int Count
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return _summary.Found;
+                }
+            }
+        }
+
+        public void Add(AccountResult result)
+        {
+            lock (_lock)
+            {
+                _summary = _summary.Add(result);
+            }
+        }
+
+        public PlatformSummary Summary(int leftOver)
+        {
+            lock (_lock)
+            {
+                return _summary with { LeftOver = leftOver };
+            }
         }
     }
 

@@ -32,7 +32,9 @@ public static class TokenRefreshExtensions
         builder.Logging.AddFilter("Polly", LogLevel.Error);
 
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton(_ => new NpgsqlDataSourceBuilder(options.ConnectionString).Build());
+        // One connection per account in flight, plus the listing queries of the platforms running side by side.
+        var connectionString = new NpgsqlConnectionStringBuilder(options.ConnectionString) { MaxPoolSize = options.MaxConcurrency + 10 }.ConnectionString;
+        services.TryAddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString).Build());
 
         // No framework HTTP logging: its Trace header records carry the raw X-Shopify-Access-Token and
         // x-api-key values in their structured state even with RedactLoggedHeaders (caught by a test).

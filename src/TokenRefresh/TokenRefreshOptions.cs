@@ -39,6 +39,12 @@ public sealed partial class TokenRefreshOptions
     /// <summary>After this, a cycle claims no new account; in-flight ones finish. Well inside the 3-minute schedule.</summary>
     public TimeSpan CycleBudget { get; init; } = TimeSpan.FromSeconds(120);
 
+    /// <summary>Accounts processed at once in a cycle, all platforms together; the connection pool is sized to match.</summary>
+    public int MaxConcurrency { get; init; } = 16;
+
+    /// <summary>Validate each non-expiring Shopify token at most this often; zero: every cycle.</summary>
+    public TimeSpan ShopifyValidateInterval { get; init; } = TimeSpan.Zero;
+
     /// <summary>Client-side bound on Etsy calls per second (per process).</summary>
     public int EtsyMaxRequestsPerSecond { get; init; } = 10;
 
@@ -92,7 +98,9 @@ public sealed partial class TokenRefreshOptions
             ShopifyApiBaseUrl = ShopifyTemplate(Get("SHOPIFY_API_BASE_URL") ?? "https://{shop}"),
             HttpTimeout = TimeSpan.FromSeconds(WholeNumber(Get, "HTTP_TIMEOUT_SECONDS", 30, 1, 300)),
             CycleBudget = TimeSpan.FromSeconds(WholeNumber(Get, "CYCLE_BUDGET_SECONDS", 120, 5, 3600)),
-            EtsyMaxRequestsPerSecond = WholeNumber(Get, "ETSY_MAX_REQUESTS_PER_SECOND", 10, 1, 10000),
+            EtsyMaxRequestsPerSecond = WholeNumber(Get, "ETSY_MAX_REQUESTS_PER_SECOND", 10, 1, 100000),
+            MaxConcurrency = WholeNumber(Get, "REFRESH_MAX_CONCURRENCY", 16, 1, 256),
+            ShopifyValidateInterval = TimeSpan.FromMinutes(WholeNumber(Get, "SHOPIFY_VALIDATE_INTERVAL_MINUTES", 0, 0, 10080)),
         };
     }
 

@@ -158,6 +158,7 @@ public sealed class BackoffAndReauthTests : IAsyncLifetime
         _h.Fake.Etsy.RetryAfterSeconds = 1;
         _h.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
         _h.Time = null; // real time: the pause is a real wait
+        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "1"; // the pause holds back the calls after the 429, not those already in flight
 
         var (summary, _) = await _h.RunCycleAsync();
 
@@ -178,6 +179,7 @@ public sealed class BackoffAndReauthTests : IAsyncLifetime
         await _h.Db.ExecuteAsync("UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE id = @limitedId", new { limitedId });
         _h.Fake.Etsy.RetryAfterSeconds = 3600;
         _h.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
+        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "1";
 
         var (summary, _) = await _h.RunCycleAsync();
 

@@ -76,6 +76,7 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
         var later = await DueUserAsync(TimeSpan.FromMinutes(8), 1);
         var sooner = await DueUserAsync(TimeSpan.FromMinutes(-30), 2);
         var middle = await DueUserAsync(TimeSpan.FromMinutes(1), 3);
+        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "1"; // one at a time, so the order of claims is the order of the log
 
         var (_, logs) = await _h.RunCycleAsync();
 

@@ -18,9 +18,10 @@ public sealed class CliRunLoopTests
         var platform = Substitute.For<IPlatformRefresher>();
         platform.Platform.Returns("Etsy");
         platform.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(true);
-        platform.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Interlocked.Increment(ref _cycles) == 1
+        platform.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Interlocked.Increment(ref _cycles) == 1
             ? throw new TimeoutException("database unreachable")
-            : Task.FromResult<IReadOnlyList<DueAccount>>([]));
+            : Task.FromResult(0));
+        platform.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => AsyncEnumerable.Empty<DueAccount>());
         return new ServiceCollection()
             .AddSingleton<TimeProvider>(_time)
             .AddSingleton(platform)

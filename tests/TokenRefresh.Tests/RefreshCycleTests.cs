@@ -17,12 +17,23 @@ public sealed class RefreshCycleTests
         p.Platform.Returns(name);
         p.SuccessOutcome.Returns(Outcome.Refreshed);
         p.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(true);
-        p.FindDueAsync(Arg.Any<CancellationToken>()).Returns(due);
+        p.CountDueAsync(Arg.Any<CancellationToken>()).Returns(due.Length);
+        p.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Async(due));
         p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
         return p;
     }
 
     private readonly FakeTimeProvider _time = new();
+    private int _concurrency = 1;
+
+    private static async IAsyncEnumerable<DueAccount> Async(IEnumerable<DueAccount> accounts)
+    {
+        foreach (var account in accounts)
+        {
+            await Task.Yield();
+            yield return account;
+        }
+    }
 
     private RefreshCycle Cycle(params IPlatformRefresher[] platforms) => new(platforms, _time, Options.Create(new TokenRefreshOptions
     {
@@ -32,6 +43,7 @@ public sealed class RefreshCycleTests
         ShopifyApiKey = "key",
         ShopifyApiSecret = "secret",
         CycleBudget = TimeSpan.FromSeconds(120),
+        MaxConcurrency = _concurrency,
     }), _logger);
 
     [Fact]
@@ -67,7 +79,7 @@ public sealed class RefreshCycleTests
     public async Task RunAsync_PlatformCannotList_OtherPlatformsRunThenTheCycleFails()
     {
         var broken = Platform("Etsy");
-        broken.FindDueAsync(Arg.Any<CancellationToken>()).ThrowsAsync(new TimeoutException("database unreachable"));
+        broken.CountDueAsync(Arg.Any<CancellationToken>()).ThrowsAsync(new TimeoutException("database unreachable"));
         var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid()));
 
         var e = await Assert.ThrowsAsync<CycleFailedException>(() => Cycle(broken, shopify).RunAsync());
@@ -165,6 +177,50 @@ public sealed class RefreshCycleTests
         var summary = await Cycle(Platform("Etsy"), off).RunAsync();
 
         Assert.Equal("Etsy: 0/0 refreshed, 0 failed", summary.ToString());
-        await off.DidNotReceive().FindDueAsync(Arg.Any<CancellationToken>());
+        await off.DidNotReceive().CountDueAsync(Arg.Any<CancellationToken>());
+    }
+
+    [Fact]
+    public async Task RunAsync_MaxConcurrency_BoundsAccountsInFlightAcrossAllPlatforms()
+    {
+        _concurrency = 4;
+        var release = new TaskCompletionSource<AccountResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var inFlight = 0;
+        var peak = 0;
+        var reachedFour = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        IPlatformRefresher Busy(string name)
+        {
+            var p = Platform(name, Enumerable.Range(0, 10).Select(_ => new DueAccount(Guid.NewGuid())).ToArray());
+            p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(async _ =>
+            {
+                var now = Interlocked.Increment(ref inFlight);
+                InterlockedMax(ref peak, now);
+                if (now == 4)
+                {
+                    reachedFour.TrySetResult();
+                }
+
+                var result = await release.Task;
+                Interlocked.Decrement(ref inFlight);
+                return result;
+            });
+            return p;
+        }
+
+        var run = Cycle(Busy("Etsy"), Busy("Shopify")).RunAsync();
+        await reachedFour.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        release.SetResult(AccountResult.Success(Outcome.Refreshed));
+        var summary = await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal(4, peak);
+        Assert.Equal(20, summary.Platforms.Sum(p => p.Succeeded));
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int seen;
+        while ((seen = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, seen) != seen)
+        {
+        }
     }
 }

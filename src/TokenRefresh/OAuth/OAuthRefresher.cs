@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Dapper;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -38,23 +39,63 @@ internal sealed partial class OAuthRefresher(
 
     public Task<bool> IsEnabledAsync(CancellationToken cancellationToken) => platform.IsEnabledAsync(cancellationToken);
 
-    public async Task<IReadOnlyList<DueAccount>> FindDueAsync(CancellationToken cancellationToken)
+    private string DueFilter => $"""
+        {_t.ActiveFilter} AND a.refresh_token IS NOT NULL AND {AccountState.EligibleSql("a.refresh_token")}
+        """;
+
+    public async Task<int> CountDueAsync(CancellationToken cancellationToken)
     {
         var sql = $"""
-            SELECT a.id AS Id, {Label} AS Label, a.token_expires_at IS NULL AS NoExpiry
+            SELECT count(*)::int
             {Join}
-            WHERE {_t.ActiveFilter} AND a.refresh_token IS NOT NULL
-              AND (a.token_expires_at <= @DueBefore OR a.token_expires_at IS NULL)
-              AND {AccountState.EligibleSql("a.refresh_token")}
-            ORDER BY a.token_expires_at NULLS LAST
+            WHERE {DueFilter} AND (a.token_expires_at <= @DueBefore OR a.token_expires_at IS NULL)
             """;
         var now = time.GetUtcNow();
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var rows = await connection.QueryAsync<(Guid Id, string? Label, bool NoExpiry)>(
-            new CommandDefinition(sql, new { DueBefore = now + platform.Margin, Now = now }, cancellationToken: cancellationToken));
         await WarnAboutExpiringRefreshTokensAsync(connection, now, cancellationToken);
-        return rows.Select(r => new DueAccount(r.Id, r.Label, r.NoExpiry ? "token_expires_at is NULL" : platform.Problem(r.Label))).ToList();
+        return await connection.ExecuteScalarAsync<int>(
+            new CommandDefinition(sql, new { DueBefore = now + platform.Margin, Now = now }, cancellationToken: cancellationToken));
     }
+
+    public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        // Soonest expiry first, then the rows without an expiry (skipped with a warning).
+        var dueSql = $"""
+            SELECT a.id AS Id, {Label} AS Label, a.token_expires_at AS ExpiresAt
+            {Join}
+            WHERE {DueFilter} AND a.token_expires_at <= @DueBefore AND (a.token_expires_at, a.id) > (@AfterExpiry, @AfterId)
+            ORDER BY a.token_expires_at, a.id
+            LIMIT {Paging.PageSize}
+            """;
+        var noExpirySql = $"""
+            SELECT a.id AS Id, {Label} AS Label, NULL::timestamptz AS ExpiresAt
+            {Join}
+            WHERE {DueFilter} AND a.token_expires_at IS NULL AND a.id > @AfterId
+            ORDER BY a.id
+            LIMIT {Paging.PageSize}
+            """;
+        var now = time.GetUtcNow();
+        var first = new DuePage(Guid.Empty, null, new DateTimeOffset(1900, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        await foreach (var row in Paging.ReadAsync<DuePage>(last => PageAsync(dueSql, last ?? first, now)).WithCancellation(cancellationToken))
+        {
+            yield return new DueAccount(row.Id, row.Label, platform.Problem(row.Label));
+        }
+
+        await foreach (var row in Paging.ReadAsync<DuePage>(last => PageAsync(noExpirySql, last ?? first, now)).WithCancellation(cancellationToken))
+        {
+            yield return new DueAccount(row.Id, row.Label, "token_expires_at is NULL");
+        }
+
+        async Task<IReadOnlyList<DuePage>> PageAsync(string sql, DuePage after, DateTimeOffset at)
+        {
+            await using var connection = await db.OpenConnectionAsync(cancellationToken);
+            var rows = await connection.QueryAsync<DuePage>(new CommandDefinition(
+                sql, new { DueBefore = at + platform.Margin, Now = at, AfterExpiry = after.ExpiresAt, AfterId = after.Id }, cancellationToken: cancellationToken));
+            return rows.AsList();
+        }
+    }
+
+    private sealed record DuePage(Guid Id, string? Label, DateTimeOffset? ExpiresAt);
 
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Dapper;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -28,20 +29,48 @@ internal sealed partial class ShopifyValidator(
     private async Task<string> NonExpiringAsync(CancellationToken cancellationToken) =>
         await schema.HasExpiringTokensAsync(cancellationToken) ? "AND st.refresh_token IS NULL" : "";
 
-    public async Task<IReadOnlyList<DueAccount>> FindDueAsync(CancellationToken cancellationToken)
+    private async Task<string> DueFilterAsync(CancellationToken cancellationToken) => $"""
+        st.is_active {await NonExpiringAsync(cancellationToken)} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
+        """;
+
+    public async Task<int> CountDueAsync(CancellationToken cancellationToken)
+    {
+        var sql = $"""
+            SELECT count(*)::int
+            FROM shopify_stores st
+            LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
+            WHERE {await DueFilterAsync(cancellationToken)}
+            """;
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql, new { Now = time.GetUtcNow() }, cancellationToken: cancellationToken));
+    }
+
+    public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var sql = $"""
             SELECT st.id AS Id, st.shop_domain AS ShopDomain, (st.access_token IS NULL OR st.access_token = '') AS NoToken
             FROM shopify_stores st
             LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
-            WHERE st.is_active {await NonExpiringAsync(cancellationToken)} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
+            WHERE {await DueFilterAsync(cancellationToken)} AND st.id > @AfterId
             ORDER BY st.id
+            LIMIT {Paging.PageSize}
             """;
-        await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var rows = await connection.QueryAsync<(Guid Id, string? ShopDomain, bool NoToken)>(
-            new CommandDefinition(sql, new { Now = time.GetUtcNow() }, cancellationToken: cancellationToken));
-        return rows.Select(r => new DueAccount(r.Id, r.ShopDomain ?? "", Problem(r.ShopDomain, r.NoToken))).ToList();
+        var now = time.GetUtcNow();
+        await foreach (var row in Paging.ReadAsync<StorePage>(PageAsync).WithCancellation(cancellationToken))
+        {
+            yield return new DueAccount(row.Id, row.ShopDomain ?? "", Problem(row.ShopDomain, row.NoToken));
+        }
+
+        async Task<IReadOnlyList<StorePage>> PageAsync(StorePage? after)
+        {
+            await using var connection = await db.OpenConnectionAsync(cancellationToken);
+            var rows = await connection.QueryAsync<StorePage>(new CommandDefinition(
+                sql, new { Now = now, AfterId = after?.Id ?? Guid.Empty }, cancellationToken: cancellationToken));
+            return rows.AsList();
+        }
     }
+
+    private sealed record StorePage(Guid Id, string? ShopDomain, bool NoToken);
 
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
     {
