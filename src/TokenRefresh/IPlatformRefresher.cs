@@ -3,6 +3,9 @@ namespace TokenRefresh;
 /// <summary>An account found due this cycle. <paramref name="Problem"/> set means: skip it with a warning.</summary>
 public sealed record DueAccount(Guid Id, string? Label = null, string? Problem = null)
 {
+    /// <summary>The token and state read with the page, when the platform needs no lock to use them (validation).</summary>
+    internal Persistence.ClaimedToken? Prefetched { get; init; }
+
     /// <summary>How log lines name the account: its id, and its shop domain where it has one. Never a token.</summary>
     public override string ToString() => Label is null ? $"account {Id}" : $"store {Label} ({Id})";
 }

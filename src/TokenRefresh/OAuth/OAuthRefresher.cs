@@ -137,8 +137,7 @@ internal sealed partial class OAuthRefresher(
         try
         {
             // Saved before the lock is released, so no other process calls the platform before the backoff is visible.
-            await state.SaveAsync(claim.Connection, claim.Transaction, platform.StateKey, account.Id, time.GetUtcNow(), CancellationToken.None);
-            await claim.CommitAsync(CancellationToken.None);
+            await state.SaveAndCommitAsync(claim, platform.StateKey, account.Id, time.GetUtcNow());
         }
         catch (NpgsqlException e)
         {

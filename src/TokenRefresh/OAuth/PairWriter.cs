@@ -35,8 +35,7 @@ internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time,
         {
             try
             {
-                written = await claim.Connection.ExecuteScalarAsync<int?>(new CommandDefinition(sql, parameters, claim.Transaction));
-                await claim.CommitAsync(CancellationToken.None);
+                written = await claim.ExecuteAndCommitAsync<int?>(sql, parameters, CancellationToken.None);
             }
             catch (Exception e) when (DatabaseRetry.IsTransient(e))
             {

@@ -95,10 +95,21 @@ internal sealed record AccountState(
         return minutes >= MaxBackoff.TotalMinutes ? MaxBackoff : TimeSpan.FromMinutes(minutes);
     }
 
-    /// <summary>Writes the state of one account (in the caller's transaction when given).</summary>
-    public Task SaveAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string platform, Guid accountId, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <summary>Writes the state of one account.</summary>
+    public Task SaveAsync(NpgsqlConnection connection, string platform, Guid accountId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        connection.ExecuteAsync(new CommandDefinition(SaveSql, Parameters(platform, accountId, now), cancellationToken: cancellationToken));
+
+    /// <summary>Writes the state of a claimed account and ends its transaction, in one round trip.</summary>
+    public Task SaveAndCommitAsync<T>(LockedRow<T> claim, string platform, Guid accountId, DateTimeOffset now) =>
+        claim.ExecuteAndCommitAsync<int?>(SaveSql, Parameters(platform, accountId, now), CancellationToken.None);
+
+    private object Parameters(string platform, Guid accountId, DateTimeOffset now) => new
     {
-        const string sql = """
+        Platform = platform, AccountId = accountId, ConsecutiveFailures, LastError, LastErrorAt, NextAttemptAt,
+        NeedsReauth, TokenHash, UnknownOutcomeAt, LastSuccessAt, Now = now,
+    };
+
+    private const string SaveSql = """
             INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
                 next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
             VALUES (@Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
@@ -109,13 +120,7 @@ internal sealed record AccountState(
                 needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
                 unknown_outcome_at = EXCLUDED.unknown_outcome_at,
                 last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at
-            """;
-        return connection.ExecuteAsync(new CommandDefinition(sql, new
-        {
-            Platform = platform, AccountId = accountId, ConsecutiveFailures, LastError, LastErrorAt, NextAttemptAt,
-            NeedsReauth, TokenHash, UnknownOutcomeAt, LastSuccessAt, Now = now,
-        }, transaction, cancellationToken: cancellationToken));
-    }
+        """;
 
     /// <summary>
     /// The SQL condition, on a row joined to its state as <c>s</c>, under which an account may be called now:

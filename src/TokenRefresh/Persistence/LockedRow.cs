@@ -4,15 +4,17 @@ using Npgsql;
 namespace TokenRefresh.Persistence;
 
 /// <summary>
-/// A row claimed with <c>FOR UPDATE SKIP LOCKED</c> inside its own transaction. The lock lasts until
-/// <see cref="CommitAsync"/>; disposing without committing rolls back and leaves the row as it was.
+/// A row claimed with <c>FOR UPDATE SKIP LOCKED</c> inside its own transaction. The lock lasts until the
+/// transaction ends; disposing without committing rolls back and leaves the row as it was.
+/// BEGIN travels with the claim and COMMIT with the write, so a refresh costs two database round trips.
 /// </summary>
 internal sealed class LockedRow<T> : IAsyncDisposable
 {
-    private LockedRow(NpgsqlConnection connection, NpgsqlTransaction transaction, T row)
+    private bool _ended;
+
+    private LockedRow(NpgsqlConnection connection, T row)
     {
         Connection = connection;
-        Transaction = transaction;
         Row = row;
     }
 
@@ -20,26 +22,24 @@ internal sealed class LockedRow<T> : IAsyncDisposable
 
     public NpgsqlConnection Connection { get; }
 
-    public NpgsqlTransaction Transaction { get; }
-
-    /// <summary>Runs <paramref name="lockSql"/> (a SELECT ... FOR UPDATE SKIP LOCKED) and keeps its row locked, or returns null.</summary>
+    /// <summary>Runs <paramref name="lockSql"/> (a SELECT ... FOR UPDATE SKIP LOCKED) in a new transaction and keeps its row locked, or returns null.</summary>
     public static async Task<LockedRow<T>?> ClaimAsync(NpgsqlDataSource db, string lockSql, object parameters, CancellationToken cancellationToken)
     {
         var connection = await db.OpenConnectionAsync(cancellationToken);
         try
         {
-            var transaction = await connection.BeginTransactionAsync(cancellationToken);
             var row = await connection.QuerySingleOrDefaultAsync<T>(
-                new CommandDefinition(lockSql, parameters, transaction, cancellationToken: cancellationToken));
+                new CommandDefinition("BEGIN;\n" + lockSql, parameters, cancellationToken: cancellationToken));
             if (row is not null)
             {
-                return new LockedRow<T>(connection, transaction, row);
+                return new LockedRow<T>(connection, row);
             }
 
-            await transaction.DisposeAsync();
+            await connection.ExecuteAsync("ROLLBACK");
         }
         catch
         {
+            // Closing a connection rolls back what it had begun (the pool resets it), or the server already has.
             await connection.DisposeAsync();
             throw;
         }
@@ -48,17 +48,27 @@ internal sealed class LockedRow<T> : IAsyncDisposable
         return null;
     }
 
-    public Task CommitAsync(CancellationToken cancellationToken) => Transaction.CommitAsync(cancellationToken);
+    /// <summary>Runs <paramref name="sql"/> and commits in the same round trip; returns the first column of its first row, if any.</summary>
+    public async Task<TResult?> ExecuteAndCommitAsync<TResult>(string sql, object parameters, CancellationToken cancellationToken)
+    {
+        var result = await Connection.ExecuteScalarAsync<TResult?>(new CommandDefinition(sql + ";\nCOMMIT", parameters, cancellationToken: cancellationToken));
+        _ended = true;
+        return result;
+    }
 
     public async ValueTask DisposeAsync()
     {
-        try
+        if (!_ended)
         {
-            await Transaction.DisposeAsync();
-        }
-        catch (NpgsqlException)
-        {
-            // The connection is already broken: the server rolled back and released the lock itself.
+            _ended = true;
+            try
+            {
+                await Connection.ExecuteAsync("ROLLBACK");
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+            {
+                // The connection is already broken: the server rolled back and released the lock itself.
+            }
         }
 
         await Connection.DisposeAsync();
@@ -68,6 +78,8 @@ internal sealed class LockedRow<T> : IAsyncDisposable
 /// <summary>A claimed account's token and its state columns (<see cref="AccountState.Columns"/>).</summary>
 internal sealed class ClaimedToken
 {
+    public Guid Id { get; init; }
+    public string? ShopDomain { get; init; }
     public string Token { get; init; } = "";
     public int ConsecutiveFailures { get; init; }
     public string? LastError { get; init; }

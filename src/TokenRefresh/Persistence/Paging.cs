@@ -5,24 +5,37 @@ internal static class Paging
 {
     public const int PageSize = 500;
 
-    /// <summary>Yields every row of every page; <paramref name="page"/> gets the last row of the previous page (default for the first).</summary>
+    /// <summary>
+    /// Yields every row of every page; <paramref name="page"/> gets the last row of the previous page (default for
+    /// the first). The next page is read while this one is being worked on, so the workers never wait for it.
+    /// </summary>
     public static async IAsyncEnumerable<T> ReadAsync<T>(Func<T?, Task<IReadOnlyList<T>>> page)
     {
-        T? last = default;
-        while (true)
+        var rows = await page(default);
+        Task<IReadOnlyList<T>>? next = null;
+        try
         {
-            var rows = await page(last);
-            foreach (var row in rows)
+            while (true)
             {
-                yield return row;
-            }
+                next = rows.Count < PageSize ? null : page(rows[^1]);
+                foreach (var row in rows)
+                {
+                    yield return row;
+                }
 
-            if (rows.Count < PageSize)
-            {
-                yield break;
-            }
+                if (next is null)
+                {
+                    yield break;
+                }
 
-            last = rows[^1];
+                rows = await next;
+                next = null;
+            }
+        }
+        finally
+        {
+            // The reader stopped early (budget spent): the page read ahead is not needed, but its fault must not go unobserved.
+            _ = next?.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         }
     }
 }

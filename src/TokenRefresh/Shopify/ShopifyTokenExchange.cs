@@ -128,7 +128,7 @@ internal sealed partial class ShopifyTokenExchange(
         var now = time.GetUtcNow();
         var marker = new AccountState(LastError: "token_exchange_sent", LastErrorAt: now, TokenHash: hash, UnknownOutcomeAt: now);
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        await marker.SaveAsync(connection, null, Marker, id, now, cancellationToken);
+        await marker.SaveAsync(connection, Marker, id, now, cancellationToken);
         Log.Sent(logger, id);
     }
 

@@ -47,8 +47,9 @@ internal sealed partial class ShopifyValidator(
 
     public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        // The token and state come with the page: validation needs no lock, so a store costs one round trip (its state).
         var sql = $"""
-            SELECT st.id AS Id, st.shop_domain AS ShopDomain, (st.access_token IS NULL OR st.access_token = '') AS NoToken
+            SELECT st.id AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token, {AccountState.Columns}
             FROM shopify_stores st
             LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
             WHERE {await DueFilterAsync(cancellationToken)} AND st.id > @AfterId
@@ -56,21 +57,19 @@ internal sealed partial class ShopifyValidator(
             LIMIT {Paging.PageSize}
             """;
         var now = time.GetUtcNow();
-        await foreach (var row in Paging.ReadAsync<StorePage>(PageAsync).WithCancellation(cancellationToken))
+        await foreach (var row in Paging.ReadAsync<ClaimedToken>(PageAsync).WithCancellation(cancellationToken))
         {
-            yield return new DueAccount(row.Id, row.ShopDomain ?? "", Problem(row.ShopDomain, row.NoToken));
+            yield return new DueAccount(row.Id, row.ShopDomain ?? "", Problem(row.ShopDomain, row.Token.Length == 0)) { Prefetched = row };
         }
 
-        async Task<IReadOnlyList<StorePage>> PageAsync(StorePage? after)
+        async Task<IReadOnlyList<ClaimedToken>> PageAsync(ClaimedToken? after)
         {
             await using var connection = await db.OpenConnectionAsync(cancellationToken);
-            var rows = await connection.QueryAsync<StorePage>(new CommandDefinition(
+            var rows = await connection.QueryAsync<ClaimedToken>(new CommandDefinition(
                 sql, new { Now = now, AfterId = after?.Id ?? Guid.Empty }, cancellationToken: cancellationToken));
             return rows.AsList();
         }
     }
-
-    private sealed record StorePage(Guid Id, string? ShopDomain, bool NoToken);
 
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
     {
@@ -81,7 +80,7 @@ internal sealed partial class ShopifyValidator(
             WHERE st.id = @Id AND st.is_active {await NonExpiringAsync(cancellationToken)}
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var row = await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
+        var row = account.Prefetched ?? await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
             new CommandDefinition(tokenSql, new { account.Id }, cancellationToken: cancellationToken));
         if (row is null || string.IsNullOrEmpty(row.Token))
         {
@@ -111,7 +110,7 @@ internal sealed partial class ShopifyValidator(
     {
         try
         {
-            await state.SaveAsync(connection, null, StatePlatform, account.Id, time.GetUtcNow(), CancellationToken.None);
+            await state.SaveAsync(connection, StatePlatform, account.Id, time.GetUtcNow(), CancellationToken.None);
         }
         catch (NpgsqlException e)
         {
