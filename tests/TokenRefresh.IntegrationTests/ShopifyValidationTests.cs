@@ -125,3 +125,56 @@ public sealed class ShopifyValidationTests : IAsyncLifetime
         }
     }
 }
+
+/// <summary>SHOPIFY_VALIDATE_INTERVAL_MINUTES: each store at most once per interval, spread evenly across cycles.</summary>
+public sealed class ShopifyValidateIntervalTests : IAsyncLifetime
+{
+    private ServiceHarness _h = null!;
+    private readonly Microsoft.Extensions.Time.Testing.FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
+
+    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
+
+    public async Task DisposeAsync() => await _h.DisposeAsync();
+
+    [Fact]
+    public async Task Interval_EachStoreOncePerInterval_SpreadEvenlyAcrossCycles()
+    {
+        const int stores = 120;
+        for (var i = 0; i < stores; i++)
+        {
+            _h.Fake.Shopify.AddStore($"s{i}.myshopify.com", $"shpat_{i}");
+            await _h.Db.AddShopifyStoreAsync($"s{i}.myshopify.com", $"shpat_{i}");
+        }
+
+        _h.Time = _time;
+        _h.Settings["SHOPIFY_VALIDATE_INTERVAL_MINUTES"] = "60";
+
+        var (first, _) = await _h.RunCycleAsync();
+        var perCycle = new List<int>();
+        for (var cycle = 1; cycle <= 20; cycle++)
+        {
+            _time.Advance(TimeSpan.FromMinutes(3));
+            var (summary, _) = await _h.RunCycleAsync();
+            perCycle.Add(summary.Platforms[1].Succeeded);
+        }
+
+        // Never validated: all at once. Then every store exactly once in the next 60 minutes, about 6 per 3-minute cycle.
+        Assert.Equal(stores, first.Platforms[1].Succeeded);
+        Assert.Equal(stores, perCycle.Sum());
+        Assert.All(Enumerable.Range(0, stores), i => Assert.Equal(2, _h.Fake.Shopify.GraphQlCallsFor($"s{i}.myshopify.com")));
+        Assert.True(perCycle.Max() <= 15, $"uneven spread: {string.Join(", ", perCycle)}");
+        Assert.True(perCycle.Count(n => n > 0) >= 15, $"uneven spread: {string.Join(", ", perCycle)}");
+    }
+
+    [Fact]
+    public async Task NoInterval_EveryStoreEveryCycle()
+    {
+        _h.Fake.Shopify.AddStore("a.myshopify.com", "shpat_a");
+        await _h.Db.AddShopifyStoreAsync("a.myshopify.com", "shpat_a");
+
+        await _h.RunCycleAsync();
+        await _h.RunCycleAsync();
+
+        Assert.Equal(2, _h.Fake.Shopify.GraphQlCallsFor("a.myshopify.com"));
+    }
+}

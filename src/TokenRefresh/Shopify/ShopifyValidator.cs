@@ -29,9 +29,19 @@ internal sealed partial class ShopifyValidator(
     private async Task<string> NonExpiringAsync(CancellationToken cancellationToken) =>
         await schema.HasExpiringTokensAsync(cancellationToken) ? "AND st.refresh_token IS NULL" : "";
 
+    // SHOPIFY_VALIDATE_INTERVAL_MINUTES: a store whose last check succeeded is due again when it crosses its own
+    // boundary of the interval; the boundaries are spread over the interval by a hash of the store's id, so an
+    // equal share of the stores comes due in every cycle. A failing store follows its backoff instead.
     private async Task<string> DueFilterAsync(CancellationToken cancellationToken) => $"""
         st.is_active {await NonExpiringAsync(cancellationToken)} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
+        AND (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
+             OR floor((extract(epoch FROM @Now::timestamptz) - {Phase}) / @IntervalSeconds)
+                > floor((extract(epoch FROM s.last_success_at) - {Phase}) / @IntervalSeconds))
         """;
+
+    private const string Phase = "(abs(hashtext(st.id::text)::bigint) % @IntervalSeconds)";
+
+    private long IntervalSeconds => (long)options.Value.ShopifyValidateInterval.TotalSeconds;
 
     public async Task<int> CountDueAsync(CancellationToken cancellationToken)
     {
@@ -42,7 +52,8 @@ internal sealed partial class ShopifyValidator(
             WHERE {await DueFilterAsync(cancellationToken)}
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql, new { Now = time.GetUtcNow() }, cancellationToken: cancellationToken));
+        return await connection.ExecuteScalarAsync<int>(new CommandDefinition(
+            sql, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: cancellationToken));
     }
 
     public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
@@ -66,7 +77,7 @@ internal sealed partial class ShopifyValidator(
         {
             await using var connection = await db.OpenConnectionAsync(cancellationToken);
             var rows = await connection.QueryAsync<ClaimedToken>(new CommandDefinition(
-                sql, new { Now = now, AfterId = after?.Id ?? Guid.Empty }, cancellationToken: cancellationToken));
+                sql, new { Now = now, IntervalSeconds, AfterId = after?.Id ?? Guid.Empty }, cancellationToken: cancellationToken));
             return rows.AsList();
         }
     }
