@@ -20,8 +20,11 @@ internal static partial class CliApp
         Usage: tokenrefresh <command>
 
         Commands:
-          once             run one refresh cycle and exit (0: all accounts fine, 1: some failed, 2: could not run)
-          run              run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM
+          once [--metrics] run one refresh cycle and exit (0: all accounts fine, 1: some failed, 2: could not run)
+          run [--metrics]  run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM
+                           (--metrics: print the service's metrics after each cycle)
+          refresh (--etsy-user UUID | --shop DOMAIN)
+                           refresh (or validate) one account now, due or not, through the same lock
           migrate          create or upgrade the service's own table (idempotent)
           status [--json]  accounts due, fine lately, backing off and needing re-authorisation
           shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]
@@ -39,7 +42,25 @@ internal static partial class CliApp
             return CannotRun;
         }
 
-        if (migrateExpiring is null && args is not (["once" or "run" or "migrate" or "status"] or ["status", "--json"]))
+        var printMetrics = args is ["once" or "run", "--metrics"];
+        if (printMetrics)
+        {
+            args = args[..1];
+        }
+
+        var force = args switch
+        {
+            ["refresh", "--etsy-user", var id] when Guid.TryParse(id, out var guid) => ("etsy-user", guid.ToString()),
+            ["refresh", "--shop", var shop] => ("shop", shop),
+            _ => ((string Kind, string Key)?)null,
+        };
+        if (args is ["refresh", ..] && force is null)
+        {
+            stderr.WriteLine("Usage: tokenrefresh refresh (--etsy-user UUID | --shop DOMAIN)");
+            return CannotRun;
+        }
+
+        if (migrateExpiring is null && force is null && args is not (["once" or "run" or "migrate" or "status"] or ["status", "--json"]))
         {
             var help = args is ["help" or "--help" or "-h"];
             (help ? stdout : stderr).WriteLine(Usage);
@@ -54,7 +75,7 @@ internal static partial class CliApp
         try
         {
             // The operations commands print their own results on stdout alone; their logs go to stderr.
-            host = BuildHost(logToStandardError: args[0] is "status" or "migrate" or "shopify");
+            host = BuildHost(logToStandardError: args[0] is "status" or "migrate" or "shopify" or "refresh");
         }
         catch (SettingsException e)
         {
@@ -62,14 +83,18 @@ internal static partial class CliApp
             return CannotRun;
         }
 
+        using var metrics = printMetrics ? new MetricsPrinter() : null;
         using (host)
         {
+            // Built now, so that metrics are exported over OTLP when an endpoint is configured; disposing it flushes them.
+            host.Services.GetService<OpenTelemetry.Metrics.MeterProvider>();
             return args switch
             {
-                ["once"] => await OnceAsync(host.Services, stop.Token),
-                ["run"] => await RunScheduledAsync(host.Services, stop.Token),
+                ["once"] => await OnceAsync(host.Services, metrics is null ? null : () => metrics.Print(stdout), stop.Token),
+                ["run"] => await RunScheduledAsync(host.Services, metrics is null ? null : () => metrics.Print(stdout), stop.Token),
                 ["migrate"] => await MigrateAsync(host.Services, stdout, stop.Token),
                 ["shopify", ..] => await MigrateExpiringCommand.RunAsync(host.Services, migrateExpiring!.Value, stdout, stderr, stop.Token),
+                ["refresh", ..] => await ForceAsync(host.Services, force!.Value, stdout, stderr, stop.Token),
                 _ => await StatusAsync(host.Services, stdout, json: args.Length == 2, stop.Token),
             };
         }
@@ -98,7 +123,7 @@ internal static partial class CliApp
         return builder.Build();
     }
 
-    private static async Task<int> OnceAsync(IServiceProvider services, CancellationToken stopping)
+    private static async Task<int> OnceAsync(IServiceProvider services, Action? afterCycle, CancellationToken stopping)
     {
         try
         {
@@ -110,9 +135,13 @@ internal static partial class CliApp
             // Already logged with its stack trace by the cycle.
             return CannotRun;
         }
+        finally
+        {
+            afterCycle?.Invoke();
+        }
     }
 
-    internal static async Task<int> RunScheduledAsync(IServiceProvider services, CancellationToken stopping)
+    internal static async Task<int> RunScheduledAsync(IServiceProvider services, Action? afterCycle, CancellationToken stopping)
     {
         var time = services.GetRequiredService<TimeProvider>();
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli");
@@ -131,6 +160,8 @@ internal static partial class CliApp
                 next = time.GetUtcNow() + TokenRefreshOptions.CycleRetryDelay;
                 Log.Retrying(logger, TokenRefreshOptions.CycleRetryDelay.TotalSeconds);
             }
+
+            afterCycle?.Invoke();
 
             Log.NextCycle(logger, next);
             try
@@ -185,6 +216,32 @@ internal static partial class CliApp
         catch (NpgsqlException e)
         {
             Log.CommandFailed(services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli"), e, "status");
+            return CannotRun;
+        }
+    }
+
+    private static async Task<int> ForceAsync(
+        IServiceProvider services, (string Kind, string Key) account, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (await services.GetRequiredService<RefreshCycle>().ForceAsync(account.Kind, account.Key, cancellationToken) is not { } done)
+            {
+                stderr.WriteLine(account.Kind == "shop"
+                    ? $"No active Shopify store with shop_domain {account.Key}."
+                    : $"No Etsy user {account.Key} with a refresh token.");
+                return CannotRun;
+            }
+
+            var (platform, target, result) = done;
+            stdout.WriteLine(result.Reason is null
+                ? $"{platform} {target}: {result.Outcome.ToString().ToLowerInvariant()}"
+                : $"{platform} {target}: {result.Outcome.ToString().ToLowerInvariant()} ({result.Reason})");
+            return result.Outcome is Outcome.Failed or Outcome.Skipped ? AccountsFailed : Success;
+        }
+        catch (NpgsqlException e)
+        {
+            Log.CommandFailed(services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli"), e, "refresh");
             return CannotRun;
         }
     }

@@ -2,7 +2,9 @@ using Microsoft.Azure.Functions.Worker;
 using Microsoft.Azure.Functions.Worker.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Azure.Monitor.OpenTelemetry.Exporter;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
 using TokenRefresh;
 
 var builder = FunctionsApplication.CreateBuilder(args);
@@ -12,4 +14,10 @@ builder.Logging.Services.Configure<LoggerFilterOptions>(options =>
     options.Rules.Remove(options.Rules.FirstOrDefault(rule =>
         rule.ProviderName == "Microsoft.Extensions.Logging.ApplicationInsights.ApplicationInsightsLoggerProvider")!));
 builder.AddTokenRefresh();
+// The service's metrics (meter "TokenRefresh") reach Application Insights as customMetrics.
+if (!string.IsNullOrWhiteSpace(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"]))
+{
+    builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(TokenRefreshMetrics.MeterName).AddAzureMonitorMetricExporter());
+}
+
 builder.Build().Run();

@@ -3,6 +3,9 @@ namespace TokenRefresh;
 /// <summary>An account found due this cycle. <paramref name="Problem"/> set means: skip it with a warning.</summary>
 public sealed record DueAccount(Guid Id, string? Label = null, string? Problem = null)
 {
+    /// <summary>Forced by an operator (`tokenrefresh refresh`): due or not, backing off or not; the lock still holds.</summary>
+    internal bool Forced { get; init; }
+
     /// <summary>The token and state read with the page, when the platform needs no lock to use them (validation).</summary>
     internal Persistence.ClaimedToken? Prefetched { get; init; }
 
@@ -26,6 +29,12 @@ public interface IPlatformRefresher
 
     /// <summary>The accounts due now, most urgent first, read a page at a time.</summary>
     IAsyncEnumerable<DueAccount> FindDueAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The account an operator names (<paramref name="kind"/> "etsy-user" with an id, or "shop" with a shop domain),
+    /// when this platform handles it; null otherwise.
+    /// </summary>
+    Task<DueAccount?> FindAccountAsync(string kind, string key, CancellationToken cancellationToken);
 
     /// <summary>
     /// Refreshes or validates one account. <paramref name="deadline"/> is the end of the cycle's budget:

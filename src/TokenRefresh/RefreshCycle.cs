@@ -16,10 +16,13 @@ public sealed partial class RefreshCycle
     private readonly TimeProvider _time;
     private readonly TimeSpan _budget;
     private readonly int _concurrency;
+    private readonly TokenRefreshMetrics _metrics;
     private readonly ILogger<RefreshCycle> _logger;
 
-    public RefreshCycle(IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, IOptions<TokenRefreshOptions> options, ILogger<RefreshCycle> logger)
+    public RefreshCycle(
+        IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, IOptions<TokenRefreshOptions> options, TokenRefreshMetrics metrics, ILogger<RefreshCycle> logger)
     {
+        _metrics = metrics;
         _refreshers = refreshers;
         _time = time;
         _budget = options.Value.CycleBudget;
@@ -48,8 +51,28 @@ public sealed partial class RefreshCycle
 
         var result = new CycleSummary(outcomes.Select(o => o.Summary!).ToList(), _time.GetElapsedTime(started));
         LogSummary(result);
+        _metrics.CycleCompleted(result);
         var failure = outcomes.Select(o => o.Error).FirstOrDefault(e => e is not null);
         return failure is null ? result : throw new CycleFailedException($"The refresh cycle failed: {result}", failure);
+    }
+
+    /// <summary>
+    /// Refreshes or validates one named account now (`tokenrefresh refresh`), through the same lock and
+    /// guarantees as a cycle, whether it is due or backing off. Null when no platform has such an account.
+    /// </summary>
+    public async Task<(string Platform, DueAccount Account, AccountResult Result)?> ForceAsync(string kind, string key, CancellationToken cancellationToken = default)
+    {
+        foreach (var refresher in _refreshers)
+        {
+            if (await refresher.FindAccountAsync(kind, key, cancellationToken) is { } account)
+            {
+                var result = await ProcessAccountAsync(refresher, account, _time.GetUtcNow() + _budget);
+                _metrics.AccountProcessed(refresher.Platform, result);
+                return (refresher.Platform, account, result);
+            }
+        }
+
+        return null;
     }
 
     /// <returns>The platform's summary, or null when it is not enabled on this database.</returns>
@@ -74,7 +97,9 @@ public sealed partial class RefreshCycle
                 await slots.WaitAsync(token);
                 try
                 {
-                    tally.Add(await ProcessAccountAsync(refresher, account, deadline));
+                    var result = await ProcessAccountAsync(refresher, account, deadline);
+                    _metrics.AccountProcessed(refresher.Platform, result);
+                    tally.Add(result);
                 }
                 finally
                 {

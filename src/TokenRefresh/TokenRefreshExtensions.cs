@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using OpenTelemetry.Metrics;
 using Polly;
 using System.Threading.RateLimiting;
 using TokenRefresh.Persistence;
@@ -32,6 +33,14 @@ public static class TokenRefreshExtensions
         builder.Logging.AddFilter("Polly", LogLevel.Error);
 
         services.TryAddSingleton(TimeProvider.System);
+        services.AddMetrics();
+        services.AddSingleton<TokenRefreshMetrics>();
+        // Metrics over OpenTelemetry when an OTLP endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _HEADERS).
+        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(TokenRefreshMetrics.MeterName).AddOtlpExporter());
+        }
+
         // One connection per account in flight, plus the listing queries of the platforms running side by side.
         var connectionString = new NpgsqlConnectionStringBuilder(options.ConnectionString) { MaxPoolSize = options.MaxConcurrency + 10 }.ConnectionString;
         services.TryAddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString).Build());

@@ -26,6 +26,8 @@ public sealed class CliRunLoopTests
             .AddSingleton<TimeProvider>(_time)
             .AddSingleton(platform)
             .AddTransient<RefreshCycle>()
+            .AddMetrics()
+            .AddSingleton<TokenRefreshMetrics>()
             .AddLogging(b => b.AddFakeLogging())
             .AddSingleton(Options.Create(new TokenRefreshOptions
             {
@@ -45,7 +47,7 @@ public sealed class CliRunLoopTests
         using var services = Services();
         var logs = services.GetFakeLogCollector();
         using var stop = new CancellationTokenSource();
-        var loop = CliApp.RunScheduledAsync(services, stop.Token);
+        var loop = CliApp.RunScheduledAsync(services, afterCycle: null, stop.Token);
 
         // 12:00:30: the first cycle fails, the retry is due at 12:01:30.
         await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:01:30 UTC");

@@ -1,3 +1,5 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
@@ -44,7 +46,7 @@ public sealed class RefreshCycleTests
         ShopifyApiSecret = "secret",
         CycleBudget = TimeSpan.FromSeconds(120),
         MaxConcurrency = _concurrency,
-    }), _logger);
+    }), new TokenRefreshMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()), _logger);
 
     [Fact]
     public async Task RunAsync_OneAccountThrows_OthersStillRun()

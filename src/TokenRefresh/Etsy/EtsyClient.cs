@@ -3,7 +3,7 @@ using Microsoft.Extensions.Options;
 namespace TokenRefresh.Etsy;
 
 /// <summary>Etsy's OAuth token endpoint (CONTRACTS.md, "Refresh an access token").</summary>
-internal sealed class EtsyClient(HttpClient http, IOptions<TokenRefreshOptions> options)
+internal sealed class EtsyClient(HttpClient http, IOptions<TokenRefreshOptions> options, TokenRefreshMetrics metrics, TimeProvider time)
 {
     /// <summary>Taken when Etsy omits or garbles expires_in: half the documented hour, so the token is refreshed early rather than late.</summary>
     public static readonly TimeSpan AssumedLifetime = TimeSpan.FromMinutes(30);
@@ -26,8 +26,11 @@ internal sealed class EtsyClient(HttpClient http, IOptions<TokenRefreshOptions> 
         // Etsy's token endpoint may check the shared secret too (unconfirmed): send it as on every API call.
         request.Headers.Add("x-api-key", $"{o.EtsyClientId}:{o.EtsyClientSecret}");
 
+        var started = time.GetTimestamp();
         var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
-        return response is null ? CallResult<TokenPair>.From(failure!) : Classify(response);
+        var result = response is null ? CallResult<TokenPair>.From(failure!) : Classify(response);
+        metrics.PlatformCall("Etsy", "refresh", result.Status, time.GetElapsedTime(started));
+        return result;
     }
 
     internal static CallResult<TokenPair> Classify(PlatformResponse response)

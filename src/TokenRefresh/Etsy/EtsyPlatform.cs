@@ -10,6 +10,8 @@ internal sealed class EtsyPlatform(EtsyClient client, [FromKeyedServices("Etsy")
     // Etsy says nothing of the refresh token's life: 90 days from the refresh that issued it, i.e. the last success.
     private static readonly TokenTable EtsyUsers = new(
         Name: "etsy_users",
+        KeyKind: "etsy-user",
+        KeyColumn: "a.id::text",
         ActiveFilter: "true",
         LabelColumn: null,
         RefreshExpiryColumn: null,

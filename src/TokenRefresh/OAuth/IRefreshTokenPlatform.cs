@@ -7,6 +7,8 @@ namespace TokenRefresh.OAuth;
 /// </summary>
 internal sealed record TokenTable(
     string Name,
+    string KeyKind,
+    string KeyColumn,
     string ActiveFilter,
     string? LabelColumn,
     string? RefreshExpiryColumn,

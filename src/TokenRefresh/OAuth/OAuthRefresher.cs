@@ -19,6 +19,7 @@ internal sealed partial class OAuthRefresher(
     PairWriter writer,
     TimeProvider time,
     IOptions<TokenRefreshOptions> options,
+    TokenRefreshMetrics metrics,
     ILogger<OAuthRefresher> logger) : IPlatformRefresher
 {
     /// <summary>Refresh tokens that expire within this produce a warning every cycle and show in status.</summary>
@@ -53,6 +54,13 @@ internal sealed partial class OAuthRefresher(
         var now = time.GetUtcNow();
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         await WarnAboutExpiringRefreshTokensAsync(connection, now, cancellationToken);
+        var reauthSql = $"""
+            SELECT count(*)
+            FROM token_refresh_state s JOIN {_t.Name} a ON a.id = s.account_id
+            WHERE s.platform = '{platform.StateKey}' AND s.needs_reauth AND {_t.ActiveFilter}
+              AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+            """;
+        metrics.NeedsReauth(platform.Platform, await connection.ExecuteScalarAsync<long>(new CommandDefinition(reauthSql, cancellationToken: cancellationToken)));
         return await connection.ExecuteScalarAsync<int>(
             new CommandDefinition(sql, new { DueBefore = now + platform.Margin, Now = now }, cancellationToken: cancellationToken));
     }
@@ -97,6 +105,23 @@ internal sealed partial class OAuthRefresher(
 
     private sealed record DuePage(Guid Id, string? Label, DateTimeOffset? ExpiresAt);
 
+    public async Task<DueAccount?> FindAccountAsync(string kind, string key, CancellationToken cancellationToken)
+    {
+        if (kind != _t.KeyKind || !await platform.IsEnabledAsync(cancellationToken))
+        {
+            return null;
+        }
+
+        var sql = $"""
+            SELECT a.id AS Id, {Label} AS Label
+            FROM {_t.Name} a
+            WHERE {_t.ActiveFilter} AND a.refresh_token IS NOT NULL AND {_t.KeyColumn} = @Key
+            """;
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        var row = await connection.QuerySingleOrDefaultAsync<(Guid Id, string? Label)?>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken));
+        return row is { } r ? new DueAccount(r.Id, r.Label, platform.Problem(r.Label)) { Forced = true } : null;
+    }
+
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
     {
         if (platform.Gate is { } gate && !await gate.WaitAsync(deadline, cancellationToken))
@@ -105,11 +130,12 @@ internal sealed partial class OAuthRefresher(
         }
 
         // The lock is held from the re-check until the new pair is stored, so no other process sends the same refresh token.
+        // A forced account skips the due and backoff checks, never the lock.
+        var dueAndEligible = account.Forced ? "" : $"AND a.token_expires_at <= @DueBefore AND {AccountState.EligibleSql("a.refresh_token")}";
         var claimSql = $"""
             SELECT a.refresh_token AS Token, {AccountState.Columns}
             {Join}
-            WHERE a.id = @Id AND {_t.ActiveFilter} AND a.refresh_token IS NOT NULL AND a.token_expires_at <= @DueBefore
-              AND {AccountState.EligibleSql("a.refresh_token")}
+            WHERE a.id = @Id AND {_t.ActiveFilter} AND a.refresh_token IS NOT NULL {dueAndEligible}
             FOR UPDATE OF a SKIP LOCKED
             """;
         var now = time.GetUtcNow();

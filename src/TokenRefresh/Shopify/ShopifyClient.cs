@@ -6,7 +6,7 @@ using Microsoft.Extensions.Options;
 namespace TokenRefresh.Shopify;
 
 /// <summary>Shopify's Admin GraphQL API, used for the cheapest call that proves a token works (CONTRACTS.md).</summary>
-internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOptions> options)
+internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOptions> options, TokenRefreshMetrics metrics, TimeProvider time)
 {
     private const string ShopQuery = """{"query":"{ shop { name } }"}""";
 
@@ -20,8 +20,11 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
         };
         request.Headers.Add("X-Shopify-Access-Token", accessToken);
 
+        var started = time.GetTimestamp();
         var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
-        return response is null ? CallResult<string>.From(failure!) : Classify(response);
+        var result = response is null ? CallResult<string>.From(failure!) : Classify(response);
+        metrics.PlatformCall("Shopify", "validate", result.Status, time.GetElapsedTime(started));
+        return result;
     }
 
     /// <summary>Taken when Shopify omits or garbles expires_in: half the documented hour.</summary>
@@ -31,11 +34,11 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
 
     /// <summary>Refreshes an expiring offline token (CONTRACTS.md, "Expiring offline access tokens").</summary>
     public Task<CallResult<TokenPair>> RefreshAsync(string shopDomain, string refreshToken, CancellationToken cancellationToken) =>
-        TokenRequestAsync(shopDomain, [new("grant_type", "refresh_token"), new("refresh_token", refreshToken)], cancellationToken);
+        TokenRequestAsync(shopDomain, "refresh", [new("grant_type", "refresh_token"), new("refresh_token", refreshToken)], cancellationToken);
 
     /// <summary>Exchanges a non-expiring offline token for an expiring pair. Irreversible: the old token is revoked.</summary>
     public Task<CallResult<TokenPair>> ExchangeAsync(string shopDomain, string offlineToken, CancellationToken cancellationToken) =>
-        TokenRequestAsync(shopDomain,
+        TokenRequestAsync(shopDomain, "exchange",
         [
             new("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
             new("subject_token", offlineToken),
@@ -45,15 +48,18 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
         ], cancellationToken);
 
     private async Task<CallResult<TokenPair>> TokenRequestAsync(
-        string shopDomain, KeyValuePair<string, string>[] fields, CancellationToken cancellationToken)
+        string shopDomain, string operation, KeyValuePair<string, string>[] fields, CancellationToken cancellationToken)
     {
         var o = options.Value;
         using var request = new HttpRequestMessage(HttpMethod.Post, $"{ShopUrl(shopDomain)}/admin/oauth/access_token")
         {
             Content = new FormUrlEncodedContent([new("client_id", o.ShopifyApiKey), new("client_secret", o.ShopifyApiSecret), .. fields]),
         };
+        var started = time.GetTimestamp();
         var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
-        return response is null ? CallResult<TokenPair>.From(failure!) : ClassifyToken(response);
+        var result = response is null ? CallResult<TokenPair>.From(failure!) : ClassifyToken(response);
+        metrics.PlatformCall("Shopify", operation, result.Status, time.GetElapsedTime(started));
+        return result;
     }
 
     internal static CallResult<TokenPair> ClassifyToken(PlatformResponse response)

@@ -8,6 +8,8 @@ internal sealed class ShopifyRefreshPlatform(ShopifyClient client, ShopifySchema
 {
     private static readonly TokenTable ShopifyStores = new(
         Name: "shopify_stores",
+        KeyKind: "shop",
+        KeyColumn: "a.shop_domain",
         ActiveFilter: "a.is_active",
         LabelColumn: "a.shop_domain",
         RefreshExpiryColumn: "refresh_token_expires_at",

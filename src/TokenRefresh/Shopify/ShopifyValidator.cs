@@ -82,6 +82,19 @@ internal sealed partial class ShopifyValidator(
         }
     }
 
+    public async Task<DueAccount?> FindAccountAsync(string kind, string key, CancellationToken cancellationToken)
+    {
+        if (kind != "shop")
+        {
+            return null;
+        }
+
+        var sql = $"SELECT st.id AS Id, st.shop_domain AS ShopDomain FROM shopify_stores st WHERE st.shop_domain = @Key AND st.is_active {await NonExpiringAsync(cancellationToken)}";
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        var row = await connection.QuerySingleOrDefaultAsync<(Guid Id, string ShopDomain)?>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken));
+        return row is { } r ? new DueAccount(r.Id, r.ShopDomain, ShopDomain.Problem(r.ShopDomain)) { Forced = true } : null;
+    }
+
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
     {
         var tokenSql = $"""

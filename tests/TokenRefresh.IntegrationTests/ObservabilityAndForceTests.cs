@@ -1,0 +1,206 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using TokenRefresh.FakePlatforms;
+using TokenRefresh.IntegrationTests.Infrastructure;
+
+namespace TokenRefresh.IntegrationTests;
+
+/// <summary>The metrics the service records, how the CLI shows and exports them, and forcing one account.</summary>
+public sealed class ObservabilityAndForceTests : IAsyncLifetime
+{
+    private ServiceHarness _h = null!;
+
+    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
+
+    public async Task DisposeAsync() => await _h.DisposeAsync();
+
+    private async Task SeedMixedAsync()
+    {
+        await _h.Db.AddEtsyUserAsync(_h.Fake.Etsy.AddAccount(1), DateTimeOffset.UtcNow.AddMinutes(1));
+        var revoked = _h.Fake.Etsy.AddAccount(2);
+        await _h.Db.AddEtsyUserAsync(revoked, DateTimeOffset.UtcNow.AddMinutes(1));
+        _h.Fake.Etsy.Revoke(revoked);
+        _h.Fake.Shopify.AddStore("ok.myshopify.com", "shpat_ok");
+        await _h.Db.AddShopifyStoreAsync("ok.myshopify.com", "shpat_ok");
+        _h.Fake.Shopify.AddStore("gone.myshopify.com", "shpat_gone");
+        await _h.Db.AddShopifyStoreAsync("gone.myshopify.com", "shpat_gone");
+        _h.Fake.Shopify.RevokeAccessToken("gone.myshopify.com");
+    }
+
+    [Fact]
+    public async Task Cycle_RecordsOutcomesDurationsLatencyLeftOverAndReauth()
+    {
+        await SeedMixedAsync();
+        using var host = _h.BuildHost();
+        var meters = host.Services.GetRequiredService<IMeterFactory>();
+        using var accounts = new MetricCollector<long>(meters, TokenRefreshMetrics.MeterName, "tokenrefresh.accounts");
+        using var cycles = new MetricCollector<double>(meters, TokenRefreshMetrics.MeterName, "tokenrefresh.cycle.duration");
+        using var calls = new MetricCollector<double>(meters, TokenRefreshMetrics.MeterName, "tokenrefresh.platform.call.duration");
+        using var leftOver = new MetricCollector<long>(meters, TokenRefreshMetrics.MeterName, "tokenrefresh.accounts.left_over");
+        using var reauth = new MetricCollector<long>(meters, TokenRefreshMetrics.MeterName, "tokenrefresh.accounts.needs_reauth");
+
+        await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+        await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+
+        long Count(string platform, string outcome) => accounts.GetMeasurementSnapshot()
+            .Where(m => Equals(m.Tags["platform"], platform) && Equals(m.Tags["outcome"], outcome)).Sum(m => m.Value);
+        Assert.Equal(1, Count("Etsy", "refreshed"));
+        Assert.Equal(1, Count("Etsy", "failed"));
+        Assert.Equal(2, Count("Shopify", "validated")); // the valid store, in both cycles
+        Assert.Equal(1, Count("Shopify", "deactivated"));
+        Assert.Contains(accounts.GetMeasurementSnapshot(), m => Equals(m.Tags["failure"], "permanent"));
+        Assert.Equal(2, cycles.GetMeasurementSnapshot().Count);
+        Assert.All(cycles.GetMeasurementSnapshot(), m => Assert.True(m.Value > 0));
+        Assert.Equal(2, calls.GetMeasurementSnapshot().Count(m => Equals(m.Tags["platform"], "Etsy") && Equals(m.Tags["operation"], "refresh")));
+        Assert.Contains(calls.GetMeasurementSnapshot(), m => Equals(m.Tags["operation"], "validate") && Equals(m.Tags["result"], "rejected"));
+        Assert.All(leftOver.GetMeasurementSnapshot(), m => Assert.Equal(0, m.Value));
+        // After the first cycle flagged the revoked Etsy user, the second cycle reports it.
+        Assert.Equal(1, reauth.LastMeasurement!.Value);
+        Assert.Equal("Etsy", reauth.LastMeasurement.Tags["platform"]);
+    }
+
+    [Fact]
+    public async Task Cycle_BudgetSpent_CountsTheLeftOver()
+    {
+        for (var i = 0; i < 6; i++)
+        {
+            await _h.Db.AddEtsyUserAsync(_h.Fake.Etsy.AddAccount(i + 1), DateTimeOffset.UtcNow.AddMinutes(1));
+        }
+
+        _h.Fake.Latency = TimeSpan.FromMilliseconds(2500);
+        _h.Settings["CYCLE_BUDGET_SECONDS"] = "5";
+        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "1";
+        _h.Settings["HTTP_TIMEOUT_SECONDS"] = "10";
+        using var host = _h.BuildHost();
+        using var leftOver = new MetricCollector<long>(host.Services.GetRequiredService<IMeterFactory>(), TokenRefreshMetrics.MeterName, "tokenrefresh.accounts.left_over");
+
+        var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+
+        var etsy = summary.Platforms[0];
+        Assert.InRange(etsy.Succeeded, 2, 3);
+        Assert.Equal(6 - etsy.Succeeded, etsy.LeftOver);
+        Assert.Equal(etsy.LeftOver, leftOver.GetMeasurementSnapshot().Where(m => Equals(m.Tags["platform"], "Etsy")).Sum(m => m.Value));
+    }
+
+    [Fact]
+    public async Task Cli_MetricsFlag_PrintsTheMetricsAfterTheCycle()
+    {
+        await SeedMixedAsync();
+
+        var (code, stdout, _) = await CliProcess.RunAsync(["once", "--metrics"], _h.Settings);
+
+        Assert.Equal(1, code);
+        Assert.Contains("Metrics (meter TokenRefresh", stdout, StringComparison.Ordinal);
+        Assert.Matches(@"tokenrefresh\.accounts\s+failure=none outcome=refreshed platform=Etsy\s+1", stdout);
+        Assert.Matches(@"tokenrefresh\.accounts\s+failure=none outcome=deactivated platform=Shopify\s+1", stdout);
+        Assert.Matches(@"tokenrefresh\.cycle\.duration\s+result=ok\s+count 1, mean [0-9.]+ s", stdout);
+        Assert.Matches(@"tokenrefresh\.platform\.call\.duration\s+operation=refresh platform=Etsy result=ok\s+count 1", stdout);
+    }
+
+    [Fact]
+    public async Task Cli_OtlpEndpointConfigured_ExportsTheMetrics()
+    {
+        await SeedMixedAsync();
+        using var listener = new HttpListener();
+        var port = FreePort();
+        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
+        listener.Start();
+        var received = new List<(string Path, byte[] Body)>();
+        var serving = Task.Run(async () =>
+        {
+            while (listener.IsListening)
+            {
+                HttpListenerContext context;
+                try
+                {
+                    context = await listener.GetContextAsync();
+                }
+                catch (Exception e) when (e is HttpListenerException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                using var body = new MemoryStream();
+                await context.Request.InputStream.CopyToAsync(body);
+                lock (received)
+                {
+                    received.Add((context.Request.Url!.AbsolutePath, body.ToArray()));
+                }
+
+                context.Response.StatusCode = 200;
+                context.Response.Close();
+            }
+        });
+        _h.Settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = $"http://127.0.0.1:{port}";
+        _h.Settings["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf";
+
+        var (code, _, _) = await CliProcess.RunAsync(["once"], _h.Settings);
+        listener.Stop();
+        await serving;
+
+        Assert.Equal(1, code);
+        lock (received)
+        {
+            var metrics = Assert.Single(received, r => r.Path == "/v1/metrics");
+            var text = Encoding.UTF8.GetString(metrics.Body);
+            Assert.Contains("tokenrefresh.accounts", text, StringComparison.Ordinal);
+            Assert.Contains("tokenrefresh.cycle.duration", text, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Force_EtsyUserNotDueOrBackingOff_IsRefreshedNowThroughTheLock()
+    {
+        var refresh = _h.Fake.Etsy.AddAccount(1);
+        var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(50));
+        await _h.Db.ExecuteAsync(
+            "INSERT INTO token_refresh_state (platform, account_id, consecutive_failures, next_attempt_at, token_hash) VALUES ('etsy', @id, 3, now() + interval '1 hour', encode(sha256(convert_to(@refresh, 'UTF8')), 'hex'))",
+            new { id, refresh });
+
+        var (code, stdout, stderr) = await CliProcess.RunAsync(["refresh", "--etsy-user", id.ToString()], _h.Settings);
+
+        Assert.Equal(0, code);
+        Assert.Equal($"Etsy account {id}: refreshed", stdout.Trim());
+        Assert.Equal(_h.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Equal(0, (await _h.Db.GetStateAsync("etsy", id))!.ConsecutiveFailures);
+        Assert.DoesNotContain(refresh, stdout + stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Force_ShopValidatesOrRefreshes_FailureExitsOne_UnknownExitsTwo()
+    {
+        await _h.Db.AddExpiringColumnsAsync();
+        _h.Fake.Shopify.AddStore("classic.myshopify.com", "shpat_classic");
+        await _h.Db.AddShopifyStoreAsync("classic.myshopify.com", "shpat_classic");
+        var (access, refresh) = _h.Fake.Shopify.AddExpiringStore("exp.myshopify.com");
+        var expiring = await _h.Db.AddExpiringStoreAsync("exp.myshopify.com", access, refresh, DateTimeOffset.UtcNow.AddMinutes(50), DateTimeOffset.UtcNow.AddDays(80));
+        _h.Fake.Shopify.AddStore("locked.myshopify.com", "shpat_locked");
+        await _h.Db.AddShopifyStoreAsync("locked.myshopify.com", "shpat_locked");
+        _h.Fake.Shopify.SetFault("locked.myshopify.com", FakeFault.Locked);
+
+        var classic = await CliProcess.RunAsync(["refresh", "--shop", "classic.myshopify.com"], _h.Settings);
+        var exp = await CliProcess.RunAsync(["refresh", "--shop", "exp.myshopify.com"], _h.Settings);
+        var locked = await CliProcess.RunAsync(["refresh", "--shop", "locked.myshopify.com"], _h.Settings);
+        var unknown = await CliProcess.RunAsync(["refresh", "--shop", "nope.myshopify.com"], _h.Settings);
+        var badId = await CliProcess.RunAsync(["refresh", "--etsy-user", "not-a-uuid"], _h.Settings);
+
+        Assert.Equal((0, "validated"), (classic.ExitCode, classic.Stdout.Trim().Split(": ")[^1]));
+        Assert.Equal((0, "refreshed"), (exp.ExitCode, exp.Stdout.Trim().Split(": ")[^1]));
+        Assert.Equal(_h.Fake.Shopify.CurrentRefreshToken("exp.myshopify.com"), (await _h.Db.GetExpiringStoreAsync(expiring)).RefreshToken);
+        Assert.Equal(1, locked.ExitCode);
+        Assert.Contains("failed (shop_locked_423)", locked.Stdout, StringComparison.Ordinal);
+        Assert.Equal(2, unknown.ExitCode);
+        Assert.Contains("No active Shopify store", unknown.Stderr, StringComparison.Ordinal);
+        Assert.Equal(2, badId.ExitCode);
+    }
+
+    private static int FreePort()
+    {
+        using var socket = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        socket.Start();
+        return ((IPEndPoint)socket.LocalEndpoint).Port;
+    }
+}
