@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# Two images from one build:
-#   docker build -t tokenrefresh-functions .            the Azure Functions app (default, last stage)
-#   docker build -t tokenrefresh-cli --target cli .     the standalone CLI running `run` (no Functions host)
+# Three images from one build:
+#   docker build -t tokenrefresh-functions .                 the Azure Functions app (default: the last stage)
+#   docker build -t tokenrefresh-cli --target cli .          the standalone CLI, running `run` (Railway and the like)
+#   docker build -t tokenrefresh-fakes --target fakes .      the fake Etsy and Shopify servers (docker-compose.yml)
+# scripts/check-images.sh runs this file's `dotnet publish` commands here, where no Docker engine runs.
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
@@ -10,11 +12,22 @@ COPY global.json Directory.Build.props Directory.Packages.props .editorconfig ho
 COPY src/TokenRefresh/TokenRefresh.csproj src/TokenRefresh/
 COPY src/TokenRefresh.Functions/TokenRefresh.Functions.csproj src/TokenRefresh.Functions/
 COPY src/TokenRefresh.Cli/TokenRefresh.Cli.csproj src/TokenRefresh.Cli/
+COPY tests/TokenRefresh.FakePlatforms/TokenRefresh.FakePlatforms.csproj tests/TokenRefresh.FakePlatforms/
 RUN dotnet restore src/TokenRefresh.Functions/TokenRefresh.Functions.csproj \
- && dotnet restore src/TokenRefresh.Cli/TokenRefresh.Cli.csproj
+ && dotnet restore src/TokenRefresh.Cli/TokenRefresh.Cli.csproj \
+ && dotnet restore tests/TokenRefresh.FakePlatforms/TokenRefresh.FakePlatforms.csproj
 COPY src/ src/
-RUN dotnet publish src/TokenRefresh.Functions -c Release --no-restore -o /out/functions \
- && dotnet publish src/TokenRefresh.Cli -c Release --no-restore -o /out/cli
+COPY tests/TokenRefresh.FakePlatforms/ tests/TokenRefresh.FakePlatforms/
+RUN dotnet publish src/TokenRefresh.Functions/TokenRefresh.Functions.csproj -c Release --no-restore -o /out/functions
+RUN dotnet publish src/TokenRefresh.Cli/TokenRefresh.Cli.csproj -c Release --no-restore -o /out/cli
+RUN dotnet publish tests/TokenRefresh.FakePlatforms/TokenRefresh.FakePlatforms.csproj -c Release --no-restore -o /out/fakes
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS fakes
+WORKDIR /app
+COPY --from=build /out/fakes .
+USER $APP_UID
+ENTRYPOINT ["dotnet", "TokenRefresh.FakePlatforms.dll"]
+CMD ["--urls", "http://0.0.0.0:9000"]
 
 FROM mcr.microsoft.com/dotnet/runtime:10.0 AS cli
 WORKDIR /app

@@ -22,6 +22,9 @@ log=$(mktemp /tmp/tokenrefresh-test-log.XXXXXX)
 status=0
 dotnet test TokenRefresh.sln -c Release --no-build -nologo 2>&1 | tee "$log" || status=$?
 
+# The container images, checked with what runs here: their publish outputs.
+./scripts/check-images.sh || status=1
+
 # One closing line for people and CI: the totals over both test projects.
 awk '/^(Passed|Failed)!/ {
        for (i = 1; i <= NF; i++) { v = $(i+1); gsub(",", "", v)
