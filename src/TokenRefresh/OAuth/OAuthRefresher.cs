@@ -44,7 +44,10 @@ internal sealed partial class OAuthRefresher(
         {_t.ActiveFilter} AND a.refresh_token IS NOT NULL AND {AccountState.EligibleSql("a.refresh_token")}
         """;
 
-    public async Task<int> CountDueAsync(CancellationToken cancellationToken)
+    public Task<int> CountDueAsync(CancellationToken cancellationToken) =>
+        DatabaseRetry.ReadAsync(time, CountDueOnceAsync, cancellationToken).AsTask();
+
+    private async ValueTask<int> CountDueOnceAsync(CancellationToken cancellationToken)
     {
         var sql = $"""
             SELECT count(*)::int
@@ -94,13 +97,13 @@ internal sealed partial class OAuthRefresher(
             yield return new DueAccount(row.Id, row.Label, "token_expires_at is NULL");
         }
 
-        async Task<IReadOnlyList<DuePage>> PageAsync(string sql, DuePage after, DateTimeOffset at)
+        Task<IReadOnlyList<DuePage>> PageAsync(string sql, DuePage after, DateTimeOffset at) => DatabaseRetry.ReadAsync<IReadOnlyList<DuePage>>(time, async ct =>
         {
-            await using var connection = await db.OpenConnectionAsync(cancellationToken);
+            await using var connection = await db.OpenConnectionAsync(ct);
             var rows = await connection.QueryAsync<DuePage>(new CommandDefinition(
-                sql, new { DueBefore = at + platform.Margin, Now = at, AfterExpiry = after.ExpiresAt, AfterId = after.Id }, cancellationToken: cancellationToken));
+                sql, new { DueBefore = at + platform.Margin, Now = at, AfterExpiry = after.ExpiresAt, AfterId = after.Id }, cancellationToken: ct));
             return rows.AsList();
-        }
+        }, cancellationToken).AsTask();
     }
 
     private sealed record DuePage(Guid Id, string? Label, DateTimeOffset? ExpiresAt);

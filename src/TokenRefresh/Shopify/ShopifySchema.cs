@@ -1,6 +1,7 @@
 using Dapper;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using TokenRefresh.Persistence;
 
 namespace TokenRefresh.Shopify;
 
@@ -8,7 +9,7 @@ namespace TokenRefresh.Shopify;
 /// Whether shopify_stores has the three columns of expiring offline tokens (as this role sees them).
 /// Probed once per process, and said once: on, or off with the columns that are missing.
 /// </summary>
-internal sealed partial class ShopifySchema(NpgsqlDataSource db, ILogger<ShopifySchema> logger) : IDisposable
+internal sealed partial class ShopifySchema(NpgsqlDataSource db, TimeProvider time, ILogger<ShopifySchema> logger) : IDisposable
 {
     public static readonly string[] ExpiringColumns = ["refresh_token", "token_expires_at", "refresh_token_expires_at"];
 
@@ -31,8 +32,11 @@ internal sealed partial class ShopifySchema(NpgsqlDataSource db, ILogger<Shopify
                     SELECT column_name FROM information_schema.columns
                     WHERE table_schema = current_schema() AND table_name = 'shopify_stores' AND column_name = ANY(@Columns)
                     """;
-                await using var connection = await db.OpenConnectionAsync(cancellationToken);
-                var present = (await connection.QueryAsync<string>(new CommandDefinition(sql, new { Columns = ExpiringColumns }, cancellationToken: cancellationToken))).ToHashSet();
+                var present = await DatabaseRetry.ReadAsync(time, async ct =>
+                {
+                    await using var connection = await db.OpenConnectionAsync(ct);
+                    return (await connection.QueryAsync<string>(new CommandDefinition(sql, new { Columns = ExpiringColumns }, cancellationToken: ct))).ToHashSet();
+                }, cancellationToken);
                 var missing = ExpiringColumns.Where(c => !present.Contains(c)).ToList();
                 if (missing.Count == 0)
                 {

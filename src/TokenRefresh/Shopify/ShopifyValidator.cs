@@ -51,9 +51,11 @@ internal sealed partial class ShopifyValidator(
             LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
             WHERE {await DueFilterAsync(cancellationToken)}
             """;
-        await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteScalarAsync<int>(new CommandDefinition(
-            sql, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: cancellationToken));
+        return await DatabaseRetry.ReadAsync(time, async ct =>
+        {
+            await using var connection = await db.OpenConnectionAsync(ct);
+            return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: ct));
+        }, cancellationToken);
     }
 
     public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
@@ -73,13 +75,13 @@ internal sealed partial class ShopifyValidator(
             yield return new DueAccount(row.Id, row.ShopDomain ?? "", Problem(row.ShopDomain, row.Token.Length == 0)) { Prefetched = row };
         }
 
-        async Task<IReadOnlyList<ClaimedToken>> PageAsync(ClaimedToken? after)
+        Task<IReadOnlyList<ClaimedToken>> PageAsync(ClaimedToken? after) => DatabaseRetry.ReadAsync<IReadOnlyList<ClaimedToken>>(time, async ct =>
         {
-            await using var connection = await db.OpenConnectionAsync(cancellationToken);
+            await using var connection = await db.OpenConnectionAsync(ct);
             var rows = await connection.QueryAsync<ClaimedToken>(new CommandDefinition(
-                sql, new { Now = now, IntervalSeconds, AfterId = after?.Id ?? Guid.Empty }, cancellationToken: cancellationToken));
+                sql, new { Now = now, IntervalSeconds, AfterId = after?.Id ?? Guid.Empty }, cancellationToken: ct));
             return rows.AsList();
-        }
+        }, cancellationToken).AsTask();
     }
 
     public async Task<DueAccount?> FindAccountAsync(string kind, string key, CancellationToken cancellationToken)
