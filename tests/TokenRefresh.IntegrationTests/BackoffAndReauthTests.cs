@@ -6,48 +6,46 @@ using TokenRefresh.IntegrationTests.Infrastructure;
 namespace TokenRefresh.IntegrationTests;
 
 /// <summary>Failures back off across cycles; a revoked token is flagged and left alone until a new one is stored.</summary>
-public sealed class BackoffAndReauthTests : IAsyncLifetime
+public sealed class BackoffAndReauthTests : HarnessTests
 {
-    private ServiceHarness _h = null!;
     private readonly FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
 
-    public async Task InitializeAsync()
+    protected override async Task<ServiceHarness> StartAsync()
     {
-        _h = await ServiceHarness.StartAsync();
-        _h.Time = _time;
+        var h = await ServiceHarness.StartAsync();
+        h.Time = _time;
+        return h;
     }
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
 
     private async Task<(Guid Id, string Refresh)> DueUserAsync(long userId = 1)
     {
-        var refresh = _h.Fake.Etsy.AddAccount(userId);
-        return (await _h.Db.AddEtsyUserAsync(refresh, _time.GetUtcNow().AddMinutes(2)), refresh);
+        var refresh = H.Fake.Etsy.AddAccount(userId);
+        return (await H.Db.AddEtsyUserAsync(refresh, _time.GetUtcNow().AddMinutes(2)), refresh);
     }
 
     [Fact]
     public async Task InvalidGrant_FlagsReauthorisation_NoMoreCallsUntilTheApplicationStoresANewToken()
     {
         var (id, refresh) = await DueUserAsync();
-        _h.Fake.Etsy.Revoke(refresh);
+        H.Fake.Etsy.Revoke(refresh);
 
-        var (first, logs) = await _h.RunCycleAsync();
+        var (first, logs) = await H.RunCycleAsync();
         _time.Advance(TimeSpan.FromHours(3));
-        var (second, _) = await _h.RunCycleAsync();
+        var (second, _) = await H.RunCycleAsync();
 
         Assert.Contains(logs, l => l.Message.Contains("invalid_grant: needs re-authorisation", StringComparison.Ordinal));
         Assert.Equal(1, first.Platforms[0].Failed);
         Assert.Equal(0, second.Platforms[0].Found);
-        Assert.Equal(1, _h.Fake.Etsy.CallsFor(refresh));
-        Assert.True((await _h.Db.GetStateAsync("etsy", id))!.NeedsReauth);
+        Assert.Equal(1, H.Fake.Etsy.CallsFor(refresh));
+        Assert.True((await H.Db.GetStateAsync("etsy", id))!.NeedsReauth);
 
         // The user connects again: the main application stores a new refresh token.
-        var fresh = _h.Fake.Etsy.AddAccount(1);
-        await _h.Db.ExecuteAsync("UPDATE etsy_users SET refresh_token = @fresh WHERE id = @id", new { fresh, id });
-        var (third, _) = await _h.RunCycleAsync();
+        var fresh = H.Fake.Etsy.AddAccount(1);
+        await H.Db.ExecuteAsync("UPDATE etsy_users SET refresh_token = @fresh WHERE id = @id", new { fresh, id });
+        var (third, _) = await H.RunCycleAsync();
 
         Assert.Equal("Etsy: 1/1 refreshed, 0 failed", third.Platforms[0].ToString());
-        var state = (await _h.Db.GetStateAsync("etsy", id))!;
+        var state = (await H.Db.GetStateAsync("etsy", id))!;
         Assert.False(state.NeedsReauth);
         Assert.Equal(0, state.ConsecutiveFailures);
         Assert.NotNull(state.LastSuccessAt);
@@ -57,30 +55,30 @@ public sealed class BackoffAndReauthTests : IAsyncLifetime
     public async Task TransientFailures_BackOffExponentiallyAcrossCycles_SuccessClearsTheState()
     {
         var (id, refresh) = await DueUserAsync();
-        _h.Fake.Etsy.SetFault(refresh, FakeFault.ServerError, times: 3);
+        H.Fake.Etsy.SetFault(refresh, FakeFault.ServerError, times: 3);
         var waits = new List<TimeSpan>();
 
         for (var failure = 1; failure <= 3; failure++)
         {
             var before = _time.GetUtcNow();
-            await _h.RunCycleAsync();
-            var state = (await _h.Db.GetStateAsync("etsy", id))!;
+            await H.RunCycleAsync();
+            var state = (await H.Db.GetStateAsync("etsy", id))!;
             Assert.Equal(failure, state.ConsecutiveFailures);
             Assert.Equal("server_error_500", state.LastError);
             waits.Add(new DateTimeOffset(state.NextAttemptAt!.Value, TimeSpan.Zero) - before);
 
             // Inside the backoff the account is not called, however many cycles run.
             _time.Advance(waits[^1] - TimeSpan.FromSeconds(5));
-            await _h.RunCycleAsync();
-            Assert.Equal(failure, _h.Fake.Etsy.CallsFor(refresh));
+            await H.RunCycleAsync();
+            Assert.Equal(failure, H.Fake.Etsy.CallsFor(refresh));
             _time.Advance(TimeSpan.FromSeconds(5));
         }
 
         // 5xx: the outcome is unknown, so no retry comes sooner than twice the HTTP timeout; then 1, 2, 4 minutes.
         Assert.Equal([TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(4)], waits.Select(w => TimeSpan.FromSeconds(Math.Round(w.TotalSeconds))));
-        var (last, _) = await _h.RunCycleAsync();
+        var (last, _) = await H.RunCycleAsync();
         Assert.Equal(1, last.Platforms[0].Succeeded);
-        var cleared = (await _h.Db.GetStateAsync("etsy", id))!;
+        var cleared = (await H.Db.GetStateAsync("etsy", id))!;
         Assert.Equal(0, cleared.ConsecutiveFailures);
         Assert.Null(cleared.NextAttemptAt);
         Assert.Null(cleared.LastError);
@@ -95,17 +93,17 @@ public sealed class BackoffAndReauthTests : IAsyncLifetime
     {
         var (id, refresh) = await DueUserAsync();
         // Etsy rotates, but the answer never arrives: the new pair is lost and the old token is dead.
-        _h.Fake.Etsy.SetFault(refresh, FakeFault.RotateThenReset, times: 1);
+        H.Fake.Etsy.SetFault(refresh, FakeFault.RotateThenReset, times: 1);
 
-        var (first, _) = await _h.RunCycleAsync();
-        var afterUnknown = (await _h.Db.GetStateAsync("etsy", id))!;
+        var (first, _) = await H.RunCycleAsync();
+        var afterUnknown = (await H.Db.GetStateAsync("etsy", id))!;
         Assert.Equal(1, first.Platforms[0].Failed);
         Assert.Equal("network_error", afterUnknown.LastError);
         Assert.NotNull(afterUnknown.UnknownOutcomeAt);
 
         _time.Advance(TimeSpan.FromMinutes(2));
-        var (second, logs) = await _h.RunCycleAsync();
-        var suspect = (await _h.Db.GetStateAsync("etsy", id))!;
+        var (second, logs) = await H.RunCycleAsync();
+        var suspect = (await H.Db.GetStateAsync("etsy", id))!;
         Assert.Equal(1, second.Platforms[0].Failed);
         Assert.False(suspect.NeedsReauth);
         Assert.Equal("invalid_grant_after_unknown_outcome", suspect.LastError);
@@ -113,37 +111,37 @@ public sealed class BackoffAndReauthTests : IAsyncLifetime
 
         // Past the grace window a repeated invalid_grant is believed.
         _time.Advance(Persistence.AccountState.UnknownOutcomeGrace);
-        await _h.RunCycleAsync();
-        Assert.True((await _h.Db.GetStateAsync("etsy", id))!.NeedsReauth);
-        Assert.Equal(3, _h.Fake.Etsy.CallsFor(refresh));
+        await H.RunCycleAsync();
+        Assert.True((await H.Db.GetStateAsync("etsy", id))!.NeedsReauth);
+        Assert.Equal(3, H.Fake.Etsy.CallsFor(refresh));
     }
 
     [Fact]
     public async Task UnknownOutcome_ThenTheTokenStillWorks_Refreshes()
     {
         var (id, refresh) = await DueUserAsync();
-        _h.Fake.Etsy.SetFault(refresh, FakeFault.Hang, times: 1);
-        _h.Time = null; // the HTTP timeout runs on the real clock
+        H.Fake.Etsy.SetFault(refresh, FakeFault.Hang, times: 1);
+        H.Time = null; // the HTTP timeout runs on the real clock
 
-        await _h.RunCycleAsync();
-        Assert.Equal("timeout", (await _h.Db.GetStateAsync("etsy", id))!.LastError);
+        await H.RunCycleAsync();
+        Assert.Equal("timeout", (await H.Db.GetStateAsync("etsy", id))!.LastError);
         // Let the backoff pass by moving the next attempt into the past.
-        await _h.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = now() - interval '1 second'");
-        var (second, _) = await _h.RunCycleAsync();
+        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = now() - interval '1 second'");
+        var (second, _) = await H.RunCycleAsync();
 
         Assert.Equal(1, second.Platforms[0].Succeeded);
-        Assert.Equal(_h.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Equal(H.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
     }
 
     [Fact]
     public async Task RefusedConnection_IsAKnownOutcome_BackedOffButNeverSuspect()
     {
         var (id, _) = await DueUserAsync();
-        _h.Settings["ETSY_API_BASE_URL"] = "http://127.0.0.1:1";
+        H.Settings["ETSY_API_BASE_URL"] = "http://127.0.0.1:1";
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        var state = (await _h.Db.GetStateAsync("etsy", id))!;
+        var state = (await H.Db.GetStateAsync("etsy", id))!;
         Assert.Equal(1, summary.Platforms[0].Failed);
         Assert.Equal("connection_failed", state.LastError);
         Assert.Null(state.UnknownOutcomeAt);
@@ -154,20 +152,20 @@ public sealed class BackoffAndReauthTests : IAsyncLifetime
     {
         var (limitedId, limited) = await DueUserAsync(1);
         var (_, next) = await DueUserAsync(2);
-        await _h.Db.ExecuteAsync("UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE id = @limitedId", new { limitedId });
-        _h.Fake.Etsy.RetryAfterSeconds = 1;
-        _h.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
-        _h.Time = null; // real time: the pause is a real wait
-        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "1"; // the pause holds back the calls after the 429, not those already in flight
+        await H.Db.ExecuteAsync("UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE id = @limitedId", new { limitedId });
+        H.Fake.Etsy.RetryAfterSeconds = 1;
+        H.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
+        H.Time = null; // real time: the pause is a real wait
+        H.Settings["REFRESH_MAX_CONCURRENCY"] = "1"; // the pause holds back the calls after the 429, not those already in flight
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        var times = _h.Fake.Etsy.CallTimes.Order().ToList();
+        var times = H.Fake.Etsy.CallTimes.Order().ToList();
         Assert.Equal(2, times.Count);
         Assert.True(times[1] - times[0] >= TimeSpan.FromSeconds(0.9), $"second call {times[1] - times[0]} after the 429");
         Assert.Equal(1, summary.Platforms[0].Succeeded);
-        Assert.NotNull(_h.Fake.Etsy.IssuedFor(next));
-        var state = (await _h.Db.GetStateAsync("etsy", limitedId))!;
+        Assert.NotNull(H.Fake.Etsy.IssuedFor(next));
+        var state = (await H.Db.GetStateAsync("etsy", limitedId))!;
         Assert.Equal("rate_limited", state.LastError);
     }
 
@@ -176,16 +174,16 @@ public sealed class BackoffAndReauthTests : IAsyncLifetime
     {
         var (limitedId, limited) = await DueUserAsync(1);
         var (_, next) = await DueUserAsync(2);
-        await _h.Db.ExecuteAsync("UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE id = @limitedId", new { limitedId });
-        _h.Fake.Etsy.RetryAfterSeconds = 3600;
-        _h.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
-        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "1";
+        await H.Db.ExecuteAsync("UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE id = @limitedId", new { limitedId });
+        H.Fake.Etsy.RetryAfterSeconds = 3600;
+        H.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
+        H.Settings["REFRESH_MAX_CONCURRENCY"] = "1";
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        Assert.Equal(0, _h.Fake.Etsy.CallsFor(next));
+        Assert.Equal(0, H.Fake.Etsy.CallsFor(next));
         Assert.Equal(1, summary.Platforms[0].Skipped);
-        Assert.True(new DateTimeOffset((await _h.Db.GetStateAsync("etsy", limitedId))!.NextAttemptAt!.Value, TimeSpan.Zero) >= _time.GetUtcNow().AddMinutes(59));
+        Assert.True(new DateTimeOffset((await H.Db.GetStateAsync("etsy", limitedId))!.NextAttemptAt!.Value, TimeSpan.Zero) >= _time.GetUtcNow().AddMinutes(59));
     }
 
     [Fact]
@@ -196,13 +194,13 @@ public sealed class BackoffAndReauthTests : IAsyncLifetime
             await DueUserAsync(i + 1);
         }
 
-        _h.Settings["ETSY_MAX_REQUESTS_PER_SECOND"] = "5";
-        _h.Time = null;
+        H.Settings["ETSY_MAX_REQUESTS_PER_SECOND"] = "5";
+        H.Time = null;
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
         Assert.Equal(15, summary.Platforms[0].Succeeded);
-        var times = _h.Fake.Etsy.CallTimes.Order().ToList();
+        var times = H.Fake.Etsy.CallTimes.Order().ToList();
         // A token bucket of 5 allows a burst of 5 and then 5 a second: never more than 10 in any second, and 15 calls span 2 s.
         var busiest = times.Max(t => times.Count(u => u >= t && u < t.AddSeconds(1)));
         Assert.InRange(busiest, 1, 10);
@@ -215,19 +213,19 @@ public sealed class BackoffAndReauthTests : IAsyncLifetime
     [InlineData(FakeFault.ServerError)]
     public async Task ShopifyTransientFailure_PausesThatStoreOnly(FakeFault fault)
     {
-        _h.Fake.Shopify.AddStore("slow.myshopify.com", "shpat_slow");
-        _h.Fake.Shopify.AddStore("fine.myshopify.com", "shpat_fine");
-        var slow = await _h.Db.AddShopifyStoreAsync("slow.myshopify.com", "shpat_slow");
-        await _h.Db.AddShopifyStoreAsync("fine.myshopify.com", "shpat_fine");
-        _h.Fake.Shopify.SetFault("slow.myshopify.com", fault);
+        H.Fake.Shopify.AddStore("slow.myshopify.com", "shpat_slow");
+        H.Fake.Shopify.AddStore("fine.myshopify.com", "shpat_fine");
+        var slow = await H.Db.AddShopifyStoreAsync("slow.myshopify.com", "shpat_slow");
+        await H.Db.AddShopifyStoreAsync("fine.myshopify.com", "shpat_fine");
+        H.Fake.Shopify.SetFault("slow.myshopify.com", fault);
 
-        await _h.RunCycleAsync();
+        await H.RunCycleAsync();
         _time.Advance(TimeSpan.FromSeconds(30));
-        var (second, _) = await _h.RunCycleAsync();
+        var (second, _) = await H.RunCycleAsync();
 
-        Assert.Equal(1, _h.Fake.Shopify.GraphQlCallsFor("slow.myshopify.com"));
-        Assert.Equal(2, _h.Fake.Shopify.GraphQlCallsFor("fine.myshopify.com"));
+        Assert.Equal(1, H.Fake.Shopify.GraphQlCallsFor("slow.myshopify.com"));
+        Assert.Equal(2, H.Fake.Shopify.GraphQlCallsFor("fine.myshopify.com"));
         Assert.Equal(1, second.Platforms[1].Found);
-        Assert.True((await _h.Db.GetShopifyStoreAsync(slow)).IsActive);
+        Assert.True((await H.Db.GetShopifyStoreAsync(slow)).IsActive);
     }
 }

@@ -3,31 +3,27 @@ using TokenRefresh.IntegrationTests.Infrastructure;
 
 namespace TokenRefresh.IntegrationTests;
 
-public sealed class CliTests : IAsyncLifetime
+public sealed class CliTests : HarnessTests
 {
     private const int SigTerm = 15;
-    private ServiceHarness _h = null!;
 
-    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
 
     [Fact]
     public async Task Once_EveryAccountFine_ExitsZeroAndPrintsTheSummaryWithoutSecrets()
     {
-        var refresh = _h.Fake.Etsy.AddAccount(1);
-        var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1), accessToken: "etsy-old-access-token-x");
-        _h.Fake.Shopify.AddStore("a.myshopify.com", "shpat_cli_secret_token");
-        await _h.Db.AddShopifyStoreAsync("a.myshopify.com", "shpat_cli_secret_token");
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1), accessToken: "etsy-old-access-token-x");
+        H.Fake.Shopify.AddStore("a.myshopify.com", "shpat_cli_secret_token");
+        await H.Db.AddShopifyStoreAsync("a.myshopify.com", "shpat_cli_secret_token");
 
-        var (code, stdout, stderr) = await CliProcess.RunAsync(["once"], _h.Settings);
+        var (code, stdout, stderr) = await CliProcess.RunAsync(["once"], H.Settings);
 
         Assert.Equal(0, code);
         Assert.Contains("Etsy: 1/1 refreshed, 0 failed; Shopify: 1/1 validated, 0 deactivated, 0 failed", stdout, StringComparison.Ordinal);
         Assert.Contains($"Etsy account {id}: refreshed", stdout, StringComparison.Ordinal);
-        var issued = _h.Fake.Etsy.IssuedFor(refresh)!.Value;
+        var issued = H.Fake.Etsy.IssuedFor(refresh)!.Value;
         foreach (var secret in new[] { refresh, issued.AccessToken, issued.RefreshToken, "etsy-old-access-token-x", "shpat_cli_secret_token",
-                     _h.Fake.Etsy.SharedSecret, _h.Fake.Shopify.ApiSecret, _h.Db.Password })
+                     H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret, H.Db.Password })
         {
             Assert.DoesNotContain(secret, stdout + stderr, StringComparison.Ordinal);
         }
@@ -36,11 +32,11 @@ public sealed class CliTests : IAsyncLifetime
     [Fact]
     public async Task Once_AnAccountFails_ExitsOne()
     {
-        var refresh = _h.Fake.Etsy.AddAccount(1);
-        await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
-        _h.Fake.Etsy.SetFault(refresh, FakeFault.ServerError);
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Fake.Etsy.SetFault(refresh, FakeFault.ServerError);
 
-        var (code, stdout, _) = await CliProcess.RunAsync(["once"], _h.Settings);
+        var (code, stdout, _) = await CliProcess.RunAsync(["once"], H.Settings);
 
         Assert.Equal(1, code);
         Assert.Contains("Etsy: 0/1 refreshed, 1 failed", stdout, StringComparison.Ordinal);
@@ -49,9 +45,9 @@ public sealed class CliTests : IAsyncLifetime
     [Fact]
     public async Task Once_MalformedSetting_ExitsTwoWithOneLineNamingIt()
     {
-        _h.Settings["ETSY_REFRESH_MARGIN_MINUTES"] = "soon";
+        H.Settings["ETSY_REFRESH_MARGIN_MINUTES"] = "soon";
 
-        var (code, stdout, stderr) = await CliProcess.RunAsync(["once"], _h.Settings);
+        var (code, stdout, stderr) = await CliProcess.RunAsync(["once"], H.Settings);
 
         Assert.Equal(2, code);
         Assert.Equal("", stdout.Trim());
@@ -62,21 +58,21 @@ public sealed class CliTests : IAsyncLifetime
     [Fact]
     public async Task Once_MalformedDatabaseUrl_NamesTheSettingButNotThePassword()
     {
-        _h.Settings["DATABASE_URL"] = _h.Db.Url + "?sslmode=sometimes";
+        H.Settings["DATABASE_URL"] = H.Db.Url + "?sslmode=sometimes";
 
-        var (code, _, stderr) = await CliProcess.RunAsync(["once"], _h.Settings);
+        var (code, _, stderr) = await CliProcess.RunAsync(["once"], H.Settings);
 
         Assert.Equal(2, code);
         Assert.StartsWith("Configuration error: DATABASE_URL", stderr, StringComparison.Ordinal);
-        Assert.DoesNotContain(_h.Db.Password, stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(H.Db.Password, stderr, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task Once_DatabaseUnreachable_ExitsTwoWithTheStackTrace()
     {
-        _h.Settings["DATABASE_URL"] = "postgresql://nobody:unreachable-pw@127.0.0.1:1/none?connect_timeout=2";
+        H.Settings["DATABASE_URL"] = "postgresql://nobody:unreachable-pw@127.0.0.1:1/none?connect_timeout=2";
 
-        var (code, stdout, _) = await CliProcess.RunAsync(["once"], _h.Settings);
+        var (code, stdout, _) = await CliProcess.RunAsync(["once"], H.Settings);
 
         Assert.Equal(2, code);
         Assert.Contains("the cycle could not run", stdout, StringComparison.Ordinal);
@@ -91,15 +87,15 @@ public sealed class CliTests : IAsyncLifetime
         try
         {
             await File.WriteAllLinesAsync(Path.Combine(dir.FullName, ".env"),
-                _h.Settings.Select(kv => $"{kv.Key}=\"{kv.Value}\"").Append("LOG_LEVEL=ERROR"));
-            var refresh = _h.Fake.Etsy.AddAccount(1);
-            var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+                H.Settings.Select(kv => $"{kv.Key}=\"{kv.Value}\"").Append("LOG_LEVEL=ERROR"));
+            var refresh = H.Fake.Etsy.AddAccount(1);
+            var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
 
             var (code, stdout, _) = await CliProcess.RunAsync(["once"], new Dictionary<string, string?> { ["LOG_LEVEL"] = "INFO" }, dir.FullName);
 
             Assert.Equal(0, code);
             Assert.Contains("Etsy: 1/1 refreshed", stdout, StringComparison.Ordinal);
-            Assert.NotEqual(refresh, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+            Assert.NotEqual(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
         }
         finally
         {
@@ -110,10 +106,10 @@ public sealed class CliTests : IAsyncLifetime
     [Fact]
     public async Task Run_Sigterm_StopsPromptlyAfterTheCycleWithExitZero()
     {
-        var refresh = _h.Fake.Etsy.AddAccount(1);
-        var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
-        _h.Settings["REFRESH_SCHEDULE"] = "0 0 0 1 1 *"; // next run a long way off: the process must be waiting
-        using var cli = CliProcess.Start(["run"], _h.Settings);
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Settings["REFRESH_SCHEDULE"] = "0 0 0 1 1 *"; // next run a long way off: the process must be waiting
+        using var cli = CliProcess.Start(["run"], H.Settings);
         await cli.WaitForOutputAsync("Refresh cycle completed", TimeSpan.FromSeconds(60));
 
         var signalled = DateTime.UtcNow;
@@ -123,13 +119,13 @@ public sealed class CliTests : IAsyncLifetime
         Assert.Equal(0, code);
         Assert.True(DateTime.UtcNow - signalled < TimeSpan.FromSeconds(5), $"took {DateTime.UtcNow - signalled}");
         Assert.Contains("Stopped", cli.Stdout, StringComparison.Ordinal);
-        Assert.NotEqual(refresh, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.NotEqual(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
     }
 
     [Fact]
     public async Task NoCommand_PrintsUsageAndExitsTwo()
     {
-        var (code, _, stderr) = await CliProcess.RunAsync([], _h.Settings);
+        var (code, _, stderr) = await CliProcess.RunAsync([], H.Settings);
 
         Assert.Equal(2, code);
         Assert.Contains("Usage: tokenrefresh", stderr, StringComparison.Ordinal);

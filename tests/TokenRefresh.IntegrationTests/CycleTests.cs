@@ -9,13 +9,9 @@ using TokenRefresh.IntegrationTests.Infrastructure;
 
 namespace TokenRefresh.IntegrationTests;
 
-public sealed class CycleTests : IAsyncLifetime
+public sealed class CycleTests : HarnessTests
 {
-    private ServiceHarness _h = null!;
 
-    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
 
     /// <summary>Three due Etsy users (one revoked) and five active stores (one revoked, one locked).</summary>
     private async Task<List<string>> SeedMixedAsync()
@@ -23,13 +19,13 @@ public sealed class CycleTests : IAsyncLifetime
         var secrets = new List<string>();
         for (var i = 0; i < 3; i++)
         {
-            var refresh = _h.Fake.Etsy.AddAccount(100 + i);
+            var refresh = H.Fake.Etsy.AddAccount(100 + i);
             secrets.Add(refresh);
-            await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(i - 1), accessToken: $"etsy-old-access-{i}");
+            await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(i - 1), accessToken: $"etsy-old-access-{i}");
             secrets.Add($"etsy-old-access-{i}");
             if (i == 2)
             {
-                _h.Fake.Etsy.SetFault(refresh, FakeFault.InvalidGrant);
+                H.Fake.Etsy.SetFault(refresh, FakeFault.InvalidGrant);
             }
         }
 
@@ -38,12 +34,12 @@ public sealed class CycleTests : IAsyncLifetime
             var shop = $"shop{i}.myshopify.com";
             var token = $"shpat_secret_{i}_{Guid.NewGuid():N}";
             secrets.Add(token);
-            _h.Fake.Shopify.AddStore(shop, token);
-            await _h.Db.AddShopifyStoreAsync(shop, token);
+            H.Fake.Shopify.AddStore(shop, token);
+            await H.Db.AddShopifyStoreAsync(shop, token);
         }
 
-        _h.Fake.Shopify.RevokeAccessToken("shop3.myshopify.com");
-        _h.Fake.Shopify.SetFault("shop4.myshopify.com", FakeFault.Locked);
+        H.Fake.Shopify.RevokeAccessToken("shop3.myshopify.com");
+        H.Fake.Shopify.SetFault("shop4.myshopify.com", FakeFault.Locked);
         return secrets;
     }
 
@@ -52,7 +48,7 @@ public sealed class CycleTests : IAsyncLifetime
     {
         await SeedMixedAsync();
 
-        var (summary, logs) = await _h.RunCycleAsync();
+        var (summary, logs) = await H.RunCycleAsync();
 
         Assert.Equal("Etsy: 2/3 refreshed, 1 failed; Shopify: 3/5 validated, 1 deactivated, 1 failed", summary.ToString());
         Assert.Contains(logs, l => l.Message == "Refresh cycle started");
@@ -77,20 +73,20 @@ public sealed class CycleTests : IAsyncLifetime
     public async Task Cycle_WholeCycleAtTraceLevel_NoSecretAppearsInAnyLogRecord()
     {
         var secrets = await SeedMixedAsync();
-        _h.Fake.Etsy.SetFault(secrets[0], FakeFault.ServerError, times: 1);
-        secrets.AddRange([_h.Fake.Etsy.SharedSecret, _h.Fake.Shopify.ApiSecret, _h.Db.Password]);
+        H.Fake.Etsy.SetFault(secrets[0], FakeFault.ServerError, times: 1);
+        secrets.AddRange([H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret, H.Db.Password]);
 
-        using var host = _h.BuildHost(LogLevel.Trace);
+        using var host = H.BuildHost(LogLevel.Trace);
         await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
         // Second cycle with the database gone: the failure path logs exceptions too.
-        await _h.Db.ExecuteAsync("ALTER TABLE etsy_users RENAME TO etsy_users_gone");
+        await H.Db.ExecuteAsync("ALTER TABLE etsy_users RENAME TO etsy_users_gone");
         await Assert.ThrowsAsync<CycleFailedException>(() => host.Services.GetRequiredService<RefreshCycle>().RunAsync());
         var logs = host.Services.GetFakeLogCollector().GetSnapshot();
 
-        secrets.AddRange(_h.Fake.Etsy.TokensUsedMoreThanOnce);
+        secrets.AddRange(H.Fake.Etsy.TokensUsedMoreThanOnce);
         foreach (var old in secrets.ToList())
         {
-            if (_h.Fake.Etsy.IssuedFor(old) is { } issued)
+            if (H.Fake.Etsy.IssuedFor(old) is { } issued)
             {
                 secrets.Add(issued.AccessToken);
                 secrets.Add(issued.RefreshToken);
@@ -113,9 +109,9 @@ public sealed class CycleTests : IAsyncLifetime
     [Fact]
     public async Task Cycle_DatabaseUnreachable_FailsTheCycleWithItsStackTraceLogged()
     {
-        _h.Settings["DATABASE_URL"] = "postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=2";
+        H.Settings["DATABASE_URL"] = "postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=2";
 
-        using var host = _h.BuildHost();
+        using var host = H.BuildHost();
         var e = await Assert.ThrowsAsync<CycleFailedException>(() => host.Services.GetRequiredService<RefreshCycle>().RunAsync());
 
         Assert.IsAssignableFrom<Npgsql.NpgsqlException>(e.InnerException);
@@ -127,22 +123,22 @@ public sealed class CycleTests : IAsyncLifetime
     [Fact]
     public async Task Function_ConstructedFromTheWiring_RunsTheCycle()
     {
-        var refresh = _h.Fake.Etsy.AddAccount(5);
-        var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
-        using var host = _h.BuildHost();
+        var refresh = H.Fake.Etsy.AddAccount(5);
+        var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        using var host = H.BuildHost();
         var function = ActivatorUtilities.CreateInstance<RefreshTokensFunction>(host.Services);
 
         await function.RunAsync(new TimerInfo { IsPastDue = false }, CancellationToken.None);
 
-        Assert.Equal(_h.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Equal(H.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
         Assert.Contains(host.Services.GetFakeLogCollector().GetSnapshot(), l => l.Message.Contains("Etsy: 1/1 refreshed", StringComparison.Ordinal));
     }
 
     [Fact]
     public async Task Function_DatabaseUnreachable_ThrowsSoTheHostRetriesAfterSixtySeconds()
     {
-        _h.Settings["DATABASE_URL"] = "postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=2";
-        using var host = _h.BuildHost();
+        H.Settings["DATABASE_URL"] = "postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=2";
+        using var host = H.BuildHost();
         var function = ActivatorUtilities.CreateInstance<RefreshTokensFunction>(host.Services);
 
         await Assert.ThrowsAsync<CycleFailedException>(() => function.RunAsync(new TimerInfo(), CancellationToken.None));

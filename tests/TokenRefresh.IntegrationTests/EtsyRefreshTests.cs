@@ -4,18 +4,14 @@ using TokenRefresh.IntegrationTests.Infrastructure;
 
 namespace TokenRefresh.IntegrationTests;
 
-public sealed class EtsyRefreshTests : IAsyncLifetime
+public sealed class EtsyRefreshTests : HarnessTests
 {
-    private ServiceHarness _h = null!;
 
-    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
 
     private async Task<(Guid Id, string RefreshToken)> DueUserAsync(TimeSpan expiresIn, long etsyUserId = 1001)
     {
-        var refresh = _h.Fake.Etsy.AddAccount(etsyUserId);
-        return (await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow + expiresIn), refresh);
+        var refresh = H.Fake.Etsy.AddAccount(etsyUserId);
+        return (await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow + expiresIn), refresh);
     }
 
     [Fact]
@@ -24,16 +20,16 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
         var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(5));
         var before = DateTime.UtcNow;
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        var issued = _h.Fake.Etsy.IssuedFor(refresh)!.Value;
-        var row = await _h.Db.GetEtsyUserAsync(id);
+        var issued = H.Fake.Etsy.IssuedFor(refresh)!.Value;
+        var row = await H.Db.GetEtsyUserAsync(id);
         Assert.Equal(issued.AccessToken, row.AccessToken);
         Assert.Equal(issued.RefreshToken, row.RefreshToken);
         Assert.InRange(row.ExpiresAt!.Value, before.AddSeconds(3600 - 5), DateTime.UtcNow.AddSeconds(3600 + 5));
         Assert.InRange(row.UpdatedAt, before.AddSeconds(-5), DateTime.UtcNow.AddSeconds(5));
         Assert.Equal("Etsy: 1/1 refreshed, 0 failed", summary.Platforms[0].ToString());
-        Assert.Equal(1, _h.Fake.Etsy.CallsFor(refresh));
+        Assert.Equal(1, H.Fake.Etsy.CallsFor(refresh));
     }
 
     [Fact]
@@ -41,21 +37,21 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
     {
         var (id, refresh) = await DueUserAsync(TimeSpan.FromHours(-3));
 
-        await _h.RunCycleAsync();
+        await H.RunCycleAsync();
 
-        Assert.Equal(_h.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Equal(H.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
     }
 
     [Fact]
     public async Task Cycle_TokenNotYetDue_IsLeftAloneAndEtsyIsNotCalled()
     {
         var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(20));
-        var before = await _h.Db.GetEtsyUserAsync(id);
+        var before = await H.Db.GetEtsyUserAsync(id);
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        Assert.Equal(before, await _h.Db.GetEtsyUserAsync(id));
-        Assert.Equal(0, _h.Fake.Etsy.CallsFor(refresh));
+        Assert.Equal(before, await H.Db.GetEtsyUserAsync(id));
+        Assert.Equal(0, H.Fake.Etsy.CallsFor(refresh));
         Assert.Equal(0, summary.Platforms[0].Found);
     }
 
@@ -63,11 +59,11 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
     public async Task Cycle_MarginSetting_WidensWhatIsDue()
     {
         var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(20));
-        _h.Settings["ETSY_REFRESH_MARGIN_MINUTES"] = "30";
+        H.Settings["ETSY_REFRESH_MARGIN_MINUTES"] = "30";
 
-        await _h.RunCycleAsync();
+        await H.RunCycleAsync();
 
-        Assert.Equal(_h.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Equal(H.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
     }
 
     [Fact]
@@ -76,9 +72,9 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
         var later = await DueUserAsync(TimeSpan.FromMinutes(8), 1);
         var sooner = await DueUserAsync(TimeSpan.FromMinutes(-30), 2);
         var middle = await DueUserAsync(TimeSpan.FromMinutes(1), 3);
-        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "1"; // one at a time, so the order of claims is the order of the log
+        H.Settings["REFRESH_MAX_CONCURRENCY"] = "1"; // one at a time, so the order of claims is the order of the log
 
-        var (_, logs) = await _h.RunCycleAsync();
+        var (_, logs) = await H.RunCycleAsync();
 
         var order = logs.Where(l => l.Message.EndsWith(": refreshed", StringComparison.Ordinal)).Select(l => l.Message).ToList();
         Assert.Equal(3, order.Count);
@@ -101,13 +97,13 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
     {
         var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(2));
         var (otherId, otherRefresh) = await DueUserAsync(TimeSpan.FromMinutes(3), 2002);
-        _h.Fake.Etsy.SetFault(refresh, fault);
-        var before = await _h.Db.GetEtsyUserAsync(id);
+        H.Fake.Etsy.SetFault(refresh, fault);
+        var before = await H.Db.GetEtsyUserAsync(id);
 
-        var (summary, logs) = await _h.RunCycleAsync();
+        var (summary, logs) = await H.RunCycleAsync();
 
-        Assert.Equal(before, await _h.Db.GetEtsyUserAsync(id));
-        Assert.Equal(_h.Fake.Etsy.IssuedFor(otherRefresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(otherId)).RefreshToken);
+        Assert.Equal(before, await H.Db.GetEtsyUserAsync(id));
+        Assert.Equal(H.Fake.Etsy.IssuedFor(otherRefresh)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(otherId)).RefreshToken);
         Assert.Equal("Etsy: 1/2 refreshed, 1 failed", summary.Platforms[0].ToString());
         var line = Assert.Single(logs, l => l.Level == LogLevel.Error && l.Message.Contains(id.ToString(), StringComparison.Ordinal));
         Assert.Contains($"failed ({reason}", line.Message, StringComparison.Ordinal);
@@ -117,12 +113,12 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
     public async Task Cycle_WrongSharedSecret_FailsWithForbiddenAndChangesNothing()
     {
         var (id, _) = await DueUserAsync(TimeSpan.FromMinutes(2));
-        _h.Settings["ETSY_CLIENT_SECRET"] = "not-the-secret";
-        var before = await _h.Db.GetEtsyUserAsync(id);
+        H.Settings["ETSY_CLIENT_SECRET"] = "not-the-secret";
+        var before = await H.Db.GetEtsyUserAsync(id);
 
-        var (summary, logs) = await _h.RunCycleAsync();
+        var (summary, logs) = await H.RunCycleAsync();
 
-        Assert.Equal(before, await _h.Db.GetEtsyUserAsync(id));
+        Assert.Equal(before, await H.Db.GetEtsyUserAsync(id));
         Assert.Equal(1, summary.Platforms[0].Failed);
         Assert.Contains(logs, l => l.Message.Contains("failed (forbidden", StringComparison.Ordinal));
     }
@@ -133,13 +129,13 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
     public async Task Cycle_MissingOrAbsurdExpiresIn_StoresAConservativeExpiryAndSaysSo(FakeFault fault)
     {
         var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(2));
-        _h.Fake.Etsy.SetFault(refresh, fault);
+        H.Fake.Etsy.SetFault(refresh, fault);
         var before = DateTime.UtcNow;
 
-        var (_, logs) = await _h.RunCycleAsync();
+        var (_, logs) = await H.RunCycleAsync();
 
-        var row = await _h.Db.GetEtsyUserAsync(id);
-        Assert.Equal(_h.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, row.RefreshToken);
+        var row = await H.Db.GetEtsyUserAsync(id);
+        Assert.Equal(H.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, row.RefreshToken);
         Assert.InRange(row.ExpiresAt!.Value, before.AddMinutes(30).AddSeconds(-5), DateTime.UtcNow.AddMinutes(30).AddSeconds(5));
         Assert.Contains(logs, l => l.Level == LogLevel.Warning && l.Message.Contains("assuming 30 minutes", StringComparison.Ordinal));
     }
@@ -149,18 +145,18 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
     {
         var (badId, _) = await DueUserAsync(TimeSpan.FromMinutes(1), 1);
         var (goodId, goodRefresh) = await DueUserAsync(TimeSpan.FromMinutes(2), 2);
-        await _h.Db.ExecuteAsync($$"""
+        await H.Db.ExecuteAsync($$"""
             CREATE FUNCTION reject_update() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'injected failure'; END $$;
             CREATE TRIGGER reject_update BEFORE UPDATE ON etsy_users
             FOR EACH ROW WHEN (OLD.id = '{{badId}}') EXECUTE FUNCTION reject_update();
             """);
-        var before = await _h.Db.GetEtsyUserAsync(badId);
+        var before = await H.Db.GetEtsyUserAsync(badId);
 
-        var (summary, logs) = await _h.RunCycleAsync();
+        var (summary, logs) = await H.RunCycleAsync();
 
-        Assert.Equal(before, await _h.Db.GetEtsyUserAsync(badId));
-        Assert.Equal(_h.Fake.Etsy.IssuedFor(goodRefresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(goodId)).RefreshToken);
+        Assert.Equal(before, await H.Db.GetEtsyUserAsync(badId));
+        Assert.Equal(H.Fake.Etsy.IssuedFor(goodRefresh)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(goodId)).RefreshToken);
         Assert.Equal("Etsy: 1/2 refreshed, 1 failed", summary.Platforms[0].ToString());
         var critical = Assert.Single(logs, l => l.Level == LogLevel.Critical);
         Assert.Contains(badId.ToString(), critical.Message, StringComparison.Ordinal);
@@ -171,16 +167,16 @@ public sealed class EtsyRefreshTests : IAsyncLifetime
     public async Task Cycle_RowLockedByAnotherProcess_IsSkippedWithoutCallingEtsy()
     {
         var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(1));
-        await using var other = await _h.Db.OpenAsync();
+        await using var other = await H.Db.OpenAsync();
         await using var tx = await other.BeginTransactionAsync();
         await using (var command = new Npgsql.NpgsqlCommand($"SELECT 1 FROM etsy_users WHERE id = '{id}' FOR UPDATE", other, tx))
         {
             await command.ExecuteScalarAsync();
         }
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        Assert.Equal(0, _h.Fake.Etsy.CallsFor(refresh));
+        Assert.Equal(0, H.Fake.Etsy.CallsFor(refresh));
         Assert.Equal(1, summary.Platforms[0].Skipped);
     }
 }

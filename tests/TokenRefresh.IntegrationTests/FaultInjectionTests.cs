@@ -10,13 +10,9 @@ namespace TokenRefresh.IntegrationTests;
 /// Faults between the platform's answer and the write, and many processes at once: every rotated pair that
 /// was received is stored, and no refresh token is ever sent twice.
 /// </summary>
-public sealed class FaultInjectionTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
 {
-    private ServiceHarness _h = null!;
 
-    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
 
     private async Task<List<(Guid Id, string Refresh)>> DueUsersAsync(ServiceHarness h, int count)
     {
@@ -54,16 +50,16 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : IAsyncLifeti
     [Fact]
     public async Task ConnectionLostBetweenTheAnswerAndTheWrite_ThePairIsStoredOnANewConnection()
     {
-        var users = await DueUsersAsync(_h, 3);
-        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "1"; // the cut must hit the write of the account whose answer is on its way, not another's claim
+        var users = await DueUsersAsync(H, 3);
+        H.Settings["REFRESH_MAX_CONCURRENCY"] = "1"; // the cut must hit the write of the account whose answer is on its way, not another's claim
         // Cut every connection of the service the moment Etsy has rotated the token, before the answer leaves.
-        _h.Fake.Etsy.OnRotated = async _ => await _h.Db.ExecuteAsync(
+        H.Fake.Etsy.OnRotated = async _ => await H.Db.ExecuteAsync(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'tokenrefresh' AND datname = current_database()");
 
-        var (summary, logs) = await _h.RunCycleAsync();
+        var (summary, logs) = await H.RunCycleAsync();
 
         Assert.Equal("Etsy: 3/3 refreshed, 0 failed", summary.Platforms[0].ToString());
-        await AssertNoTokenLostAsync(_h, users);
+        await AssertNoTokenLostAsync(H, users);
         Assert.Equal(3, logs.Count(l => l.Message.Contains("the rotated pair was stored after", StringComparison.Ordinal)));
         Assert.DoesNotContain(logs, l => l.Level == LogLevel.Critical);
     }
@@ -71,8 +67,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : IAsyncLifeti
     [Fact]
     public async Task StatementTimeoutOnTheWrite_IsRetriedUntilItStores()
     {
-        var users = await DueUsersAsync(_h, 2);
-        await _h.Db.ExecuteAsync($"""
+        var users = await DueUsersAsync(H, 2);
+        await H.Db.ExecuteAsync($"""
             CREATE SEQUENCE slow_once;
             CREATE FUNCTION slow_first_update() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
             BEGIN
@@ -80,13 +76,13 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : IAsyncLifeti
                 RETURN NEW;
             END $$;
             CREATE TRIGGER slow_first_update BEFORE UPDATE ON etsy_users FOR EACH ROW EXECUTE FUNCTION slow_first_update();
-            ALTER DATABASE {_h.Db.Name} SET statement_timeout = '1s';
+            ALTER DATABASE {H.Db.Name} SET statement_timeout = '1s';
             """);
 
-        var (summary, logs) = await _h.RunCycleAsync();
+        var (summary, logs) = await H.RunCycleAsync();
 
         Assert.Equal("Etsy: 2/2 refreshed, 0 failed", summary.Platforms[0].ToString());
-        await AssertNoTokenLostAsync(_h, users);
+        await AssertNoTokenLostAsync(H, users);
         Assert.Single(logs, l => l.Message.Contains("the rotated pair was stored after 2 attempts", StringComparison.Ordinal));
     }
 
@@ -133,46 +129,46 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : IAsyncLifeti
     [InlineData(4)]
     public async Task ConcurrentCycles_EveryRefreshTokenIsUsedExactlyOnce(int cycles)
     {
-        var users = await DueUsersAsync(_h, 300);
-        _h.Fake.Latency = TimeSpan.FromMilliseconds(15);
-        var hosts = Enumerable.Range(0, cycles).Select(_ => _h.BuildHost()).ToList();
+        var users = await DueUsersAsync(H, 300);
+        H.Fake.Latency = TimeSpan.FromMilliseconds(15);
+        var hosts = Enumerable.Range(0, cycles).Select(_ => H.BuildHost()).ToList();
 
         var summaries = await Task.WhenAll(hosts.Select(host => Task.Run(() => host.Services.GetRequiredService<RefreshCycle>().RunAsync())));
 
         var refreshed = summaries.Sum(s => s.Platforms[0].Succeeded);
-        var perToken = users.Select(u => _h.Fake.Etsy.CallsFor(u.Refresh)).ToList();
+        var perToken = users.Select(u => H.Fake.Etsy.CallsFor(u.Refresh)).ToList();
         output.WriteLine($"{cycles} concurrent cycles over {users.Count} due accounts: refreshed {refreshed} " +
             $"({string.Join(" + ", summaries.Select(s => s.Platforms[0].Succeeded))}), calls per refresh token: min {perToken.Min()}, max {perToken.Max()}, " +
-            $"total Etsy calls {_h.Fake.Etsy.TotalCalls}");
+            $"total Etsy calls {H.Fake.Etsy.TotalCalls}");
         Assert.Equal(users.Count, refreshed);
         Assert.All(perToken, n => Assert.Equal(1, n));
-        Assert.Empty(_h.Fake.Etsy.TokensUsedMoreThanOnce);
-        Assert.Equal(users.Count, _h.Fake.Etsy.TotalCalls);
+        Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
+        Assert.Equal(users.Count, H.Fake.Etsy.TotalCalls);
         Assert.All(summaries, s => Assert.True(s.Platforms[0].Succeeded > 0, "every cycle took a share"));
-        await AssertNoTokenLostAsync(_h, users);
+        await AssertNoTokenLostAsync(H, users);
         hosts.ForEach(h => h.Dispose());
     }
 
     [Fact]
     public async Task CliKilledWithSigkillMidCycle_NoRowHalfUpdated_TheNextCycleCompletes()
     {
-        var users = await DueUsersAsync(_h, 40);
-        _h.Fake.Latency = TimeSpan.FromMilliseconds(100);
-        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "4";
-        using (var cli = CliProcess.Start(["once"], _h.Settings))
+        var users = await DueUsersAsync(H, 40);
+        H.Fake.Latency = TimeSpan.FromMilliseconds(100);
+        H.Settings["REFRESH_MAX_CONCURRENCY"] = "4";
+        using (var cli = CliProcess.Start(["once"], H.Settings))
         {
-            await WaitUntilAsync(() => _h.Fake.Etsy.Rotations >= 5);
+            await WaitUntilAsync(() => H.Fake.Etsy.Rotations >= 5);
             cli.Signal(9);
             Assert.Equal(137, await cli.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         }
 
-        var rotatedBeforeKill = users.Count(u => _h.Fake.Etsy.IssuedFor(u.Refresh) is not null);
+        var rotatedBeforeKill = users.Count(u => H.Fake.Etsy.IssuedFor(u.Refresh) is not null);
         var storedBeforeKill = 0;
         var lostInFlight = 0;
         foreach (var (id, original) in users)
         {
-            var row = await _h.Db.GetEtsyUserAsync(id);
-            var issued = _h.Fake.Etsy.IssuedFor(original);
+            var row = await H.Db.GetEtsyUserAsync(id);
+            var issued = H.Fake.Etsy.IssuedFor(original);
             // Every row is whole: either untouched, or the issued pair with its new expiry.
             if (row.RefreshToken == original)
             {
@@ -189,8 +185,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : IAsyncLifeti
             }
         }
 
-        _h.Fake.Latency = TimeSpan.Zero;
-        var (next, _) = await _h.RunCycleAsync();
+        H.Fake.Latency = TimeSpan.Zero;
+        var (next, _) = await H.RunCycleAsync();
         output.WriteLine($"killed after {rotatedBeforeKill} rotations: {storedBeforeKill} stored, {lostInFlight} answered after the kill; next cycle: {next}");
 
         // At most the requests in flight at the kill (REFRESH_MAX_CONCURRENCY) were rotated by Etsy without being
@@ -200,24 +196,24 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : IAsyncLifeti
         Assert.Equal(users.Count - storedBeforeKill - lostInFlight, next.Platforms[0].Succeeded);
         Assert.Equal(lostInFlight, next.Platforms[0].Failed);
         // The only tokens sent twice can be those in flight at the kill.
-        Assert.InRange(_h.Fake.Etsy.TokensUsedMoreThanOnce.Count, 0, 4);
+        Assert.InRange(H.Fake.Etsy.TokensUsedMoreThanOnce.Count, 0, 4);
     }
 
     [Fact]
     public async Task CliSigtermMidCycle_FinishesTheAccountInFlight_StoresEveryRotatedPair()
     {
-        var users = await DueUsersAsync(_h, 40);
-        _h.Fake.Latency = TimeSpan.FromMilliseconds(200);
-        using var cli = CliProcess.Start(["run"], _h.Settings);
-        await WaitUntilAsync(() => _h.Fake.Etsy.Rotations >= 3);
+        var users = await DueUsersAsync(H, 40);
+        H.Fake.Latency = TimeSpan.FromMilliseconds(200);
+        using var cli = CliProcess.Start(["run"], H.Settings);
+        await WaitUntilAsync(() => H.Fake.Etsy.Rotations >= 3);
 
         cli.Signal(15);
         Assert.Equal(0, await cli.WaitForExitAsync(TimeSpan.FromSeconds(30)));
 
-        var rotated = users.Where(u => _h.Fake.Etsy.IssuedFor(u.Refresh) is not null).ToList();
+        var rotated = users.Where(u => H.Fake.Etsy.IssuedFor(u.Refresh) is not null).ToList();
         output.WriteLine($"SIGTERM after {rotated.Count} rotations; all stored; output tail: {cli.Stdout[^Math.Min(300, cli.Stdout.Length)..]}");
         Assert.InRange(rotated.Count, 3, users.Count - 1);
-        await AssertNoTokenLostAsync(_h, users);
+        await AssertNoTokenLostAsync(H, users);
         Assert.Contains("shutting down", cli.Stdout, StringComparison.Ordinal);
         Assert.Contains("left for the next cycle", cli.Stdout, StringComparison.Ordinal);
     }

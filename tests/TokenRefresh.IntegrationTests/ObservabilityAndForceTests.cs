@@ -9,32 +9,28 @@ using TokenRefresh.IntegrationTests.Infrastructure;
 namespace TokenRefresh.IntegrationTests;
 
 /// <summary>The metrics the service records, how the CLI shows and exports them, and forcing one account.</summary>
-public sealed class ObservabilityAndForceTests : IAsyncLifetime
+public sealed class ObservabilityAndForceTests : HarnessTests
 {
-    private ServiceHarness _h = null!;
 
-    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
 
     private async Task SeedMixedAsync()
     {
-        await _h.Db.AddEtsyUserAsync(_h.Fake.Etsy.AddAccount(1), DateTimeOffset.UtcNow.AddMinutes(1));
-        var revoked = _h.Fake.Etsy.AddAccount(2);
-        await _h.Db.AddEtsyUserAsync(revoked, DateTimeOffset.UtcNow.AddMinutes(1));
-        _h.Fake.Etsy.Revoke(revoked);
-        _h.Fake.Shopify.AddStore("ok.myshopify.com", "shpat_ok");
-        await _h.Db.AddShopifyStoreAsync("ok.myshopify.com", "shpat_ok");
-        _h.Fake.Shopify.AddStore("gone.myshopify.com", "shpat_gone");
-        await _h.Db.AddShopifyStoreAsync("gone.myshopify.com", "shpat_gone");
-        _h.Fake.Shopify.RevokeAccessToken("gone.myshopify.com");
+        await H.Db.AddEtsyUserAsync(H.Fake.Etsy.AddAccount(1), DateTimeOffset.UtcNow.AddMinutes(1));
+        var revoked = H.Fake.Etsy.AddAccount(2);
+        await H.Db.AddEtsyUserAsync(revoked, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Fake.Etsy.Revoke(revoked);
+        H.Fake.Shopify.AddStore("ok.myshopify.com", "shpat_ok");
+        await H.Db.AddShopifyStoreAsync("ok.myshopify.com", "shpat_ok");
+        H.Fake.Shopify.AddStore("gone.myshopify.com", "shpat_gone");
+        await H.Db.AddShopifyStoreAsync("gone.myshopify.com", "shpat_gone");
+        H.Fake.Shopify.RevokeAccessToken("gone.myshopify.com");
     }
 
     [Fact]
     public async Task Cycle_RecordsOutcomesDurationsLatencyLeftOverAndReauth()
     {
         await SeedMixedAsync();
-        using var host = _h.BuildHost();
+        using var host = H.BuildHost();
         var meters = host.Services.GetRequiredService<IMeterFactory>();
         using var accounts = new MetricCollector<long>(meters, TokenRefreshMetrics.MeterName, "tokenrefresh.accounts");
         using var cycles = new MetricCollector<double>(meters, TokenRefreshMetrics.MeterName, "tokenrefresh.cycle.duration");
@@ -67,14 +63,14 @@ public sealed class ObservabilityAndForceTests : IAsyncLifetime
     {
         for (var i = 0; i < 6; i++)
         {
-            await _h.Db.AddEtsyUserAsync(_h.Fake.Etsy.AddAccount(i + 1), DateTimeOffset.UtcNow.AddMinutes(1));
+            await H.Db.AddEtsyUserAsync(H.Fake.Etsy.AddAccount(i + 1), DateTimeOffset.UtcNow.AddMinutes(1));
         }
 
-        _h.Fake.Latency = TimeSpan.FromMilliseconds(2500);
-        _h.Settings["CYCLE_BUDGET_SECONDS"] = "5";
-        _h.Settings["REFRESH_MAX_CONCURRENCY"] = "1";
-        _h.Settings["HTTP_TIMEOUT_SECONDS"] = "10";
-        using var host = _h.BuildHost();
+        H.Fake.Latency = TimeSpan.FromMilliseconds(2500);
+        H.Settings["CYCLE_BUDGET_SECONDS"] = "5";
+        H.Settings["REFRESH_MAX_CONCURRENCY"] = "1";
+        H.Settings["HTTP_TIMEOUT_SECONDS"] = "10";
+        using var host = H.BuildHost();
         using var leftOver = new MetricCollector<long>(host.Services.GetRequiredService<IMeterFactory>(), TokenRefreshMetrics.MeterName, "tokenrefresh.accounts.left_over");
 
         var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
@@ -90,7 +86,7 @@ public sealed class ObservabilityAndForceTests : IAsyncLifetime
     {
         await SeedMixedAsync();
 
-        var (code, stdout, _) = await CliProcess.RunAsync(["once", "--metrics"], _h.Settings);
+        var (code, stdout, _) = await CliProcess.RunAsync(["once", "--metrics"], H.Settings);
 
         Assert.Equal(1, code);
         Assert.Contains("Metrics (meter TokenRefresh", stdout, StringComparison.Ordinal);
@@ -134,10 +130,10 @@ public sealed class ObservabilityAndForceTests : IAsyncLifetime
                 context.Response.Close();
             }
         });
-        _h.Settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = $"http://127.0.0.1:{port}";
-        _h.Settings["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf";
+        H.Settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = $"http://127.0.0.1:{port}";
+        H.Settings["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf";
 
-        var (code, _, _) = await CliProcess.RunAsync(["once"], _h.Settings);
+        var (code, _, _) = await CliProcess.RunAsync(["once"], H.Settings);
         listener.Stop();
         await serving;
 
@@ -154,42 +150,42 @@ public sealed class ObservabilityAndForceTests : IAsyncLifetime
     [Fact]
     public async Task Force_EtsyUserNotDueOrBackingOff_IsRefreshedNowThroughTheLock()
     {
-        var refresh = _h.Fake.Etsy.AddAccount(1);
-        var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(50));
-        await _h.Db.ExecuteAsync(
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(50));
+        await H.Db.ExecuteAsync(
             "INSERT INTO token_refresh_state (platform, account_id, consecutive_failures, next_attempt_at, token_hash) VALUES ('etsy', @id, 3, now() + interval '1 hour', encode(sha256(convert_to(@refresh, 'UTF8')), 'hex'))",
             new { id, refresh });
 
-        var (code, stdout, stderr) = await CliProcess.RunAsync(["refresh", "--etsy-user", id.ToString()], _h.Settings);
+        var (code, stdout, stderr) = await CliProcess.RunAsync(["refresh", "--etsy-user", id.ToString()], H.Settings);
 
         Assert.Equal(0, code);
         Assert.Equal($"Etsy account {id}: refreshed", stdout.Trim());
-        Assert.Equal(_h.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
-        Assert.Equal(0, (await _h.Db.GetStateAsync("etsy", id))!.ConsecutiveFailures);
+        Assert.Equal(H.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Equal(0, (await H.Db.GetStateAsync("etsy", id))!.ConsecutiveFailures);
         Assert.DoesNotContain(refresh, stdout + stderr, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task Force_ShopValidatesOrRefreshes_FailureExitsOne_UnknownExitsTwo()
     {
-        await _h.Db.AddExpiringColumnsAsync();
-        _h.Fake.Shopify.AddStore("classic.myshopify.com", "shpat_classic");
-        await _h.Db.AddShopifyStoreAsync("classic.myshopify.com", "shpat_classic");
-        var (access, refresh) = _h.Fake.Shopify.AddExpiringStore("exp.myshopify.com");
-        var expiring = await _h.Db.AddExpiringStoreAsync("exp.myshopify.com", access, refresh, DateTimeOffset.UtcNow.AddMinutes(50), DateTimeOffset.UtcNow.AddDays(80));
-        _h.Fake.Shopify.AddStore("locked.myshopify.com", "shpat_locked");
-        await _h.Db.AddShopifyStoreAsync("locked.myshopify.com", "shpat_locked");
-        _h.Fake.Shopify.SetFault("locked.myshopify.com", FakeFault.Locked);
+        await H.Db.AddExpiringColumnsAsync();
+        H.Fake.Shopify.AddStore("classic.myshopify.com", "shpat_classic");
+        await H.Db.AddShopifyStoreAsync("classic.myshopify.com", "shpat_classic");
+        var (access, refresh) = H.Fake.Shopify.AddExpiringStore("exp.myshopify.com");
+        var expiring = await H.Db.AddExpiringStoreAsync("exp.myshopify.com", access, refresh, DateTimeOffset.UtcNow.AddMinutes(50), DateTimeOffset.UtcNow.AddDays(80));
+        H.Fake.Shopify.AddStore("locked.myshopify.com", "shpat_locked");
+        await H.Db.AddShopifyStoreAsync("locked.myshopify.com", "shpat_locked");
+        H.Fake.Shopify.SetFault("locked.myshopify.com", FakeFault.Locked);
 
-        var classic = await CliProcess.RunAsync(["refresh", "--shop", "classic.myshopify.com"], _h.Settings);
-        var exp = await CliProcess.RunAsync(["refresh", "--shop", "exp.myshopify.com"], _h.Settings);
-        var locked = await CliProcess.RunAsync(["refresh", "--shop", "locked.myshopify.com"], _h.Settings);
-        var unknown = await CliProcess.RunAsync(["refresh", "--shop", "nope.myshopify.com"], _h.Settings);
-        var badId = await CliProcess.RunAsync(["refresh", "--etsy-user", "not-a-uuid"], _h.Settings);
+        var classic = await CliProcess.RunAsync(["refresh", "--shop", "classic.myshopify.com"], H.Settings);
+        var exp = await CliProcess.RunAsync(["refresh", "--shop", "exp.myshopify.com"], H.Settings);
+        var locked = await CliProcess.RunAsync(["refresh", "--shop", "locked.myshopify.com"], H.Settings);
+        var unknown = await CliProcess.RunAsync(["refresh", "--shop", "nope.myshopify.com"], H.Settings);
+        var badId = await CliProcess.RunAsync(["refresh", "--etsy-user", "not-a-uuid"], H.Settings);
 
         Assert.Equal((0, "validated"), (classic.ExitCode, classic.Stdout.Trim().Split(": ")[^1]));
         Assert.Equal((0, "refreshed"), (exp.ExitCode, exp.Stdout.Trim().Split(": ")[^1]));
-        Assert.Equal(_h.Fake.Shopify.CurrentRefreshToken("exp.myshopify.com"), (await _h.Db.GetExpiringStoreAsync(expiring)).RefreshToken);
+        Assert.Equal(H.Fake.Shopify.CurrentRefreshToken("exp.myshopify.com"), (await H.Db.GetExpiringStoreAsync(expiring)).RefreshToken);
         Assert.Equal(1, locked.ExitCode);
         Assert.Contains("failed (shop_locked_423)", locked.Stdout, StringComparison.Ordinal);
         Assert.Equal(2, unknown.ExitCode);

@@ -6,40 +6,37 @@ using TokenRefresh.IntegrationTests.Infrastructure;
 namespace TokenRefresh.IntegrationTests;
 
 /// <summary>migrate, status, and the least-privilege role, as an operator uses them.</summary>
-public sealed class OperationsTests : IAsyncLifetime
+public sealed class OperationsTests : HarnessTests
 {
-    private ServiceHarness _h = null!;
 
-    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync(await TestDatabase.CreateAsync(migrated: false));
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
+    protected override async Task<ServiceHarness> StartAsync() => await ServiceHarness.StartAsync(await TestDatabase.CreateAsync(migrated: false));
 
     [Fact]
     public async Task Migrate_AppliesOnceThenIsANoOp_AndTheCycleNeedsIt()
     {
-        _h.Settings["DATABASE_URL"] = _h.Db.AdminUrl;
-        var refresh = _h.Fake.Etsy.AddAccount(1);
-        var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Settings["DATABASE_URL"] = H.Db.AdminUrl;
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
 
-        var (before, beforeOut, _) = await CliProcess.RunAsync(["once"], _h.Settings);
-        var (first, firstOut, _) = await CliProcess.RunAsync(["migrate"], _h.Settings);
-        var (second, secondOut, _) = await CliProcess.RunAsync(["migrate"], _h.Settings);
-        var (after, _, _) = await CliProcess.RunAsync(["once"], _h.Settings);
+        var (before, beforeOut, _) = await CliProcess.RunAsync(["once"], H.Settings);
+        var (first, firstOut, _) = await CliProcess.RunAsync(["migrate"], H.Settings);
+        var (second, secondOut, _) = await CliProcess.RunAsync(["migrate"], H.Settings);
+        var (after, _, _) = await CliProcess.RunAsync(["once"], H.Settings);
 
         Assert.Equal(2, before);
         Assert.Contains("run `tokenrefresh migrate`", beforeOut, StringComparison.Ordinal);
         Assert.Equal((0, "Applied: 001_account_state"), (first, firstOut.Trim()));
         Assert.Equal((0, "The service's table is up to date; nothing to apply."), (second, secondOut.Trim()));
         Assert.Equal(0, after);
-        Assert.NotEqual(refresh, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.NotEqual(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
     }
 
     [Fact]
     public async Task ServiceRole_CannotReadOrWriteBeyondItsColumns()
     {
-        await _h.Db.MigrateAndGrantAsync();
-        await _h.Db.ExecuteAsync("ALTER TABLE etsy_users ADD COLUMN email text");
-        await using var service = new NpgsqlConnection(PostgresServer.ConnectionString(_h.Db.Url));
+        await H.Db.MigrateAndGrantAsync();
+        await H.Db.ExecuteAsync("ALTER TABLE etsy_users ADD COLUMN email text");
+        await using var service = new NpgsqlConnection(PostgresServer.ConnectionString(H.Db.Url));
         await service.OpenAsync();
 
         foreach (var sql in new[]
@@ -62,24 +59,24 @@ public sealed class OperationsTests : IAsyncLifetime
     [Fact]
     public async Task Status_ShowsDueBackingOffAndReauthAccounts_AsTableAndJson()
     {
-        await _h.Db.MigrateAndGrantAsync();
-        var revoked = _h.Fake.Etsy.AddAccount(1);
-        var revokedId = await _h.Db.AddEtsyUserAsync(revoked, DateTimeOffset.UtcNow.AddMinutes(1));
-        _h.Fake.Etsy.Revoke(revoked);
-        var flaky = _h.Fake.Etsy.AddAccount(2);
-        var flakyId = await _h.Db.AddEtsyUserAsync(flaky, DateTimeOffset.UtcNow.AddMinutes(1));
-        _h.Fake.Etsy.SetFault(flaky, FakeFault.ServerError);
-        var fine = _h.Fake.Etsy.AddAccount(3);
-        await _h.Db.AddEtsyUserAsync(fine, DateTimeOffset.UtcNow.AddMinutes(1));
-        await _h.Db.AddEtsyUserAsync(_h.Fake.Etsy.AddAccount(4), DateTimeOffset.UtcNow.AddMinutes(30));
-        _h.Fake.Shopify.AddStore("locked.myshopify.com", "shpat_locked");
-        var lockedId = await _h.Db.AddShopifyStoreAsync("locked.myshopify.com", "shpat_locked");
-        _h.Fake.Shopify.SetFault("locked.myshopify.com", FakeFault.Locked);
-        await _h.RunCycleAsync();
-        await _h.Db.AddEtsyUserAsync(_h.Fake.Etsy.AddAccount(5), DateTimeOffset.UtcNow.AddMinutes(2));
+        await H.Db.MigrateAndGrantAsync();
+        var revoked = H.Fake.Etsy.AddAccount(1);
+        var revokedId = await H.Db.AddEtsyUserAsync(revoked, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Fake.Etsy.Revoke(revoked);
+        var flaky = H.Fake.Etsy.AddAccount(2);
+        var flakyId = await H.Db.AddEtsyUserAsync(flaky, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Fake.Etsy.SetFault(flaky, FakeFault.ServerError);
+        var fine = H.Fake.Etsy.AddAccount(3);
+        await H.Db.AddEtsyUserAsync(fine, DateTimeOffset.UtcNow.AddMinutes(1));
+        await H.Db.AddEtsyUserAsync(H.Fake.Etsy.AddAccount(4), DateTimeOffset.UtcNow.AddMinutes(30));
+        H.Fake.Shopify.AddStore("locked.myshopify.com", "shpat_locked");
+        var lockedId = await H.Db.AddShopifyStoreAsync("locked.myshopify.com", "shpat_locked");
+        H.Fake.Shopify.SetFault("locked.myshopify.com", FakeFault.Locked);
+        await H.RunCycleAsync();
+        await H.Db.AddEtsyUserAsync(H.Fake.Etsy.AddAccount(5), DateTimeOffset.UtcNow.AddMinutes(2));
 
-        var (code, json, stderr) = await CliProcess.RunAsync(["status", "--json"], _h.Settings);
-        var (tableCode, table, _) = await CliProcess.RunAsync(["status"], _h.Settings);
+        var (code, json, stderr) = await CliProcess.RunAsync(["status", "--json"], H.Settings);
+        var (tableCode, table, _) = await CliProcess.RunAsync(["status"], H.Settings);
 
         Assert.Equal(0, code);
         using var doc = JsonDocument.Parse(json);
@@ -105,7 +102,7 @@ public sealed class OperationsTests : IAsyncLifetime
         Assert.Contains(revokedId.ToString(), table, StringComparison.Ordinal);
         Assert.Contains(flakyId.ToString(), table, StringComparison.Ordinal);
         Assert.Contains(lockedId.ToString(), table, StringComparison.Ordinal);
-        foreach (var secret in new[] { revoked, flaky, fine, "shpat_locked", _h.Db.Password })
+        foreach (var secret in new[] { revoked, flaky, fine, "shpat_locked", H.Db.Password })
         {
             Assert.DoesNotContain(secret, json + table, StringComparison.Ordinal);
         }

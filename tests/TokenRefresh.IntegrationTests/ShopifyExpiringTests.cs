@@ -7,107 +7,103 @@ using TokenRefresh.IntegrationTests.Infrastructure;
 namespace TokenRefresh.IntegrationTests;
 
 /// <summary>Shopify's expiring offline tokens: refreshed like Etsy's, and stores migrated to them.</summary>
-public sealed class ShopifyExpiringTests : IAsyncLifetime
+public sealed class ShopifyExpiringTests : HarnessTests
 {
-    private ServiceHarness _h = null!;
 
-    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
 
     private async Task<(Guid Id, string Access, string Refresh)> ExpiringStoreAsync(string shop, TimeSpan expiresIn, TimeSpan? refreshExpiresIn = null)
     {
-        var (access, refresh) = _h.Fake.Shopify.AddExpiringStore(shop);
+        var (access, refresh) = H.Fake.Shopify.AddExpiringStore(shop);
         var now = DateTimeOffset.UtcNow;
-        var id = await _h.Db.AddExpiringStoreAsync(shop, access, refresh, now + expiresIn, now + (refreshExpiresIn ?? TimeSpan.FromDays(80)));
+        var id = await H.Db.AddExpiringStoreAsync(shop, access, refresh, now + expiresIn, now + (refreshExpiresIn ?? TimeSpan.FromDays(80)));
         return (id, access, refresh);
     }
 
     [Fact]
     public async Task Cycle_ExpiringStoreDue_RefreshedWithBothExpiries_InsteadOfValidated()
     {
-        await _h.Db.AddExpiringColumnsAsync();
+        await H.Db.AddExpiringColumnsAsync();
         var (id, _, refresh) = await ExpiringStoreAsync("exp.myshopify.com", TimeSpan.FromMinutes(4));
-        _h.Fake.Shopify.AddStore("classic.myshopify.com", "shpat_classic");
-        await _h.Db.AddShopifyStoreAsync("classic.myshopify.com", "shpat_classic");
+        H.Fake.Shopify.AddStore("classic.myshopify.com", "shpat_classic");
+        await H.Db.AddShopifyStoreAsync("classic.myshopify.com", "shpat_classic");
         var before = DateTime.UtcNow;
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        var row = await _h.Db.GetExpiringStoreAsync(id);
-        Assert.Equal(_h.Fake.Shopify.CurrentAccessToken("exp.myshopify.com"), row.AccessToken);
-        Assert.Equal(_h.Fake.Shopify.CurrentRefreshToken("exp.myshopify.com"), row.RefreshToken);
+        var row = await H.Db.GetExpiringStoreAsync(id);
+        Assert.Equal(H.Fake.Shopify.CurrentAccessToken("exp.myshopify.com"), row.AccessToken);
+        Assert.Equal(H.Fake.Shopify.CurrentRefreshToken("exp.myshopify.com"), row.RefreshToken);
         Assert.NotEqual(refresh, row.RefreshToken);
         Assert.InRange(row.ExpiresAt!.Value, before.AddSeconds(3595), DateTime.UtcNow.AddSeconds(3605));
         Assert.InRange(row.RefreshExpiresAt!.Value, before.AddSeconds(7776000 - 5), DateTime.UtcNow.AddSeconds(7776000 + 5));
         Assert.True(row.IsActive);
         Assert.Equal("Shopify: 1/1 validated, 0 deactivated, 0 failed; Shopify expiring: 1/1 refreshed, 0 failed", string.Join("; ", summary.Platforms.Skip(1)));
-        Assert.Equal(0, _h.Fake.Shopify.GraphQlCallsFor("exp.myshopify.com"));
-        Assert.Equal(1, _h.Fake.Shopify.GraphQlCallsFor("classic.myshopify.com"));
+        Assert.Equal(0, H.Fake.Shopify.GraphQlCallsFor("exp.myshopify.com"));
+        Assert.Equal(1, H.Fake.Shopify.GraphQlCallsFor("classic.myshopify.com"));
     }
 
     [Fact]
     public async Task Cycle_ExpiringStoreNotDue_IsNeitherRefreshedNorValidated()
     {
-        await _h.Db.AddExpiringColumnsAsync();
+        await H.Db.AddExpiringColumnsAsync();
         var (id, access, _) = await ExpiringStoreAsync("later.myshopify.com", TimeSpan.FromMinutes(45));
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        Assert.Equal(access, (await _h.Db.GetExpiringStoreAsync(id)).AccessToken);
-        Assert.Equal(0, _h.Fake.Shopify.OAuthCallsFor("later.myshopify.com") + _h.Fake.Shopify.GraphQlCallsFor("later.myshopify.com"));
+        Assert.Equal(access, (await H.Db.GetExpiringStoreAsync(id)).AccessToken);
+        Assert.Equal(0, H.Fake.Shopify.OAuthCallsFor("later.myshopify.com") + H.Fake.Shopify.GraphQlCallsFor("later.myshopify.com"));
         Assert.Equal(0, summary.Platforms[2].Found);
     }
 
     [Fact]
     public async Task Cycle_RevokedRefreshToken_FlagsReauthorisation_StoreStaysActive_NotCalledAgain()
     {
-        await _h.Db.AddExpiringColumnsAsync();
+        await H.Db.AddExpiringColumnsAsync();
         var (id, access, refresh) = await ExpiringStoreAsync("revoked.myshopify.com", TimeSpan.FromMinutes(-5));
-        _h.Fake.Shopify.RevokeRefreshToken("revoked.myshopify.com");
+        H.Fake.Shopify.RevokeRefreshToken("revoked.myshopify.com");
 
-        var (first, logs) = await _h.RunCycleAsync();
-        await _h.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = NULL");
-        var (second, _) = await _h.RunCycleAsync();
+        var (first, logs) = await H.RunCycleAsync();
+        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = NULL");
+        var (second, _) = await H.RunCycleAsync();
 
         Assert.Equal("Shopify expiring: 0/1 refreshed, 1 failed", first.Platforms[2].ToString());
         Assert.Contains(logs, l => l.Message.Contains("revoked.myshopify.com", StringComparison.Ordinal) && l.Message.Contains("needs re-authorisation", StringComparison.Ordinal));
-        var row = await _h.Db.GetExpiringStoreAsync(id);
+        var row = await H.Db.GetExpiringStoreAsync(id);
         Assert.Equal((access, refresh, true), (row.AccessToken, row.RefreshToken, row.IsActive));
-        Assert.True((await _h.Db.GetStateAsync("shopify_refresh", id))!.NeedsReauth);
+        Assert.True((await H.Db.GetStateAsync("shopify_refresh", id))!.NeedsReauth);
         Assert.Equal(0, second.Platforms[2].Found);
-        Assert.Equal(1, _h.Fake.Shopify.OAuthCallsFor("revoked.myshopify.com"));
+        Assert.Equal(1, H.Fake.Shopify.OAuthCallsFor("revoked.myshopify.com"));
     }
 
     [Fact]
     public async Task Cycle_LostAnswerThenRetryWithinShopifysGrace_StoresTheNewPair()
     {
-        await _h.Db.AddExpiringColumnsAsync();
+        await H.Db.AddExpiringColumnsAsync();
         var (id, _, refresh) = await ExpiringStoreAsync("lossy.myshopify.com", TimeSpan.FromMinutes(2));
-        _h.Fake.Shopify.SetFault("lossy.myshopify.com", FakeFault.RotateThenReset, times: 1);
+        H.Fake.Shopify.SetFault("lossy.myshopify.com", FakeFault.RotateThenReset, times: 1);
 
-        var (first, _) = await _h.RunCycleAsync();
-        var lost = await _h.Db.GetStateAsync("shopify_refresh", id);
+        var (first, _) = await H.RunCycleAsync();
+        var lost = await H.Db.GetStateAsync("shopify_refresh", id);
         // Let the backoff pass; the old refresh token is still usable: its replacement was never used.
-        await _h.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = NULL");
-        var (second, _) = await _h.RunCycleAsync();
+        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = NULL");
+        var (second, _) = await H.RunCycleAsync();
 
         Assert.Equal(1, first.Platforms[2].Failed);
         Assert.Equal("network_error", lost!.LastError);
         Assert.NotNull(lost.UnknownOutcomeAt);
         Assert.Equal(1, second.Platforms[2].Succeeded);
-        var row = await _h.Db.GetExpiringStoreAsync(id);
-        Assert.Equal(_h.Fake.Shopify.CurrentRefreshToken("lossy.myshopify.com"), row.RefreshToken);
-        Assert.Equal(2, _h.Fake.Shopify.RefreshCallsFor(refresh));
-        Assert.Equal(0, (await _h.Db.GetStateAsync("shopify_refresh", id))!.ConsecutiveFailures);
+        var row = await H.Db.GetExpiringStoreAsync(id);
+        Assert.Equal(H.Fake.Shopify.CurrentRefreshToken("lossy.myshopify.com"), row.RefreshToken);
+        Assert.Equal(2, H.Fake.Shopify.RefreshCallsFor(refresh));
+        Assert.Equal(0, (await H.Db.GetStateAsync("shopify_refresh", id))!.ConsecutiveFailures);
     }
 
     [Fact]
     public async Task Cycle_WithoutTheColumns_SaysOnceThatSupportIsOff_AndValidatesAsBefore()
     {
-        _h.Fake.Shopify.AddStore("classic.myshopify.com", "shpat_classic");
-        await _h.Db.AddShopifyStoreAsync("classic.myshopify.com", "shpat_classic");
-        using var host = _h.BuildHost();
+        H.Fake.Shopify.AddStore("classic.myshopify.com", "shpat_classic");
+        await H.Db.AddShopifyStoreAsync("classic.myshopify.com", "shpat_classic");
+        using var host = H.BuildHost();
 
         var first = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
         var second = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
@@ -123,16 +119,16 @@ public sealed class ShopifyExpiringTests : IAsyncLifetime
     [Fact]
     public async Task Cycle_RefreshTokenEndingWithinSevenDays_OneWarningPerCycle_AndShownInStatus()
     {
-        await _h.Db.AddExpiringColumnsAsync();
+        await H.Db.AddExpiringColumnsAsync();
         var (id, _, _) = await ExpiringStoreAsync("ending.myshopify.com", TimeSpan.FromMinutes(50), TimeSpan.FromDays(3));
-        var etsy = await _h.Db.AddEtsyUserAsync(_h.Fake.Etsy.AddAccount(1), DateTimeOffset.UtcNow.AddMinutes(50));
-        await _h.Db.ExecuteAsync(
+        var etsy = await H.Db.AddEtsyUserAsync(H.Fake.Etsy.AddAccount(1), DateTimeOffset.UtcNow.AddMinutes(50));
+        await H.Db.ExecuteAsync(
             "INSERT INTO token_refresh_state (platform, account_id, last_success_at) VALUES ('etsy', @etsy, now() - interval '85 days')", new { etsy });
-        using var host = _h.BuildHost();
+        using var host = H.BuildHost();
 
         await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
         await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
-        var (_, json, _) = await CliProcess.RunAsync(["status", "--json"], _h.Settings);
+        var (_, json, _) = await CliProcess.RunAsync(["status", "--json"], H.Settings);
 
         var warnings = host.Services.GetFakeLogCollector().GetSnapshot().Where(l => l.Message.Contains("its refresh token expires at", StringComparison.Ordinal)).ToList();
         Assert.Equal(2, warnings.Count(w => w.Message.Contains(id.ToString(), StringComparison.Ordinal)));
@@ -145,18 +141,18 @@ public sealed class ShopifyExpiringTests : IAsyncLifetime
     [Fact]
     public async Task MigrateExpiring_DryRunThenYesThenRepeat()
     {
-        await _h.Db.AddExpiringColumnsAsync();
-        _h.Fake.Shopify.AddStore("old.myshopify.com", "shpat_old_nonexpiring");
-        var id = await _h.Db.AddShopifyStoreAsync("old.myshopify.com", "shpat_old_nonexpiring");
+        await H.Db.AddExpiringColumnsAsync();
+        H.Fake.Shopify.AddStore("old.myshopify.com", "shpat_old_nonexpiring");
+        var id = await H.Db.AddShopifyStoreAsync("old.myshopify.com", "shpat_old_nonexpiring");
 
-        var dry = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--dry-run"], _h.Settings);
-        var unconfirmed = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "old.myshopify.com"], _h.Settings);
-        Assert.Equal("shpat_old_nonexpiring", (await _h.Db.GetExpiringStoreAsync(id)).AccessToken);
-        Assert.Equal(0, _h.Fake.Shopify.OAuthCallsFor("old.myshopify.com"));
-        var yes = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "old.myshopify.com", "--yes"], _h.Settings);
-        var repeat = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "old.myshopify.com", "--yes"], _h.Settings);
-        var unknown = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "nope.myshopify.com", "--yes"], _h.Settings);
-        var (cycle, _) = await _h.RunCycleAsync();
+        var dry = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--dry-run"], H.Settings);
+        var unconfirmed = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "old.myshopify.com"], H.Settings);
+        Assert.Equal("shpat_old_nonexpiring", (await H.Db.GetExpiringStoreAsync(id)).AccessToken);
+        Assert.Equal(0, H.Fake.Shopify.OAuthCallsFor("old.myshopify.com"));
+        var yes = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "old.myshopify.com", "--yes"], H.Settings);
+        var repeat = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "old.myshopify.com", "--yes"], H.Settings);
+        var unknown = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "nope.myshopify.com", "--yes"], H.Settings);
+        var (cycle, _) = await H.RunCycleAsync();
 
         Assert.Equal(0, dry.ExitCode);
         Assert.Contains($"would migrate old.myshopify.com ({id})", dry.Stdout, StringComparison.Ordinal);
@@ -165,15 +161,15 @@ public sealed class ShopifyExpiringTests : IAsyncLifetime
         Assert.Contains("irreversible", unconfirmed.Stderr, StringComparison.Ordinal);
         Assert.Equal(0, yes.ExitCode);
         Assert.Contains("migrated old.myshopify.com", yes.Stdout, StringComparison.Ordinal);
-        var row = await _h.Db.GetExpiringStoreAsync(id);
-        Assert.True(_h.Fake.Shopify.IsExpiring("old.myshopify.com"));
-        Assert.Equal(_h.Fake.Shopify.CurrentAccessToken("old.myshopify.com"), row.AccessToken);
-        Assert.Equal(_h.Fake.Shopify.CurrentRefreshToken("old.myshopify.com"), row.RefreshToken);
+        var row = await H.Db.GetExpiringStoreAsync(id);
+        Assert.True(H.Fake.Shopify.IsExpiring("old.myshopify.com"));
+        Assert.Equal(H.Fake.Shopify.CurrentAccessToken("old.myshopify.com"), row.AccessToken);
+        Assert.Equal(H.Fake.Shopify.CurrentRefreshToken("old.myshopify.com"), row.RefreshToken);
         Assert.InRange(row.ExpiresAt!.Value, DateTime.UtcNow.AddMinutes(55), DateTime.UtcNow.AddMinutes(61));
         Assert.NotNull(row.RefreshExpiresAt);
         Assert.Equal(0, repeat.ExitCode);
         Assert.Contains("already has an expiring token", repeat.Stdout, StringComparison.Ordinal);
-        Assert.Equal(1, _h.Fake.Shopify.OAuthCallsFor("old.myshopify.com"));
+        Assert.Equal(1, H.Fake.Shopify.OAuthCallsFor("old.myshopify.com"));
         Assert.Equal(2, unknown.ExitCode);
         // Not due for an hour: neither validated with the revoked old token nor refreshed.
         Assert.Equal("Shopify: 0/0 validated, 0 deactivated, 0 failed", cycle.Platforms[1].ToString());
@@ -183,17 +179,17 @@ public sealed class ShopifyExpiringTests : IAsyncLifetime
     [Fact]
     public async Task MigrateExpiring_AnswerLost_StoreIsNotDeactivated_RepeatCompletesIt()
     {
-        await _h.Db.AddExpiringColumnsAsync();
-        _h.Fake.Shopify.AddStore("lost.myshopify.com", "shpat_lost_nonexpiring");
-        var id = await _h.Db.AddShopifyStoreAsync("lost.myshopify.com", "shpat_lost_nonexpiring");
-        _h.Fake.Shopify.SetFault("lost.myshopify.com", FakeFault.RotateThenReset, times: 1);
+        await H.Db.AddExpiringColumnsAsync();
+        H.Fake.Shopify.AddStore("lost.myshopify.com", "shpat_lost_nonexpiring");
+        var id = await H.Db.AddShopifyStoreAsync("lost.myshopify.com", "shpat_lost_nonexpiring");
+        H.Fake.Shopify.SetFault("lost.myshopify.com", FakeFault.RotateThenReset, times: 1);
 
-        var first = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--yes"], _h.Settings);
+        var first = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--yes"], H.Settings);
         // The exchange happened at Shopify: the old token is revoked, so validating it now gets a 401.
-        var (cycle, _) = await _h.RunCycleAsync();
-        var pending = await _h.Db.GetShopifyStoreAsync(id);
-        var dry = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--dry-run"], _h.Settings);
-        var second = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--yes"], _h.Settings);
+        var (cycle, _) = await H.RunCycleAsync();
+        var pending = await H.Db.GetShopifyStoreAsync(id);
+        var dry = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--dry-run"], H.Settings);
+        var second = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--yes"], H.Settings);
 
         Assert.Equal(1, first.ExitCode);
         Assert.Contains("the answer was lost; run the migration again", first.Stdout, StringComparison.Ordinal);
@@ -201,9 +197,9 @@ public sealed class ShopifyExpiringTests : IAsyncLifetime
         Assert.Equal("Shopify: 0/1 validated, 0 deactivated, 1 failed", cycle.Platforms[1].ToString());
         Assert.Equal(0, second.ExitCode);
         Assert.Contains($"would migrate lost.myshopify.com ({id}): exchange its non-expiring offline token for an expiring pair (an earlier exchange went unanswered", dry.Stdout, StringComparison.Ordinal);
-        var row = await _h.Db.GetExpiringStoreAsync(id);
-        Assert.Equal(_h.Fake.Shopify.CurrentRefreshToken("lost.myshopify.com"), row.RefreshToken);
+        var row = await H.Db.GetExpiringStoreAsync(id);
+        Assert.Equal(H.Fake.Shopify.CurrentRefreshToken("lost.myshopify.com"), row.RefreshToken);
         Assert.True(row.IsActive);
-        Assert.Null(await _h.Db.GetStateAsync("shopify_exchange", id));
+        Assert.Null(await H.Db.GetStateAsync("shopify_exchange", id));
     }
 }

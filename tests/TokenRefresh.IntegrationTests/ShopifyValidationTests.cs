@@ -4,44 +4,40 @@ using TokenRefresh.IntegrationTests.Infrastructure;
 
 namespace TokenRefresh.IntegrationTests;
 
-public sealed class ShopifyValidationTests : IAsyncLifetime
+public sealed class ShopifyValidationTests : HarnessTests
 {
-    private ServiceHarness _h = null!;
 
-    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
 
     private async Task<Guid> StoreAsync(string shop, bool isActive = true)
     {
         var token = $"shpat_{Guid.NewGuid():N}";
-        _h.Fake.Shopify.AddStore(shop, token);
-        return await _h.Db.AddShopifyStoreAsync(shop, token, isActive);
+        H.Fake.Shopify.AddStore(shop, token);
+        return await H.Db.AddShopifyStoreAsync(shop, token, isActive);
     }
 
     [Fact]
     public async Task Cycle_ValidToken_StaysActiveAndUntouched()
     {
         var id = await StoreAsync("good.myshopify.com");
-        var before = await _h.Db.GetShopifyStoreAsync(id);
+        var before = await H.Db.GetShopifyStoreAsync(id);
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        Assert.Equal(before, await _h.Db.GetShopifyStoreAsync(id));
+        Assert.Equal(before, await H.Db.GetShopifyStoreAsync(id));
         Assert.Equal("Shopify: 1/1 validated, 0 deactivated, 0 failed", summary.Platforms[1].ToString());
-        Assert.Equal(1, _h.Fake.Shopify.GraphQlCallsFor("good.myshopify.com"));
-        Assert.Equal("2026-10", _h.Fake.Shopify.LastApiVersion);
+        Assert.Equal(1, H.Fake.Shopify.GraphQlCallsFor("good.myshopify.com"));
+        Assert.Equal("2026-10", H.Fake.Shopify.LastApiVersion);
     }
 
     [Fact]
     public async Task Cycle_ApiVersionSetting_IsTheVersionCalled()
     {
         await StoreAsync("good.myshopify.com");
-        _h.Settings["SHOPIFY_API_VERSION"] = "2026-07";
+        H.Settings["SHOPIFY_API_VERSION"] = "2026-07";
 
-        await _h.RunCycleAsync();
+        await H.RunCycleAsync();
 
-        Assert.Equal("2026-07", _h.Fake.Shopify.LastApiVersion);
+        Assert.Equal("2026-07", H.Fake.Shopify.LastApiVersion);
     }
 
     [Fact]
@@ -49,15 +45,15 @@ public sealed class ShopifyValidationTests : IAsyncLifetime
     {
         var id = await StoreAsync("revoked.myshopify.com");
         var keep = await StoreAsync("fine.myshopify.com");
-        _h.Fake.Shopify.RevokeAccessToken("revoked.myshopify.com");
+        H.Fake.Shopify.RevokeAccessToken("revoked.myshopify.com");
         var before = DateTime.UtcNow;
 
-        var (summary, logs) = await _h.RunCycleAsync();
+        var (summary, logs) = await H.RunCycleAsync();
 
-        var row = await _h.Db.GetShopifyStoreAsync(id);
+        var row = await H.Db.GetShopifyStoreAsync(id);
         Assert.False(row.IsActive);
         Assert.InRange(row.UpdatedAt, before.AddSeconds(-5), DateTime.UtcNow.AddSeconds(5));
-        Assert.True((await _h.Db.GetShopifyStoreAsync(keep)).IsActive);
+        Assert.True((await H.Db.GetShopifyStoreAsync(keep)).IsActive);
         Assert.Equal("Shopify: 1/2 validated, 1 deactivated, 0 failed", summary.Platforms[1].ToString());
         Assert.Contains(logs, l => l.Message.Contains("revoked.myshopify.com", StringComparison.Ordinal) && l.Message.Contains("deactivated", StringComparison.Ordinal));
     }
@@ -77,12 +73,12 @@ public sealed class ShopifyValidationTests : IAsyncLifetime
     public async Task Cycle_AnythingButA401_LeavesTheStoreActiveAndReportsTheReason(FakeFault fault, string reason)
     {
         var id = await StoreAsync("troubled.myshopify.com");
-        _h.Fake.Shopify.SetFault("troubled.myshopify.com", fault);
-        var before = await _h.Db.GetShopifyStoreAsync(id);
+        H.Fake.Shopify.SetFault("troubled.myshopify.com", fault);
+        var before = await H.Db.GetShopifyStoreAsync(id);
 
-        var (summary, logs) = await _h.RunCycleAsync();
+        var (summary, logs) = await H.RunCycleAsync();
 
-        Assert.Equal(before, await _h.Db.GetShopifyStoreAsync(id));
+        Assert.Equal(before, await H.Db.GetShopifyStoreAsync(id));
         Assert.Equal("Shopify: 0/1 validated, 0 deactivated, 1 failed", summary.Platforms[1].ToString());
         var line = Assert.Single(logs, l => l.Level == LogLevel.Error && l.Message.Contains("troubled.myshopify.com", StringComparison.Ordinal));
         Assert.Contains($"failed ({reason}", line.Message, StringComparison.Ordinal);
@@ -93,9 +89,9 @@ public sealed class ShopifyValidationTests : IAsyncLifetime
     {
         await StoreAsync("gone.myshopify.com", isActive: false);
 
-        var (summary, _) = await _h.RunCycleAsync();
+        var (summary, _) = await H.RunCycleAsync();
 
-        Assert.Equal(0, _h.Fake.Shopify.GraphQlCallsFor("gone.myshopify.com"));
+        Assert.Equal(0, H.Fake.Shopify.GraphQlCallsFor("gone.myshopify.com"));
         Assert.Equal(0, summary.Platforms[1].Found);
     }
 
@@ -103,16 +99,16 @@ public sealed class ShopifyValidationTests : IAsyncLifetime
     public async Task Cycle_TokenReplacedWhileValidating_StoreIsNotDeactivated()
     {
         var id = await StoreAsync("racing.myshopify.com");
-        _h.Fake.Shopify.RevokeAccessToken("racing.myshopify.com");
+        H.Fake.Shopify.RevokeAccessToken("racing.myshopify.com");
         // The main application stores a fresh token before the 401 arrives: the delay holds the answer back.
-        _h.Fake.Latency = TimeSpan.FromMilliseconds(500);
-        var cycle = _h.RunCycleAsync();
-        await WaitUntilAsync(() => _h.Fake.Shopify.GraphQlCallsFor("racing.myshopify.com") == 1);
-        await _h.Db.ExecuteAsync("UPDATE shopify_stores SET access_token = 'shpat_brand_new' WHERE id = @id", new { id });
+        H.Fake.Latency = TimeSpan.FromMilliseconds(500);
+        var cycle = H.RunCycleAsync();
+        await WaitUntilAsync(() => H.Fake.Shopify.GraphQlCallsFor("racing.myshopify.com") == 1);
+        await H.Db.ExecuteAsync("UPDATE shopify_stores SET access_token = 'shpat_brand_new' WHERE id = @id", new { id });
 
         var (summary, _) = await cycle;
 
-        Assert.True((await _h.Db.GetShopifyStoreAsync(id)).IsActive);
+        Assert.True((await H.Db.GetShopifyStoreAsync(id)).IsActive);
         Assert.Equal(1, summary.Platforms[1].Skipped);
     }
 
@@ -127,14 +123,10 @@ public sealed class ShopifyValidationTests : IAsyncLifetime
 }
 
 /// <summary>SHOPIFY_VALIDATE_INTERVAL_MINUTES: each store at most once per interval, spread evenly across cycles.</summary>
-public sealed class ShopifyValidateIntervalTests : IAsyncLifetime
+public sealed class ShopifyValidateIntervalTests : HarnessTests
 {
-    private ServiceHarness _h = null!;
     private readonly Microsoft.Extensions.Time.Testing.FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
 
-    public async Task InitializeAsync() => _h = await ServiceHarness.StartAsync();
-
-    public async Task DisposeAsync() => await _h.DisposeAsync();
 
     [Fact]
     public async Task Interval_EachStoreOncePerInterval_SpreadEvenlyAcrossCycles()
@@ -142,26 +134,26 @@ public sealed class ShopifyValidateIntervalTests : IAsyncLifetime
         const int stores = 120;
         for (var i = 0; i < stores; i++)
         {
-            _h.Fake.Shopify.AddStore($"s{i}.myshopify.com", $"shpat_{i}");
-            await _h.Db.AddShopifyStoreAsync($"s{i}.myshopify.com", $"shpat_{i}");
+            H.Fake.Shopify.AddStore($"s{i}.myshopify.com", $"shpat_{i}");
+            await H.Db.AddShopifyStoreAsync($"s{i}.myshopify.com", $"shpat_{i}");
         }
 
-        _h.Time = _time;
-        _h.Settings["SHOPIFY_VALIDATE_INTERVAL_MINUTES"] = "60";
+        H.Time = _time;
+        H.Settings["SHOPIFY_VALIDATE_INTERVAL_MINUTES"] = "60";
 
-        var (first, _) = await _h.RunCycleAsync();
+        var (first, _) = await H.RunCycleAsync();
         var perCycle = new List<int>();
         for (var cycle = 1; cycle <= 20; cycle++)
         {
             _time.Advance(TimeSpan.FromMinutes(3));
-            var (summary, _) = await _h.RunCycleAsync();
+            var (summary, _) = await H.RunCycleAsync();
             perCycle.Add(summary.Platforms[1].Succeeded);
         }
 
         // Never validated: all at once. Then every store exactly once in the next 60 minutes, about 6 per 3-minute cycle.
         Assert.Equal(stores, first.Platforms[1].Succeeded);
         Assert.Equal(stores, perCycle.Sum());
-        Assert.All(Enumerable.Range(0, stores), i => Assert.Equal(2, _h.Fake.Shopify.GraphQlCallsFor($"s{i}.myshopify.com")));
+        Assert.All(Enumerable.Range(0, stores), i => Assert.Equal(2, H.Fake.Shopify.GraphQlCallsFor($"s{i}.myshopify.com")));
         Assert.True(perCycle.Max() <= 15, $"uneven spread: {string.Join(", ", perCycle)}");
         Assert.True(perCycle.Count(n => n > 0) >= 15, $"uneven spread: {string.Join(", ", perCycle)}");
     }
@@ -169,12 +161,12 @@ public sealed class ShopifyValidateIntervalTests : IAsyncLifetime
     [Fact]
     public async Task NoInterval_EveryStoreEveryCycle()
     {
-        _h.Fake.Shopify.AddStore("a.myshopify.com", "shpat_a");
-        await _h.Db.AddShopifyStoreAsync("a.myshopify.com", "shpat_a");
+        H.Fake.Shopify.AddStore("a.myshopify.com", "shpat_a");
+        await H.Db.AddShopifyStoreAsync("a.myshopify.com", "shpat_a");
 
-        await _h.RunCycleAsync();
-        await _h.RunCycleAsync();
+        await H.RunCycleAsync();
+        await H.RunCycleAsync();
 
-        Assert.Equal(2, _h.Fake.Shopify.GraphQlCallsFor("a.myshopify.com"));
+        Assert.Equal(2, H.Fake.Shopify.GraphQlCallsFor("a.myshopify.com"));
     }
 }
