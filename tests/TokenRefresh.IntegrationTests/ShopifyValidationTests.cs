@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using TokenRefresh.FakePlatforms;
 using TokenRefresh.IntegrationTests.Infrastructure;
@@ -142,6 +143,13 @@ public sealed class ShopifyValidateIntervalTests : HarnessTests
         H.Settings["SHOPIFY_VALIDATE_INTERVAL_MINUTES"] = "60";
 
         var (first, _) = await H.RunCycleAsync();
+        using (var host = H.BuildHost())
+        {
+            // Status agrees: right after every store was validated, none is due.
+            var status = await host.Services.GetRequiredService<Persistence.StatusReader>().ReadAsync(CancellationToken.None);
+            Assert.Equal(0, status.Single(p => p.Platform == "Shopify").Due);
+        }
+
         var perCycle = new List<int>();
         for (var cycle = 1; cycle <= 20; cycle++)
         {

@@ -35,7 +35,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, ShopifySchema shopify, I
             new("Etsy", "etsy", "etsy_users", "a.refresh_token", "a.refresh_token IS NOT NULL", "a.token_expires_at <= @EtsyDueBefore", null,
                 "(s.last_success_at + interval '90 days')"),
             new("Shopify", "shopify", "shopify_stores", "COALESCE(a.access_token, '')", expiring ? "a.is_active AND a.refresh_token IS NULL" : "a.is_active",
-                "true", "a.shop_domain", null),
+                ShopifyValidator.IntervalSql("a"), "a.shop_domain", null),
         ];
         if (expiring)
         {
@@ -51,6 +51,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, ShopifySchema shopify, I
             ShopifyDueBefore = now + options.Value.ShopifyRefreshMargin,
             RecentSince = now - RecentWindow,
             WarnBefore = now + OAuthRefresher.RefreshTokenWarning,
+            IntervalSeconds = (long)options.Value.ShopifyValidateInterval.TotalSeconds,
         };
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         var result = new List<PlatformStatus>();

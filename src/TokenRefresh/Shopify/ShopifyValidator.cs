@@ -34,12 +34,15 @@ internal sealed partial class ShopifyValidator(
     // equal share of the stores comes due in every cycle. A failing store follows its backoff instead.
     private async Task<string> DueFilterAsync(CancellationToken cancellationToken) => $"""
         st.is_active {await NonExpiringAsync(cancellationToken)} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
-        AND (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
-             OR floor((extract(epoch FROM @Now::timestamptz) - {Phase}) / @IntervalSeconds)
-                > floor((extract(epoch FROM s.last_success_at) - {Phase}) / @IntervalSeconds))
+        AND {IntervalSql("st")}
         """;
 
-    private const string Phase = "(abs(hashtext(st.id::text)::bigint) % @IntervalSeconds)";
+    /// <summary>The interval condition on a store aliased <paramref name="store"/> joined to its state as <c>s</c> (parameters @Now, @IntervalSeconds).</summary>
+    public static string IntervalSql(string store) => $"""
+        (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
+         OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext({store}.id::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
+            > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext({store}.id::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds))
+        """;
 
     private long IntervalSeconds => (long)options.Value.ShopifyValidateInterval.TotalSeconds;
 
@@ -99,21 +102,15 @@ internal sealed partial class ShopifyValidator(
 
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
     {
-        var tokenSql = $"""
-            SELECT st.access_token AS Token, {AccountState.Columns}
-            FROM shopify_stores st
-            LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
-            WHERE st.id = @Id AND st.is_active {await NonExpiringAsync(cancellationToken)}
-            """;
-        await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var row = account.Prefetched ?? await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
-            new CommandDefinition(tokenSql, new { account.Id }, cancellationToken: cancellationToken));
+        var row = account.Prefetched ?? await ReadAsync(account, cancellationToken);
         if (row is null || string.IsNullOrEmpty(row.Token))
         {
             return AccountResult.Skip("no longer active, or its token was removed");
         }
 
         var result = await client.ValidateAsync(account.Label!, row.Token, cancellationToken);
+        // A connection only for the result: none is held while Shopify answers.
+        await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         var hash = AccountState.Hash(row.Token);
         var now = time.GetUtcNow();
         switch (result.Status)
@@ -130,6 +127,19 @@ internal sealed partial class ShopifyValidator(
                 await SaveAsync(connection, account, state);
                 return failure;
         }
+    }
+
+    // For an account named by an operator (`tokenrefresh refresh --shop`), not read with a page.
+    private async Task<ClaimedToken?> ReadAsync(DueAccount account, CancellationToken cancellationToken)
+    {
+        var sql = $"""
+            SELECT st.access_token AS Token, {AccountState.Columns}
+            FROM shopify_stores st
+            LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
+            WHERE st.id = @Id AND st.is_active {await NonExpiringAsync(cancellationToken)}
+            """;
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        return await connection.QuerySingleOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql, new { account.Id }, cancellationToken: cancellationToken));
     }
 
     private async Task SaveAsync(NpgsqlConnection connection, DueAccount account, AccountState state)
