@@ -88,9 +88,26 @@ internal static class MigrateExpiringCommand
         }
 
         var failed = 0;
+        var done = 0;
         foreach (var store in stores)
         {
-            var result = await exchange.MigrateAsync(store, cancellationToken);
+            if (cancellationToken.IsCancellationRequested)
+            {
+                stdout.WriteLine($"stopped: {stores.Count - done} store(s) not started; run the command again for them.");
+                break;
+            }
+
+            done++;
+            AccountResult result;
+            try
+            {
+                result = await exchange.MigrateAsync(store, cancellationToken);
+            }
+            catch (Exception e) when (e is NpgsqlException or OperationCanceledException)
+            {
+                result = AccountResult.TransientFailure($"the database could not be used ({e.GetType().Name}); run the migration again");
+            }
+
             failed += result.Outcome == Outcome.Failed ? 1 : 0;
             stdout.WriteLine(result.Outcome switch
             {
@@ -100,7 +117,7 @@ internal static class MigrateExpiringCommand
             });
         }
 
-        stdout.WriteLine($"{stores.Count - failed}/{stores.Count} store(s) migrated or skipped, {failed} failed.");
-        return failed == 0 ? CliApp.Success : CliApp.AccountsFailed;
+        stdout.WriteLine($"{done - failed}/{stores.Count} store(s) migrated or skipped, {failed} failed.");
+        return failed == 0 && done == stores.Count ? CliApp.Success : CliApp.AccountsFailed;
     }
 }

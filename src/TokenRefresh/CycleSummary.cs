@@ -13,6 +13,11 @@ public enum Outcome
 /// <summary>The outcome of one account, with a short machine-readable reason for anything but success.</summary>
 public sealed record AccountResult(Outcome Outcome, string? Reason = null, bool Transient = false)
 {
+    /// <summary>Not started, and nothing more of this platform should start this cycle (e.g. a 429 pause past the budget).</summary>
+    public bool Deferred { get; init; }
+
+    public static AccountResult Defer(string reason) => new(Outcome.Skipped, reason) { Deferred = true };
+
     public static AccountResult Success(Outcome outcome) => new(outcome);
 
     /// <summary>Worth trying again next cycle: network, timeout, 429, 5xx, malformed response.</summary>

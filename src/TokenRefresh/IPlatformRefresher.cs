@@ -39,6 +39,8 @@ public interface IPlatformRefresher
     /// <summary>
     /// Refreshes or validates one account. <paramref name="deadline"/> is the end of the cycle's budget:
     /// work that must not be dropped (storing a rotated pair) is retried until then.
+    /// <paramref name="claiming"/> is cancelled when the cycle stops claiming: it may end waits before the
+    /// account is claimed; once a request is sent, the account finishes regardless.
     /// </summary>
-    Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken);
+    Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming);
 }

@@ -41,6 +41,9 @@ internal sealed record CallFailure(string Reason, bool OutcomeUnknown);
 /// <summary>A platform's answer: the status, the whole body, and Retry-After when given.</summary>
 internal sealed record PlatformResponse(HttpStatusCode Status, string Body, TimeSpan? RetryAfter)
 {
+    // The body of a token response holds both tokens: never print it.
+    public override string ToString() => $"PlatformResponse {{ Status = {Code}, RetryAfter = {RetryAfter} }}";
+
     public int Code => (int)Status;
 
     /// <summary>The body's root object, or null when the body is not a JSON object.</summary>

@@ -57,8 +57,9 @@ public sealed partial class RefreshCycle
     }
 
     /// <summary>
-    /// Refreshes or validates one named account now (`tokenrefresh refresh`), through the same lock and
-    /// guarantees as a cycle, whether it is due or backing off. Null when no platform has such an account.
+    /// Refreshes (through the same row lock) or validates one named account now (`tokenrefresh refresh`), with the
+    /// same guarantees as a cycle, whether it is due or backing off, but never while an earlier request with its
+    /// token may still be in flight. Null when no platform has such an account.
     /// </summary>
     public async Task<(string Platform, DueAccount Account, AccountResult Result)?> ForceAsync(string kind, string key, CancellationToken cancellationToken = default)
     {
@@ -66,7 +67,7 @@ public sealed partial class RefreshCycle
         {
             if (await refresher.FindAccountAsync(kind, key, cancellationToken) is { } account)
             {
-                var result = await ProcessAccountAsync(refresher, account, _time.GetUtcNow() + _budget);
+                var result = await ProcessAccountAsync(refresher, account, _time.GetUtcNow() + _budget, cancellationToken);
                 _metrics.AccountProcessed(refresher.Platform, result);
                 return (refresher.Platform, account, result);
             }
@@ -82,6 +83,8 @@ public sealed partial class RefreshCycle
         await Task.Yield(); // platforms run side by side from here
         var tally = new Tally(refresher);
         var found = 0;
+        // Stops claiming for this platform alone when an account defers the rest (a 429 pause past the budget).
+        using var platformClaiming = CancellationTokenSource.CreateLinkedTokenSource(claiming);
         try
         {
             if (!await refresher.IsEnabledAsync(stopping))
@@ -91,13 +94,19 @@ public sealed partial class RefreshCycle
 
             found = await refresher.CountDueAsync(stopping);
             Log.Found(_logger, refresher.Platform, found);
-            var parallel = new ParallelOptions { MaxDegreeOfParallelism = _concurrency, CancellationToken = claiming };
+            var parallel = new ParallelOptions { MaxDegreeOfParallelism = _concurrency, CancellationToken = platformClaiming.Token };
             await Parallel.ForEachAsync(refresher.FindDueAsync(stopping), parallel, async (account, token) =>
             {
                 await slots.WaitAsync(token);
                 try
                 {
-                    var result = await ProcessAccountAsync(refresher, account, deadline);
+                    var result = await ProcessAccountAsync(refresher, account, deadline, token);
+                    if (result.Deferred)
+                    {
+                        await platformClaiming.CancelAsync();
+                        return;
+                    }
+
                     _metrics.AccountProcessed(refresher.Platform, result);
                     tally.Add(result);
                 }
@@ -109,11 +118,12 @@ public sealed partial class RefreshCycle
 
             return (tally.Summary(leftOver: 0), null);
         }
-        catch (OperationCanceledException) when (claiming.IsCancellationRequested)
+        catch (OperationCanceledException) when (platformClaiming.IsCancellationRequested)
         {
-            // Claiming stopped (budget spent or shutting down); the accounts in flight finished above.
+            // Claiming stopped (shutting down, budget spent, or a pause past it); the accounts in flight finished above.
             var leftOver = Math.Max(0, found - tally.Count);
-            Log.Stopping(_logger, refresher.Platform, stopping.IsCancellationRequested ? "shutting down" : "cycle budget spent", leftOver);
+            var why = stopping.IsCancellationRequested ? "shutting down" : claiming.IsCancellationRequested ? "cycle budget spent" : "paused by a 429 past the cycle budget";
+            Log.Stopping(_logger, refresher.Platform, why, leftOver);
             return (tally.Summary(leftOver), null);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
@@ -162,7 +172,7 @@ public sealed partial class RefreshCycle
         }
     }
 
-    private async Task<AccountResult> ProcessAccountAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline)
+    private async Task<AccountResult> ProcessAccountAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
     {
         using var scope = _logger.BeginScope(new Dictionary<string, object>
         {
@@ -179,8 +189,8 @@ public sealed partial class RefreshCycle
         AccountResult result;
         try
         {
-            // Not cancelled by shutdown: an account that was claimed finishes, so no rotated token is dropped mid-write.
-            result = await refresher.ProcessAsync(account, deadline, CancellationToken.None);
+            // Shutdown only ends waits before the claim: an account that was claimed finishes, so no rotated token is dropped mid-write.
+            result = await refresher.ProcessAsync(account, deadline, claiming);
         }
         catch (NpgsqlException e)
         {

@@ -89,7 +89,7 @@ public sealed class BackoffAndReauthTests : HarnessTests
         Assert.Equal(TimeSpan.FromHours(1), Persistence.AccountState.Backoff(30));
 
     [Fact]
-    public async Task InvalidGrantAfterAnUnknownOutcome_IsNotBelievedWithinTheGraceWindow_ThenFlags()
+    public async Task InvalidGrantAfterAnUnknownOutcome_IsNotBelievedTheFirstTime_ARepeatIsBelieved()
     {
         var (id, refresh) = await DueUserAsync();
         // Etsy rotates, but the answer never arrives: the new pair is lost and the old token is dead.
@@ -101,16 +101,17 @@ public sealed class BackoffAndReauthTests : HarnessTests
         Assert.Equal("network_error", afterUnknown.LastError);
         Assert.NotNull(afterUnknown.UnknownOutcomeAt);
 
-        _time.Advance(TimeSpan.FromMinutes(2));
+        // Hours later (a long outage, a long backoff): the first invalid_grant is still not believed.
+        _time.Advance(TimeSpan.FromHours(3));
         var (second, logs) = await H.RunCycleAsync();
         var suspect = (await H.Db.GetStateAsync("etsy", id))!;
         Assert.Equal(1, second.Platforms[0].Failed);
         Assert.False(suspect.NeedsReauth);
-        Assert.Equal("invalid_grant_after_unknown_outcome", suspect.LastError);
+        Assert.Equal(Persistence.AccountState.SuspectInvalidGrant, suspect.LastError);
         Assert.Contains(logs, l => l.Level == LogLevel.Error && l.Message.Contains("invalid_grant_after_unknown_outcome, transient", StringComparison.Ordinal));
 
-        // Past the grace window a repeated invalid_grant is believed.
-        _time.Advance(Persistence.AccountState.UnknownOutcomeGrace);
+        // The next attempt decides: invalid_grant again is believed.
+        _time.Advance(TimeSpan.FromMinutes(3));
         await H.RunCycleAsync();
         Assert.True((await H.Db.GetStateAsync("etsy", id))!.NeedsReauth);
         Assert.Equal(3, H.Fake.Etsy.CallsFor(refresh));
@@ -182,7 +183,7 @@ public sealed class BackoffAndReauthTests : HarnessTests
         var (summary, _) = await H.RunCycleAsync();
 
         Assert.Equal(0, H.Fake.Etsy.CallsFor(next));
-        Assert.Equal(1, summary.Platforms[0].Skipped);
+        Assert.Equal(1, summary.Platforms[0].LeftOver);
         Assert.True(new DateTimeOffset((await H.Db.GetStateAsync("etsy", limitedId))!.NextAttemptAt!.Value, TimeSpan.Zero) >= _time.GetUtcNow().AddMinutes(59));
     }
 

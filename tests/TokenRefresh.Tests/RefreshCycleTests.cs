@@ -112,20 +112,19 @@ public sealed class RefreshCycleTests
     }
 
     [Fact]
-    public async Task RunAsync_InFlightAccount_IsNotCancelledByShutdown()
+    public async Task RunAsync_DeferredAccount_StopsClaimingForThatPlatformOnly_RestIsLeftOver()
     {
-        using var stop = new CancellationTokenSource();
-        var p = Platform("Etsy", new DueAccount(Guid.NewGuid()));
-        var seen = CancellationToken.None;
-        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Do<CancellationToken>(t => seen = t)).Returns(_ =>
-        {
-            stop.Cancel();
-            return AccountResult.Success(Outcome.Refreshed);
-        });
+        var first = new DueAccount(Guid.NewGuid());
+        var etsy = Platform("Etsy", first, new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
+        etsy.ProcessAsync(first, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Defer("paused"));
+        var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
 
-        await Cycle(p).RunAsync(stop.Token);
+        var summary = await Cycle(etsy, shopify).RunAsync();
 
-        Assert.False(seen.CanBeCanceled);
+        Assert.Equal("Etsy: 0/0 refreshed, 0 failed, 3 left for the next cycle", summary.Platforms[0].ToString());
+        await etsy.Received(1).ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        Assert.Equal(2, summary.Platforms[1].Succeeded);
+        Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: paused by a 429 past the cycle budget, 3 accounts left for the next cycle");
     }
 
     [Fact]

@@ -127,30 +127,44 @@ internal sealed partial class OAuthRefresher(
 
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
     {
-        if (platform.Gate is { } gate && !await gate.WaitAsync(deadline, cancellationToken))
+        try
         {
-            return AccountResult.Skip($"{platform.Platform} asked to pause (429 Retry-After) past this cycle's budget");
+            if (platform.Gate is { } gate && !await gate.WaitAsync(deadline, cancellationToken))
+            {
+                return AccountResult.Defer($"{platform.Platform} asked to pause (429 Retry-After) past this cycle's budget");
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return AccountResult.Defer("stopping while paused for a 429");
         }
 
-        // The lock is held from the re-check until the new pair is stored, so no other process sends the same refresh token.
-        // A forced account skips the due and backoff checks, never the lock.
-        var dueAndEligible = account.Forced ? "" : $"AND a.token_expires_at <= @DueBefore AND {AccountState.EligibleSql("a.refresh_token")}";
-        var claimSql = $"""
-            SELECT a.refresh_token AS Token, {AccountState.Columns}
+        // The lock is held from the re-check until the new pair is stored, so no other process sends the same refresh
+        // token. Due-ness is re-checked under the lock; the state is read after it (see ClaimTokenAsync) and checked here.
+        // Refreshed already in this cycle: never twice, whatever the margin.
+        var due = account.Forced ? "" : "AND a.token_expires_at <= @DueBefore AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart)";
+        var lockSql = $"""
+            SELECT a.id AS Id, a.refresh_token AS Token
             {Join}
-            WHERE a.id = @Id AND {_t.ActiveFilter} AND a.refresh_token IS NOT NULL {dueAndEligible}
+            WHERE a.id = @Id AND {_t.ActiveFilter} AND a.refresh_token IS NOT NULL {due}
             FOR UPDATE OF a SKIP LOCKED
             """;
         var now = time.GetUtcNow();
-        await using var claim = await LockedRow<ClaimedToken>.ClaimAsync(
-            db, claimSql, new { account.Id, DueBefore = now + platform.Margin, Now = now }, cancellationToken);
+        await using var claim = await LockedRow<ClaimedToken>.ClaimTokenAsync(
+            db, lockSql, platform.StateKey, new { account.Id, DueBefore = now + platform.Margin, CycleStart = deadline - options.Value.CycleBudget }, CancellationToken.None);
         if (claim is null)
         {
-            return AccountResult.Skip("no longer due, backing off, or being refreshed by another process");
+            return AccountResult.Skip("no longer due, or being refreshed by another process");
+        }
+
+        if (claim.Row.State.WhyNotNow(AccountState.Hash(claim.Row.Token), time.GetUtcNow(), account.Forced, options.Value.UnknownOutcomeWait) is { } notNow)
+        {
+            return AccountResult.Skip(notNow);
         }
 
         var sent = claim.Row.Token;
-        var result = await platform.RefreshAsync(account.Label, sent, cancellationToken);
+        // Not cancelled by shutdown: a request that was sent is answered and its pair stored.
+        var result = await platform.RefreshAsync(account.Label, sent, CancellationToken.None);
         if (result.Status == CallStatus.Ok)
         {
             return await StoreAsync(claim, account, sent, result.Value!, deadline);

@@ -18,9 +18,10 @@ internal enum WriteResult
 }
 
 /// <summary>
-/// Writes a rotated pair, whose answer is its only copy. The first attempt runs in the claim's transaction;
-/// if the connection drops, the database restarts or a statement times out, the row is released and the
-/// write is retried on new connections with backoff until the cycle's budget ends (at least 30 s).
+/// Writes a rotated pair, whose answer is its only copy, retrying with backoff until the cycle's budget ends
+/// (at least 30 s). Attempts run in the claim's transaction, behind a savepoint, while its connection lives
+/// (a statement timeout or a lock conflict keeps the row locked); once the connection drops or the database
+/// restarts, they run on new connections.
 /// The statement must be guarded so that a retry writes only over the token that was sent, or over the
 /// pair itself when a commit succeeded but its acknowledgement was lost; it returns a row when it wrote.
 /// </summary>
@@ -29,25 +30,41 @@ internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time,
     public async Task<WriteResult> WriteAsync(
         LockedRow<ClaimedToken> claim, string sql, object parameters, DateTimeOffset deadline, string platform, DueAccount account)
     {
-        var attempts = 1;
+        var attempts = 0;
+        var onClaim = true;
         int? written;
         try
         {
-            try
+            var left = deadline - time.GetUtcNow();
+            written = await DatabaseRetry.Pipeline(time, left > DatabaseRetry.MinimumWindow ? left : DatabaseRetry.MinimumWindow).ExecuteAsync(async ct =>
             {
-                written = await claim.ExecuteAndCommitAsync<int?>(sql, parameters, CancellationToken.None);
-            }
-            catch (Exception e) when (DatabaseRetry.IsTransient(e))
-            {
-                // Release the row first: a retry on another connection must not wait for this aborted transaction's lock.
-                await claim.DisposeAsync();
-                var left = deadline - time.GetUtcNow();
-                written = await DatabaseRetry.Pipeline(time, left > DatabaseRetry.MinimumWindow ? left : DatabaseRetry.MinimumWindow).ExecuteAsync(async ct =>
+                attempts++;
+                if (onClaim)
                 {
-                    attempts++;
-                    await using var connection = await db.OpenConnectionAsync(ct);
-                    return await connection.ExecuteScalarAsync<int?>(new CommandDefinition(sql, parameters, cancellationToken: ct));
-                }, CancellationToken.None);
+                    try
+                    {
+                        // While the claim's connection lives (a statement timeout, a lock conflict), retry on it: the row stays locked.
+                        if (attempts > 1)
+                        {
+                            await claim.RollBackToSavepointAsync(ct);
+                        }
+
+                        return await claim.ExecuteBehindSavepointAndCommitAsync<int?>(sql, parameters, ct);
+                    }
+                    catch (Exception e) when (DatabaseRetry.IsTransient(e) && !claim.IsAlive)
+                    {
+                        // The connection is gone, and with it the lock: go on with new connections, guarded by the statement.
+                        onClaim = false;
+                        await claim.DisposeAsync();
+                        throw;
+                    }
+                }
+
+                await using var connection = await db.OpenConnectionAsync(ct);
+                return await connection.ExecuteScalarAsync<int?>(new CommandDefinition(sql, parameters, cancellationToken: ct));
+            }, CancellationToken.None);
+            if (attempts > 1)
+            {
                 Log.StoredAfterRetries(logger, platform, account, attempts);
             }
         }

@@ -25,12 +25,8 @@ internal sealed record AccountState(
     /// <summary>The longest wait between two attempts of a failing account.</summary>
     public static readonly TimeSpan MaxBackoff = TimeSpan.FromHours(1);
 
-    /// <summary>
-    /// How long an invalid_grant is not believed after an attempt whose outcome was unknown: the lost
-    /// answer may have rotated the token (another holder may still store it), or the platform may still
-    /// accept the old one (Shopify's grace rule). Past this window a repeated invalid_grant is believed.
-    /// </summary>
-    public static readonly TimeSpan UnknownOutcomeGrace = TimeSpan.FromMinutes(30);
+    /// <summary>What an invalid_grant is called while it is not believed (the unknown-outcome rule).</summary>
+    public const string SuspectInvalidGrant = "invalid_grant_after_unknown_outcome";
 
     public static string Hash(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
 
@@ -51,9 +47,13 @@ internal sealed record AccountState(
     {
         var current = For(tokenHash);
         var failures = current.ConsecutiveFailures + 1;
-        var recentUnknown = current.UnknownOutcomeAt is { } at && now - at < UnknownOutcomeGrace ? at : (DateTimeOffset?)null;
 
-        if (reason == "invalid_grant" && recentUnknown is null)
+        // The unknown-outcome rule: after an attempt with this token whose outcome was unknown, the first
+        // invalid_grant is not believed (the lost answer may have rotated the token and someone may yet store
+        // it; Shopify keeps the old refresh token usable until its replacement is used); it backs off like a
+        // transient failure. The next attempt decides: another invalid_grant is believed.
+        var suspect = reason == "invalid_grant" && current.UnknownOutcomeAt is not null && current.LastError != SuspectInvalidGrant;
+        if (reason == "invalid_grant" && !suspect)
         {
             var flagged = current with
             {
@@ -63,9 +63,9 @@ internal sealed record AccountState(
             return (flagged, AccountResult.PermanentFailure("invalid_grant: needs re-authorisation"));
         }
 
-        if (reason == "invalid_grant")
+        if (suspect)
         {
-            reason = "invalid_grant_after_unknown_outcome";
+            reason = SuspectInvalidGrant;
             status = CallStatus.Transient;
         }
 
@@ -83,10 +83,29 @@ internal sealed record AccountState(
         var state = current with
         {
             ConsecutiveFailures = failures, LastError = reason, LastErrorAt = now, NextAttemptAt = now + wait,
-            NeedsReauth = false, TokenHash = tokenHash, UnknownOutcomeAt = outcomeUnknown ? now : recentUnknown,
+            NeedsReauth = false, TokenHash = tokenHash, UnknownOutcomeAt = outcomeUnknown ? now : current.UnknownOutcomeAt,
         };
         var result = status == CallStatus.Transient ? AccountResult.TransientFailure(reason) : AccountResult.PermanentFailure(reason);
         return (state, result);
+    }
+
+    /// <summary>
+    /// Whether an account may be called now with the token of <paramref name="tokenHash"/>: not flagged and not
+    /// backing off; a forced call skips those, but never the wait after an unknown outcome, so it cannot race a
+    /// request that may still be in flight. Null when it may; else why not.
+    /// </summary>
+    public string? WhyNotNow(string tokenHash, DateTimeOffset now, bool forced, TimeSpan unknownOutcomeWait)
+    {
+        var current = For(tokenHash);
+        if (current.UnknownOutcomeAt is { } unknown && now - unknown < unknownOutcomeWait)
+        {
+            return "an earlier request with this token may still be in flight";
+        }
+
+        return forced ? null
+            : current.NeedsReauth ? "needs re-authorisation"
+            : current.NextAttemptAt > now ? "backing off"
+            : null;
     }
 
     public static TimeSpan Backoff(int failures)

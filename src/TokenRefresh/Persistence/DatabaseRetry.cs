@@ -10,9 +10,16 @@ internal static class DatabaseRetry
     /// <summary>However late in the cycle a write first fails, it is retried for at least this long.</summary>
     public static readonly TimeSpan MinimumWindow = TimeSpan.FromSeconds(30);
 
-    /// <summary>Faults that a later attempt can outlive: connection loss, restart, statement timeout, lock or serialization conflicts.</summary>
+    /// <summary>
+    /// Faults that a later attempt can outlive: connection loss (class 08, any FATAL, idle timeouts 25P03 and 57P05,
+    /// a pooler closing the session), restart, statement timeout, lock or serialization conflicts, too many connections.
+    /// </summary>
     public static bool IsTransient(Exception e) => e is NpgsqlException n
-        && (n.IsTransient || n is PostgresException { SqlState: "57014" or "55P03" or "57P01" or "57P02" or "57P03" or "53300" or "40001" or "40P01" });
+        && (n.IsTransient
+            || n is not PostgresException
+            || n is PostgresException { Severity: "FATAL" or "PANIC" }
+            || n is PostgresException p && (p.SqlState.StartsWith("08", StringComparison.Ordinal)
+                || p.SqlState is "57014" or "55P03" or "57P01" or "57P02" or "57P03" or "57P05" or "25P03" or "53300" or "40001" or "40P01"));
 
     /// <summary>
     /// Runs a read-only query (counting, paging), retried through a dropped connection or a restart five times

@@ -48,6 +48,48 @@ internal sealed class LockedRow<T> : IAsyncDisposable
         return null;
     }
 
+    /// <summary>
+    /// Claims an account's token: <paramref name="lockSql"/> (a SELECT of Id and Token ... FOR UPDATE SKIP LOCKED)
+    /// and then its state from token_refresh_state, read by a second statement of the same round trip, so after
+    /// the lock: a failure that another process committed a moment ago is seen (the join in the first
+    /// statement would see the snapshot taken before the lock was granted).
+    /// </summary>
+    public static async Task<LockedRow<ClaimedToken>?> ClaimTokenAsync(
+        NpgsqlDataSource db, string lockSql, string stateKey, object parameters, CancellationToken cancellationToken)
+    {
+        var sql = $"""
+            BEGIN;
+            {lockSql};
+            SELECT {AccountState.Columns} FROM token_refresh_state s WHERE s.platform = '{stateKey}' AND s.account_id = @Id;
+            """;
+        var connection = await db.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            ClaimedToken? claimed;
+            await using (var results = await connection.QueryMultipleAsync(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken)))
+            {
+                var row = await results.ReadSingleOrDefaultAsync<ClaimedToken>();
+                var state = await results.ReadSingleOrDefaultAsync<ClaimedToken>();
+                claimed = row is null ? null : state is null ? row : state.WithToken(row);
+            }
+
+            if (claimed is not null)
+            {
+                return new LockedRow<ClaimedToken>(connection, claimed);
+            }
+
+            await connection.ExecuteAsync("ROLLBACK");
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+
+        await connection.DisposeAsync();
+        return null;
+    }
+
     /// <summary>Runs <paramref name="sql"/> and commits in the same round trip; returns the first column of its first row, if any.</summary>
     public async Task<TResult?> ExecuteAndCommitAsync<TResult>(string sql, object parameters, CancellationToken cancellationToken)
     {
@@ -55,6 +97,19 @@ internal sealed class LockedRow<T> : IAsyncDisposable
         _ended = true;
         return result;
     }
+
+    /// <summary>
+    /// Like <see cref="ExecuteAndCommitAsync{TResult}"/>, behind a savepoint: if the statement fails but the connection
+    /// lives (a statement timeout, a lock conflict), <see cref="RollBackToSavepointAsync"/> undoes it and keeps the row lock.
+    /// </summary>
+    public Task<TResult?> ExecuteBehindSavepointAndCommitAsync<TResult>(string sql, object parameters, CancellationToken cancellationToken) =>
+        ExecuteAndCommitAsync<TResult>("SAVEPOINT before_write;\n" + sql, parameters, cancellationToken);
+
+    public Task RollBackToSavepointAsync(CancellationToken cancellationToken) =>
+        Connection.ExecuteAsync(new CommandDefinition("ROLLBACK TO SAVEPOINT before_write", cancellationToken: cancellationToken));
+
+    /// <summary>The connection still works (a failed statement did not break it), so the transaction and its lock live.</summary>
+    public bool IsAlive => !_ended && Connection.FullState == System.Data.ConnectionState.Open;
 
     public async ValueTask DisposeAsync()
     {
@@ -89,6 +144,14 @@ internal sealed class ClaimedToken
     public string? TokenHash { get; init; }
     public DateTimeOffset? UnknownOutcomeAt { get; init; }
     public DateTimeOffset? LastSuccessAt { get; init; }
+
+    /// <summary>This state row with the claimed row's id, label and token.</summary>
+    public ClaimedToken WithToken(ClaimedToken row) => new()
+    {
+        Id = row.Id, ShopDomain = row.ShopDomain, Token = row.Token, ConsecutiveFailures = ConsecutiveFailures, LastError = LastError,
+        LastErrorAt = LastErrorAt, NextAttemptAt = NextAttemptAt, NeedsReauth = NeedsReauth, TokenHash = TokenHash,
+        UnknownOutcomeAt = UnknownOutcomeAt, LastSuccessAt = LastSuccessAt,
+    };
 
     public AccountState State => new(
         ConsecutiveFailures, LastError, LastErrorAt, NextAttemptAt, NeedsReauth, TokenHash, UnknownOutcomeAt, LastSuccessAt);

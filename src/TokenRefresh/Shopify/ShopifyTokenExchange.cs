@@ -83,7 +83,8 @@ internal sealed partial class ShopifyTokenExchange(
         var hash = AccountState.Hash(old);
         await MarkAsync(store.Id, hash, cancellationToken);
 
-        var result = await client.ExchangeAsync(store.ShopDomain, old, cancellationToken);
+        // Not cancelled by Ctrl+C: the exchange is irreversible, so once sent its answer is awaited and stored.
+        var result = await client.ExchangeAsync(store.ShopDomain, old, CancellationToken.None);
         if (result.Status != CallStatus.Ok)
         {
             if (result.OutcomeUnknown)

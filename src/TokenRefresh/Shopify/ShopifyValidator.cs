@@ -108,7 +108,8 @@ internal sealed partial class ShopifyValidator(
             return AccountResult.Skip("no longer active, or its token was removed");
         }
 
-        var result = await client.ValidateAsync(account.Label!, row.Token, cancellationToken);
+        // Not cancelled by shutdown: a validation that started finishes and its result is recorded.
+        var result = await client.ValidateAsync(account.Label!, row.Token, CancellationToken.None);
         // A connection only for the result: none is held while Shopify answers.
         await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         var hash = AccountState.Hash(row.Token);
