@@ -126,8 +126,8 @@ public sealed class BackoffAndReauthTests : HarnessTests
 
         await H.RunCycleAsync();
         Assert.Equal("timeout", (await H.Db.GetStateAsync("etsy", id))!.LastError);
-        // Let the backoff pass by moving the next attempt into the past.
-        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = now() - interval '1 second'");
+        // Let the backoff and the in-flight wait pass by moving them into the past.
+        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = now() - interval '1 second', unknown_outcome_at = unknown_outcome_at - interval '10 minutes'");
         var (second, _) = await H.RunCycleAsync();
 
         Assert.Equal(1, second.Platforms[0].Succeeded);

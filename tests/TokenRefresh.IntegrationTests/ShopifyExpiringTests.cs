@@ -84,8 +84,8 @@ public sealed class ShopifyExpiringTests : HarnessTests
 
         var (first, _) = await H.RunCycleAsync();
         var lost = await H.Db.GetStateAsync("shopify_refresh", id);
-        // Let the backoff pass; the old refresh token is still usable: its replacement was never used.
-        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = NULL");
+        // Let the backoff and the in-flight wait pass; the old refresh token is still usable: its replacement was never used.
+        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = NULL, unknown_outcome_at = unknown_outcome_at - interval '10 minutes'");
         var (second, _) = await H.RunCycleAsync();
 
         Assert.Equal(1, first.Platforms[2].Failed);
