@@ -42,7 +42,13 @@ public static class TokenRefreshExtensions
         }
 
         // One connection per account in flight, plus the listing queries of the platforms running side by side.
-        var connectionString = new NpgsqlConnectionStringBuilder(options.ConnectionString) { MaxPoolSize = options.MaxConcurrency + 10 }.ConnectionString;
+        // The same few statements run for every account: prepared once per connection, they skip parsing and planning.
+        var connectionString = new NpgsqlConnectionStringBuilder(options.ConnectionString)
+        {
+            MaxPoolSize = options.MaxConcurrency + 10,
+            MaxAutoPrepare = 32,
+            AutoPrepareMinUsages = 2,
+        }.ConnectionString;
         services.TryAddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString).Build());
 
         // No framework HTTP logging: its Trace header records carry the raw X-Shopify-Access-Token and
