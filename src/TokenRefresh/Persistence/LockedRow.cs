@@ -23,13 +23,42 @@ internal sealed class LockedRow<T> : IAsyncDisposable
     public NpgsqlConnection Connection { get; }
 
     /// <summary>Runs <paramref name="lockSql"/> (a SELECT ... FOR UPDATE SKIP LOCKED) in a new transaction and keeps its row locked, or returns null.</summary>
-    public static async Task<LockedRow<T>?> ClaimAsync(NpgsqlDataSource db, string lockSql, object parameters, CancellationToken cancellationToken)
+    public static Task<LockedRow<T>?> ClaimAsync(NpgsqlDataSource db, string lockSql, object parameters, CancellationToken cancellationToken) =>
+        ClaimCoreAsync(db, lockSql, parameters, results => results.ReadSingleOrDefaultAsync<T>(), cancellationToken);
+
+    /// <summary>
+    /// Claims an account's token: <paramref name="lockSql"/> (a SELECT of Id and Token ... FOR UPDATE SKIP LOCKED)
+    /// and then its state from token_refresh_state, read by a second statement of the same round trip, so after
+    /// the lock: a failure that another process committed a moment ago is seen (the join in the first
+    /// statement would see the snapshot taken before the lock was granted).
+    /// </summary>
+    public static Task<LockedRow<ClaimedToken>?> ClaimTokenAsync(
+        NpgsqlDataSource db, string lockSql, string stateKey, object parameters, CancellationToken cancellationToken)
+    {
+        var sql = $"""
+            {lockSql};
+            SELECT {AccountState.Columns} FROM token_refresh_state s WHERE s.platform = '{stateKey}' AND s.account_id = @Id;
+            """;
+        return LockedRow<ClaimedToken>.ClaimCoreAsync(db, sql, parameters, async results =>
+        {
+            var row = await results.ReadSingleOrDefaultAsync<ClaimedToken>();
+            var state = await results.ReadSingleOrDefaultAsync<ClaimedToken>();
+            return row is null ? null : state is null ? row : state.WithToken(row);
+        }, cancellationToken);
+    }
+
+    private static async Task<LockedRow<T>?> ClaimCoreAsync(
+        NpgsqlDataSource db, string sql, object parameters, Func<SqlMapper.GridReader, Task<T?>> read, CancellationToken cancellationToken)
     {
         var connection = await db.OpenConnectionAsync(cancellationToken);
         try
         {
-            var row = await connection.QuerySingleOrDefaultAsync<T>(
-                new CommandDefinition("BEGIN;\n" + lockSql, parameters, cancellationToken: cancellationToken));
+            T? row;
+            await using (var results = await connection.QueryMultipleAsync(new CommandDefinition("BEGIN;\n" + sql, parameters, cancellationToken: cancellationToken)))
+            {
+                row = await read(results);
+            }
+
             if (row is not null)
             {
                 return new LockedRow<T>(connection, row);
@@ -40,48 +69,6 @@ internal sealed class LockedRow<T> : IAsyncDisposable
         catch
         {
             // Closing a connection rolls back what it had begun (the pool resets it), or the server already has.
-            await connection.DisposeAsync();
-            throw;
-        }
-
-        await connection.DisposeAsync();
-        return null;
-    }
-
-    /// <summary>
-    /// Claims an account's token: <paramref name="lockSql"/> (a SELECT of Id and Token ... FOR UPDATE SKIP LOCKED)
-    /// and then its state from token_refresh_state, read by a second statement of the same round trip, so after
-    /// the lock: a failure that another process committed a moment ago is seen (the join in the first
-    /// statement would see the snapshot taken before the lock was granted).
-    /// </summary>
-    public static async Task<LockedRow<ClaimedToken>?> ClaimTokenAsync(
-        NpgsqlDataSource db, string lockSql, string stateKey, object parameters, CancellationToken cancellationToken)
-    {
-        var sql = $"""
-            BEGIN;
-            {lockSql};
-            SELECT {AccountState.Columns} FROM token_refresh_state s WHERE s.platform = '{stateKey}' AND s.account_id = @Id;
-            """;
-        var connection = await db.OpenConnectionAsync(cancellationToken);
-        try
-        {
-            ClaimedToken? claimed;
-            await using (var results = await connection.QueryMultipleAsync(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken)))
-            {
-                var row = await results.ReadSingleOrDefaultAsync<ClaimedToken>();
-                var state = await results.ReadSingleOrDefaultAsync<ClaimedToken>();
-                claimed = row is null ? null : state is null ? row : state.WithToken(row);
-            }
-
-            if (claimed is not null)
-            {
-                return new LockedRow<ClaimedToken>(connection, claimed);
-            }
-
-            await connection.ExecuteAsync("ROLLBACK");
-        }
-        catch
-        {
             await connection.DisposeAsync();
             throw;
         }
