@@ -1,0 +1,87 @@
+using TokenRefresh.Persistence;
+
+namespace TokenRefresh.Tests;
+
+public sealed class AccountStateTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 27, 12, 0, 0, TimeSpan.Zero);
+    private static readonly TimeSpan Wait = TimeSpan.FromMinutes(1);
+    private const string Token = "hash-of-token";
+
+    [Fact]
+    public void Failed_Transient_BacksOffOneTwoFourMinutesCappedAtAnHour()
+    {
+        var state = new AccountState();
+        var waits = new List<TimeSpan>();
+        for (var i = 0; i < 8; i++)
+        {
+            (state, _) = state.Failed(CallStatus.Transient, "server_error_500", outcomeUnknown: false, retryAfter: null, Token, Now, Wait);
+            waits.Add(state.NextAttemptAt!.Value - Now);
+        }
+
+        Assert.Equal([1, 2, 4, 8, 16, 32, 60, 60], waits.Select(w => (int)w.TotalMinutes));
+        Assert.Equal(8, state.ConsecutiveFailures);
+    }
+
+    [Fact]
+    public void Failed_RetryAfterLongerThanTheBackoff_Wins()
+    {
+        var (state, _) = new AccountState().Failed(CallStatus.Transient, "rate_limited", false, TimeSpan.FromMinutes(7), Token, Now, Wait);
+
+        Assert.Equal(Now.AddMinutes(7), state.NextAttemptAt);
+    }
+
+    [Fact]
+    public void Failed_InvalidGrant_FlagsReauthorisation()
+    {
+        var (state, result) = new AccountState().Failed(CallStatus.Permanent, "invalid_grant", false, null, Token, Now, Wait);
+
+        Assert.True(state.NeedsReauth);
+        Assert.Null(state.NextAttemptAt);
+        Assert.Equal("invalid_grant: needs re-authorisation", result.Reason);
+        Assert.Equal("needs re-authorisation", state.WhyNotNow(Token, Now.AddDays(30), forced: false, Wait));
+    }
+
+    [Fact]
+    public void Failed_InvalidGrantAfterUnknownOutcome_NotBelievedOnce_ThenBelieved()
+    {
+        var (unknown, _) = new AccountState().Failed(CallStatus.Transient, "timeout", outcomeUnknown: true, null, Token, Now, Wait);
+        var (suspect, first) = unknown.Failed(CallStatus.Permanent, "invalid_grant", false, null, Token, Now.AddDays(2), Wait);
+        var (believed, second) = suspect.Failed(CallStatus.Permanent, "invalid_grant", false, null, Token, Now.AddDays(2).AddMinutes(5), Wait);
+
+        Assert.False(suspect.NeedsReauth);
+        Assert.Equal(AccountState.SuspectInvalidGrant, first.Reason);
+        Assert.True(first.Transient);
+        Assert.True(believed.NeedsReauth);
+        Assert.False(second.Transient);
+    }
+
+    [Fact]
+    public void Failed_UnknownOutcome_WaitsAtLeastTheInFlightWait_EvenWhenForced()
+    {
+        var (state, _) = new AccountState().Failed(CallStatus.Transient, "timeout", outcomeUnknown: true, null, Token, Now, TimeSpan.FromMinutes(5));
+
+        Assert.Equal(Now.AddMinutes(5), state.NextAttemptAt);
+        Assert.NotNull(state.WhyNotNow(Token, Now.AddMinutes(4), forced: true, TimeSpan.FromMinutes(5)));
+        Assert.Null(state.WhyNotNow(Token, Now.AddMinutes(6), forced: true, TimeSpan.FromMinutes(5)));
+    }
+
+    [Fact]
+    public void For_AnotherToken_StartsAfresh_ButKeepsTheLastSuccess()
+    {
+        var (flagged, _) = new AccountState(LastSuccessAt: Now.AddDays(-1)).Failed(CallStatus.Permanent, "invalid_grant", false, null, Token, Now, Wait);
+
+        var fresh = flagged.For("hash-of-a-new-token");
+
+        Assert.False(fresh.NeedsReauth);
+        Assert.Equal(0, fresh.ConsecutiveFailures);
+        Assert.Equal(Now.AddDays(-1), fresh.LastSuccessAt);
+        Assert.Null(flagged.WhyNotNow("hash-of-a-new-token", Now, forced: false, Wait));
+    }
+
+    [Fact]
+    public void Hash_IsSha256HexAndNeverTheToken()
+    {
+        Assert.Equal("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", AccountState.Hash("test"));
+    }
+}
