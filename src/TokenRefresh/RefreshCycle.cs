@@ -67,9 +67,7 @@ public sealed partial class RefreshCycle
         {
             if (await refresher.FindAccountAsync(kind, key, cancellationToken) is { } account)
             {
-                var result = await ProcessAccountAsync(refresher, account, _time.GetUtcNow() + _budget, cancellationToken);
-                _metrics.AccountProcessed(refresher.Platform, result);
-                return (refresher.Platform, account, result);
+                return (refresher.Platform, account, await ProcessAccountAsync(refresher, account, _time.GetUtcNow() + _budget, cancellationToken));
             }
         }
 
@@ -107,7 +105,6 @@ public sealed partial class RefreshCycle
                         return;
                     }
 
-                    _metrics.AccountProcessed(refresher.Platform, result);
                     tally.Add(result);
                 }
                 finally
@@ -173,6 +170,17 @@ public sealed partial class RefreshCycle
     }
 
     private async Task<AccountResult> ProcessAccountAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
+    {
+        var result = await ProcessAndLogAsync(refresher, account, deadline, claiming);
+        if (!result.Deferred)
+        {
+            _metrics.AccountProcessed(refresher.Platform, result);
+        }
+
+        return result;
+    }
+
+    private async Task<AccountResult> ProcessAndLogAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
     {
         using var scope = _logger.BeginScope(new Dictionary<string, object>
         {

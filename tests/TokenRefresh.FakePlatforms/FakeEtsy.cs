@@ -193,6 +193,11 @@ public sealed class FakeEtsy
     // Answers faults that replace the normal answer; false for None and the faults that shape a real rotation.
     private async Task<bool> TryWriteFaultAsync(HttpContext ctx, FakeFault fault, string refreshToken)
     {
+        if (await _http.TryWriteTransportFaultAsync(ctx, fault))
+        {
+            return true;
+        }
+
         switch (fault)
         {
             case FakeFault.ServerError:
@@ -207,15 +212,6 @@ public sealed class FakeEtsy
             case FakeFault.RateLimited or FakeFault.Throttled:
                 ctx.Response.Headers["retry-after"] = RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
                 await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status429TooManyRequests, """{"error":"rate limited"}""");
-                return true;
-            case FakeFault.Hang:
-                await _http.HangAsync(ctx);
-                return true;
-            case FakeFault.ResetConnection:
-                ctx.Abort();
-                return true;
-            case FakeFault.NotJson:
-                await FakeHttp.WriteNotJsonAsync(ctx);
                 return true;
             case FakeFault.TruncatedJson:
                 // Made-up tokens that are never registered: the old token stays valid.

@@ -164,6 +164,25 @@ internal sealed class FakeHttp(CancellationToken stopping)
         return ctx.Response.WriteAsync(json);
     }
 
+    /// <summary>Answers the faults that look the same on every platform (no answer, a cut, HTML); false for the others.</summary>
+    public async Task<bool> TryWriteTransportFaultAsync(HttpContext ctx, FakeFault fault)
+    {
+        switch (fault)
+        {
+            case FakeFault.Hang:
+                await HangAsync(ctx);
+                return true;
+            case FakeFault.ResetConnection:
+                ctx.Abort();
+                return true;
+            case FakeFault.NotJson:
+                await WriteNotJsonAsync(ctx);
+                return true;
+            default:
+                return false;
+        }
+    }
+
     public static Task WriteNotJsonAsync(HttpContext ctx)
     {
         ctx.Response.StatusCode = StatusCodes.Status200OK;

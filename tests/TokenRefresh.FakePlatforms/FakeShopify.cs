@@ -284,6 +284,11 @@ public sealed class FakeShopify
     // Answers faults that replace the normal answer; false for None and the faults that shape a real token response.
     private async Task<bool> TryWriteFaultAsync(HttpContext ctx, FakeFault fault, Func<string> validBody)
     {
+        if (await _http.TryWriteTransportFaultAsync(ctx, fault))
+        {
+            return true;
+        }
+
         switch (fault)
         {
             case FakeFault.ServerError:
@@ -299,15 +304,6 @@ public sealed class FakeShopify
                 ctx.Response.Headers.RetryAfter = "2.0";
                 await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status429TooManyRequests,
                     """{"errors":"Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."}""");
-                return true;
-            case FakeFault.Hang:
-                await _http.HangAsync(ctx);
-                return true;
-            case FakeFault.ResetConnection:
-                ctx.Abort();
-                return true;
-            case FakeFault.NotJson:
-                await FakeHttp.WriteNotJsonAsync(ctx);
                 return true;
             case FakeFault.TruncatedJson:
                 await FakeHttp.WriteTruncatedAsync(ctx, validBody());
