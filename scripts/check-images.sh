@@ -2,10 +2,17 @@
 # What can be checked of the container images without a Docker engine: run the Dockerfile's own
 # `dotnet publish` commands (read from the Dockerfile, so they cannot drift) and check that each output
 # holds what its image starts. docker-compose.yml is checked by the integration tests (ContainerFilesTests).
+#   scripts/check-images.sh [DIR]   publishes into DIR and keeps it (./scripts/test.sh then runs the Function
+#                                   app from DIR/functions), or into a temporary folder that is removed
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$(mktemp -d /tmp/tokenrefresh-images.XXXXXX)
-trap 'rm -rf "$out"' EXIT
+if [ -n "${1:-}" ]; then
+  out=$1
+  mkdir -p "$out"
+else
+  out=$(mktemp -d /tmp/tokenrefresh-images.XXXXXX)
+  trap 'rm -rf "$out"' EXIT
+fi
 
 grep -E '^RUN dotnet publish ' Dockerfile | sed -e 's/^RUN //' -e 's/ --no-restore//' -e "s| -o /out/| -o $out/|" | while read -r cmd; do
   echo "+ $cmd"
@@ -24,4 +31,14 @@ check fakes/TokenRefresh.FakePlatforms.dll
 grep -q '"schedule": "%REFRESH_SCHEDULE%"' "$out/functions/functions.metadata" || { echo "the timer's schedule is not %REFRESH_SCHEDULE%" >&2; exit 1; }
 grep -q '"delayInterval": "00:01:00"' "$out/functions/functions.metadata" || { echo "the retry policy is not in functions.metadata" >&2; exit 1; }
 [ ! -e "$out/functions/local.settings.json" ] || { echo "local.settings.json must not be published" >&2; exit 1; }
-echo "images: the three publish outputs hold what the images run"
+
+# The worker's core packages ship together: Grpc of one release calling Core of another fails every
+# invocation with MissingMethodException (it did, with Worker/Grpc 2.51.0 beside Core 2.52.0).
+versions=$(grep -oE '"Microsoft\.Azure\.Functions\.Worker(\.Core|\.Grpc)?/[^"]+"' "$out/functions/TokenRefresh.Functions.deps.json" \
+  | tr -d '"' | sort -u)
+echo "$versions" | sed 's/^/  resolved: /'
+[ "$(echo "$versions" | wc -l)" = 3 ] && [ "$(echo "$versions" | cut -d/ -f2 | sort -u | wc -l)" = 1 ] || {
+  echo "the Functions worker packages (Worker, Worker.Core, Worker.Grpc) are not one release; pin them together in Directory.Packages.props" >&2
+  exit 1
+}
+echo "images: the three publish outputs hold what the images run; the worker packages are one release"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test from a clean clone: starts a throwaway PostgreSQL (installing the server with
-# apt-get when it is missing), builds the solution, runs the unit and the integration tests.
+# apt-get when it is missing), builds the solution, publishes the container images' outputs (the integration
+# tests run the published Function app under a stand-in for the Functions host), runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,8 @@ if ! command -v dotnet >/dev/null; then
 fi
 
 pgdir=$(mktemp -d /tmp/tokenrefresh-test-pg.XXXXXX)
-trap 'scripts/pg.sh stop "$pgdir"' EXIT
+images=$(mktemp -d /tmp/tokenrefresh-images.XXXXXX)
+trap 'scripts/pg.sh stop "$pgdir"; rm -rf "$images"' EXIT
 TEST_DATABASE_ADMIN_URL=$(scripts/pg.sh start "$pgdir")
 export TEST_DATABASE_ADMIN_URL
 echo "PostgreSQL started for the tests"
@@ -18,12 +20,13 @@ echo "PostgreSQL started for the tests"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build TokenRefresh.sln -c Release -nologo -v quiet
 
-log=$(mktemp /tmp/tokenrefresh-test-log.XXXXXX)
 status=0
-dotnet test TokenRefresh.sln -c Release --no-build -nologo 2>&1 | tee "$log" || status=$?
+# The container images, checked with what runs here: their publish outputs, and one release of the worker packages.
+./scripts/check-images.sh "$images" || status=1
+export TEST_FUNCTIONS_APP_DIR=$images/functions
 
-# The container images, checked with what runs here: their publish outputs.
-./scripts/check-images.sh || status=1
+log=$(mktemp /tmp/tokenrefresh-test-log.XXXXXX)
+dotnet test TokenRefresh.sln -c Release --no-build -nologo 2>&1 | tee "$log" || status=1
 
 # One closing line for people and CI: the totals over both test projects.
 awk '/^(Passed|Failed)!/ {

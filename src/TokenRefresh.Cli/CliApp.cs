@@ -79,7 +79,7 @@ internal static partial class CliApp
         }
         catch (SettingsException e)
         {
-            stderr.WriteLine($"Configuration error: {e.Message}");
+            stderr.WriteLine(e.Line);
             return CannotRun;
         }
 

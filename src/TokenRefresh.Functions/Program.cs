@@ -1,8 +1,8 @@
+using Azure.Monitor.OpenTelemetry.Exporter;
 using Microsoft.Azure.Functions.Worker;
 using Microsoft.Azure.Functions.Worker.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Azure.Monitor.OpenTelemetry.Exporter;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
 using TokenRefresh;
@@ -13,7 +13,17 @@ builder.Services.AddApplicationInsightsTelemetryWorkerService().ConfigureFunctio
 builder.Logging.Services.Configure<LoggerFilterOptions>(options =>
     options.Rules.Remove(options.Rules.FirstOrDefault(rule =>
         rule.ProviderName == "Microsoft.Extensions.Logging.ApplicationInsights.ApplicationInsightsLoggerProvider")!));
-builder.AddTokenRefresh();
+try
+{
+    builder.AddTokenRefresh();
+}
+catch (SettingsException e)
+{
+    // The host logs the worker's standard error: the same one line as the CLI, and no stack trace.
+    Console.Error.WriteLine(e.Line);
+    return 2;
+}
+
 // The service's metrics (meter "TokenRefresh") reach Application Insights as customMetrics.
 if (!string.IsNullOrWhiteSpace(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"]))
 {
@@ -21,3 +31,4 @@ if (!string.IsNullOrWhiteSpace(builder.Configuration["APPLICATIONINSIGHTS_CONNEC
 }
 
 builder.Build().Run();
+return 0;

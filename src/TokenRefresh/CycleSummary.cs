@@ -85,5 +85,29 @@ public sealed record CycleSummary(IReadOnlyList<PlatformSummary> Platforms, Time
 
     public bool Crashed => Platforms.Any(p => p.Crashed);
 
+    /// <summary>Per-platform and total counts by name (e.g. EtsyRefreshed, ShopifyDeactivated, Failed).</summary>
+    public Dictionary<string, object> Properties()
+    {
+        var properties = new Dictionary<string, object>();
+        foreach (var p in Platforms)
+        {
+            var key = p.Platform.Replace(" ", "", StringComparison.Ordinal);
+            properties[key + "Found"] = p.Found;
+            properties[key + p.SuccessOutcome] = p.Succeeded;
+            properties[key + "Deactivated"] = p.Deactivated;
+            properties[key + "Failed"] = p.Failed;
+            properties[key + "Skipped"] = p.Skipped;
+            properties[key + "LeftOver"] = p.LeftOver;
+        }
+
+        properties["Accounts"] = Platforms.Sum(p => p.Found);
+        properties["Succeeded"] = Platforms.Sum(p => p.Succeeded);
+        properties["Deactivated"] = Platforms.Sum(p => p.Deactivated);
+        properties["Failed"] = Platforms.Sum(p => p.Failed);
+        properties["Skipped"] = Platforms.Sum(p => p.Skipped);
+        properties["LeftOver"] = Platforms.Sum(p => p.LeftOver);
+        return properties;
+    }
+
     public override string ToString() => string.Join("; ", Platforms);
 }

@@ -5,7 +5,11 @@ using Npgsql;
 namespace TokenRefresh;
 
 /// <summary>The cycle failed as a whole (database unreachable, unexpected error); the caller retries later.</summary>
-public sealed class CycleFailedException(string message, Exception inner) : Exception(message, inner);
+public sealed class CycleFailedException(CycleSummary summary, Exception inner) : Exception($"The refresh cycle failed: {summary}", inner)
+{
+    /// <summary>What the cycle did before it failed (already logged).</summary>
+    public CycleSummary Summary { get; } = summary;
+}
 
 /// <summary>
 /// One refresh cycle: runs every platform, isolates failures per account, and logs one summary event.
@@ -53,7 +57,7 @@ public sealed partial class RefreshCycle
         LogSummary(result);
         _metrics.CycleCompleted(result);
         var failure = outcomes.Select(o => o.Error).FirstOrDefault(e => e is not null);
-        return failure is null ? result : throw new CycleFailedException($"The refresh cycle failed: {result}", failure);
+        return failure is null ? result : throw new CycleFailedException(result, failure);
     }
 
     /// <summary>
@@ -233,27 +237,8 @@ public sealed partial class RefreshCycle
 
     private void LogSummary(CycleSummary summary)
     {
-        // Per-platform counts as named properties (e.g. EtsyRefreshed, ShopifyDeactivated) on the one summary event.
-        var properties = new Dictionary<string, object>();
-        foreach (var p in summary.Platforms)
-        {
-            var key = p.Platform.Replace(" ", "", StringComparison.Ordinal);
-            properties[key + "Found"] = p.Found;
-            properties[key + p.SuccessOutcome] = p.Succeeded;
-            properties[key + "Deactivated"] = p.Deactivated;
-            properties[key + "Failed"] = p.Failed;
-            properties[key + "Skipped"] = p.Skipped;
-            properties[key + "LeftOver"] = p.LeftOver;
-        }
-
-        properties["Accounts"] = summary.Platforms.Sum(p => p.Found);
-        properties["Succeeded"] = summary.Platforms.Sum(p => p.Succeeded);
-        properties["Deactivated"] = summary.Platforms.Sum(p => p.Deactivated);
-        properties["Failed"] = summary.Platforms.Sum(p => p.Failed);
-        properties["Skipped"] = summary.Platforms.Sum(p => p.Skipped);
-        properties["LeftOver"] = summary.Platforms.Sum(p => p.LeftOver);
-
-        using var scope = _logger.BeginScope(properties);
+        // The counts as named properties (e.g. EtsyRefreshed, ShopifyDeactivated) on the one summary event.
+        using var scope = _logger.BeginScope(summary.Properties());
         var level = summary.Crashed ? LogLevel.Error : summary.AnyFailed ? LogLevel.Warning : LogLevel.Information;
         Log.CycleCompleted(_logger, level, Math.Round(summary.Duration.TotalMilliseconds), summary.ToString());
     }

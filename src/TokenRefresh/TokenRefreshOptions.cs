@@ -9,7 +9,11 @@ using TokenRefresh.Persistence;
 namespace TokenRefresh;
 
 /// <summary>A setting is missing or malformed. The message names the setting and never quotes a secret.</summary>
-public sealed class SettingsException(string message) : Exception(message);
+public sealed class SettingsException(string message) : Exception(message)
+{
+    /// <summary>The one line every host prints on standard error before it stops.</summary>
+    public string Line => $"Configuration error: {Message}";
+}
 
 /// <summary>
 /// Every setting, read from the original service's environment variable names and validated at once,

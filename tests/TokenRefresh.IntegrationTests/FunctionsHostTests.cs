@@ -1,0 +1,245 @@
+using System.Text.Json;
+using Google.Protobuf.WellKnownTypes;
+using TokenRefresh.Functions;
+using TokenRefresh.IntegrationTests.FunctionsHost;
+using TokenRefresh.IntegrationTests.FunctionsHost.Rpc;
+using TokenRefresh.IntegrationTests.Infrastructure;
+using Xunit.Abstractions;
+using Kind = TokenRefresh.IntegrationTests.FunctionsHost.Rpc.StreamingMessage.ContentOneofCase;
+
+namespace TokenRefresh.IntegrationTests;
+
+/// <summary>
+/// The Function app as Azure runs it: published as the Dockerfile does, started as a process by a host stand-in
+/// that speaks the Functions host-worker protocol, loaded and invoked through its timer trigger.
+/// </summary>
+public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    private static string AppDirectory => PublishedFunctionApp.Directory;
+
+    private Dictionary<string, string?> AppSettings() => new(H.Settings) { ["REFRESH_SCHEDULE"] = "0 */3 * * * *" };
+
+    [Theory]
+    [InlineData(WorkerArguments.FunctionsPrefixed)]
+    [InlineData(WorkerArguments.Both)]
+    public async Task Worker_StartedAsTheHostStartsIt_ReportsTheTimerFunctionWithItsRetryAndStopsOnTerminate(WorkerArguments style)
+    {
+        await using var host = await HostStandIn.StartAsync(AppDirectory, AppSettings(), style);
+
+        var function = await StartAndLoadAsync(host);
+
+        Assert.Equal("RefreshTokens", function.Name);
+        Assert.Equal("TokenRefresh.Functions.dll", function.ScriptFile);
+        Assert.Equal("TokenRefresh.Functions.RefreshTokensFunction.RunAsync", function.EntryPoint);
+        using var binding = JsonDocument.Parse(Assert.Single(function.RawBindings));
+        Assert.Equal("timer", binding.RootElement.GetProperty("name").GetString());
+        Assert.Equal("timerTrigger", binding.RootElement.GetProperty("type").GetString());
+        Assert.Equal("In", binding.RootElement.GetProperty("direction").GetString());
+        Assert.Equal("%REFRESH_SCHEDULE%", binding.RootElement.GetProperty("schedule").GetString());
+        Assert.Equal(RpcRetryOptions.Types.RetryStrategy.FixedDelay, function.RetryOptions.RetryStrategy);
+        Assert.Equal(2, function.RetryOptions.MaxRetryCount);
+        Assert.Equal(TimeSpan.FromMinutes(1), function.RetryOptions.DelayInterval.ToTimeSpan());
+        Assert.Equal(0, await TerminateAsync(host));
+    }
+
+    [Fact]
+    public async Task Invocation_RealCycle_RefreshesDeactivatesSucceedsAndLogsTheSummaryToTheHost()
+    {
+        var secrets = new List<string> { H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret, H.Db.Password };
+        var etsyUsers = new List<(Guid Id, string RefreshToken)>();
+        for (var i = 0; i < 2; i++)
+        {
+            var refresh = H.Fake.Etsy.AddAccount(500 + i);
+            var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(2), accessToken: $"etsy-access-before-{Guid.NewGuid():N}");
+            etsyUsers.Add((id, refresh));
+            secrets.AddRange([refresh, (await H.Db.GetEtsyUserAsync(id)).AccessToken!]);
+        }
+
+        var shops = new List<Guid>();
+        foreach (var shop in new[] { "alpha.myshopify.com", "bravo.myshopify.com" })
+        {
+            var token = $"shpat_{Guid.NewGuid():N}";
+            H.Fake.Shopify.AddStore(shop, token);
+            shops.Add(await H.Db.AddShopifyStoreAsync(shop, token));
+            secrets.Add(token);
+        }
+
+        H.Fake.Shopify.RevokeAccessToken("bravo.myshopify.com");
+        await using var host = await HostStandIn.StartAsync(AppDirectory, AppSettings(), WorkerArguments.Both);
+        var function = await StartAndLoadAsync(host);
+
+        var (invocationId, response) = await InvokeAsync(host, function);
+
+        Assert.True(response.Result.Status == StatusResult.Types.Status.Success, response.Result.ToString());
+        foreach (var (id, refresh) in etsyUsers)
+        {
+            var issued = H.Fake.Etsy.IssuedFor(refresh) ?? throw new InvalidOperationException("Etsy was not called for a due user");
+            var row = await H.Db.GetEtsyUserAsync(id);
+            Assert.Equal(issued.RefreshToken, row.RefreshToken);
+            Assert.Equal(issued.AccessToken, row.AccessToken);
+            secrets.AddRange([issued.AccessToken, issued.RefreshToken]);
+        }
+
+        Assert.True((await H.Db.GetShopifyStoreAsync(shops[0])).IsActive);
+        Assert.False((await H.Db.GetShopifyStoreAsync(shops[1])).IsActive);
+
+        // What the host receives for this invocation: the summary line, and the cycle's counts by name.
+        var logs = host.Logs.Where(l => l.InvocationId == invocationId).ToList();
+        var summary = Assert.Single(logs, l => l.EventId == "CycleCompleted");
+        Assert.Equal("TokenRefresh.RefreshCycle", summary.Category);
+        Assert.Equal(RpcLog.Types.Level.Information, summary.Level);
+        Assert.Matches(@"^Refresh cycle completed in \d+ ms\. Etsy: 2/2 refreshed, 0 failed; Shopify: 1/2 validated, 1 deactivated, 0 failed$", summary.Message);
+        var metric = Assert.Single(logs, l => l.LogCategory == RpcLog.Types.RpcLogCategory.CustomMetric);
+        Assert.Equal(RefreshTokensFunction.CycleMetric, metric.PropertiesMap["Name"].String);
+        Assert.True(metric.PropertiesMap["Value"].Double >= 0);
+        Assert.Equal("2", metric.PropertiesMap["EtsyRefreshed"].Json);
+        Assert.Equal("1", metric.PropertiesMap["ShopifyValidated"].Json);
+        Assert.Equal("1", metric.PropertiesMap["ShopifyDeactivated"].Json);
+        Assert.Equal("0", metric.PropertiesMap["Failed"].Json);
+        output.WriteLine("The invocation as the host received it:");
+        foreach (var log in logs)
+        {
+            output.WriteLine(log.LogCategory == RpcLog.Types.RpcLogCategory.CustomMetric
+                ? $"  [Metric] {log.PropertiesMap}"
+                : $"  [{log.Level}] {log.Category} {log.EventId}: {log.Message}");
+        }
+
+        Assert.Equal(0, await TerminateAsync(host));
+        AssertNoSecret(host, secrets);
+    }
+
+    [Fact]
+    public async Task Invocation_DatabaseUnreachable_FailsWithTheCycleErrorSoTheHostRetries()
+    {
+        var settings = AppSettings();
+        settings["DATABASE_URL"] = "postgresql://nobody:db-password-never-logged@127.0.0.1:1/none?connect_timeout=2";
+        await using var host = await HostStandIn.StartAsync(AppDirectory, settings, WorkerArguments.Both);
+        var function = await StartAndLoadAsync(host);
+
+        var (invocationId, response) = await InvokeAsync(host, function);
+
+        Assert.Equal(StatusResult.Types.Status.Failure, response.Result.Status);
+        Assert.StartsWith("The refresh cycle failed: ", response.Result.Exception.Message, StringComparison.Ordinal);
+        Assert.Contains(host.Logs, l => l.InvocationId == invocationId && l.EventId == "CycleCompleted" && l.Level == RpcLog.Types.Level.Error);
+        // The retry the host applies to a failed invocation: reported at indexing, fixed 60 s, twice.
+        Assert.Equal(2, function.RetryOptions.MaxRetryCount);
+        Assert.Equal(0, await TerminateAsync(host));
+        AssertNoSecret(host, ["db-password-never-logged", H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret]);
+    }
+
+    [Fact]
+    public async Task Worker_BadSetting_StopsAtStartWithTheCliOneLine()
+    {
+        var settings = AppSettings();
+        settings["REFRESH_SCHEDULE"] = "every three minutes";
+        var (cliCode, _, cliStderr) = await CliProcess.RunAsync(["once"], settings);
+        var cliLine = Assert.Single(cliStderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.Equal(2, cliCode);
+        Assert.Contains("REFRESH_SCHEDULE", cliLine, StringComparison.Ordinal);
+
+        await using var host = await HostStandIn.StartAsync(AppDirectory, settings, WorkerArguments.Both);
+        var code = await host.WaitForExitAsync(Timeout);
+
+        Assert.Equal(2, code);
+        Assert.Equal(cliLine, Assert.Single(host.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
+        Assert.Empty(host.Received);
+    }
+
+    /// <summary>No secret in any log message, exception or property the worker sent, nor in its own output.</summary>
+    private static void AssertNoSecret(HostStandIn host, IEnumerable<string> secrets)
+    {
+        var everything = string.Join('\n', host.Received.Select(m => m.ToString())) + host.Output;
+        Assert.True(host.Logs.Count > 5, $"only {host.Logs.Count} log messages were received");
+        foreach (var secret in secrets.Distinct())
+        {
+            Assert.False(everything.Contains(secret, StringComparison.Ordinal), $"a secret of length {secret.Length} reached the host");
+        }
+    }
+
+    private static async Task<int> TerminateAsync(HostStandIn host)
+    {
+        await host.SendAsync(new StreamingMessage { WorkerTerminate = new WorkerTerminate { GracePeriod = Duration.FromTimeSpan(TimeSpan.FromSeconds(5)) } });
+        return await host.WaitForExitAsync(Timeout);
+    }
+
+    private static async Task<RpcFunctionMetadata> StartAndLoadAsync(HostStandIn host)
+    {
+        var start = await host.ReceiveAsync(Kind.StartStream, Timeout);
+        Assert.Equal(host.WorkerId, start.StartStream.WorkerId);
+
+        await host.SendAsync(new StreamingMessage
+        {
+            RequestId = Guid.NewGuid().ToString(),
+            WorkerInitRequest = new WorkerInitRequest
+            {
+                HostVersion = "4.1044.0.0",
+                WorkerDirectory = AppDirectory,
+                FunctionAppDirectory = AppDirectory,
+                Capabilities = { ["RpcHttpBodyOnly"] = "true", ["TypedDataCollection"] = "true" },
+            },
+        });
+        var init = (await host.ReceiveAsync(Kind.WorkerInitResponse, Timeout)).WorkerInitResponse;
+        Assert.True(init.Result.Status == StatusResult.Types.Status.Success, init.Result.ToString());
+
+        await host.SendAsync(new StreamingMessage
+        {
+            RequestId = Guid.NewGuid().ToString(),
+            FunctionsMetadataRequest = new FunctionsMetadataRequest { FunctionAppDirectory = AppDirectory },
+        });
+        var metadata = (await host.ReceiveAsync(Kind.FunctionMetadataResponse, Timeout)).FunctionMetadataResponse;
+        Assert.True(metadata.Result.Status == StatusResult.Types.Status.Success, metadata.Result.ToString());
+        var function = Assert.Single(metadata.FunctionMetadataResults);
+
+        // The host turns the reported raw bindings into the load request's binding map.
+        var load = new FunctionLoadRequest { FunctionId = function.FunctionId, Metadata = function.Clone() };
+        foreach (var raw in function.RawBindings)
+        {
+            using var binding = JsonDocument.Parse(raw);
+            var root = binding.RootElement;
+            load.Metadata.Bindings[root.GetProperty("name").GetString()!] = new BindingInfo
+            {
+                Type = root.GetProperty("type").GetString(),
+                Direction = root.GetProperty("direction").GetString()!.Equals("In", StringComparison.OrdinalIgnoreCase)
+                    ? BindingInfo.Types.Direction.In : BindingInfo.Types.Direction.Out,
+            };
+        }
+
+        await host.SendAsync(new StreamingMessage { RequestId = Guid.NewGuid().ToString(), FunctionLoadRequest = load });
+        var loaded = (await host.ReceiveAsync(Kind.FunctionLoadResponse, Timeout)).FunctionLoadResponse;
+        Assert.Equal(function.FunctionId, loaded.FunctionId);
+        Assert.True(loaded.Result.Status == StatusResult.Types.Status.Success, loaded.Result.ToString());
+        return function;
+    }
+
+    private static async Task<(string InvocationId, InvocationResponse Response)> InvokeAsync(HostStandIn host, RpcFunctionMetadata function)
+    {
+        const string Timer = """{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}""";
+        var invocationId = Guid.NewGuid().ToString();
+        await host.SendAsync(new StreamingMessage
+        {
+            RequestId = Guid.NewGuid().ToString(),
+            InvocationRequest = new InvocationRequest
+            {
+                InvocationId = invocationId,
+                FunctionId = function.FunctionId,
+                InputData = { new ParameterBinding { Name = "timer", Data = new TypedData { Json = Timer } } },
+                TriggerMetadata =
+                {
+                    ["timer"] = new TypedData { Json = Timer },
+                    ["sys"] = new TypedData { Json = JsonSerializer.Serialize(new { MethodName = function.Name, UtcNow = DateTime.UtcNow, RandGuid = Guid.NewGuid() }) },
+                },
+                TraceContext = new RpcTraceContext
+                {
+                    TraceParent = $"00-{Guid.NewGuid():N}-{Guid.NewGuid().ToString("N")[..16]}-01",
+                    Attributes = { ["OperationName"] = function.Name },
+                },
+                RetryContext = new RetryContext { RetryCount = 0, MaxRetryCount = function.RetryOptions.MaxRetryCount },
+            },
+        });
+        var response = (await host.ReceiveAsync(Kind.InvocationResponse, TimeSpan.FromMinutes(2))).InvocationResponse;
+        Assert.Equal(invocationId, response.InvocationId);
+        return (invocationId, response);
+    }
+}
