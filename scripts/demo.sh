@@ -23,6 +23,8 @@ admin_url=$(scripts/pg.sh start "$pgdir")
 psql=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)/psql
 [ -x "$psql" ] || psql=psql
 "$psql" -q "$admin_url" -c "CREATE DATABASE demo"
+# A session time zone other than UTC, as many servers have: the original schema's timestamps still hold UTC.
+"$psql" -q "$admin_url" -c "ALTER DATABASE demo SET TimeZone = 'America/New_York'"
 db_url=${admin_url%/postgres}/demo
 "$psql" -q "$db_url" -v ON_ERROR_STOP=1 -f scripts/sql/app-tables.sql -f scripts/sql/shopify-expiring-tokens.sql -f scripts/sql/demo-data.sql
 
@@ -51,17 +53,17 @@ done
 fake_url=$(sed -n 's/^Fake platforms listening on //p' "$work/fake.log")
 [ -n "$fake_url" ] || { echo "The fake platforms did not start"; cat "$work/fake.log"; exit 1; }
 
-# Tokens are never shown: a fingerprint (first 8 hex digits of their MD5) shows which changed.
+# Tokens are never shown: a fingerprint (first 8 hex digits of their MD5) shows which changed. The original
+# schema's timestamps are `timestamp` holding UTC; the expiring-token columns are timestamptz.
 show_rows() {
   "$psql" -q "$db_url" -P pager=off -c "
-    SELECT id, left(md5(access_token), 8) AS access_fp, left(md5(refresh_token), 8) AS refresh_fp,
-           to_char(token_expires_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS expires_utc,
-           to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS updated_utc
-    FROM etsy_users ORDER BY id" -c "
+    SELECT user_id, left(md5(access_token), 8) AS access_fp, left(md5(refresh_token), 8) AS refresh_fp,
+           to_char(token_expires_at, 'MM-DD HH24:MI:SS') AS expires_utc, to_char(updated_at, 'MM-DD HH24:MI:SS') AS updated_utc
+    FROM etsy_users ORDER BY user_id" -c "
     SELECT id, shop_domain, left(md5(access_token), 8) AS access_fp, left(md5(refresh_token), 8) AS refresh_fp,
            to_char(token_expires_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS expires_utc,
            to_char(refresh_token_expires_at AT TIME ZONE 'UTC', 'MM-DD') AS refresh_ends,
-           is_active, to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD HH24:MI:SS') AS updated_utc
+           is_active, to_char(updated_at, 'MM-DD HH24:MI:SS') AS updated_utc
     FROM shopify_stores ORDER BY id"
 }
 

@@ -23,7 +23,7 @@ internal static partial class CliApp
           once [--metrics] run one refresh cycle and exit (0: all accounts fine, 1: some failed, 2: could not run)
           run [--metrics]  run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM
                            (--metrics: print the service's metrics after each cycle)
-          refresh (--etsy-user UUID | --shop DOMAIN)
+          refresh (--etsy-user ID | --shop DOMAIN)
                            refresh (through the same row lock) or validate one account now, due or not
           migrate          create or upgrade the service's own table (idempotent)
           status [--json]  accounts due, fine lately, backing off and needing re-authorisation
@@ -50,13 +50,13 @@ internal static partial class CliApp
 
         var force = args switch
         {
-            ["refresh", "--etsy-user", var id] when Guid.TryParse(id, out var guid) => ("etsy-user", guid.ToString()),
+            ["refresh", "--etsy-user", var id] => ("etsy-user", id),
             ["refresh", "--shop", var shop] => ("shop", shop),
             _ => ((string Kind, string Key)?)null,
         };
         if (args is ["refresh", ..] && force is null)
         {
-            stderr.WriteLine("Usage: tokenrefresh refresh (--etsy-user UUID | --shop DOMAIN)");
+            stderr.WriteLine("Usage: tokenrefresh refresh (--etsy-user ID | --shop DOMAIN)");
             return CannotRun;
         }
 
@@ -95,7 +95,7 @@ internal static partial class CliApp
                 ["migrate"] => await MigrateAsync(host.Services, stdout, stop.Token),
                 ["shopify", ..] => await MigrateExpiringCommand.RunAsync(host.Services, migrateExpiring!.Value, stdout, stderr, stop.Token),
                 ["refresh", ..] => await ForceAsync(host.Services, force!.Value, stdout, stderr, stop.Token),
-                _ => await StatusAsync(host.Services, stdout, json: args.Length == 2, stop.Token),
+                _ => await StatusAsync(host.Services, stdout, stderr, json: args.Length == 2, stop.Token),
             };
         }
 
@@ -196,7 +196,7 @@ internal static partial class CliApp
         }
     }
 
-    private static async Task<int> StatusAsync(IServiceProvider services, TextWriter stdout, bool json, CancellationToken cancellationToken)
+    private static async Task<int> StatusAsync(IServiceProvider services, TextWriter stdout, TextWriter stderr, bool json, CancellationToken cancellationToken)
     {
         try
         {
@@ -216,6 +216,11 @@ internal static partial class CliApp
         catch (NpgsqlException e)
         {
             Log.CommandFailed(services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli"), e, "status");
+            return CannotRun;
+        }
+        catch (SchemaException e)
+        {
+            stderr.WriteLine(e.Message);
             return CannotRun;
         }
     }
@@ -242,6 +247,11 @@ internal static partial class CliApp
         catch (NpgsqlException e)
         {
             Log.CommandFailed(services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli"), e, "refresh");
+            return CannotRun;
+        }
+        catch (SchemaException e)
+        {
+            stderr.WriteLine(e.Message);
             return CannotRun;
         }
     }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using TokenRefresh.Persistence;
 using TokenRefresh.Shopify;
 
 namespace TokenRefresh.Cli;
@@ -59,7 +60,7 @@ internal static class MigrateExpiringCommand
                 return CliApp.Success;
             }
         }
-        catch (InvalidOperationException e)
+        catch (SchemaException e)
         {
             stderr.WriteLine(e.Message);
             return CliApp.CannotRun;

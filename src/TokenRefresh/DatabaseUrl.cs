@@ -14,8 +14,8 @@ internal static class DatabaseUrl
             throw Invalid("it names no host");
         }
 
-        // Timestamps without a time zone hold UTC: a UTC session makes both column types compare and store alike.
-        builder.Timezone = "UTC";
+        // No session time zone is forced: a pooler may not pass it on, and the SQL converts timestamps without a
+        // time zone to and from UTC itself (TableShape.At, TableShape.Time), whatever the session's TimeZone.
         if (string.IsNullOrEmpty(builder.ApplicationName))
         {
             builder.ApplicationName = "tokenrefresh";

@@ -1,7 +1,7 @@
 namespace TokenRefresh;
 
 /// <summary>An account found due this cycle. <paramref name="Problem"/> set means: skip it with a warning.</summary>
-public sealed record DueAccount(Guid Id, string? Label = null, string? Problem = null)
+public sealed record DueAccount(string Id, string? Label = null, string? Problem = null)
 {
     /// <summary>Forced by an operator (`tokenrefresh refresh`): due or not, backing off or not; the lock still holds.</summary>
     internal bool Forced { get; init; }

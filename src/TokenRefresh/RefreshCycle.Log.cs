@@ -33,6 +33,9 @@ public sealed partial class RefreshCycle
         [LoggerMessage(12, LogLevel.Error, "{Platform}: the cycle could not run: a table is missing (run `tokenrefresh migrate` for the service's own table); it will be retried")]
         public static partial void TableMissing(ILogger logger, Exception exception, string platform);
 
+        [LoggerMessage(13, LogLevel.Error, "{Platform}: the cycle could not run: {Problem}; it will be retried")]
+        public static partial void SchemaProblem(ILogger logger, string platform, string problem);
+
         [LoggerMessage(9, LogLevel.Warning, "{Platform}: {Reason}, {LeftOver} accounts left for the next cycle")]
         public static partial void Stopping(ILogger logger, string platform, string reason, int leftOver);
 

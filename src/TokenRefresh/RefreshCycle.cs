@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using TokenRefresh.Persistence;
 
 namespace TokenRefresh;
 
@@ -126,6 +127,12 @@ public sealed partial class RefreshCycle
             var why = stopping.IsCancellationRequested ? "shutting down" : claiming.IsCancellationRequested ? "cycle budget spent" : "paused by a 429 past the cycle budget";
             Log.Stopping(_logger, refresher.Platform, why, leftOver);
             return (tally.Summary(leftOver), null);
+        }
+        catch (SchemaException e)
+        {
+            // The main application's table lacks what this platform needs: one line that names it, no stack trace.
+            Log.SchemaProblem(_logger, refresher.Platform, e.Message);
+            return (tally.Summary(0) with { Crashed = true }, e);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
         {

@@ -72,6 +72,7 @@ public static class TokenRefreshExtensions
             .AddResilienceHandler("shopify", pipeline => pipeline.AddTimeout(options.HttpTimeout));
 
         services.AddKeyedSingleton<RateGate>("Etsy");
+        services.AddSingleton<AppTables>();
         services.AddSingleton<ShopifySchema>();
         services.AddSingleton<PairWriter>();
 

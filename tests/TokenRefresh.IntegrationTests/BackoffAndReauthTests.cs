@@ -41,7 +41,7 @@ public sealed class BackoffAndReauthTests : HarnessTests
 
         // The user connects again: the main application stores a new refresh token.
         var fresh = H.Fake.Etsy.AddAccount(1);
-        await H.Db.ExecuteAsync("UPDATE etsy_users SET refresh_token = @fresh WHERE id = @id", new { fresh, id });
+        await H.Db.ExecuteAsync($"UPDATE etsy_users SET refresh_token = @fresh WHERE {H.Db.EtsyKey} = @id", new { fresh, id });
         var (third, _) = await H.RunCycleAsync();
 
         Assert.Equal("Etsy: 1/1 refreshed, 0 failed", third.Platforms[0].ToString());
@@ -153,7 +153,7 @@ public sealed class BackoffAndReauthTests : HarnessTests
     {
         var (limitedId, limited) = await DueUserAsync(1);
         var (_, next) = await DueUserAsync(2);
-        await H.Db.ExecuteAsync("UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE id = @limitedId", new { limitedId });
+        await H.Db.ExecuteAsync($"UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE {H.Db.EtsyKey} = @limitedId", new { limitedId });
         H.Fake.Etsy.RetryAfterSeconds = 1;
         H.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
         H.Time = null; // real time: the pause is a real wait
@@ -175,7 +175,7 @@ public sealed class BackoffAndReauthTests : HarnessTests
     {
         var (limitedId, limited) = await DueUserAsync(1);
         var (_, next) = await DueUserAsync(2);
-        await H.Db.ExecuteAsync("UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE id = @limitedId", new { limitedId });
+        await H.Db.ExecuteAsync($"UPDATE etsy_users SET token_expires_at = token_expires_at - interval '1 minute' WHERE {H.Db.EtsyKey} = @limitedId", new { limitedId });
         H.Fake.Etsy.RetryAfterSeconds = 3600;
         H.Fake.Etsy.SetFault(limited, FakeFault.RateLimited);
         H.Settings["REFRESH_MAX_CONCURRENCY"] = "1";

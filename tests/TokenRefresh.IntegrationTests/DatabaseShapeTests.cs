@@ -1,22 +1,21 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using TokenRefresh.IntegrationTests.Infrastructure;
 
 namespace TokenRefresh.IntegrationTests;
 
-/// <summary>The main application's tables as they may really be: other column types, more columns, NULLs.</summary>
+/// <summary>
+/// The main application's tables as they really are: the original schema (etsy_users keyed user_id, timestamps
+/// without time zone holding UTC, a session time zone that is not UTC), their own columns, NULLs, and tables that
+/// lack what the service needs.
+/// </summary>
 public sealed class DatabaseShapeTests : HarnessTests
 {
-
-
     [Fact]
-    public async Task Cycle_TimestampWithoutTimeZoneHoldingUtc_ComparesAndStoresInUtc()
+    public async Task Cycle_OriginalSchemaWithANonUtcSession_ComparesAndStoresInUtc()
     {
-        await H.Db.ExecuteAsync("""
-            ALTER TABLE etsy_users ALTER COLUMN token_expires_at TYPE timestamp USING token_expires_at AT TIME ZONE 'UTC';
-            ALTER TABLE etsy_users ALTER COLUMN updated_at TYPE timestamp USING updated_at AT TIME ZONE 'UTC';
-            ALTER TABLE shopify_stores ALTER COLUMN updated_at TYPE timestamp USING updated_at AT TIME ZONE 'UTC';
-            """);
-        await H.Db.ExecuteAsync($"ALTER DATABASE {H.Db.Name} SET timezone TO 'America/Los_Angeles'");
+        Assert.Equal(TestDatabase.SessionTimeZone, await ServiceSessionTimeZoneAsync());
         var dueRefresh = H.Fake.Etsy.AddAccount(1);
         var laterRefresh = H.Fake.Etsy.AddAccount(2);
         // Written as UTC wall-clock values, as the main application does for this column type.
@@ -29,9 +28,9 @@ public sealed class DatabaseShapeTests : HarnessTests
 
         await H.RunCycleAsync();
 
-        var wallClock = await H.Db.ScalarAsync<DateTime>("SELECT token_expires_at FROM etsy_users WHERE id = @due", new { due });
+        var wallClock = await H.Db.ScalarAsync<DateTime>("SELECT token_expires_at FROM etsy_users WHERE user_id = @due", new { due });
         Assert.InRange(wallClock, before.AddSeconds(3595), DateTime.UtcNow.AddSeconds(3605));
-        var updated = await H.Db.ScalarAsync<DateTime>("SELECT updated_at FROM etsy_users WHERE id = @due", new { due });
+        var updated = await H.Db.ScalarAsync<DateTime>("SELECT updated_at FROM etsy_users WHERE user_id = @due", new { due });
         Assert.InRange(updated, before.AddSeconds(-5), DateTime.UtcNow.AddSeconds(5));
         Assert.Equal(0, H.Fake.Etsy.CallsFor(laterRefresh));
         Assert.Equal(laterRefresh, (await H.Db.GetEtsyUserAsync(later)).RefreshToken);
@@ -39,28 +38,35 @@ public sealed class DatabaseShapeTests : HarnessTests
         Assert.InRange(storeUpdated, before.AddSeconds(-5), DateTime.UtcNow.AddSeconds(5));
     }
 
-    [Fact]
-    public async Task Cycle_TablesWithTheApplicationsOwnColumns_LeavesThemUntouched()
+    private async Task<string> ServiceSessionTimeZoneAsync()
     {
-        await H.Db.ExecuteAsync("""
-            ALTER TABLE etsy_users ADD COLUMN email text NOT NULL DEFAULT 'a@example.com',
-                                   ADD COLUMN shop_id bigint, ADD COLUMN created_at timestamptz DEFAULT '2025-05-05';
-            ALTER TABLE shopify_stores ADD COLUMN plan text DEFAULT 'basic', ADD COLUMN user_id uuid;
-            """);
+        await using var db = Npgsql.NpgsqlDataSource.Create(DatabaseUrl.Parse(H.Db.Url).ConnectionString);
+        await using var connection = await db.OpenConnectionAsync();
+        await using var command = new Npgsql.NpgsqlCommand("SHOW TimeZone", connection);
+        return (string)(await command.ExecuteScalarAsync())!;
+    }
+
+    [Fact]
+    public async Task Cycle_TheApplicationsOwnColumns_AreLeftUntouched()
+    {
         var refresh = H.Fake.Etsy.AddAccount(7);
         var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
-        await H.Db.ExecuteAsync("UPDATE etsy_users SET email = 'seller@example.com', shop_id = 42 WHERE id = @id", new { id });
+        await H.Db.ExecuteAsync(
+            "UPDATE etsy_users SET etsy_user_id = 42, shop_name = 'Seller', created_at = '2025-05-05' WHERE user_id = @id", new { id });
         H.Fake.Shopify.AddStore("x.myshopify.com", "shpat_x");
         var store = await H.Db.AddShopifyStoreAsync("x.myshopify.com", "shpat_x");
+        await H.Db.ExecuteAsync("UPDATE shopify_stores SET scope = 'read_orders', installed_at = '2025-06-06' WHERE id = @store", new { store });
         H.Fake.Shopify.RevokeAccessToken("x.myshopify.com");
 
         var (summary, _) = await H.RunCycleAsync();
 
         Assert.False(summary.AnyFailed);
-        Assert.Equal("seller@example.com|42|2025-05-05", await H.Db.ScalarAsync<string>(
-            "SELECT email || '|' || shop_id || '|' || to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM etsy_users WHERE id = @id", new { id }));
-        Assert.Equal("basic", await H.Db.ScalarAsync<string>("SELECT plan FROM shopify_stores WHERE id = @store", new { store }));
+        Assert.Equal("42|Seller|2025-05-05", await H.Db.ScalarAsync<string>(
+            "SELECT etsy_user_id || '|' || shop_name || '|' || to_char(created_at, 'YYYY-MM-DD') FROM etsy_users WHERE user_id = @id", new { id }));
+        Assert.Equal("read_orders|2025-06-06", await H.Db.ScalarAsync<string>(
+            "SELECT scope || '|' || to_char(installed_at, 'YYYY-MM-DD') FROM shopify_stores WHERE id = @store", new { store }));
         Assert.NotEqual(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.False((await H.Db.GetShopifyStoreAsync(store)).IsActive);
     }
 
     [Fact]
@@ -83,5 +89,76 @@ public sealed class DatabaseShapeTests : HarnessTests
         Assert.DoesNotContain(logs, l => l.Message.Contains(noRefresh.ToString(), StringComparison.Ordinal));
         Assert.NotEqual(refresh, (await H.Db.GetEtsyUserAsync(fine)).RefreshToken);
         Assert.Null((await H.Db.GetEtsyUserAsync(noExpiry)).ExpiresAt);
+    }
+
+    [Theory]
+    [InlineData("ALTER TABLE etsy_users DROP CONSTRAINT etsy_users_pkey; ALTER TABLE etsy_users ADD PRIMARY KEY (user_id, created_at)",
+        "etsy_users: its primary key has 2 columns (user_id, created_at); the service needs a single-column primary key", true)]
+    [InlineData("ALTER TABLE etsy_users DROP CONSTRAINT etsy_users_pkey",
+        "etsy_users: no primary key; the service needs a single-column primary key to tell its rows apart", true)]
+    [InlineData("ALTER TABLE etsy_users RENAME COLUMN token_expires_at TO expires_at",
+        "etsy_users: no column token_expires_at", true)]
+    [InlineData("ALTER TABLE etsy_users ALTER COLUMN token_expires_at TYPE text",
+        "etsy_users.token_expires_at is text; the service needs timestamptz, or timestamp holding UTC", true)]
+    [InlineData("REVOKE UPDATE (access_token) ON etsy_users FROM tokenrefresh",
+        "etsy_users.access_token: this role cannot update it; apply scripts/sql/service-grants.sql", false)]
+    [InlineData("ALTER TABLE etsy_users ALTER COLUMN user_id DROP DEFAULT; ALTER TABLE etsy_users ALTER COLUMN user_id TYPE numeric USING 1",
+        "etsy_users.user_id, its primary key, is numeric; the service needs a uuid, text, varchar, integer or bigint key", true)]
+    public async Task Cycle_TableLacksWhatEtsyNeeds_StopsThatPlatformWithOneLineNamingIt_AndSendsNothing(string change, string line, bool statusNeedsIt)
+    {
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        if (!change.Contains("numeric", StringComparison.Ordinal))
+        {
+            await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        }
+
+        H.Fake.Shopify.AddStore("fine.myshopify.com", "shpat_fine");
+        await H.Db.AddShopifyStoreAsync("fine.myshopify.com", "shpat_fine");
+        await H.Db.ExecuteAsync(change);
+
+        using var host = H.BuildHost();
+        var e = await Assert.ThrowsAsync<CycleFailedException>(() => host.Services.GetRequiredService<RefreshCycle>().RunAsync());
+        var logs = host.Services.GetFakeLogCollector().GetSnapshot();
+        var (status, _, statusErr) = await CliProcess.RunAsync(["status"], H.Settings);
+
+        var error = Assert.Single(logs, l => l.Level >= LogLevel.Error && l.Message.StartsWith("Etsy:", StringComparison.Ordinal));
+        Assert.Equal($"Etsy: the cycle could not run: {line}; it will be retried", error.Message);
+        Assert.Null(error.Exception);
+        Assert.DoesNotContain(logs, l => l.Exception is Npgsql.PostgresException);
+        Assert.Equal(0, H.Fake.Etsy.TotalCalls);
+        Assert.Equal("Shopify: 1/1 validated, 0 deactivated, 0 failed", e.Summary.Platforms[1].ToString());
+        // `status` only reads: it stops on what it reads, and runs when only a written column is out of reach.
+        Assert.Equal(statusNeedsIt ? (2, line) : (0, ""), (status, statusNeedsIt ? statusErr.Trim() : ""));
+        Assert.Equal(statusNeedsIt, statusErr.Contains(line, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Cycle_MainApplicationMigratesBetweenCycles_TakesEffectWithoutARestart()
+    {
+        H.Fake.Shopify.AddStore("classic.myshopify.com", "shpat_classic");
+        await H.Db.AddShopifyStoreAsync("classic.myshopify.com", "shpat_classic");
+        var first = await H.Db.AddEtsyUserAsync(H.Fake.Etsy.AddAccount(1), DateTimeOffset.UtcNow.AddMinutes(1));
+        using var host = H.BuildHost();
+        var before = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+
+        // The main application adopts expiring Shopify tokens and moves etsy_users to timestamptz, while the service runs.
+        await H.Db.AddExpiringColumnsAsync();
+        var (access, refresh) = H.Fake.Shopify.AddExpiringStore("fresh.myshopify.com");
+        var store = await H.Db.AddExpiringStoreAsync("fresh.myshopify.com", access, refresh, DateTimeOffset.UtcNow.AddMinutes(2), DateTimeOffset.UtcNow.AddDays(60));
+        await H.Db.ExecuteAsync("""
+            ALTER TABLE etsy_users ALTER COLUMN token_expires_at TYPE timestamptz USING token_expires_at AT TIME ZONE 'UTC',
+                                   ALTER COLUMN updated_at TYPE timestamptz USING updated_at AT TIME ZONE 'UTC'
+            """);
+        var second = await H.Db.AddEtsyUserAsync(H.Fake.Etsy.AddAccount(2), DateTimeOffset.UtcNow.AddMinutes(3));
+        var after = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+
+        Assert.Equal("Etsy: 1/1 refreshed, 0 failed; Shopify: 1/1 validated, 0 deactivated, 0 failed", before.ToString());
+        Assert.Equal("Etsy: 1/1 refreshed, 0 failed; Shopify: 1/1 validated, 0 deactivated, 0 failed; Shopify expiring: 1/1 refreshed, 0 failed", after.ToString());
+        Assert.NotEqual(refresh, (await H.Db.GetExpiringStoreAsync(store)).RefreshToken);
+        Assert.InRange((await H.Db.GetEtsyUserAsync(second)).ExpiresAt!.Value, DateTime.UtcNow.AddSeconds(3500), DateTime.UtcNow.AddSeconds(3605));
+        Assert.InRange((await H.Db.GetEtsyUserAsync(first)).ExpiresAt!.Value, DateTime.UtcNow.AddSeconds(3500), DateTime.UtcNow.AddSeconds(3605));
+        var logs = host.Services.GetFakeLogCollector().GetSnapshot();
+        Assert.Single(logs, l => l.Message.Contains("support is off", StringComparison.Ordinal));
+        Assert.Single(logs, l => l.Message.Contains("expiring offline tokens: supported", StringComparison.Ordinal));
     }
 }

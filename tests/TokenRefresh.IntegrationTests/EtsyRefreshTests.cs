@@ -149,7 +149,7 @@ public sealed class EtsyRefreshTests : HarnessTests
             CREATE FUNCTION reject_update() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'injected failure'; END $$;
             CREATE TRIGGER reject_update BEFORE UPDATE ON etsy_users
-            FOR EACH ROW WHEN (OLD.id = '{{badId}}') EXECUTE FUNCTION reject_update();
+            FOR EACH ROW WHEN (OLD.{{H.Db.EtsyKey}} = '{{badId}}') EXECUTE FUNCTION reject_update();
             """);
         var before = await H.Db.GetEtsyUserAsync(badId);
 
@@ -169,7 +169,7 @@ public sealed class EtsyRefreshTests : HarnessTests
         var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(1));
         await using var other = await H.Db.OpenAsync();
         await using var tx = await other.BeginTransactionAsync();
-        await using (var command = new Npgsql.NpgsqlCommand($"SELECT 1 FROM etsy_users WHERE id = '{id}' FOR UPDATE", other, tx))
+        await using (var command = new Npgsql.NpgsqlCommand($"SELECT 1 FROM etsy_users WHERE {H.Db.EtsyKey} = '{id}' FOR UPDATE", other, tx))
         {
             await command.ExecuteScalarAsync();
         }

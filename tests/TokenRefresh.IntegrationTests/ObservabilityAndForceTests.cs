@@ -154,7 +154,7 @@ public sealed class ObservabilityAndForceTests : HarnessTests
         var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(50));
         await H.Db.ExecuteAsync(
             "INSERT INTO token_refresh_state (platform, account_id, consecutive_failures, next_attempt_at, token_hash) VALUES ('etsy', @id, 3, now() + interval '1 hour', encode(sha256(convert_to(@refresh, 'UTF8')), 'hex'))",
-            new { id, refresh });
+            new { id = id.ToString(), refresh });
 
         var (code, stdout, stderr) = await CliProcess.RunAsync(["refresh", "--etsy-user", id.ToString()], H.Settings);
 

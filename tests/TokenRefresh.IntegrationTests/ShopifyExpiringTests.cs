@@ -123,7 +123,7 @@ public sealed class ShopifyExpiringTests : HarnessTests
         var (id, _, _) = await ExpiringStoreAsync("ending.myshopify.com", TimeSpan.FromMinutes(50), TimeSpan.FromDays(3));
         var etsy = await H.Db.AddEtsyUserAsync(H.Fake.Etsy.AddAccount(1), DateTimeOffset.UtcNow.AddMinutes(50));
         await H.Db.ExecuteAsync(
-            "INSERT INTO token_refresh_state (platform, account_id, last_success_at) VALUES ('etsy', @etsy, now() - interval '85 days')", new { etsy });
+            "INSERT INTO token_refresh_state (platform, account_id, last_success_at) VALUES ('etsy', @etsy, now() - interval '85 days')", new { etsy = etsy.ToString() });
         using var host = H.BuildHost();
 
         await host.Services.GetRequiredService<RefreshCycle>().RunAsync();

@@ -52,11 +52,11 @@ public sealed class DatabaseUrlTests
     }
 
     [Fact]
-    public void Parse_AnyForm_ForcesUtcSessionAndNamesTheApplication()
+    public void Parse_AnyForm_LeavesTheSessionTimeZoneAloneAndNamesTheApplication()
     {
         var b = DatabaseUrl.Parse("postgresql://u:p@h/d");
 
-        Assert.Equal("UTC", b.Timezone);
+        Assert.Null(b.Timezone);
         Assert.Equal("tokenrefresh", b.ApplicationName);
     }
 

@@ -51,8 +51,8 @@ public sealed class RefreshCycleTests
     [Fact]
     public async Task RunAsync_OneAccountThrows_OthersStillRun()
     {
-        var a = new DueAccount(Guid.NewGuid());
-        var b = new DueAccount(Guid.NewGuid());
+        var a = new DueAccount(Guid.NewGuid().ToString());
+        var b = new DueAccount(Guid.NewGuid().ToString());
         var p = Platform("Etsy", a, b);
         p.ProcessAsync(a, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).ThrowsAsync(new InvalidOperationException("boom"));
 
@@ -67,7 +67,7 @@ public sealed class RefreshCycleTests
     [Fact]
     public async Task RunAsync_AccountWithProblem_IsSkippedWithAWarningAndNeverProcessed()
     {
-        var bad = new DueAccount(Guid.NewGuid(), Problem: "token_expires_at is NULL");
+        var bad = new DueAccount(Guid.NewGuid().ToString(), Problem: "token_expires_at is NULL");
         var p = Platform("Etsy", bad);
 
         var summary = await Cycle(p).RunAsync();
@@ -82,7 +82,7 @@ public sealed class RefreshCycleTests
     {
         var broken = Platform("Etsy");
         broken.CountDueAsync(Arg.Any<CancellationToken>()).ThrowsAsync(new TimeoutException("database unreachable"));
-        var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid()));
+        var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid().ToString()));
 
         var e = await Assert.ThrowsAsync<CycleFailedException>(() => Cycle(broken, shopify).RunAsync());
 
@@ -95,8 +95,8 @@ public sealed class RefreshCycleTests
     public async Task RunAsync_StopRequested_ClaimsNoMoreAccountsAndSaysHowManyAreLeft()
     {
         using var stop = new CancellationTokenSource();
-        var first = new DueAccount(Guid.NewGuid());
-        var p = Platform("Etsy", first, new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
+        var first = new DueAccount(Guid.NewGuid().ToString());
+        var p = Platform("Etsy", first, new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
         p.ProcessAsync(first, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ =>
         {
             stop.Cancel();
@@ -114,10 +114,10 @@ public sealed class RefreshCycleTests
     [Fact]
     public async Task RunAsync_DeferredAccount_StopsClaimingForThatPlatformOnly_RestIsLeftOver()
     {
-        var first = new DueAccount(Guid.NewGuid());
-        var etsy = Platform("Etsy", first, new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
+        var first = new DueAccount(Guid.NewGuid().ToString());
+        var etsy = Platform("Etsy", first, new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
         etsy.ProcessAsync(first, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Defer("paused"));
-        var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
+        var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
 
         var summary = await Cycle(etsy, shopify).RunAsync();
 
@@ -130,7 +130,7 @@ public sealed class RefreshCycleTests
     [Fact]
     public async Task RunAsync_Summary_IsOneEventWithNamedCounts()
     {
-        var p = Platform("Etsy", new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
+        var p = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
         p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
             .Returns(AccountResult.Success(Outcome.Refreshed), AccountResult.TransientFailure("timeout"));
 
@@ -151,8 +151,8 @@ public sealed class RefreshCycleTests
     [Fact]
     public async Task RunAsync_BudgetSpent_LeavesTheRestForTheNextCycleAndSaysSo()
     {
-        var first = new DueAccount(Guid.NewGuid());
-        var p = Platform("Etsy", first, new DueAccount(Guid.NewGuid()), new DueAccount(Guid.NewGuid()));
+        var first = new DueAccount(Guid.NewGuid().ToString());
+        var p = Platform("Etsy", first, new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
         DateTimeOffset deadline = default;
         p.ProcessAsync(first, Arg.Do<DateTimeOffset>(d => deadline = d), Arg.Any<CancellationToken>()).Returns(_ =>
         {
@@ -172,7 +172,7 @@ public sealed class RefreshCycleTests
     [Fact]
     public async Task RunAsync_PlatformNotEnabled_IsLeftOutOfTheSummary()
     {
-        var off = Platform("Shopify expiring", new DueAccount(Guid.NewGuid()));
+        var off = Platform("Shopify expiring", new DueAccount(Guid.NewGuid().ToString()));
         off.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(false);
 
         var summary = await Cycle(Platform("Etsy"), off).RunAsync();
@@ -191,7 +191,7 @@ public sealed class RefreshCycleTests
         var reachedFour = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         IPlatformRefresher Busy(string name)
         {
-            var p = Platform(name, Enumerable.Range(0, 10).Select(_ => new DueAccount(Guid.NewGuid())).ToArray());
+            var p = Platform(name, Enumerable.Range(0, 10).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray());
             p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(async _ =>
             {
                 var now = Interlocked.Increment(ref inFlight);

@@ -1,21 +1,24 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using TokenRefresh.OAuth;
+using TokenRefresh.Persistence;
 
 namespace TokenRefresh.Etsy;
 
 /// <summary>Etsy for the shared OAuth2 refresh mechanism: the etsy_users table, its token endpoint, one pause for the whole API key.</summary>
-internal sealed class EtsyPlatform(EtsyClient client, [FromKeyedServices("Etsy")] RateGate gate, IOptions<TokenRefreshOptions> options) : IRefreshTokenPlatform
+internal sealed class EtsyPlatform(
+    EtsyClient client, AppTables tables, [FromKeyedServices("Etsy")] RateGate gate, IOptions<TokenRefreshOptions> options) : IRefreshTokenPlatform
 {
+    // Keyed by user_id in the original service's schema; the key is read from the catalog, whatever its name.
     // Etsy says nothing of the refresh token's life: 90 days from the refresh that issued it, i.e. the last success.
     private static readonly TokenTable EtsyUsers = new(
-        Name: "etsy_users",
-        KeyKind: "etsy-user",
-        KeyColumn: "a.id::text",
-        ActiveFilter: "true",
-        LabelColumn: null,
-        RefreshExpiryColumn: null,
-        RefreshTokenExpirySql: "(s.last_success_at + interval '90 days')");
+        Name: "etsy_users", KeyKind: "etsy-user", LookupColumn: null, LabelColumn: null, ActiveColumn: null, RefreshExpiryColumn: null);
+
+    private static readonly Need[] Columns =
+    [
+        new("access_token", Read: false, Written: true), new("refresh_token", Written: true), new("token_expires_at", Written: true),
+        new("updated_at", Read: false, Written: true),
+    ];
 
     public string Platform => "Etsy";
 
@@ -29,7 +32,7 @@ internal sealed class EtsyPlatform(EtsyClient client, [FromKeyedServices("Etsy")
 
     public RateGate? Gate => gate;
 
-    public Task<bool> IsEnabledAsync(CancellationToken cancellationToken) => Task.FromResult(true);
+    public async Task<TableShape?> ShapeAsync(CancellationToken cancellationToken) => await tables.ReadAsync(EtsyUsers.Name, Columns, [], cancellationToken);
 
     public string? Problem(string? label) => null;
 

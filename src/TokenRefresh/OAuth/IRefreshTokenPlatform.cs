@@ -1,18 +1,24 @@
+using TokenRefresh.Persistence;
+
 namespace TokenRefresh.OAuth;
 
 /// <summary>
-/// Where a platform keeps its tokens. The main application's tables share the column names
-/// access_token, refresh_token, token_expires_at and updated_at; the rest differs per table.
-/// Every fragment is a constant of ours, never input.
+/// Where a platform keeps its tokens. The main application's tables share the column names access_token,
+/// refresh_token, token_expires_at and updated_at; the key column and types are read from the catalog
+/// (<see cref="TableShape"/>). Every name here is a constant of ours, never input.
 /// </summary>
+/// <param name="KeyKind">How an operator names an account of this table (`tokenrefresh refresh --etsy-user|--shop`).</param>
+/// <param name="LookupColumn">The column that <paramref name="KeyKind"/> names; null: the primary key.</param>
+/// <param name="LabelColumn">What log lines name an account by, besides its key (a shop domain); null: none.</param>
+/// <param name="ActiveColumn">A boolean column that must be true for the account to be refreshed; null: every row.</param>
+/// <param name="RefreshExpiryColumn">Where the refresh token's end is kept; null: 90 days after the last success.</param>
 internal sealed record TokenTable(
     string Name,
     string KeyKind,
-    string KeyColumn,
-    string ActiveFilter,
+    string? LookupColumn,
     string? LabelColumn,
-    string? RefreshExpiryColumn,
-    string RefreshTokenExpirySql);
+    string? ActiveColumn,
+    string? RefreshExpiryColumn);
 
 /// <summary>
 /// One OAuth2 platform whose access tokens are refreshed with a rotating refresh token. A platform
@@ -38,8 +44,12 @@ internal interface IRefreshTokenPlatform
     /// <summary>A process-wide pause after a 429, for platforms whose limits are per API key; null when they are per account.</summary>
     RateGate? Gate { get; }
 
-    /// <summary>False when the main application's table cannot hold this platform's tokens (columns missing).</summary>
-    Task<bool> IsEnabledAsync(CancellationToken cancellationToken);
+    /// <summary>
+    /// The table as it is now (read from the catalog each cycle), or null when it cannot hold this platform's tokens
+    /// and the platform is off (e.g. the optional Shopify expiring-token columns are missing).
+    /// </summary>
+    /// <exception cref="SchemaException">The table lacks what the platform must have.</exception>
+    Task<TableShape?> ShapeAsync(CancellationToken cancellationToken);
 
     /// <summary>Why an account cannot be called (e.g. an invalid shop domain), or null.</summary>
     string? Problem(string? label);

@@ -27,21 +27,38 @@ internal sealed partial class OAuthRefresher(
 
     private readonly TokenTable _t = platform.Table;
 
+    /// <summary>The table as the catalog described it at the start of this cycle (refreshers are made per cycle).</summary>
+    private TableShape? _shape;
+
     public string Platform => platform.Platform;
 
     public Outcome SuccessOutcome => Outcome.Refreshed;
 
-    private string Label => _t.LabelColumn ?? "NULL";
+    private TableShape T => _shape ?? throw new InvalidOperationException("The table's shape is read first (IsEnabledAsync).");
+
+    private string Key => T.Key("a");
+
+    private string Id => T.Id("a");
+
+    private string Label => _t.LabelColumn is { } label ? $"a.{label}" : "NULL";
+
+    private string Active => _t.ActiveColumn is { } active ? $"a.{active}" : "true";
 
     private string Join => $"""
         FROM {_t.Name} a
-        LEFT JOIN token_refresh_state s ON s.platform = '{platform.StateKey}' AND s.account_id = a.id
+        LEFT JOIN token_refresh_state s ON s.platform = '{platform.StateKey}' AND s.account_id = {Id}
         """;
 
-    public Task<bool> IsEnabledAsync(CancellationToken cancellationToken) => platform.IsEnabledAsync(cancellationToken);
+    // When the refresh token ends: its own column, or (Etsy says nothing of its life) 90 days after the refresh that issued it.
+    private string RefreshTokenExpiry => _t.RefreshExpiryColumn is { } column ? T.Time("a", column) : "(s.last_success_at + interval '90 days')";
+
+    private string RefreshTokenExpiryAt(string parameter) =>
+        _t.RefreshExpiryColumn is { } column ? $"a.{column} <= {T.At(column, parameter)}" : $"{RefreshTokenExpiry} <= {parameter}";
+
+    public async Task<bool> IsEnabledAsync(CancellationToken cancellationToken) => (_shape = await platform.ShapeAsync(cancellationToken)) is not null;
 
     private string DueFilter => $"""
-        {_t.ActiveFilter} AND a.refresh_token IS NOT NULL AND {AccountState.EligibleSql("a.refresh_token")}
+        {Active} AND a.refresh_token IS NOT NULL AND {AccountState.EligibleSql("a.refresh_token")}
         """;
 
     public Task<int> CountDueAsync(CancellationToken cancellationToken) =>
@@ -52,15 +69,15 @@ internal sealed partial class OAuthRefresher(
         var sql = $"""
             SELECT count(*)::int
             {Join}
-            WHERE {DueFilter} AND (a.token_expires_at <= @DueBefore OR a.token_expires_at IS NULL)
+            WHERE {DueFilter} AND (a.token_expires_at <= {T.At("token_expires_at", "@DueBefore")} OR a.token_expires_at IS NULL)
             """;
         var now = time.GetUtcNow();
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         await WarnAboutExpiringRefreshTokensAsync(connection, now, cancellationToken);
         var reauthSql = $"""
             SELECT count(*)
-            FROM token_refresh_state s JOIN {_t.Name} a ON a.id = s.account_id
-            WHERE s.platform = '{platform.StateKey}' AND s.needs_reauth AND {_t.ActiveFilter}
+            FROM token_refresh_state s JOIN {_t.Name} a ON {Id} = s.account_id
+            WHERE s.platform = '{platform.StateKey}' AND s.needs_reauth AND {Active}
               AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
             """;
         metrics.NeedsReauth(platform.Platform, await connection.ExecuteScalarAsync<long>(new CommandDefinition(reauthSql, cancellationToken: cancellationToken)));
@@ -72,29 +89,30 @@ internal sealed partial class OAuthRefresher(
     {
         // Soonest expiry first, then the rows without an expiry (skipped with a warning).
         var dueSql = $"""
-            SELECT a.id AS Id, {Label} AS Label, a.token_expires_at AS ExpiresAt
+            SELECT {Id} AS Id, {Label} AS Label, {T.Time("a", "token_expires_at")} AS ExpiresAt
             {Join}
-            WHERE {DueFilter} AND a.token_expires_at <= @DueBefore AND (a.token_expires_at, a.id) > (@AfterExpiry, @AfterId)
-            ORDER BY a.token_expires_at, a.id
+            WHERE {DueFilter} AND a.token_expires_at <= {T.At("token_expires_at", "@DueBefore")}
+              AND (@AfterId::text IS NULL OR (a.token_expires_at, {Key}) > ({T.At("token_expires_at", "@AfterExpiry")}, {T.IdParam("@AfterId")}))
+            ORDER BY a.token_expires_at, {Key}
             LIMIT {Paging.PageSize}
             """;
         var noExpirySql = $"""
-            SELECT a.id AS Id, {Label} AS Label, NULL::timestamptz AS ExpiresAt
+            SELECT {Id} AS Id, {Label} AS Label, NULL::timestamptz AS ExpiresAt
             {Join}
-            WHERE {DueFilter} AND a.token_expires_at IS NULL AND a.id > @AfterId
-            ORDER BY a.id
+            WHERE {DueFilter} AND a.token_expires_at IS NULL AND {T.After("a", "@AfterId")}
+            ORDER BY {Key}
             LIMIT {Paging.PageSize}
             """;
         var now = time.GetUtcNow();
-        var first = new DuePage(Guid.Empty, null, new DateTimeOffset(1900, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var first = new DuePage(null, null, null);
         await foreach (var row in Paging.ReadAsync<DuePage>(last => PageAsync(dueSql, last ?? first, now)).WithCancellation(cancellationToken))
         {
-            yield return new DueAccount(row.Id, row.Label, platform.Problem(row.Label));
+            yield return new DueAccount(row.Id!, row.Label, platform.Problem(row.Label));
         }
 
         await foreach (var row in Paging.ReadAsync<DuePage>(last => PageAsync(noExpirySql, last ?? first, now)).WithCancellation(cancellationToken))
         {
-            yield return new DueAccount(row.Id, row.Label, "token_expires_at is NULL");
+            yield return new DueAccount(row.Id!, row.Label, "token_expires_at is NULL");
         }
 
         Task<IReadOnlyList<DuePage>> PageAsync(string sql, DuePage after, DateTimeOffset at) => DatabaseRetry.ReadAsync<IReadOnlyList<DuePage>>(time, async ct =>
@@ -106,23 +124,32 @@ internal sealed partial class OAuthRefresher(
         }, cancellationToken).AsTask();
     }
 
-    private sealed record DuePage(Guid Id, string? Label, DateTimeOffset? ExpiresAt);
+    private sealed record DuePage(string? Id, string? Label, DateTimeOffset? ExpiresAt);
 
     public async Task<DueAccount?> FindAccountAsync(string kind, string key, CancellationToken cancellationToken)
     {
-        if (kind != _t.KeyKind || !await platform.IsEnabledAsync(cancellationToken))
+        if (kind != _t.KeyKind || !await IsEnabledAsync(cancellationToken))
         {
             return null;
         }
 
+        // Compared as text, an id that is not of the key's type simply matches nothing; a uuid in any case matches.
+        var lookup = _t.LookupColumn is { } column ? $"a.{column}" : Id;
+        key = _t.LookupColumn is null && Guid.TryParse(key, out var uuid) ? uuid.ToString() : key;
         var sql = $"""
-            SELECT a.id AS Id, {Label} AS Label
+            SELECT {Id} AS Id, {Label} AS Label
             FROM {_t.Name} a
-            WHERE {_t.ActiveFilter} AND a.refresh_token IS NOT NULL AND {_t.KeyColumn} = @Key
+            WHERE {Active} AND a.refresh_token IS NOT NULL AND {lookup} = @Key
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var row = await connection.QuerySingleOrDefaultAsync<(Guid Id, string? Label)?>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken));
-        return row is { } r ? new DueAccount(r.Id, r.Label, platform.Problem(r.Label)) { Forced = true } : null;
+        var rows = (await connection.QueryAsync<(string Id, string? Label)>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken))).ToList();
+        return rows switch
+        {
+            [] => null,
+            [var r] => new DueAccount(r.Id, r.Label, platform.Problem(r.Label)) { Forced = true },
+            // The main application's table does not make shop_domain unique: name no row rather than a random one.
+            [var r, ..] => new DueAccount(r.Id, r.Label, $"{rows.Count} rows of {_t.Name} match {key}") { Forced = true },
+        };
     }
 
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
@@ -142,11 +169,11 @@ internal sealed partial class OAuthRefresher(
         // The lock is held from the re-check until the new pair is stored, so no other process sends the same refresh
         // token. Due-ness is re-checked under the lock; the state is read after it (see ClaimTokenAsync) and checked here.
         // Refreshed already in this cycle: never twice, whatever the margin.
-        var due = account.Forced ? "" : "AND a.token_expires_at <= @DueBefore AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart)";
+        var due = account.Forced ? "" : $"AND a.token_expires_at <= {T.At("token_expires_at", "@DueBefore")} AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart)";
         var lockSql = $"""
-            SELECT a.id AS Id, a.refresh_token AS Token
+            SELECT {Id} AS Id, a.refresh_token AS Token
             {Join}
-            WHERE a.id = @Id AND {_t.ActiveFilter} AND a.refresh_token IS NOT NULL {due}
+            WHERE {Key} = {T.IdParam("@Id")} AND {Active} AND a.refresh_token IS NOT NULL {due}
             FOR UPDATE OF a SKIP LOCKED
             """;
         var now = time.GetUtcNow();
@@ -197,13 +224,14 @@ internal sealed partial class OAuthRefresher(
             Log.LifetimeAssumed(logger, platform.Platform, account, platform.AssumedLifetime.TotalMinutes);
         }
 
-        var refreshExpiry = _t.RefreshExpiryColumn is { } column ? $", {column} = @RefreshExpiresAt" : "";
+        var refreshExpiry = _t.RefreshExpiryColumn is { } column ? $", {column} = {T.At(column, "@RefreshExpiresAt")}" : "";
         var sql = $"""
             WITH stored AS (
                 UPDATE {_t.Name} a
-                SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = @ExpiresAt{refreshExpiry}, updated_at = @Now
-                WHERE a.id = @Id AND a.refresh_token IN (@Sent, @RefreshToken)
-                RETURNING a.id)
+                SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = {T.At("token_expires_at", "@ExpiresAt")}{refreshExpiry},
+                    updated_at = {T.At("updated_at", "@Now")}
+                WHERE {Key} = {T.IdParam("@Id")} AND a.refresh_token IN (@Sent, @RefreshToken)
+                RETURNING {Id} AS id)
             INSERT INTO token_refresh_state AS s (platform, account_id, last_success_at, updated_at)
             SELECT '{platform.StateKey}', id, @Now, @Now FROM stored
             ON CONFLICT (platform, account_id) DO UPDATE SET
@@ -229,14 +257,14 @@ internal sealed partial class OAuthRefresher(
     private async Task WarnAboutExpiringRefreshTokensAsync(NpgsqlConnection connection, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var sql = $"""
-            SELECT a.id AS Id, {Label} AS Label, {_t.RefreshTokenExpirySql} AS ExpiresAt
+            SELECT {Id} AS Id, {Label} AS Label, {RefreshTokenExpiry} AS ExpiresAt
             {Join}
-            WHERE {_t.ActiveFilter} AND a.refresh_token IS NOT NULL AND {_t.RefreshTokenExpirySql} <= @WarnBefore
+            WHERE {Active} AND a.refresh_token IS NOT NULL AND {RefreshTokenExpiryAt("@WarnBefore")}
               AND NOT (COALESCE(s.needs_reauth, false) AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
             ORDER BY 3
             LIMIT 1000
             """;
-        var expiring = await connection.QueryAsync<(Guid Id, string? Label, DateTimeOffset ExpiresAt)>(
+        var expiring = await connection.QueryAsync<(string Id, string? Label, DateTimeOffset ExpiresAt)>(
             new CommandDefinition(sql, new { WarnBefore = now + RefreshTokenWarning }, cancellationToken: cancellationToken));
         foreach (var (id, label, expiresAt) in expiring)
         {

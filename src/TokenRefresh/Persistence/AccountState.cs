@@ -115,14 +115,14 @@ internal sealed record AccountState(
     }
 
     /// <summary>Writes the state of one account.</summary>
-    public Task SaveAsync(NpgsqlConnection connection, string platform, Guid accountId, DateTimeOffset now, CancellationToken cancellationToken) =>
+    public Task SaveAsync(NpgsqlConnection connection, string platform, string accountId, DateTimeOffset now, CancellationToken cancellationToken) =>
         connection.ExecuteAsync(new CommandDefinition(SaveSql, Parameters(platform, accountId, now), cancellationToken: cancellationToken));
 
     /// <summary>Writes the state of a claimed account and ends its transaction, in one round trip.</summary>
-    public Task SaveAndCommitAsync<T>(LockedRow<T> claim, string platform, Guid accountId, DateTimeOffset now) =>
+    public Task SaveAndCommitAsync<T>(LockedRow<T> claim, string platform, string accountId, DateTimeOffset now) =>
         claim.ExecuteAndCommitAsync<int?>(SaveSql, Parameters(platform, accountId, now), CancellationToken.None);
 
-    private object Parameters(string platform, Guid accountId, DateTimeOffset now) => new
+    private object Parameters(string platform, string accountId, DateTimeOffset now) => new
     {
         Platform = platform, AccountId = accountId, ConsecutiveFailures, LastError, LastErrorAt, NextAttemptAt,
         NeedsReauth, TokenHash, UnknownOutcomeAt, LastSuccessAt, Now = now,

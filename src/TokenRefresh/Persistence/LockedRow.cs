@@ -120,7 +120,7 @@ internal sealed class LockedRow<T> : IAsyncDisposable
 /// <summary>A claimed account's token and its state columns (<see cref="AccountState.Columns"/>).</summary>
 internal sealed class ClaimedToken
 {
-    public Guid Id { get; init; }
+    public string Id { get; init; } = "";
     public string? ShopDomain { get; init; }
     public string Token { get; init; } = "";
     public int ConsecutiveFailures { get; init; }

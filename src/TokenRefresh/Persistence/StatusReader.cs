@@ -11,7 +11,7 @@ namespace TokenRefresh.Persistence;
 /// (its refresh token ends within 7 days).
 /// </summary>
 public sealed record AttentionAccount(
-    Guid Id, string? Shop, string Group, int ConsecutiveFailures, string? LastError, DateTimeOffset? LastErrorAt,
+    string Id, string? Shop, string Group, int ConsecutiveFailures, string? LastError, DateTimeOffset? LastErrorAt,
     DateTimeOffset? NextAttemptAt, DateTimeOffset? RefreshTokenExpiresAt);
 
 /// <summary>Per platform: how many accounts are due, fine lately, backing off, need re-authorisation, or have a refresh token about to expire.</summary>
@@ -19,28 +19,32 @@ public sealed record PlatformStatus(
     string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, long RefreshTokenExpiring, IReadOnlyList<AttentionAccount> Accounts);
 
 /// <summary>Reads what <c>tokenrefresh status</c> shows, straight from the main tables and the service's state.</summary>
-internal sealed class StatusReader(NpgsqlDataSource db, ShopifySchema shopify, IOptions<TokenRefreshOptions> options, TimeProvider time)
+internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, ShopifySchema shopify, IOptions<TokenRefreshOptions> options, TimeProvider time)
 {
     /// <summary>"Fine lately" means a success within this window: an access token lives an hour.</summary>
     public static readonly TimeSpan RecentWindow = TimeSpan.FromHours(1);
 
     /// <param name="RefreshExpiry">When the refresh token ends (SQL), for platforms that refresh; null for validation.</param>
-    private sealed record Source(string Platform, string StateKey, string Table, string TokenColumn, string Active, string Due, string? ShopColumn, string? RefreshExpiry);
+    private sealed record Source(
+        string Platform, string StateKey, TableShape Table, string TokenColumn, string Active, string Due, string? ShopColumn, string? RefreshExpiry);
 
+    /// <exception cref="SchemaException">A table lacks what the service needs.</exception>
     public async Task<IReadOnlyList<PlatformStatus>> ReadAsync(CancellationToken cancellationToken)
     {
-        var expiring = await shopify.HasExpiringTokensAsync(cancellationToken);
+        var etsy = await tables.ReadAsync("etsy_users", [new("refresh_token"), new("token_expires_at")], [], cancellationToken);
+        var stores = await shopify.ReadAsync(cancellationToken);
+        var expiring = ShopifySchema.HasExpiringTokens(stores);
         List<Source> sources =
         [
-            new("Etsy", "etsy", "etsy_users", "a.refresh_token", "a.refresh_token IS NOT NULL", "a.token_expires_at <= @EtsyDueBefore", null,
+            new("Etsy", "etsy", etsy, "a.refresh_token", "a.refresh_token IS NOT NULL", $"a.token_expires_at <= {etsy.At("token_expires_at", "@EtsyDueBefore")}", null,
                 "(s.last_success_at + interval '90 days')"),
-            new("Shopify", "shopify", "shopify_stores", "COALESCE(a.access_token, '')", expiring ? "a.is_active AND a.refresh_token IS NULL" : "a.is_active",
-                ShopifyValidator.IntervalSql("a"), "a.shop_domain", null),
+            new("Shopify", "shopify", stores, "COALESCE(a.access_token, '')", expiring ? "a.is_active AND a.refresh_token IS NULL" : "a.is_active",
+                ShopifyValidator.IntervalSql(stores.Key("a")), "a.shop_domain", null),
         ];
         if (expiring)
         {
-            sources.Add(new("Shopify expiring", "shopify_refresh", "shopify_stores", "a.refresh_token", "a.is_active AND a.refresh_token IS NOT NULL",
-                "a.token_expires_at <= @ShopifyDueBefore", "a.shop_domain", "a.refresh_token_expires_at"));
+            sources.Add(new("Shopify expiring", "shopify_refresh", stores, "a.refresh_token", "a.is_active AND a.refresh_token IS NOT NULL",
+                $"a.token_expires_at <= {stores.At("token_expires_at", "@ShopifyDueBefore")}", "a.shop_domain", stores.Time("a", "refresh_token_expires_at")));
         }
 
         var now = time.GetUtcNow();
@@ -62,7 +66,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, ShopifySchema shopify, I
             var reauth = $"COALESCE({current} AND s.needs_reauth, false)";
             var backingOff = $"COALESCE({current} AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false)";
             var ending = source.RefreshExpiry is { } expiry ? $"COALESCE({expiry} <= @WarnBefore AND NOT {reauth}, false)" : "false";
-            var join = $"FROM {source.Table} a LEFT JOIN token_refresh_state s ON s.platform = '{source.StateKey}' AND s.account_id = a.id";
+            var join = $"FROM {source.Table.Name} a LEFT JOIN token_refresh_state s ON s.platform = '{source.StateKey}' AND s.account_id = {source.Table.Id("a")}";
             var counts = await connection.QuerySingleAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending)>(new CommandDefinition($"""
                 SELECT
                     count(*) FILTER (WHERE {source.Due} AND {AccountState.EligibleSql(source.TokenColumn)}),
@@ -74,7 +78,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, ShopifySchema shopify, I
                 WHERE {source.Active}
                 """, parameters, cancellationToken: cancellationToken));
             var accounts = await connection.QueryAsync<AttentionAccount>(new CommandDefinition($"""
-                SELECT a.id AS Id, {source.ShopColumn ?? "NULL"} AS Shop,
+                SELECT {source.Table.Id("a")} AS Id, {source.ShopColumn ?? "NULL"} AS Shop,
                        CASE WHEN {reauth} THEN 'needs_reauth' WHEN {backingOff} THEN 'backing_off' ELSE 'refresh_token_expiring' END AS "Group",
                        COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError,
                        s.last_error_at AS LastErrorAt, s.next_attempt_at AS NextAttemptAt,

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using TokenRefresh.OAuth;
+using TokenRefresh.Persistence;
 
 namespace TokenRefresh.Shopify;
 
@@ -7,13 +8,8 @@ namespace TokenRefresh.Shopify;
 internal sealed class ShopifyRefreshPlatform(ShopifyClient client, ShopifySchema schema, IOptions<TokenRefreshOptions> options) : IRefreshTokenPlatform
 {
     private static readonly TokenTable ShopifyStores = new(
-        Name: "shopify_stores",
-        KeyKind: "shop",
-        KeyColumn: "a.shop_domain",
-        ActiveFilter: "a.is_active",
-        LabelColumn: "a.shop_domain",
-        RefreshExpiryColumn: "refresh_token_expires_at",
-        RefreshTokenExpirySql: "a.refresh_token_expires_at");
+        Name: ShopifySchema.Table, KeyKind: "shop", LookupColumn: "shop_domain", LabelColumn: "shop_domain", ActiveColumn: "is_active",
+        RefreshExpiryColumn: "refresh_token_expires_at");
 
     public string Platform => "Shopify expiring";
 
@@ -27,7 +23,8 @@ internal sealed class ShopifyRefreshPlatform(ShopifyClient client, ShopifySchema
 
     public RateGate? Gate => null;
 
-    public Task<bool> IsEnabledAsync(CancellationToken cancellationToken) => schema.HasExpiringTokensAsync(cancellationToken);
+    public async Task<TableShape?> ShapeAsync(CancellationToken cancellationToken) =>
+        await schema.ReadAsync(cancellationToken) is { } shape && ShopifySchema.HasExpiringTokens(shape) ? shape : null;
 
     public string? Problem(string? label) => ShopDomain.Problem(label);
 

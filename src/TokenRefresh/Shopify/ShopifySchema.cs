@@ -1,71 +1,56 @@
-using Dapper;
 using Microsoft.Extensions.Logging;
-using Npgsql;
 using TokenRefresh.Persistence;
 
 namespace TokenRefresh.Shopify;
 
 /// <summary>
-/// Whether shopify_stores has the three columns of expiring offline tokens (as this role sees them).
-/// Probed once per process, and said once: on, or off with the columns that are missing.
+/// shopify_stores as the catalog describes it now, read each cycle: whether it has the columns of expiring offline
+/// tokens (as this role may use them) is said when first learnt and again whenever it changes.
 /// </summary>
-internal sealed partial class ShopifySchema(NpgsqlDataSource db, TimeProvider time, ILogger<ShopifySchema> logger) : IDisposable
+internal sealed partial class ShopifySchema(AppTables tables, ILogger<ShopifySchema> logger)
 {
-    public static readonly string[] ExpiringColumns = ["refresh_token", "token_expires_at", "refresh_token_expires_at"];
+    public const string Table = "shopify_stores";
 
-    private readonly SemaphoreSlim _gate = new(1, 1);
-    private bool? _hasExpiringTokens;
+    /// <summary>What validating and deactivating a store needs.</summary>
+    public static readonly Need[] Columns = [new("shop_domain"), new("access_token"), new("is_active", Written: true), new("updated_at", Read: false, Written: true)];
 
-    public async Task<bool> HasExpiringTokensAsync(CancellationToken cancellationToken)
+    /// <summary>What refreshing an expiring token, or exchanging a non-expiring one for it, needs besides.</summary>
+    public static readonly Need[] ExpiringColumns =
+    [
+        new("access_token", Written: true), new("refresh_token", Written: true), new("token_expires_at", Written: true),
+        new("refresh_token_expires_at", Written: true),
+    ];
+
+    private string? _said;
+
+    /// <exception cref="SchemaException">The table lacks what validation needs.</exception>
+    public async Task<TableShape> ReadAsync(CancellationToken cancellationToken)
     {
-        if (_hasExpiringTokens is { } known)
+        var shape = await tables.ReadAsync(Table, Columns, ExpiringColumns, cancellationToken);
+        var now = shape.OptionalMissing ?? "";
+        if (Interlocked.Exchange(ref _said, now) != now)
         {
-            return known;
-        }
-
-        await _gate.WaitAsync(cancellationToken);
-        try
-        {
-            if (_hasExpiringTokens is null)
+            if (shape.OptionalMissing is { } missing)
             {
-                const string sql = """
-                    SELECT column_name FROM information_schema.columns
-                    WHERE table_schema = current_schema() AND table_name = 'shopify_stores' AND column_name = ANY(@Columns)
-                    """;
-                var present = await DatabaseRetry.ReadAsync(time, async ct =>
-                {
-                    await using var connection = await db.OpenConnectionAsync(ct);
-                    return (await connection.QueryAsync<string>(new CommandDefinition(sql, new { Columns = ExpiringColumns }, cancellationToken: ct))).ToHashSet();
-                }, cancellationToken);
-                var missing = ExpiringColumns.Where(c => !present.Contains(c)).ToList();
-                if (missing.Count == 0)
-                {
-                    Log.On(logger);
-                }
-                else
-                {
-                    Log.Off(logger, string.Join(", ", missing));
-                }
-
-                _hasExpiringTokens = missing.Count == 0;
+                Log.Off(logger, missing);
             }
+            else
+            {
+                Log.On(logger);
+            }
+        }
 
-            return _hasExpiringTokens.Value;
-        }
-        finally
-        {
-            _gate.Release();
-        }
+        return shape;
     }
 
-    public void Dispose() => _gate.Dispose();
+    public static bool HasExpiringTokens(TableShape shape) => shape.OptionalMissing is null;
 
     private static partial class Log
     {
         [LoggerMessage(401, LogLevel.Information, "Shopify expiring offline tokens: supported (shopify_stores has refresh_token, token_expires_at, refresh_token_expires_at)")]
         public static partial void On(ILogger logger);
 
-        [LoggerMessage(402, LogLevel.Warning, "Shopify expiring offline tokens: support is off, because shopify_stores lacks (or this role cannot see) {Missing}; stores are only validated. Apply scripts/sql/shopify-expiring-tokens.sql to turn it on")]
+        [LoggerMessage(402, LogLevel.Warning, "Shopify expiring offline tokens: support is off ({Missing}); stores are only validated. Apply scripts/sql/shopify-expiring-tokens.sql, then scripts/sql/service-grants.sql, to turn it on")]
         public static partial void Off(ILogger logger, string missing);
     }
 }

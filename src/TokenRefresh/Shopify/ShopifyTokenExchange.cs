@@ -8,7 +8,7 @@ using TokenRefresh.Persistence;
 namespace TokenRefresh.Shopify;
 
 /// <summary>An active store that still has a non-expiring offline token. <paramref name="Pending"/>: an earlier exchange went unanswered.</summary>
-public sealed record ExchangeCandidate(Guid Id, string ShopDomain, bool Pending)
+public sealed record ExchangeCandidate(string Id, string ShopDomain, bool Pending)
 {
     public override string ToString() => $"{ShopDomain} ({Id})";
 }
@@ -31,19 +31,25 @@ internal sealed partial class ShopifyTokenExchange(
 {
     private const string Marker = ShopifyValidator.ExchangeStateKey;
 
-    /// <exception cref="InvalidOperationException">shopify_stores lacks the expiring-token columns.</exception>
+    /// <summary>shopify_stores as the catalog describes it, read by <see cref="CandidatesAsync"/>.</summary>
+    private TableShape? _shape;
+
+    private TableShape T => _shape ?? throw new InvalidOperationException("The table's shape is read first (CandidatesAsync).");
+
+    /// <exception cref="SchemaException">shopify_stores lacks the expiring-token columns, or what validation needs.</exception>
     public async Task<IReadOnlyList<ExchangeCandidate>> CandidatesAsync(string? shopDomain, CancellationToken cancellationToken)
     {
-        if (!await schema.HasExpiringTokensAsync(cancellationToken))
+        _shape = await schema.ReadAsync(cancellationToken);
+        if (!ShopifySchema.HasExpiringTokens(T))
         {
-            throw new InvalidOperationException(
-                "shopify_stores has no refresh_token, token_expires_at and refresh_token_expires_at columns: apply scripts/sql/shopify-expiring-tokens.sql first.");
+            throw new SchemaException(
+                $"shopify_stores cannot hold expiring tokens ({T.OptionalMissing}): apply scripts/sql/shopify-expiring-tokens.sql, then scripts/sql/service-grants.sql, first");
         }
 
         var sql = $"""
-            SELECT st.id AS Id, st.shop_domain AS ShopDomain, (s.account_id IS NOT NULL) AS Pending
+            SELECT {T.Id("st")} AS Id, st.shop_domain AS ShopDomain, (s.account_id IS NOT NULL) AS Pending
             FROM shopify_stores st
-            LEFT JOIN token_refresh_state s ON s.platform = '{Marker}' AND s.account_id = st.id
+            LEFT JOIN token_refresh_state s ON s.platform = '{Marker}' AND s.account_id = {T.Id("st")}
                 AND s.token_hash = encode(sha256(convert_to(st.access_token, 'UTF8')), 'hex')
             WHERE st.is_active AND st.refresh_token IS NULL AND st.access_token IS NOT NULL AND st.access_token <> ''
               AND (@ShopDomain::text IS NULL OR st.shop_domain = @ShopDomain)
@@ -68,9 +74,9 @@ internal sealed partial class ShopifyTokenExchange(
             return AccountResult.Skip(problem);
         }
 
-        const string claimSql = """
-            SELECT access_token AS Token FROM shopify_stores
-            WHERE id = @Id AND is_active AND refresh_token IS NULL AND access_token IS NOT NULL
+        var claimSql = $"""
+            SELECT st.access_token AS Token FROM shopify_stores st
+            WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active AND st.refresh_token IS NULL AND st.access_token IS NOT NULL
             FOR UPDATE SKIP LOCKED
             """;
         await using var claim = await LockedRow<ClaimedToken>.ClaimAsync(db, claimSql, new { store.Id }, cancellationToken);
@@ -99,11 +105,11 @@ internal sealed partial class ShopifyTokenExchange(
         var pair = result.Value!;
         var sql = $"""
             WITH stored AS (
-                UPDATE shopify_stores
-                SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = @ExpiresAt,
-                    refresh_token_expires_at = @RefreshExpiresAt, updated_at = @Now
-                WHERE id = @Id AND ((access_token = @Old AND refresh_token IS NULL) OR refresh_token = @RefreshToken)
-                RETURNING id),
+                UPDATE shopify_stores st
+                SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = {T.At("token_expires_at", "@ExpiresAt")},
+                    refresh_token_expires_at = {T.At("refresh_token_expires_at", "@RefreshExpiresAt")}, updated_at = {T.At("updated_at", "@Now")}
+                WHERE {T.Key("st")} = {T.IdParam("@Id")} AND ((st.access_token = @Old AND st.refresh_token IS NULL) OR st.refresh_token = @RefreshToken)
+                RETURNING {T.Id("st")} AS id),
             cleared AS (
                 DELETE FROM token_refresh_state WHERE platform IN ('{Marker}', 'shopify') AND account_id IN (SELECT id FROM stored))
             SELECT 1 FROM stored
@@ -124,7 +130,7 @@ internal sealed partial class ShopifyTokenExchange(
     }
 
     // Committed on its own connection before the request leaves, so that a lost answer or a crash leaves it behind.
-    private async Task MarkAsync(Guid id, string hash, CancellationToken cancellationToken)
+    private async Task MarkAsync(string id, string hash, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         var marker = new AccountState(LastError: "token_exchange_sent", LastErrorAt: now, TokenHash: hash, UnknownOutcomeAt: now);
@@ -133,7 +139,7 @@ internal sealed partial class ShopifyTokenExchange(
         Log.Sent(logger, id);
     }
 
-    private async Task UnmarkAsync(Guid id, CancellationToken cancellationToken)
+    private async Task UnmarkAsync(string id, CancellationToken cancellationToken)
     {
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         await connection.ExecuteAsync(new CommandDefinition(
@@ -143,6 +149,6 @@ internal sealed partial class ShopifyTokenExchange(
     private static partial class Log
     {
         [LoggerMessage(501, LogLevel.Information, "Shopify store {AccountId}: token exchange sent")]
-        public static partial void Sent(ILogger logger, Guid accountId);
+        public static partial void Sent(ILogger logger, string accountId);
     }
 }

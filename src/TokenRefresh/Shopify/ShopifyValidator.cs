@@ -25,23 +25,38 @@ internal sealed partial class ShopifyValidator(
 
     public Outcome SuccessOutcome => Outcome.Validated;
 
+    /// <summary>shopify_stores as the catalog described it at the start of this cycle (refreshers are made per cycle).</summary>
+    private TableShape? _shape;
+
+    private TableShape T => _shape ?? throw new InvalidOperationException("The table's shape is read first (IsEnabledAsync).");
+
+    private string From => $"""
+        FROM {ShopifySchema.Table} st
+        LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = {T.Id("st")}
+        """;
+
+    public async Task<bool> IsEnabledAsync(CancellationToken cancellationToken)
+    {
+        _shape = await schema.ReadAsync(cancellationToken);
+        return true;
+    }
+
     // Stores with an expiring token are refreshed instead (ShopifyRefreshPlatform): the refresh proves the token.
-    private async Task<string> NonExpiringAsync(CancellationToken cancellationToken) =>
-        await schema.HasExpiringTokensAsync(cancellationToken) ? "AND st.refresh_token IS NULL" : "";
+    private string NonExpiring => ShopifySchema.HasExpiringTokens(T) ? "AND st.refresh_token IS NULL" : "";
 
     // SHOPIFY_VALIDATE_INTERVAL_MINUTES: a store whose last check succeeded is due again when it crosses its own
     // boundary of the interval; the boundaries are spread over the interval by a hash of the store's id, so an
     // equal share of the stores comes due in every cycle. A failing store follows its backoff instead.
-    private async Task<string> DueFilterAsync(CancellationToken cancellationToken) => $"""
-        st.is_active {await NonExpiringAsync(cancellationToken)} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
-        AND {IntervalSql("st")}
+    private string DueFilter => $"""
+        st.is_active {NonExpiring} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
+        AND {IntervalSql(T.Key("st"))}
         """;
 
-    /// <summary>The interval condition on a store aliased <paramref name="store"/> joined to its state as <c>s</c> (parameters @Now, @IntervalSeconds).</summary>
-    public static string IntervalSql(string store) => $"""
+    /// <summary>The interval condition on a store whose key is <paramref name="storeId"/>, joined to its state as <c>s</c> (parameters @Now, @IntervalSeconds).</summary>
+    public static string IntervalSql(string storeId) => $"""
         (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
-         OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext({store}.id::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
-            > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext({store}.id::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds))
+         OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext({storeId}::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
+            > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext({storeId}::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds))
         """;
 
     private long IntervalSeconds => (long)options.Value.ShopifyValidateInterval.TotalSeconds;
@@ -50,9 +65,8 @@ internal sealed partial class ShopifyValidator(
     {
         var sql = $"""
             SELECT count(*)::int
-            FROM shopify_stores st
-            LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
-            WHERE {await DueFilterAsync(cancellationToken)}
+            {From}
+            WHERE {DueFilter}
             """;
         return await DatabaseRetry.ReadAsync(time, async ct =>
         {
@@ -65,11 +79,10 @@ internal sealed partial class ShopifyValidator(
     {
         // The token and state come with the page: validation needs no lock, so a store costs one round trip (its state).
         var sql = $"""
-            SELECT st.id AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token, {AccountState.Columns}
-            FROM shopify_stores st
-            LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
-            WHERE {await DueFilterAsync(cancellationToken)} AND st.id > @AfterId
-            ORDER BY st.id
+            SELECT {T.Id("st")} AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token, {AccountState.Columns}
+            {From}
+            WHERE {DueFilter} AND {T.After("st", "@AfterId")}
+            ORDER BY {T.Key("st")}
             LIMIT {Paging.PageSize}
             """;
         var now = time.GetUtcNow();
@@ -82,7 +95,7 @@ internal sealed partial class ShopifyValidator(
         {
             await using var connection = await db.OpenConnectionAsync(ct);
             var rows = await connection.QueryAsync<ClaimedToken>(new CommandDefinition(
-                sql, new { Now = now, IntervalSeconds, AfterId = after?.Id ?? Guid.Empty }, cancellationToken: ct));
+                sql, new { Now = now, IntervalSeconds, AfterId = after?.Id }, cancellationToken: ct));
             return rows.AsList();
         }, cancellationToken).AsTask();
     }
@@ -94,10 +107,17 @@ internal sealed partial class ShopifyValidator(
             return null;
         }
 
-        var sql = $"SELECT st.id AS Id, st.shop_domain AS ShopDomain FROM shopify_stores st WHERE st.shop_domain = @Key AND st.is_active {await NonExpiringAsync(cancellationToken)}";
+        await IsEnabledAsync(cancellationToken);
+        var sql = $"SELECT {T.Id("st")} AS Id, st.shop_domain AS ShopDomain FROM {ShopifySchema.Table} st WHERE st.shop_domain = @Key AND st.is_active {NonExpiring}";
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var row = await connection.QuerySingleOrDefaultAsync<(Guid Id, string ShopDomain)?>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken));
-        return row is { } r ? new DueAccount(r.Id, r.ShopDomain, ShopDomain.Problem(r.ShopDomain)) { Forced = true } : null;
+        var rows = (await connection.QueryAsync<(string Id, string ShopDomain)>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken))).ToList();
+        return rows switch
+        {
+            [] => null,
+            [var r] => new DueAccount(r.Id, r.ShopDomain, ShopDomain.Problem(r.ShopDomain)) { Forced = true },
+            // The main application's table does not make shop_domain unique: name no row rather than a random one.
+            [var r, ..] => new DueAccount(r.Id, r.ShopDomain, $"{rows.Count} active stores have shop_domain {key}") { Forced = true },
+        };
     }
 
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
@@ -135,9 +155,8 @@ internal sealed partial class ShopifyValidator(
     {
         var sql = $"""
             SELECT st.access_token AS Token, {AccountState.Columns}
-            FROM shopify_stores st
-            LEFT JOIN token_refresh_state s ON s.platform = '{StatePlatform}' AND s.account_id = st.id
-            WHERE st.id = @Id AND st.is_active {await NonExpiringAsync(cancellationToken)}
+            {From}
+            WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active {NonExpiring}
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         return await connection.QuerySingleOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql, new { account.Id }, cancellationToken: cancellationToken));
@@ -166,10 +185,10 @@ internal sealed partial class ShopifyValidator(
                 WHERE m.platform = '{ExchangeStateKey}' AND m.account_id = @Id AND m.token_hash = @Hash
                   AND m.unknown_outcome_at > @Now - interval '7 days'),
             deactivated AS (
-                UPDATE shopify_stores
-                SET is_active = false, updated_at = @Now
-                WHERE id = @Id AND is_active AND access_token = @RejectedToken AND NOT EXISTS (SELECT 1 FROM pending)
-                RETURNING id),
+                UPDATE {ShopifySchema.Table} st
+                SET is_active = false, updated_at = {T.At("updated_at", "@Now")}
+                WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active AND st.access_token = @RejectedToken AND NOT EXISTS (SELECT 1 FROM pending)
+                RETURNING {T.Id("st")} AS id),
             cleared AS (
                 DELETE FROM token_refresh_state WHERE platform = '{StatePlatform}' AND account_id IN (SELECT id FROM deactivated))
             SELECT (SELECT count(*) FROM deactivated) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Dapper;
 using Npgsql;
 
@@ -14,12 +15,39 @@ public sealed record ExpiringShopRow(
 public sealed record ShopRow(Guid Id, string ShopDomain, string? AccessToken, bool IsActive, DateTime UpdatedAt);
 
 /// <summary>
+/// The main application's tables as a test database has them: the original schema verbatim
+/// (scripts/sql/app-tables.sql: etsy_users keyed user_id, timestamps without time zone holding UTC), or a variant
+/// of it that teams also have (keyed id, timestamptz).
+/// </summary>
+public sealed record SchemaVariant(string EtsyKey, string Timestamp)
+{
+    public static readonly SchemaVariant Original = new("user_id", "timestamp");
+
+    /// <summary>A script of ours (app tables, expiring columns) rewritten for this variant.</summary>
+    public string Apply(string ddl)
+    {
+        if (EtsyKey != Original.EtsyKey)
+        {
+            ddl = ddl.Replace("    user_id           uuid PRIMARY KEY", $"    {EtsyKey,-17} uuid PRIMARY KEY", StringComparison.Ordinal);
+        }
+
+        return Timestamp == "timestamptz"
+            ? Regex.Replace(ddl.Replace("(now() AT TIME ZONE 'UTC')", "now()", StringComparison.Ordinal), @"\btimestamp(?=[ ,;\n])", "timestamptz")
+            : ddl.Replace("timestamptz", "timestamp", StringComparison.Ordinal);
+    }
+
+    public override string ToString() => $"{EtsyKey} key, {Timestamp}";
+}
+
+/// <summary>
 /// A fresh database per test: the main application's tables (scripts/sql/app-tables.sql), the service's
 /// migrations, and the least-privilege grants (scripts/sql/service-grants.sql) for the tokenrefresh role,
-/// which is what the service connects as.
+/// which is what the service connects as. Its sessions' time zone is not UTC (Pacific/Chatham, +13:45), as on
+/// many servers, so a timestamp stored or compared in local time shows; the tests' own connections use UTC.
 /// </summary>
 public sealed class TestDatabase : IAsyncDisposable
 {
+    public const string SessionTimeZone = "Pacific/Chatham";
     public const string ServiceRole = "tokenrefresh";
     private const string Template = "tokenrefresh_template";
     private static readonly SemaphoreSlim TemplateLock = new(1, 1);
@@ -28,17 +56,23 @@ public sealed class TestDatabase : IAsyncDisposable
 
     private readonly string _serverAdminUrl;
 
-    private TestDatabase(string name, string adminUrl, string serverAdminUrl)
+    private TestDatabase(string name, string adminUrl, string serverAdminUrl, SchemaVariant variant)
     {
         _serverAdminUrl = serverAdminUrl;
         Name = name;
         AdminUrl = adminUrl;
-        ConnectionString = PostgresServer.ConnectionString(adminUrl);
+        Variant = variant;
+        ConnectionString = new Npgsql.NpgsqlConnectionStringBuilder(PostgresServer.ConnectionString(adminUrl)) { Timezone = "UTC" }.ConnectionString;
         var service = new UriBuilder(adminUrl) { UserName = ServiceRole, Password = ServicePassword };
         Url = service.Uri.AbsoluteUri;
     }
 
     public string Name { get; }
+
+    public SchemaVariant Variant { get; }
+
+    /// <summary>etsy_users' key column in this database.</summary>
+    public string EtsyKey => Variant.EtsyKey;
 
     /// <summary>The service's DATABASE_URL: the least-privilege role, with its password.</summary>
     public string Url { get; }
@@ -53,16 +87,28 @@ public sealed class TestDatabase : IAsyncDisposable
     public string Password => ServicePassword;
 
     /// <summary>A database with the main application's tables; <paramref name="migrated"/>: with the service's table and grants too.</summary>
-    public static async Task<TestDatabase> CreateAsync(bool migrated = true)
+    public static async Task<TestDatabase> CreateAsync(bool migrated = true, SchemaVariant? variant = null)
     {
-        await EnsureTemplateAsync();
+        variant ??= SchemaVariant.Original;
+        var original = variant == SchemaVariant.Original;
+        if (original)
+        {
+            await EnsureTemplateAsync();
+        }
+
         var name = $"tr_{Guid.NewGuid():N}";
         using (var admin = PostgresServer.OpenAdmin())
         {
-            await admin.ExecuteAsync($"CREATE DATABASE {name} TEMPLATE {Template}");
+            await admin.ExecuteAsync(original ? $"CREATE DATABASE {name} TEMPLATE {Template}" : $"CREATE DATABASE {name}");
+            await admin.ExecuteAsync($"ALTER DATABASE {name} SET TimeZone = '{SessionTimeZone}'");
         }
 
-        var db = new TestDatabase(name, new UriBuilder(PostgresServer.AdminUrl) { Path = "/" + name }.Uri.AbsoluteUri, PostgresServer.AdminUrl);
+        var db = new TestDatabase(name, new UriBuilder(PostgresServer.AdminUrl) { Path = "/" + name }.Uri.AbsoluteUri, PostgresServer.AdminUrl, variant);
+        if (!original)
+        {
+            await db.ExecuteAsync(variant.Apply(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "app-tables.sql"))));
+        }
+
         if (migrated)
         {
             await db.MigrateAndGrantAsync();
@@ -78,10 +124,11 @@ public sealed class TestDatabase : IAsyncDisposable
         using (var admin = PostgresServer.OpenAdmin(adminUrl: serverAdminUrl))
         {
             await admin.ExecuteAsync($"CREATE DATABASE {name}");
+            await admin.ExecuteAsync($"ALTER DATABASE {name} SET TimeZone = '{SessionTimeZone}'");
             await admin.ExecuteAsync(CreateRoleSql);
         }
 
-        var db = new TestDatabase(name, new UriBuilder(serverAdminUrl) { Path = "/" + name }.Uri.AbsoluteUri, serverAdminUrl);
+        var db = new TestDatabase(name, new UriBuilder(serverAdminUrl) { Path = "/" + name }.Uri.AbsoluteUri, serverAdminUrl, SchemaVariant.Original);
         await db.ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "app-tables.sql")));
         await db.MigrateAndGrantAsync();
         return db;
@@ -159,10 +206,10 @@ public sealed class TestDatabase : IAsyncDisposable
     {
         await using var c = await OpenAsync();
         return await c.ExecuteScalarAsync<Guid>(
-            """
+            $"""
             INSERT INTO etsy_users (access_token, refresh_token, token_expires_at, updated_at)
             VALUES (@accessToken, @refreshToken, @expiresAt, @updatedAt)
-            RETURNING id
+            RETURNING {EtsyKey}
             """,
             new { accessToken, refreshToken, expiresAt, updatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero) });
     }
@@ -171,10 +218,10 @@ public sealed class TestDatabase : IAsyncDisposable
     {
         await using var c = await OpenAsync();
         return await c.QuerySingleAsync<EtsyRow>(
-            """
-            SELECT id AS Id, access_token AS AccessToken, refresh_token AS RefreshToken,
+            $"""
+            SELECT {EtsyKey} AS Id, access_token AS AccessToken, refresh_token AS RefreshToken,
                    token_expires_at::timestamptz AS ExpiresAt, updated_at::timestamptz AS UpdatedAt
-            FROM etsy_users WHERE id = @id
+            FROM etsy_users WHERE {EtsyKey} = @id
             """,
             new { id });
     }
@@ -206,7 +253,7 @@ public sealed class TestDatabase : IAsyncDisposable
     /// <summary>What the main application does to adopt expiring Shopify tokens: the migration, then the grants again.</summary>
     public async Task AddExpiringColumnsAsync()
     {
-        await ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "shopify-expiring-tokens.sql")));
+        await ExecuteAsync(Variant.Apply(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "shopify-expiring-tokens.sql"))));
         await ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "service-grants.sql")));
     }
 
@@ -227,8 +274,8 @@ public sealed class TestDatabase : IAsyncDisposable
         await using var c = await OpenAsync();
         return await c.QuerySingleAsync<ExpiringShopRow>(
             """
-            SELECT access_token AS AccessToken, refresh_token AS RefreshToken, token_expires_at AS ExpiresAt,
-                   refresh_token_expires_at AS RefreshExpiresAt, is_active AS IsActive, updated_at AS UpdatedAt
+            SELECT access_token AS AccessToken, refresh_token AS RefreshToken, token_expires_at::timestamptz AS ExpiresAt,
+                   refresh_token_expires_at::timestamptz AS RefreshExpiresAt, is_active AS IsActive, updated_at::timestamptz AS UpdatedAt
             FROM shopify_stores WHERE id = @id
             """,
             new { id });
@@ -244,7 +291,7 @@ public sealed class TestDatabase : IAsyncDisposable
                    needs_reauth AS NeedsReauth, unknown_outcome_at AS UnknownOutcomeAt, last_success_at AS LastSuccessAt
             FROM token_refresh_state WHERE platform = @platform AND account_id = @id
             """,
-            new { platform, id });
+            new { platform, id = id.ToString() });
     }
 
     public async ValueTask DisposeAsync()

@@ -2,7 +2,7 @@
 -- The main application's tables are never altered by the service's migrations.
 CREATE TABLE IF NOT EXISTS token_refresh_state (
     platform              text        NOT NULL,             -- 'etsy' or 'shopify'
-    account_id            uuid        NOT NULL,             -- etsy_users.id or shopify_stores.id
+    account_id            uuid        NOT NULL,             -- the main table's primary key (text from 002_account_id_text)
     consecutive_failures  integer     NOT NULL DEFAULT 0,
     last_error            text,                             -- a reason such as invalid_grant or timeout, never a token
     last_error_at         timestamptz,
