@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test from a clean clone: starts a throwaway PostgreSQL (installing the server with
-# apt-get when it is missing), builds the solution, publishes the container images' outputs (the integration
+# Runs every test from a clean clone: starts a throwaway PostgreSQL (installing the server, and python3-dotenv,
+# with apt-get when they are missing), builds the solution, publishes the container images' outputs (the integration
 # tests run the published Function app under a stand-in for the Functions host), runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 if ! command -v dotnet >/dev/null; then
   echo "The .NET 10 SDK is required (https://dot.net)." >&2
   exit 1
+fi
+
+# The .env conformance test compares our parser with python-dotenv itself (Debian's package).
+if ! /usr/bin/python3 -c 'import dotenv' 2>/dev/null; then
+  echo "python3-dotenv not found; installing it with apt-get..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq python3-dotenv >&2
 fi
 
 pgdir=$(mktemp -d /tmp/tokenrefresh-test-pg.XXXXXX)

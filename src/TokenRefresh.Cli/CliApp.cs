@@ -146,14 +146,26 @@ internal static partial class CliApp
         var time = services.GetRequiredService<TimeProvider>();
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli");
         var schedule = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<TokenRefreshOptions>>().Value;
-        Log.Started(logger, schedule.RefreshSchedule);
+        if (schedule.RefreshInterval is { } interval && !schedule.RefreshScheduleSet)
+        {
+            Log.StartedWithInterval(logger, interval.TotalMinutes);
+        }
+        else
+        {
+            Log.Started(logger, schedule.RefreshSchedule);
+        }
+
         while (!stopping.IsCancellationRequested)
         {
             DateTimeOffset next;
+            var started = time.GetUtcNow();
             try
             {
                 await services.GetRequiredService<RefreshCycle>().RunAsync(stopping);
-                next = new DateTimeOffset(schedule.Schedule.GetNextOccurrence(time.GetUtcNow().UtcDateTime), TimeSpan.Zero);
+                // REFRESH_INTERVAL_MINUTES alone, as the original ran: every N minutes from the start of the last cycle.
+                next = schedule.RefreshInterval is { } every && !schedule.RefreshScheduleSet
+                    ? started + every
+                    : new DateTimeOffset(schedule.Schedule.GetNextOccurrence(time.GetUtcNow().UtcDateTime), TimeSpan.Zero);
             }
             catch (CycleFailedException)
             {
@@ -262,6 +274,9 @@ internal static partial class CliApp
     {
         [LoggerMessage(201, LogLevel.Information, "Running on schedule '{Schedule}' (UTC); Ctrl+C or SIGTERM stops")]
         public static partial void Started(ILogger logger, string schedule);
+
+        [LoggerMessage(206, LogLevel.Information, "Running a cycle now and then every {Minutes} minutes (REFRESH_INTERVAL_MINUTES); Ctrl+C or SIGTERM stops")]
+        public static partial void StartedWithInterval(ILogger logger, double minutes);
 
         [LoggerMessage(202, LogLevel.Warning, "The cycle failed; trying again in {Seconds} s")]
         public static partial void Retrying(ILogger logger, double seconds);

@@ -16,6 +16,7 @@ builder.Logging.Services.Configure<LoggerFilterOptions>(options =>
 try
 {
     builder.AddTokenRefresh();
+    TokenRefreshOptions.Load(builder.Configuration).RequireFunctionsSchedule();
 }
 catch (SettingsException e)
 {

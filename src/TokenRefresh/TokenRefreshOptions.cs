@@ -30,6 +30,12 @@ public sealed partial class TokenRefreshOptions
     public required string ShopifyApiSecret { get; init; }
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
     public string RefreshSchedule { get; init; } = DefaultSchedule;
+
+    /// <summary>Whether REFRESH_SCHEDULE was set (the Functions host needs it; the CLI has a default).</summary>
+    public bool RefreshScheduleSet { get; init; }
+
+    /// <summary>REFRESH_INTERVAL_MINUTES, the original service's setting: a cycle at start, then every N minutes. Null when not set.</summary>
+    public TimeSpan? RefreshInterval { get; init; }
     public TimeSpan EtsyRefreshMargin { get; init; } = TimeSpan.FromMinutes(10);
     public TimeSpan ShopifyRefreshMargin { get; init; } = TimeSpan.FromMinutes(10);
     public string ShopifyApiVersion { get; init; } = "2026-10";
@@ -73,10 +79,18 @@ public sealed partial class TokenRefreshOptions
 
         var databaseUrl = Required("DATABASE_URL");
         var schedule = Get("REFRESH_SCHEDULE") ?? DefaultSchedule;
-        if (ParseSchedule(schedule) is null)
+        if (ParseSchedule(schedule) is not { } parsed)
         {
             throw new SettingsException(
                 $"REFRESH_SCHEDULE '{schedule}' is not an NCRONTAB expression (six fields with seconds, e.g. '{DefaultSchedule}').");
+        }
+
+        TimeSpan? interval = Get("REFRESH_INTERVAL_MINUTES") is null ? null : TimeSpan.FromMinutes(WholeNumber(Get, "REFRESH_INTERVAL_MINUTES", 3, 1, 1440));
+        if (interval is { } every && Get("REFRESH_SCHEDULE") is not null && Cadence(parsed) != every)
+        {
+            var runs = Cadence(parsed) is { } cadence ? $"runs every {cadence.TotalMinutes:0.##} minutes" : "does not run at a fixed interval";
+            throw new SettingsException(
+                $"REFRESH_INTERVAL_MINUTES={every.TotalMinutes} and REFRESH_SCHEDULE '{schedule}' (which {runs}) disagree; set only one of them.");
         }
 
         var version = Get("SHOPIFY_API_VERSION") ?? "2026-10";
@@ -95,6 +109,8 @@ public sealed partial class TokenRefreshOptions
             ShopifyApiSecret = Required("SHOPIFY_API_SECRET"),
             LogLevel = ParseLogLevel(Get("LOG_LEVEL")),
             RefreshSchedule = schedule,
+            RefreshScheduleSet = Get("REFRESH_SCHEDULE") is not null,
+            RefreshInterval = interval,
             EtsyRefreshMargin = TimeSpan.FromMinutes(WholeNumber(Get, "ETSY_REFRESH_MARGIN_MINUTES", 10, 0, 1440)),
             ShopifyRefreshMargin = TimeSpan.FromMinutes(WholeNumber(Get, "SHOPIFY_REFRESH_MARGIN_MINUTES", 10, 0, 1440)),
             ShopifyApiVersion = version,
@@ -108,6 +124,44 @@ public sealed partial class TokenRefreshOptions
         };
     }
 
+    /// <summary>
+    /// Stops an Azure Functions worker whose schedule the host could not follow: the host, not the worker, runs the
+    /// timer, from REFRESH_SCHEDULE alone (REFRESH_INTERVAL_MINUTES, the original's setting, means nothing to it).
+    /// </summary>
+    /// <exception cref="SettingsException">REFRESH_SCHEDULE is not set; the message says what to set.</exception>
+    public void RequireFunctionsSchedule()
+    {
+        if (RefreshScheduleSet)
+        {
+            return;
+        }
+
+        throw new SettingsException(RefreshInterval is { } every
+            ? $"REFRESH_INTERVAL_MINUTES={every.TotalMinutes} is not read by the Functions host, which runs the timer from REFRESH_SCHEDULE: {Suggest(every)}."
+            : $"REFRESH_SCHEDULE is not set: the Functions host runs the timer from it; set it, e.g. '{DefaultSchedule}' (every 3 minutes).");
+    }
+
+    private static string Suggest(TimeSpan every) => (int)every.TotalMinutes switch
+    {
+        var n when 60 % n == 0 => $"set REFRESH_SCHEDULE='0 */{n} * * * *' instead",
+        var n when n % 60 == 0 && 24 % (n / 60) == 0 => $"set REFRESH_SCHEDULE='0 0 */{n / 60} * * *' instead",
+        var n => $"no schedule runs exactly every {n} minutes; set REFRESH_SCHEDULE to one that divides the hour, e.g. '0 */5 * * * *'",
+    };
+
+    /// <summary>The fixed interval between the schedule's runs over a day, or null when they are not evenly spaced.</summary>
+    private static TimeSpan? Cadence(CrontabSchedule schedule)
+    {
+        var start = new DateTime(2026, 1, 5, 0, 0, 0, DateTimeKind.Utc);
+        var runs = schedule.GetNextOccurrences(start.AddTicks(-1), start.AddDays(1)).ToList();
+        if (runs.Count == 0)
+        {
+            return null;
+        }
+
+        var gaps = runs.Zip(runs.Skip(1), (a, b) => b - a).Append(start.AddDays(1) - runs[^1] + (runs[0] - start)).Distinct().ToList();
+        return gaps.Count == 1 ? gaps[0] : null;
+    }
+
     private static CrontabSchedule? ParseSchedule(string expression)
     {
         var fields = expression.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
@@ -116,13 +170,16 @@ public sealed partial class TokenRefreshOptions
             : null;
     }
 
+    // The names Python's logging takes (the original service's LOG_LEVEL), in any case, and .NET's own.
     private static LogLevel ParseLogLevel(string? value) => value?.ToUpperInvariant() switch
     {
-        null or "INFO" => LogLevel.Information,
+        null or "INFO" or "INFORMATION" => LogLevel.Information,
         "DEBUG" => LogLevel.Debug,
-        "WARNING" => LogLevel.Warning,
+        "TRACE" => LogLevel.Trace,
+        "WARNING" or "WARN" => LogLevel.Warning,
         "ERROR" => LogLevel.Error,
-        _ => throw new SettingsException($"LOG_LEVEL '{value}' is not one of DEBUG, INFO, WARNING, ERROR."),
+        "CRITICAL" or "FATAL" => LogLevel.Critical,
+        _ => throw new SettingsException($"LOG_LEVEL '{value}' is not one of DEBUG, INFO, WARNING (or WARN), ERROR, CRITICAL (or FATAL)."),
     };
 
     private static int WholeNumber(Func<string, string?> get, string key, int fallback, int min, int max)

@@ -42,7 +42,7 @@ await using (var dataSource = NpgsqlDataSource.Create(admin.ConnectionString))
     await TokenRefresh.Persistence.Migrator.ApplyAsync(dataSource);
     await c.ExecuteAsync("""
         INSERT INTO etsy_users (access_token, refresh_token, token_expires_at)
-        SELECT 'at-' || i, i || '.rt-bench-' || i, now() - (i % 600) * interval '1 second' FROM generate_series(1, @etsyCount) i;
+        SELECT 'at-' || i, i || '.rt-bench-' || i, (now() AT TIME ZONE 'UTC') - (i % 600) * interval '1 second' FROM generate_series(1, @etsyCount) i;
         INSERT INTO shopify_stores (shop_domain, access_token)
         SELECT 'shop' || i || '.myshopify.com', 'shpat_bench_' || i FROM generate_series(1, @shopifyCount) i;
         ANALYZE;

@@ -129,14 +129,18 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         AssertNoSecret(host, ["db-password-never-logged", H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret]);
     }
 
-    [Fact]
-    public async Task Worker_BadSetting_StopsAtStartWithTheCliOneLine()
+    [Theory]
+    [InlineData("every three minutes", null)]
+    [InlineData("0 */3 * * * *", "5")]
+    public async Task Worker_BadSetting_StopsAtStartWithTheCliOneLine(string schedule, string? intervalMinutes)
     {
         var settings = AppSettings();
-        settings["REFRESH_SCHEDULE"] = "every three minutes";
+        settings["REFRESH_SCHEDULE"] = schedule;
+        settings["REFRESH_INTERVAL_MINUTES"] = intervalMinutes;
         var (cliCode, _, cliStderr) = await CliProcess.RunAsync(["once"], settings);
         var cliLine = Assert.Single(cliStderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         Assert.Equal(2, cliCode);
+        Assert.StartsWith("Configuration error: ", cliLine, StringComparison.Ordinal);
         Assert.Contains("REFRESH_SCHEDULE", cliLine, StringComparison.Ordinal);
 
         await using var host = await HostStandIn.StartAsync(AppDirectory, settings, WorkerArguments.Both);
@@ -145,6 +149,21 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         Assert.Equal(2, code);
         Assert.Equal(cliLine, Assert.Single(host.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
         Assert.Empty(host.Received);
+    }
+
+    [Fact]
+    public async Task Worker_OriginalIntervalSettingWithoutASchedule_StopsSayingWhatToSet()
+    {
+        var settings = AppSettings();
+        settings.Remove("REFRESH_SCHEDULE");
+        settings["REFRESH_INTERVAL_MINUTES"] = "15";
+
+        await using var host = await HostStandIn.StartAsync(AppDirectory, settings, WorkerArguments.Both);
+
+        Assert.Equal(2, await host.WaitForExitAsync(Timeout));
+        Assert.Equal(
+            "Configuration error: REFRESH_INTERVAL_MINUTES=15 is not read by the Functions host, which runs the timer from REFRESH_SCHEDULE: set REFRESH_SCHEDULE='0 */15 * * * *' instead.",
+            host.Output.Trim());
     }
 
     /// <summary>No secret in any log message, exception or property the worker sent, nor in its own output.</summary>

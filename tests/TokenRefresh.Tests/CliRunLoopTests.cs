@@ -13,7 +13,7 @@ public sealed class CliRunLoopTests
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 27, 12, 0, 30, TimeSpan.Zero));
     private int _cycles;
 
-    private ServiceProvider Services()
+    private ServiceProvider Services(TimeSpan? interval = null)
     {
         var platform = Substitute.For<IPlatformRefresher>();
         platform.Platform.Returns("Etsy");
@@ -37,6 +37,8 @@ public sealed class CliRunLoopTests
                 ShopifyApiKey = "key",
                 ShopifyApiSecret = "secret",
                 RefreshSchedule = "0 */3 * * * *",
+                RefreshScheduleSet = interval is null,
+                RefreshInterval = interval,
             }))
             .BuildServiceProvider();
     }
@@ -68,6 +70,27 @@ public sealed class CliRunLoopTests
         Assert.Equal(3, Volatile.Read(ref _cycles));
         Assert.Contains(logs.GetSnapshot(), r => r.Message == "The cycle failed; trying again in 60 s");
         Assert.Equal("Stopped", logs.LatestRecord.Message);
+    }
+
+    [Fact]
+    public async Task RunScheduled_RefreshIntervalMinutes_RunsNowThenEveryNMinutesFromEachStart()
+    {
+        using var services = Services(TimeSpan.FromMinutes(7));
+        var logs = services.GetFakeLogCollector();
+        using var stop = new CancellationTokenSource();
+        var loop = CliApp.RunScheduledAsync(services, afterCycle: null, stop.Token);
+
+        // 12:00:30: the first cycle fails (60 s retry), then 12:01:30 runs, then every 7 minutes from its start.
+        await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:01:30 UTC");
+        _time.Advance(TimeSpan.FromSeconds(60));
+        await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:08:30 UTC");
+        _time.Advance(TimeSpan.FromMinutes(7));
+        await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:15:30 UTC");
+
+        stop.Cancel();
+        Assert.Equal(0, await loop.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(3, Volatile.Read(ref _cycles));
+        Assert.Contains(logs.GetSnapshot(), r => r.Message == "Running a cycle now and then every 7 minutes (REFRESH_INTERVAL_MINUTES); Ctrl+C or SIGTERM stops");
     }
 
     private static async Task WaitForLogAsync(FakeLogCollector logs, string message)

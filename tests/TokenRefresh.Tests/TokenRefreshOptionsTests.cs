@@ -108,9 +108,14 @@ public sealed class TokenRefreshOptionsTests
 
     [Theory]
     [InlineData("DEBUG", LogLevel.Debug)]
+    [InlineData("debug", LogLevel.Debug)]
     [InlineData("info", LogLevel.Information)]
-    [InlineData("WARNING", LogLevel.Warning)]
+    [InlineData("INFO", LogLevel.Information)]
+    [InlineData("Warning", LogLevel.Warning)]
+    [InlineData("WARN", LogLevel.Warning)]
     [InlineData("ERROR", LogLevel.Error)]
+    [InlineData("CRITICAL", LogLevel.Critical)]
+    [InlineData("fatal", LogLevel.Critical)]
     public void Load_LogLevel_MapsTheOriginalNames(string value, LogLevel expected) =>
         Assert.Equal(expected, Load(("LOG_LEVEL", value)).LogLevel);
 
@@ -124,4 +129,49 @@ public sealed class TokenRefreshOptionsTests
 
         Assert.Equal(TimeSpan.FromMinutes(minutesApart), o.Schedule.GetNextOccurrence(first) - first);
     }
+
+    [Fact]
+    public void Load_RefreshIntervalMinutesAlone_IsTheOriginalsCadence()
+    {
+        var o = Load(("REFRESH_INTERVAL_MINUTES", "7"));
+
+        Assert.Equal(TimeSpan.FromMinutes(7), o.RefreshInterval);
+        Assert.False(o.RefreshScheduleSet);
+    }
+
+    [Theory]
+    [InlineData("3", "0 */3 * * * *")]
+    [InlineData("60", "0 0 * * * *")]
+    [InlineData("5", "*/5 * * * *")]
+    public void Load_RefreshIntervalAgreeingWithTheSchedule_IsAccepted(string minutes, string schedule)
+    {
+        var o = Load(("REFRESH_INTERVAL_MINUTES", minutes), ("REFRESH_SCHEDULE", schedule));
+
+        Assert.True(o.RefreshScheduleSet);
+        Assert.Equal(schedule, o.RefreshSchedule);
+    }
+
+    [Theory]
+    [InlineData("5", "0 */3 * * * *", "REFRESH_INTERVAL_MINUTES=5 and REFRESH_SCHEDULE '0 */3 * * * *' (which runs every 3 minutes) disagree; set only one of them.")]
+    [InlineData("7", "0 */7 * * * *", "REFRESH_INTERVAL_MINUTES=7 and REFRESH_SCHEDULE '0 */7 * * * *' (which does not run at a fixed interval) disagree; set only one of them.")]
+    public void Load_RefreshIntervalDisagreeingWithTheSchedule_StopsWithOneLineNamingBoth(string minutes, string schedule, string message) =>
+        Assert.Equal(message, Assert.Throws<SettingsException>(() => Load(("REFRESH_INTERVAL_MINUTES", minutes), ("REFRESH_SCHEDULE", schedule))).Message);
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("three")]
+    [InlineData("1441")]
+    public void Load_RefreshIntervalMalformed_NamesIt(string minutes) =>
+        Assert.StartsWith("REFRESH_INTERVAL_MINUTES '", Assert.Throws<SettingsException>(() => Load(("REFRESH_INTERVAL_MINUTES", minutes))).Message, StringComparison.Ordinal);
+
+    [Theory]
+    [InlineData(null, "REFRESH_SCHEDULE is not set: the Functions host runs the timer from it; set it, e.g. '0 */3 * * * *' (every 3 minutes).")]
+    [InlineData("15", "REFRESH_INTERVAL_MINUTES=15 is not read by the Functions host, which runs the timer from REFRESH_SCHEDULE: set REFRESH_SCHEDULE='0 */15 * * * *' instead.")]
+    [InlineData("120", "REFRESH_INTERVAL_MINUTES=120 is not read by the Functions host, which runs the timer from REFRESH_SCHEDULE: set REFRESH_SCHEDULE='0 0 */2 * * *' instead.")]
+    [InlineData("7", "REFRESH_INTERVAL_MINUTES=7 is not read by the Functions host, which runs the timer from REFRESH_SCHEDULE: no schedule runs exactly every 7 minutes; set REFRESH_SCHEDULE to one that divides the hour, e.g. '0 */5 * * * *'.")]
+    public void RequireFunctionsSchedule_NoSchedule_SaysWhatToSet(string? minutes, string message) =>
+        Assert.Equal(message, Assert.Throws<SettingsException>(() => Load(("REFRESH_INTERVAL_MINUTES", minutes)).RequireFunctionsSchedule()).Message);
+
+    [Fact]
+    public void RequireFunctionsSchedule_ScheduleSet_Passes() => Load(("REFRESH_SCHEDULE", "0 */3 * * * *")).RequireFunctionsSchedule();
 }
