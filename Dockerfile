@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # Three images from one build:
-#   docker build -t tokenrefresh-functions .                 the Azure Functions app (default: the last stage)
-#   docker build -t tokenrefresh-cli --target cli .          the standalone CLI, running `run` (Railway and the like)
-#   docker build -t tokenrefresh-fakes --target fakes .      the fake Etsy and Shopify servers (docker-compose.yml)
+#   docker build -t token-refresh-service .                      the standalone CLI running `run` (the default: the last
+#                                                                stage), as the original's image ran; Railway builds it too
+#   docker build -t tokenrefresh-functions --target functions .  the Azure Functions app
+#   docker build -t tokenrefresh-fakes --target fakes .          the fake Etsy and Shopify servers (the compose demo)
 # scripts/check-images.sh runs this file's `dotnet publish` commands here, where no Docker engine runs.
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
@@ -29,6 +30,12 @@ USER $APP_UID
 ENTRYPOINT ["dotnet", "TokenRefresh.FakePlatforms.dll"]
 CMD ["--urls", "http://0.0.0.0:9000"]
 
+FROM mcr.microsoft.com/azure-functions/dotnet-isolated:4-dotnet-isolated10.0 AS functions
+ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
+    AzureFunctionsJobHost__Logging__Console__IsEnabled=true \
+    REFRESH_SCHEDULE="0 */3 * * * *"
+COPY --from=build /out/functions /home/site/wwwroot
+
 FROM mcr.microsoft.com/dotnet/runtime:10.0 AS cli
 WORKDIR /app
 COPY --from=build /out/cli .
@@ -36,9 +43,3 @@ RUN ln -s /app/TokenRefresh.Cli /usr/local/bin/tokenrefresh
 USER $APP_UID
 ENTRYPOINT ["tokenrefresh"]
 CMD ["run"]
-
-FROM mcr.microsoft.com/azure-functions/dotnet-isolated:4-dotnet-isolated10.0 AS functions
-ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
-    AzureFunctionsJobHost__Logging__Console__IsEnabled=true \
-    REFRESH_SCHEDULE="0 */3 * * * *"
-COPY --from=build /out/functions /home/site/wwwroot

@@ -35,6 +35,13 @@ internal static partial class CliApp
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {
+        // A command written out whole (Railway's pre-deploy `tokenrefresh migrate`, `docker run IMAGE tokenrefresh status`)
+        // may reach the image's ENTRYPOINT, which is tokenrefresh, as its arguments: the program's own name is dropped.
+        if (args is ["tokenrefresh", .. var rest])
+        {
+            args = rest;
+        }
+
         var migrateExpiring = args is ["shopify", "migrate-expiring", ..] ? MigrateExpiringCommand.Parse(args[2..]) : null;
         if (args is ["shopify", "migrate-expiring", ..] && migrateExpiring is null)
         {

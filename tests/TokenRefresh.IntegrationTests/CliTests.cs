@@ -104,6 +104,52 @@ public sealed class CliTests : HarnessTests
     }
 
     [Fact]
+    public async Task Run_TheOriginalServicesDotEnvUnchanged_RunsACycleNowThenEveryIntervalMinutes()
+    {
+        var dir = Directory.CreateTempSubdirectory("tokenrefresh-original-env-");
+        try
+        {
+            // The original README's .env, with this deployment's values.
+            await File.WriteAllTextAsync(Path.Combine(dir.FullName, ".env"), $"""
+                # Database
+                DATABASE_URL={H.Db.Url}
+
+                # Etsy OAuth
+                ETSY_CLIENT_ID={H.Fake.Etsy.ClientId}
+                ETSY_CLIENT_SECRET={H.Fake.Etsy.SharedSecret}
+
+                # Shopify OAuth
+                SHOPIFY_API_KEY={H.Fake.Shopify.ApiKey}
+                SHOPIFY_API_SECRET={H.Fake.Shopify.ApiSecret}
+
+                # Service Configuration
+                REFRESH_INTERVAL_MINUTES=3
+                LOG_LEVEL=INFO
+
+                """);
+            var refresh = H.Fake.Etsy.AddAccount(1);
+            var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+            // Only where the fake platforms listen comes from the environment.
+            var environment = new Dictionary<string, string?>
+            {
+                ["ETSY_API_BASE_URL"] = H.Settings["ETSY_API_BASE_URL"], ["SHOPIFY_API_BASE_URL"] = H.Settings["SHOPIFY_API_BASE_URL"],
+            };
+            using var cli = CliProcess.Start(["run"], environment, dir.FullName);
+            await cli.WaitForOutputAsync("Next cycle at", TimeSpan.FromSeconds(60));
+            cli.Signal(SigTerm);
+
+            Assert.Equal(0, await cli.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Contains("Running a cycle now and then every 3 minutes (REFRESH_INTERVAL_MINUTES)", cli.Stdout, StringComparison.Ordinal);
+            Assert.Contains("Etsy: 1/1 refreshed, 0 failed", cli.Stdout, StringComparison.Ordinal);
+            Assert.NotEqual(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Run_Sigterm_StopsPromptlyAfterTheCycleWithExitZero()
     {
         var refresh = H.Fake.Etsy.AddAccount(1);

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using TokenRefresh.IntegrationTests.Infrastructure;
@@ -29,9 +30,61 @@ public sealed partial class ContainerFilesTests
         StagePattern().Matches(File.ReadAllText(Repo.File("Dockerfile"))).Select(m => m.Groups[1].Value).ToHashSet();
 
     [Fact]
-    public void Compose_HasTheWholeStack()
+    public void Compose_TheServiceAsTheOriginalRanIt_AndTheDemoInItsOwnProfile()
     {
-        Assert.Equal(["azurite", "cli", "fakes", "functions", "migrate", "postgres"], Services.Keys.Cast<string>().Order());
+        Assert.Equal(
+            ["demo-azurite", "demo-cli", "demo-fakes", "demo-functions", "demo-migrate", "demo-postgres", "token-refresh", "token-refresh-migrate"],
+            Services.Keys.Cast<string>().Order());
+        foreach (var (name, value) in Services)
+        {
+            var profiles = ((Dictionary<object, object>)value).TryGetValue("profiles", out var p) ? ((List<object>)p).Cast<string>().ToList() : [];
+            Assert.Equal(((string)name).StartsWith("demo-", StringComparison.Ordinal) ? ["demo"] : [], profiles);
+        }
+    }
+
+    [Fact]
+    public void Compose_TokenRefresh_ReadsTheUsersEnvFile_RestartsUnlessStopped_AndStopsWithoutLosingAPair()
+    {
+        var service = Service("token-refresh");
+        var migrate = Service("token-refresh-migrate");
+        var defaults = TokenRefreshOptions.Load(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = "postgresql://u:p@h/d", ["ETSY_CLIENT_ID"] = "a", ["ETSY_CLIENT_SECRET"] = "b", ["SHOPIFY_API_KEY"] = "c", ["SHOPIFY_API_SECRET"] = "d",
+        }).Build());
+
+        Assert.Equal(".env", service["env_file"]);
+        Assert.Equal(".env", migrate["env_file"]);
+        Assert.Equal(["run"], ((List<object>)service["command"]).Cast<string>());
+        Assert.Equal(["migrate"], ((List<object>)migrate["command"]).Cast<string>());
+        Assert.Equal("unless-stopped", service["restart"]);
+        Assert.Equal("service_completed_successfully",
+            ((Dictionary<object, object>)((Dictionary<object, object>)service["depends_on"])["token-refresh-migrate"])["condition"]);
+        // A stop waits for the requests in flight and for their pairs to be stored.
+        var grace = TimeSpan.FromSeconds(int.Parse(((string)service["stop_grace_period"]).TrimEnd('s'), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(grace >= defaults.HttpTimeout + Persistence.DatabaseRetry.MinimumWindow, $"stop_grace_period {grace} is too short");
+        // .env is never sent to an image build: its secrets reach the container as environment variables only.
+        Assert.Contains(".env", File.ReadAllText(Repo.File(".dockerignore")).Split('\n').Select(l => l.Trim()));
+    }
+
+    [Fact]
+    public void Railway_BuildsTheDefaultImage_MigratesBeforeDeploy_AndDrainsLongEnough()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Repo.File("railway.json")));
+        var build = doc.RootElement.GetProperty("build");
+        var deploy = doc.RootElement.GetProperty("deploy");
+
+        Assert.Equal("https://railway.com/railway.schema.json", doc.RootElement.GetProperty("$schema").GetString());
+        Assert.Equal("DOCKERFILE", build.GetProperty("builder").GetString());
+        Assert.True(File.Exists(Repo.File(build.GetProperty("dockerfilePath").GetString()!)));
+        // Railway builds the Dockerfile's default stage: the CLI, whose ENTRYPOINT and CMD are `tokenrefresh run`.
+        Assert.EndsWith("AS cli", File.ReadAllLines(Repo.File("Dockerfile")).Last(l => l.StartsWith("FROM ", StringComparison.Ordinal)), StringComparison.Ordinal);
+        Assert.False(deploy.TryGetProperty("startCommand", out _));
+        Assert.Equal(["tokenrefresh migrate"], deploy.GetProperty("preDeployCommand").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal("ON_FAILURE", deploy.GetProperty("restartPolicyType").GetString());
+        // drainingSeconds: from SIGTERM to SIGKILL, as the compose stop_grace_period.
+        Assert.Equal(JsonValueKind.Number, deploy.GetProperty("drainingSeconds").ValueKind);
+        Assert.Equal(int.Parse(((string)Service("token-refresh")["stop_grace_period"]).TrimEnd('s'), System.Globalization.CultureInfo.InvariantCulture),
+            deploy.GetProperty("drainingSeconds").GetInt32());
     }
 
     [Fact]
@@ -54,7 +107,8 @@ public sealed partial class ContainerFilesTests
         }
 
         Assert.Equal(["build", "cli", "fakes", "functions"], stages.Order());
-        Assert.EndsWith("AS functions", File.ReadAllLines(Repo.File("Dockerfile")).Last(l => l.StartsWith("FROM ", StringComparison.Ordinal)), StringComparison.Ordinal);
+        // `docker build -t token-refresh-service .` builds the CLI, running `run`, as the original's image did.
+        Assert.EndsWith("AS cli", File.ReadAllLines(Repo.File("Dockerfile")).Last(l => l.StartsWith("FROM ", StringComparison.Ordinal)), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -74,14 +128,15 @@ public sealed partial class ContainerFilesTests
         }
 
         // The fakes listen on the Function container's loopback, the only place plain http is accepted.
-        Assert.Equal("service:functions", Service("fakes")["network_mode"]);
-        Assert.Contains("http://127.0.0.1:9000", (List<object>)Service("fakes")["command"]);
+        Assert.Equal("service:demo-functions", Service("demo-fakes")["network_mode"]);
+        Assert.Equal("service:demo-functions", Service("demo-cli")["network_mode"]);
+        Assert.Contains("http://127.0.0.1:9000", (List<object>)Service("demo-fakes")["command"]);
     }
 
     [Theory]
-    [InlineData("migrate")]
-    [InlineData("functions")]
-    [InlineData("cli")]
+    [InlineData("demo-migrate")]
+    [InlineData("demo-functions")]
+    [InlineData("demo-cli")]
     public void Compose_TheServiceSettingsPassTheServicesOwnValidation(string name)
     {
         var environment = ((Dictionary<object, object>)Service(name)["environment"]).ToDictionary(kv => (string)kv.Key, kv => (string?)kv.Value);
@@ -94,13 +149,14 @@ public sealed partial class ContainerFilesTests
     [Fact]
     public void Compose_FunctionsGetsWhatTheFunctionsHostNeeds()
     {
-        var environment = (Dictionary<object, object>)Service("functions")["environment"];
+        var environment = (Dictionary<object, object>)Service("demo-functions")["environment"];
 
         Assert.Equal("dotnet-isolated", environment["FUNCTIONS_WORKER_RUNTIME"]);
-        Assert.Contains("BlobEndpoint=http://azurite:10000/", (string)environment["AzureWebJobsStorage"], StringComparison.Ordinal);
+        Assert.Contains("BlobEndpoint=http://demo-azurite:10000/", (string)environment["AzureWebJobsStorage"], StringComparison.Ordinal);
         Assert.Equal("0 */1 * * * *", environment["REFRESH_SCHEDULE"]);
-        Assert.Equal("service_completed_successfully", ((Dictionary<object, object>)((Dictionary<object, object>)Service("functions")["depends_on"])["migrate"])["condition"]);
-        Assert.Equal(["migrate"], ((List<object>)Service("migrate")["command"]).Cast<string>());
+        Assert.Equal("service_completed_successfully",
+            ((Dictionary<object, object>)((Dictionary<object, object>)Service("demo-functions")["depends_on"])["demo-migrate"])["condition"]);
+        Assert.Equal(["migrate"], ((List<object>)Service("demo-migrate")["command"]).Cast<string>());
     }
 
     [Fact]

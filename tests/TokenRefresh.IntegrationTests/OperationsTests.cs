@@ -31,6 +31,22 @@ public sealed class OperationsTests : HarnessTests
         Assert.NotEqual(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Migrate_RailwaysPreDeployCommand_WorksAsTheCommandOrAsArgumentsToTheEntrypoint(bool afterEntrypoint)
+    {
+        await using var fresh = await TestDatabase.CreateAsync(migrated: false);
+        using var doc = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(Repo.File("railway.json")));
+        var command = doc.RootElement.GetProperty("deploy").GetProperty("preDeployCommand")[0].GetString()!.Split(' ');
+        H.Settings["DATABASE_URL"] = fresh.AdminUrl;
+
+        // Run as the command itself (the process gets `migrate`), or given to the ENTRYPOINT, tokenrefresh, as its arguments.
+        var (code, stdout, _) = await CliProcess.RunAsync(afterEntrypoint ? command : command[1..], H.Settings);
+
+        Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text"), (code, stdout.Trim()));
+    }
+
     [Fact]
     public async Task ServiceRole_CannotReadOrWriteBeyondItsColumns()
     {
