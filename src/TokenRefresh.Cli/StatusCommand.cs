@@ -21,14 +21,15 @@ internal static class StatusCommand
     {
         output.WriteLine($"Status at {now:yyyy-MM-dd HH:mm:ss} UTC");
         output.WriteLine();
-        output.WriteLine($"{"platform",-18}{"due now",8}{"fine, last hour",17}{"backing off",13}{"needs re-auth",15}{"refresh token ending",22}");
+        output.WriteLine($"{"platform",-18}{"due now",8}{"fine, last hour",17}{"backing off",13}{"needs re-auth",15}{"refresh token ending",22}{"not called",12}");
         foreach (var p in platforms)
         {
-            output.WriteLine($"{p.Platform,-18}{p.Due,8}{p.Recent,17}{p.BackingOff,13}{p.NeedsReauth,15}{p.RefreshTokenExpiring,22}");
+            output.WriteLine($"{p.Platform,-18}{p.Due,8}{p.Recent,17}{p.BackingOff,13}{p.NeedsReauth,15}{p.RefreshTokenExpiring,22}{p.NotCalled,12}");
         }
 
         var groups = new[]
         {
+            ("not_called", $"Not called, because their {Shopify.ShopDomain.Rule}"),
             ("needs_reauth", "Needs re-authorisation (the user must connect again)"),
             ("backing_off", "Backing off"),
             ("refresh_token_expiring", "Refresh token ends within 7 days (the user must connect again before then)"),

@@ -115,6 +115,8 @@ internal static class PlatformHttp
     /// </summary>
     public static CallResult<T>? Transient<T>(PlatformResponse response) => response.Code switch
     {
+        // No client follows redirects: the token or secret would go wherever the Location points. The platforms never redirect these calls.
+        >= 300 and < 400 => CallResult<T>.Transient($"redirect_{response.Code}"),
         429 => CallResult<T>.Transient("rate_limited", response.RetryAfter),
         408 => CallResult<T>.Transient("timeout", response.RetryAfter, outcomeUnknown: true),
         >= 500 => CallResult<T>.Transient($"server_error_{response.Code}", response.RetryAfter, outcomeUnknown: true),

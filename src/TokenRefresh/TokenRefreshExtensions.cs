@@ -55,6 +55,7 @@ public static class TokenRefreshExtensions
         // x-api-key values in their structured state even with RedactLoggedHeaders (caught by a test).
         // Our own per-account lines say what each call did.
         services.AddHttpClient<EtsyClient>(http => Configure(http, options.EtsyApiBaseUrl))
+            .ConfigurePrimaryHttpMessageHandler(PrimaryHandler)
             .RemoveAllLoggers()
             .AddResilienceHandler("etsy", pipeline => pipeline
                 // Waits in line rather than failing: ETSY_MAX_REQUESTS_PER_SECOND bounds this process's calls.
@@ -68,6 +69,7 @@ public static class TokenRefreshExtensions
                 }))
                 .AddTimeout(options.HttpTimeout));
         services.AddHttpClient<ShopifyClient>(http => Configure(http, baseAddress: null))
+            .ConfigurePrimaryHttpMessageHandler(PrimaryHandler)
             .RemoveAllLoggers()
             .AddResilienceHandler("shopify", pipeline => pipeline.AddTimeout(options.HttpTimeout));
 
@@ -88,6 +90,9 @@ public static class TokenRefreshExtensions
         services.AddTransient<ShopifyTokenExchange>();
         return builder;
     }
+
+    // Redirects are never followed: a 3xx is reported, and the token or secret goes nowhere else (CONTRACTS.md).
+    private static SocketsHttpHandler PrimaryHandler() => new() { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
 
     private static void Configure(HttpClient http, Uri? baseAddress)
     {

@@ -84,7 +84,8 @@ public sealed class FakeEtsy
 
     internal void MapRoutes(IEndpointRouteBuilder app)
     {
-        app.MapPost("/v3/public/oauth/token", HandleTokenAsync);
+        // Etsy's host, or the loopback host of the demo's ETSY_API_BASE_URL; never a shop's host.
+        app.MapPost("/v3/public/oauth/token", HandleTokenAsync).RequireHost("api.etsy.com", "127.0.0.1", "localhost");
         app.MapPost("/_fake/etsy/accounts", ctx => FakeHttp.HandleControlAsync(ctx, AddFromJson));
     }
 

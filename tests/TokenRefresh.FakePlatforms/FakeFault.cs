@@ -19,6 +19,8 @@ public enum FakeFault
     Hang,
     /// <summary>Aborts the TCP connection without a response.</summary>
     ResetConnection,
+    /// <summary>307 to https://attacker.example.com/ (the platforms never redirect these calls).</summary>
+    Redirect,
     /// <summary>200 text/html "&lt;html&gt;oops&lt;/html&gt;".</summary>
     NotJson,
     /// <summary>200 application/json with the first half of a valid body (no rotation happens).</summary>

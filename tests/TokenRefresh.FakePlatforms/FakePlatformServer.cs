@@ -1,3 +1,8 @@
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text.Json;
@@ -6,8 +11,11 @@ using System.Text.Json.Nodes;
 namespace TokenRefresh.FakePlatforms;
 
 /// <summary>
-/// A fake Etsy + Shopify HTTP server on Kestrel, for integration tests, the demo and the benchmark.
-/// Etsy routes live at the root, Shopify routes under /shopify/{shop}, the control API under /_fake.
+/// A fake Etsy + Shopify HTTP server on Kestrel, for integration tests, the demo and the benchmark. Requests are
+/// routed by host, as the platforms are: api.etsy.com (or a loopback host) for Etsy, {name}.myshopify.com for Shopify.
+/// With a certificate it also serves HTTPS, so tests call https://api.etsy.com and https://{shop}.myshopify.com
+/// as production does (their DNS mapped to loopback). For the demo's loopback base URLs, /shopify/{shop}/... is
+/// taken as a request to the host {shop}. The control API lives under /_fake.
 /// </summary>
 public sealed class FakePlatformServer : IAsyncDisposable
 {
@@ -15,13 +23,16 @@ public sealed class FakePlatformServer : IAsyncDisposable
     private readonly FakeHttp _http;
     private int _disposed;
 
-    private FakePlatformServer(WebApplication app, FakeHttp http, FakeEtsy etsy, FakeShopify shopify, Uri baseAddress)
+    private FakePlatformServer(
+        WebApplication app, FakeHttp http, FakeEtsy etsy, FakeShopify shopify, Uri baseAddress, int? httpsPort, ConcurrentQueue<string> serverNames)
     {
+        _serverNames = serverNames;
         _app = app;
         _http = http;
         Etsy = etsy;
         Shopify = shopify;
         BaseAddress = baseAddress;
+        HttpsPort = httpsPort;
         EtsyBaseUrl = baseAddress.GetLeftPart(UriPartial.Authority);
         ShopifyBaseUrl = EtsyBaseUrl + "/shopify/{shop}";
     }
@@ -35,6 +46,14 @@ public sealed class FakePlatformServer : IAsyncDisposable
     /// <summary>Literally "{BaseAddress}/shopify/{shop}": the service replaces {shop} by the shop domain.</summary>
     public string ShopifyBaseUrl { get; }
 
+    /// <summary>The loopback port serving HTTPS with the certificate given at start; null without one.</summary>
+    public int? HttpsPort { get; }
+
+    /// <summary>The server names clients asked for in their TLS handshakes (SNI), in order.</summary>
+    public IReadOnlyCollection<string> ServerNames => _serverNames.ToArray();
+
+    private readonly ConcurrentQueue<string> _serverNames;
+
     public FakeEtsy Etsy { get; }
 
     public FakeShopify Shopify { get; }
@@ -46,14 +65,39 @@ public sealed class FakePlatformServer : IAsyncDisposable
         set => _http.Latency = value;
     }
 
-    /// <summary>Starts Kestrel on url (default: a free port on 127.0.0.1) and returns once it listens.</summary>
-    public static async Task<FakePlatformServer> StartAsync(string url = "http://127.0.0.1:0", CancellationToken ct = default)
+    /// <summary>
+    /// Starts Kestrel on url (default: a free port on 127.0.0.1) and returns once it listens; with
+    /// <paramref name="certificate"/>, also on a free loopback port for HTTPS (<see cref="HttpsPort"/>).
+    /// </summary>
+    public static async Task<FakePlatformServer> StartAsync(string url = "http://127.0.0.1:0", X509Certificate2? certificate = null, CancellationToken ct = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(url);
 
         // The empty builder reads no appsettings: tests start many servers and file watchers add up.
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
-        builder.WebHost.UseKestrelCore().UseUrls(url);
+        var serverNames = new ConcurrentQueue<string>();
+        builder.WebHost.UseKestrelCore();
+        if (certificate is null)
+        {
+            builder.WebHost.UseUrls(url);
+        }
+        else
+        {
+            builder.WebHost.ConfigureKestrel(kestrel =>
+            {
+                var uri = new Uri(url);
+                kestrel.Listen(IPAddress.Parse(uri.Host), uri.Port);
+                kestrel.Listen(IPAddress.Loopback, 0, listen => listen.UseHttps(new HttpsConnectionAdapterOptions
+                {
+                    ServerCertificateSelector = (_, name) =>
+                    {
+                        serverNames.Enqueue(name ?? "");
+                        return certificate;
+                    },
+                }));
+            });
+        }
+
         builder.Services.AddRoutingCore();
         // Per-request logs would eat the benchmark's throughput; warnings and errors still show.
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
@@ -62,6 +106,8 @@ public sealed class FakePlatformServer : IAsyncDisposable
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
 
         var app = builder.Build();
+        app.Use(ShopPathAsHost);
+        app.UseRouting();
         var http = new FakeHttp(app.Lifetime.ApplicationStopping);
         var etsy = new FakeEtsy(http);
         var shopify = new FakeShopify(http);
@@ -84,9 +130,24 @@ public sealed class FakePlatformServer : IAsyncDisposable
             throw;
         }
 
-        // With port 0 Kestrel reports the port it actually bound.
-        var baseAddress = new Uri(app.Urls.First());
-        return new FakePlatformServer(app, http, etsy, shopify, baseAddress);
+        // With port 0 Kestrel reports the ports it actually bound.
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Select(a => new Uri(a)).ToList();
+        var baseAddress = addresses.First(a => a.Scheme == "http");
+        var httpsPort = addresses.FirstOrDefault(a => a.Scheme == "https")?.Port;
+        return new FakePlatformServer(app, http, etsy, shopify, baseAddress, httpsPort, serverNames);
+    }
+
+    // The demo's loopback base URL http://127.0.0.1:PORT/shopify/{shop}/admin/... reaches the shop's host routes.
+    private static Task ShopPathAsHost(HttpContext ctx, RequestDelegate next)
+    {
+        if (ctx.Request.Path.StartsWithSegments("/shopify", out var rest)
+            && rest.Value is { Length: > 1 } path && path.IndexOf('/', 1) is var slash and > 1)
+        {
+            ctx.Request.Host = new HostString(path[1..slash]);
+            ctx.Request.Path = path[slash..];
+        }
+
+        return next(ctx);
     }
 
     public async ValueTask DisposeAsync()
@@ -174,6 +235,10 @@ internal sealed class FakeHttp(CancellationToken stopping)
                 return true;
             case FakeFault.ResetConnection:
                 ctx.Abort();
+                return true;
+            case FakeFault.Redirect:
+                ctx.Response.StatusCode = StatusCodes.Status307TemporaryRedirect;
+                ctx.Response.Headers.Location = "https://attacker.example.com" + ctx.Request.Path;
                 return true;
             case FakeFault.NotJson:
                 await WriteNotJsonAsync(ctx);

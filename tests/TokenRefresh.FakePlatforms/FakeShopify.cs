@@ -101,8 +101,9 @@ public sealed class FakeShopify
 
     internal void MapRoutes(IEndpointRouteBuilder app)
     {
-        app.MapPost("/shopify/{shop}/admin/api/{version}/graphql.json", HandleGraphQlAsync);
-        app.MapPost("/shopify/{shop}/admin/oauth/access_token", HandleOAuthAsync);
+        // Routed by host, as Shopify is: every store at its own {name}.myshopify.com.
+        app.MapPost("/admin/api/{version}/graphql.json", HandleGraphQlAsync).RequireHost("*.myshopify.com");
+        app.MapPost("/admin/oauth/access_token", HandleOAuthAsync).RequireHost("*.myshopify.com");
         app.MapPost("/_fake/shopify/stores", ctx => FakeHttp.HandleControlAsync(ctx, AddFromJson));
     }
 
@@ -156,7 +157,7 @@ public sealed class FakeShopify
 
     private async Task HandleGraphQlAsync(HttpContext ctx)
     {
-        var shop = (string)ctx.Request.RouteValues["shop"]!;
+        var shop = ctx.Request.Host.Host;
         var version = (string)ctx.Request.RouteValues["version"]!;
         Interlocked.Increment(ref _totalCalls);
         Interlocked.Increment(ref _totalGraphQlCalls);
@@ -194,7 +195,7 @@ public sealed class FakeShopify
 
     private async Task HandleOAuthAsync(HttpContext ctx)
     {
-        var shop = (string)ctx.Request.RouteValues["shop"]!;
+        var shop = ctx.Request.Host.Host;
         Interlocked.Increment(ref _totalCalls);
         Interlocked.Increment(ref _totalOAuthCalls);
         FakeHttp.Count(_oauthCalls, shop);

@@ -36,6 +36,8 @@ internal sealed class EtsyPlatform(
 
     public string? Problem(string? label) => null;
 
+    public string? CallableSql(string alias) => null;
+
     public Task<CallResult<TokenPair>> RefreshAsync(string? label, string refreshToken, CancellationToken cancellationToken) =>
         client.RefreshAsync(refreshToken, cancellationToken);
 }

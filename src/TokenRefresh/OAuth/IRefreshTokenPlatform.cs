@@ -51,8 +51,11 @@ internal interface IRefreshTokenPlatform
     /// <exception cref="SchemaException">The table lacks what the platform must have.</exception>
     Task<TableShape?> ShapeAsync(CancellationToken cancellationToken);
 
-    /// <summary>Why an account cannot be called (e.g. an invalid shop domain), or null.</summary>
+    /// <summary>Why an account cannot be called (e.g. a shop domain that is not {name}.myshopify.com), or null.</summary>
     string? Problem(string? label);
+
+    /// <summary>The same as a SQL condition on the row aliased <paramref name="alias"/>, so such accounts are never selected; null: every row may be called.</summary>
+    string? CallableSql(string alias);
 
     /// <summary>Sends the refresh request and classifies the answer.</summary>
     Task<CallResult<TokenPair>> RefreshAsync(string? label, string refreshToken, CancellationToken cancellationToken);

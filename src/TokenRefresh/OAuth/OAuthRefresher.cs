@@ -58,7 +58,7 @@ internal sealed partial class OAuthRefresher(
     public async Task<bool> IsEnabledAsync(CancellationToken cancellationToken) => (_shape = await platform.ShapeAsync(cancellationToken)) is not null;
 
     private string DueFilter => $"""
-        {Active} AND a.refresh_token IS NOT NULL AND {AccountState.EligibleSql("a.refresh_token")}
+        {Active} AND a.refresh_token IS NOT NULL AND {AccountState.EligibleSql("a.refresh_token")}{(platform.CallableSql("a") is { } callable ? $" AND {callable}" : "")}
         """;
 
     public Task<int> CountDueAsync(CancellationToken cancellationToken) =>

@@ -7,16 +7,19 @@ using TokenRefresh.Shopify;
 namespace TokenRefresh.Persistence;
 
 /// <summary>
-/// One account that needs attention: <c>needs_reauth</c>, <c>backing_off</c>, or <c>refresh_token_expiring</c>
-/// (its refresh token ends within 7 days).
+/// One account that needs attention: <c>not_called</c> (a shop_domain that is not {name}.myshopify.com), <c>needs_reauth</c>,
+/// <c>backing_off</c>, or <c>refresh_token_expiring</c> (its refresh token ends within 7 days).
 /// </summary>
 public sealed record AttentionAccount(
     string Id, string? Shop, string Group, int ConsecutiveFailures, string? LastError, DateTimeOffset? LastErrorAt,
     DateTimeOffset? NextAttemptAt, DateTimeOffset? RefreshTokenExpiresAt);
 
-/// <summary>Per platform: how many accounts are due, fine lately, backing off, need re-authorisation, or have a refresh token about to expire.</summary>
+/// <summary>
+/// Per platform: how many accounts are due, fine lately, backing off, need re-authorisation, have a refresh token about to expire,
+/// or are never called (<see cref="NotCalled"/>: Shopify stores whose shop_domain is not {name}.myshopify.com).
+/// </summary>
 public sealed record PlatformStatus(
-    string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, long RefreshTokenExpiring, IReadOnlyList<AttentionAccount> Accounts);
+    string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, long RefreshTokenExpiring, long NotCalled, IReadOnlyList<AttentionAccount> Accounts);
 
 /// <summary>Reads what <c>tokenrefresh status</c> shows, straight from the main tables and the service's state.</summary>
 internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, ShopifySchema shopify, IOptions<TokenRefreshOptions> options, TimeProvider time)
@@ -26,7 +29,11 @@ internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, Shopif
 
     /// <param name="RefreshExpiry">When the refresh token ends (SQL), for platforms that refresh; null for validation.</param>
     private sealed record Source(
-        string Platform, string StateKey, TableShape Table, string TokenColumn, string Active, string Due, string? ShopColumn, string? RefreshExpiry);
+        string Platform, string StateKey, TableShape Table, string TokenColumn, string Active, string Due, string? ShopColumn, string? RefreshExpiry)
+    {
+        /// <summary>The accounts that are never called.</summary>
+        public string NotCalled => ShopColumn is null ? "false" : $"NOT COALESCE({ShopDomain.Sql(ShopColumn)}, false)";
+    }
 
     /// <exception cref="SchemaException">A table lacks what the service needs.</exception>
     public async Task<IReadOnlyList<PlatformStatus>> ReadAsync(CancellationToken cancellationToken)
@@ -67,28 +74,31 @@ internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, Shopif
             var backingOff = $"COALESCE({current} AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false)";
             var ending = source.RefreshExpiry is { } expiry ? $"COALESCE({expiry} <= @WarnBefore AND NOT {reauth}, false)" : "false";
             var join = $"FROM {source.Table.Name} a LEFT JOIN token_refresh_state s ON s.platform = '{source.StateKey}' AND s.account_id = {source.Table.Id("a")}";
-            var counts = await connection.QuerySingleAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending)>(new CommandDefinition($"""
+            var counts = await connection.QuerySingleAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending, long NotCalled)>(new CommandDefinition($"""
                 SELECT
-                    count(*) FILTER (WHERE {source.Due} AND {AccountState.EligibleSql(source.TokenColumn)}),
+                    count(*) FILTER (WHERE {source.Due} AND NOT {source.NotCalled} AND {AccountState.EligibleSql(source.TokenColumn)}),
                     count(*) FILTER (WHERE s.last_success_at >= @RecentSince),
                     count(*) FILTER (WHERE {backingOff}),
                     count(*) FILTER (WHERE {reauth}),
-                    count(*) FILTER (WHERE {ending})
+                    count(*) FILTER (WHERE {ending}),
+                    count(*) FILTER (WHERE {source.NotCalled})
                 {join}
                 WHERE {source.Active}
                 """, parameters, cancellationToken: cancellationToken));
             var accounts = await connection.QueryAsync<AttentionAccount>(new CommandDefinition($"""
                 SELECT {source.Table.Id("a")} AS Id, {source.ShopColumn ?? "NULL"} AS Shop,
-                       CASE WHEN {reauth} THEN 'needs_reauth' WHEN {backingOff} THEN 'backing_off' ELSE 'refresh_token_expiring' END AS "Group",
+                       CASE WHEN {source.NotCalled} THEN 'not_called' WHEN {reauth} THEN 'needs_reauth' WHEN {backingOff} THEN 'backing_off'
+                            ELSE 'refresh_token_expiring' END AS "Group",
                        COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError,
                        s.last_error_at AS LastErrorAt, s.next_attempt_at AS NextAttemptAt,
                        {source.RefreshExpiry ?? "NULL::timestamptz"} AS RefreshTokenExpiresAt
                 {join}
-                WHERE {source.Active} AND ({reauth} OR {backingOff} OR {ending})
+                WHERE {source.Active} AND ({source.NotCalled} OR {reauth} OR {backingOff} OR {ending})
                 ORDER BY 3 DESC, s.last_error_at DESC
                 LIMIT 500
                 """, parameters, cancellationToken: cancellationToken));
-            result.Add(new PlatformStatus(source.Platform, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, counts.Ending, accounts.ToList()));
+            result.Add(new PlatformStatus(
+                source.Platform, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, counts.Ending, counts.NotCalled, accounts.ToList()));
         }
 
         return result;

@@ -87,7 +87,10 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
         };
     }
 
-    public string ShopUrl(string shopDomain) => options.Value.ShopifyApiBaseUrl.Replace("{shop}", shopDomain, StringComparison.Ordinal);
+    /// <exception cref="InvalidOperationException">The shop domain breaks the rule: callers never select such a store; this is the last guard.</exception>
+    public string ShopUrl(string shopDomain) => ShopDomain.Problem(shopDomain) is null
+        ? options.Value.ShopifyApiBaseUrl.Replace("{shop}", shopDomain, StringComparison.Ordinal)
+        : throw new InvalidOperationException($"A Shopify call to a store whose {ShopDomain.Rule} was refused.");
 
     internal static CallResult<string> Classify(PlatformResponse response)
     {

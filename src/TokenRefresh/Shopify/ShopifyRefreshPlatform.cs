@@ -28,6 +28,8 @@ internal sealed class ShopifyRefreshPlatform(ShopifyClient client, ShopifySchema
 
     public string? Problem(string? label) => ShopDomain.Problem(label);
 
+    public string? CallableSql(string alias) => ShopDomain.Sql($"{alias}.shop_domain");
+
     public Task<CallResult<TokenPair>> RefreshAsync(string? label, string refreshToken, CancellationToken cancellationToken) =>
         client.RefreshAsync(label!, refreshToken, cancellationToken);
 }

@@ -48,7 +48,7 @@ internal sealed partial class ShopifyValidator(
     // boundary of the interval; the boundaries are spread over the interval by a hash of the store's id, so an
     // equal share of the stores comes due in every cycle. A failing store follows its backoff instead.
     private string DueFilter => $"""
-        st.is_active {NonExpiring} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
+        st.is_active {NonExpiring} AND {ShopDomain.Sql("st.shop_domain")} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
         AND {IntervalSql(T.Key("st"))}
         """;
 
@@ -71,6 +71,7 @@ internal sealed partial class ShopifyValidator(
         return await DatabaseRetry.ReadAsync(time, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
+            await ShopDomain.WarnAboutUncallableAsync(connection, T, Platform, logger, ct);
             return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: ct));
         }, cancellationToken);
     }

@@ -1,6 +1,8 @@
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
@@ -9,8 +11,10 @@ using TokenRefresh.FakePlatforms;
 namespace TokenRefresh.IntegrationTests.Infrastructure;
 
 /// <summary>
-/// The service as production wires it (AddTokenRefresh), on a fresh database, against fake platforms
-/// over loopback HTTP, with every log record captured.
+/// The service as production wires it (AddTokenRefresh), on a fresh database, against the fake platforms at their
+/// production URLs (https://api.etsy.com, https://{shop}.myshopify.com; see <see cref="PlatformNetwork"/>), with every
+/// log record captured. <see cref="Settings"/> also hold the fakes' loopback base URLs, for the CLI and the Function
+/// app started as processes.
 /// </summary>
 public sealed class ServiceHarness : IAsyncDisposable
 {
@@ -19,7 +23,14 @@ public sealed class ServiceHarness : IAsyncDisposable
         Fake = fake;
         Db = db;
         Settings = settings;
+        Network = new PlatformNetwork(fake.HttpsPort!.Value);
     }
+
+    /// <summary>Where the in-process service connected.</summary>
+    public PlatformNetwork Network { get; }
+
+    /// <summary>When true, the in-process service also uses the loopback base URLs in <see cref="Settings"/>.</summary>
+    public bool UseLoopbackUrls { get; set; }
 
     public FakePlatformServer Fake { get; }
 
@@ -31,9 +42,10 @@ public sealed class ServiceHarness : IAsyncDisposable
     /// <summary>When set, the service's clock (registered before AddTokenRefresh, as a host could).</summary>
     public FakeTimeProvider? Time { get; set; }
 
-    public static async Task<ServiceHarness> StartAsync(TestDatabase? database = null)
+    /// <param name="serverCertificate">What the fakes present over TLS; by default one the service trusts.</param>
+    public static async Task<ServiceHarness> StartAsync(TestDatabase? database = null, X509Certificate2? serverCertificate = null)
     {
-        var fake = await FakePlatformServer.StartAsync();
+        var fake = await FakePlatformServer.StartAsync(certificate: serverCertificate ?? TestCertificates.Server);
         var db = database ?? await TestDatabase.CreateAsync();
         return new ServiceHarness(fake, db, new Dictionary<string, string?>
         {
@@ -53,7 +65,9 @@ public sealed class ServiceHarness : IAsyncDisposable
     public IHost BuildHost(LogLevel minimumLevel = LogLevel.Debug)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Configuration.AddInMemoryCollection(Settings);
+        builder.Configuration.AddInMemoryCollection(UseLoopbackUrls
+            ? Settings
+            : Settings.Where(kv => kv.Key is not ("ETSY_API_BASE_URL" or "SHOPIFY_API_BASE_URL")));
         builder.Logging.AddFakeLogging();
         if (Time is not null)
         {
@@ -61,6 +75,7 @@ public sealed class ServiceHarness : IAsyncDisposable
         }
 
         builder.AddTokenRefresh();
+        builder.Services.ConfigureAll<HttpClientFactoryOptions>(o => o.HttpMessageHandlerBuilderActions.Add(Network.Apply));
         builder.Logging.SetMinimumLevel(minimumLevel);
         if (minimumLevel == LogLevel.Trace)
         {
