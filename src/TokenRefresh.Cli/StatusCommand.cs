@@ -27,6 +27,12 @@ internal static class StatusCommand
             output.WriteLine($"{p.Platform,-18}{p.Due,8}{p.Recent,17}{p.BackingOff,13}{p.NeedsReauth,15}{p.RefreshTokenExpiring,22}{p.NotCalled,12}");
         }
 
+        foreach (var p in platforms.Where(p => p.DeactivationPaused > 0))
+        {
+            output.WriteLine();
+            output.WriteLine($"{p.Platform}: {p.DeactivationPaused} stores were rejected (401) while deactivation was paused by the incident guard; they stay active (see the logs).");
+        }
+
         var groups = new[]
         {
             ("not_called", $"Not called, because their {Shopify.ShopDomain.Rule}"),

@@ -18,6 +18,9 @@ public sealed record AccountResult(Outcome Outcome, string? Reason = null, bool 
 
     public static AccountResult Defer(string reason) => new(Outcome.Skipped, reason) { Deferred = true };
 
+    /// <summary>This account failed for a reason that is the platform's, not its own (refused credentials): it counts as failed, nothing more of this platform starts this cycle.</summary>
+    public static AccountResult StopPlatform(string reason) => new(Outcome.Failed, reason) { Deferred = true };
+
     public static AccountResult Success(Outcome outcome) => new(outcome);
 
     /// <summary>Worth trying again next cycle: network, timeout, 429, 5xx, malformed response.</summary>

@@ -26,6 +26,19 @@ public enum CallStatus
 /// </summary>
 internal sealed record CallResult<T>(CallStatus Status, T? Value = default, string? Reason = null, TimeSpan? RetryAfter = null, bool OutcomeUnknown = false)
 {
+    /// <summary>What went wrong unexpectedly once the request may have left (for the log line); null otherwise.</summary>
+    public Exception? Error { get; init; }
+
+    /// <summary>
+    /// The platform's credentials were refused (a wrong client id or secret): a configuration fault, not the account's.
+    /// The platform stops for the cycle instead of every account backing off.
+    /// </summary>
+    public bool CredentialsRefused => Reason is "invalid_client" || (Reason is "forbidden" && Status == CallStatus.Permanent);
+
+    /// <summary>Anything unexpected once a request may have been sent: its outcome is unknown (the platform may have rotated).</summary>
+    public static CallResult<T> Unexpected(Exception error) =>
+        new(CallStatus.Transient, Reason: "unexpected_error", OutcomeUnknown: true) { Error = error };
+
     public static CallResult<T> Transient(string reason, TimeSpan? retryAfter = null, bool outcomeUnknown = false) =>
         new(CallStatus.Transient, Reason: reason, RetryAfter: retryAfter, OutcomeUnknown: outcomeUnknown);
 
@@ -71,6 +84,31 @@ internal sealed record PlatformResponse(HttpStatusCode Status, string Body, Time
 
 internal static class PlatformHttp
 {
+    /// <summary>The longest wait a platform may ask for: a larger or garbled Retry-After or throttle figure is taken as this.</summary>
+    public static readonly TimeSpan LongestWait = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// Sends a request and classifies the answer. Whatever else happens once the request may have left (a charset it
+    /// cannot decode, arithmetic on a header, a bug) comes back as an unknown outcome, never as an exception.
+    /// </summary>
+    public static async Task<CallResult<T>> CallAsync<T>(
+        HttpClient http, HttpRequestMessage request, Func<PlatformResponse, CallResult<T>> classify, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var (response, failure) = await SendAsync(http, request, cancellationToken);
+            return response is null ? CallResult<T>.From(failure!) : classify(response);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            return CallResult<T>.Unexpected(e);
+        }
+    }
+
+    /// <summary><paramref name="seconds"/> as a wait within [0, <see cref="LongestWait"/>]; null for NaN.</summary>
+    public static TimeSpan? Wait(double seconds) =>
+        double.IsNaN(seconds) ? null : seconds <= 0 ? TimeSpan.Zero : seconds >= LongestWait.TotalSeconds ? LongestWait : TimeSpan.FromSeconds(seconds);
+
     /// <summary>Sends a request and reads the whole answer. Network faults and timeouts come back as a reason, not an exception.</summary>
     public static async Task<(PlatformResponse? Response, CallFailure? Failure)> SendAsync(
         HttpClient http, HttpRequestMessage request, CancellationToken cancellationToken)
@@ -125,16 +163,20 @@ internal static class PlatformHttp
 
     private static TimeSpan? RetryAfter(HttpResponseMessage response)
     {
-        if (response.Headers.RetryAfter?.Delta is { } delta)
+        if (response.Headers.RetryAfter is { Delta: { } delta })
         {
-            return delta;
+            return Wait(delta.TotalSeconds);
+        }
+
+        if (response.Headers.RetryAfter is { Date: { } date })
+        {
+            return Wait((date - DateTimeOffset.UtcNow).TotalSeconds);
         }
 
         // Shopify sends fractional seconds ("2.0"), which the typed header parser rejects.
         return response.Headers.TryGetValues("Retry-After", out var values)
             && double.TryParse(values.FirstOrDefault(), NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds)
-            && seconds >= 0
-            ? TimeSpan.FromSeconds(seconds)
+            ? Wait(seconds)
             : null;
     }
 }

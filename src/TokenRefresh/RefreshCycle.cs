@@ -86,6 +86,7 @@ public sealed partial class RefreshCycle
         await Task.Yield(); // platforms run side by side from here
         var tally = new Tally(refresher);
         var found = 0;
+        string? stoppedBecause = null;
         // Stops claiming for this platform alone when an account defers the rest (a 429 pause past the budget).
         using var platformClaiming = CancellationTokenSource.CreateLinkedTokenSource(claiming);
         try
@@ -103,9 +104,21 @@ public sealed partial class RefreshCycle
                 await slots.WaitAsync(token);
                 try
                 {
+                    // Our own source, set at once by an account that stopped the platform (the loop's token follows it a moment later).
+                    if (platformClaiming.IsCancellationRequested)
+                    {
+                        return;
+                    }
+
                     var result = await ProcessAccountAsync(refresher, account, deadline, token);
                     if (result.Deferred)
                     {
+                        if (result.Outcome == Outcome.Failed)
+                        {
+                            tally.Add(result);
+                        }
+
+                        Interlocked.CompareExchange(ref stoppedBecause, result.Reason, null);
                         await platformClaiming.CancelAsync();
                         return;
                     }
@@ -124,7 +137,9 @@ public sealed partial class RefreshCycle
         {
             // Claiming stopped (shutting down, budget spent, or a pause past it); the accounts in flight finished above.
             var leftOver = Math.Max(0, found - tally.Count);
-            var why = stopping.IsCancellationRequested ? "shutting down" : claiming.IsCancellationRequested ? "cycle budget spent" : "paused by a 429 past the cycle budget";
+            var why = stopping.IsCancellationRequested ? "shutting down"
+                : claiming.IsCancellationRequested ? "cycle budget spent"
+                : stoppedBecause ?? "stopped for this cycle";
             Log.Stopping(_logger, refresher.Platform, why, leftOver);
             return (tally.Summary(leftOver), null);
         }

@@ -16,6 +16,7 @@ public sealed class TokenRefreshMetrics
     private readonly Histogram<double> _callDuration;
     private readonly Counter<long> _leftOver;
     private readonly Gauge<long> _needsReauth;
+    private readonly Counter<long> _deactivationPaused;
 
     public TokenRefreshMetrics(IMeterFactory meterFactory)
     {
@@ -25,6 +26,7 @@ public sealed class TokenRefreshMetrics
         _cycleDuration = meter.CreateHistogram<double>("tokenrefresh.cycle.duration", "s", "Duration of a refresh cycle");
         _callDuration = meter.CreateHistogram<double>("tokenrefresh.platform.call.duration", "s", "Latency of a platform call, by platform, operation and result");
         _leftOver = meter.CreateCounter<long>("tokenrefresh.accounts.left_over", "{account}", "Due accounts left for the next cycle when the budget was spent or the process stopped");
+        _deactivationPaused = meter.CreateCounter<long>("tokenrefresh.deactivations.paused", "{account}", "Stores rejected (401) while the incident guard paused deactivation; they stay active");
         _needsReauth = meter.CreateGauge<long>("tokenrefresh.accounts.needs_reauth", "{account}", "Accounts waiting for the user to re-authorise, by platform");
     }
 
@@ -46,6 +48,8 @@ public sealed class TokenRefreshMetrics
 
     public void PlatformCall(string platform, string operation, CallStatus status, TimeSpan elapsed) => _callDuration.Record(
         elapsed.TotalSeconds, new("platform", platform), new("operation", operation), new("result", status.ToString().ToLowerInvariant()));
+
+    public void DeactivationPaused(string platform) => _deactivationPaused.Add(1, new KeyValuePair<string, object?>("platform", platform));
 
     public void NeedsReauth(string platform, long count) => _needsReauth.Record(count, new KeyValuePair<string, object?>("platform", platform));
 }

@@ -177,6 +177,14 @@ public sealed class FakeEtsy
             return;
         }
 
+        if (fault == FakeFault.RotateThenBadCharset)
+        {
+            ctx.Response.StatusCode = StatusCodes.Status200OK;
+            ctx.Response.ContentType = "application/json; charset=x-no-such-charset";
+            await ctx.Response.WriteAsync(TokenBody(pair.AccessToken, pair.RefreshToken, 3600));
+            return;
+        }
+
         var headers = ctx.Response.Headers;
         headers["x-limit-per-second"] = "150";
         headers["x-remaining-this-second"] = "149";

@@ -47,6 +47,12 @@ public enum FakeFault
     Throttled,
     /// <summary>Shopify GraphQL: HTTP 200 with errors code SHOP_INACTIVE (Etsy: same as Locked).</summary>
     ShopInactive,
+    /// <summary>A real rotation happens, then a 200 whose Content-Type names a charset no client can decode.</summary>
+    RotateThenBadCharset,
+    /// <summary>429 with Retry-After: 1e308.</summary>
+    HugeRetryAfter,
+    /// <summary>Shopify GraphQL: THROTTLED with a restoreRate of 1e-300 (a wait that overflows any clock).</summary>
+    AbsurdThrottle,
 }
 
 // Faults per key, each with how many requests it still applies to (int.MaxValue = until changed).

@@ -236,6 +236,10 @@ internal sealed class FakeHttp(CancellationToken stopping)
             case FakeFault.ResetConnection:
                 ctx.Abort();
                 return true;
+            case FakeFault.HugeRetryAfter:
+                ctx.Response.Headers.RetryAfter = "1e308";
+                await WriteJsonAsync(ctx, StatusCodes.Status429TooManyRequests, """{"error":"rate limited"}""");
+                return true;
             case FakeFault.Redirect:
                 ctx.Response.StatusCode = StatusCodes.Status307TemporaryRedirect;
                 ctx.Response.Headers.Location = "https://attacker.example.com" + ctx.Request.Path;

@@ -223,7 +223,7 @@ public sealed class FakeShopify
             return;
         }
 
-        var fault = _faults.Take(shop, static f => f is not (FakeFault.Throttled or FakeFault.ShopInactive));
+        var fault = _faults.Take(shop, static f => f is not (FakeFault.Throttled or FakeFault.ShopInactive or FakeFault.AbsurdThrottle));
         if (fault == FakeFault.MissingRefreshToken)
         {
             // A made-up access token that is never registered: nothing rotates.
@@ -328,6 +328,10 @@ public sealed class FakeShopify
                 await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK,
                     """{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED","documentation":"https://shopify.dev/api/usage/rate-limits"}}],"extensions":{"cost":{"requestedQueryCost":1,"actualQueryCost":null,"throttleStatus":{"maximumAvailable":2000.0,"currentlyAvailable":0,"restoreRate":100.0}}}}""");
                 return true;
+            case FakeFault.AbsurdThrottle:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK,
+                    """{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED"}}],"extensions":{"cost":{"requestedQueryCost":1000,"actualQueryCost":null,"throttleStatus":{"maximumAvailable":2000.0,"currentlyAvailable":0,"restoreRate":1e-300}}}}""");
+                return true;
             case FakeFault.ShopInactive:
                 await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK,
                     """{"errors":[{"message":"Shop is inactive","extensions":{"code":"SHOP_INACTIVE"}}]}""");
@@ -338,7 +342,7 @@ public sealed class FakeShopify
     }
 
     private static bool IsTokenResponseFault(FakeFault fault) =>
-        fault is FakeFault.MissingExpiresIn or FakeFault.AbsurdExpiresIn or FakeFault.MissingRefreshToken or FakeFault.RotateThenReset;
+        fault is FakeFault.MissingExpiresIn or FakeFault.AbsurdExpiresIn or FakeFault.MissingRefreshToken or FakeFault.RotateThenReset or FakeFault.RotateThenBadCharset;
 
     private Store? Find(string shopDomain) => _stores.TryGetValue(shopDomain, out var store) ? store : null;
 

@@ -92,7 +92,6 @@ public sealed class EtsyRefreshTests : HarnessTests
     [InlineData(FakeFault.NotJson, "malformed_response")]
     [InlineData(FakeFault.TruncatedJson, "malformed_response")]
     [InlineData(FakeFault.MissingRefreshToken, "malformed_response")]
-    [InlineData(FakeFault.InvalidClient, "invalid_client")]
     public async Task Cycle_RefreshFails_RowStaysExactlyAsItWasAndTheReasonIsLogged(FakeFault fault, string reason)
     {
         var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(2));
@@ -120,7 +119,9 @@ public sealed class EtsyRefreshTests : HarnessTests
 
         Assert.Equal(before, await H.Db.GetEtsyUserAsync(id));
         Assert.Equal(1, summary.Platforms[0].Failed);
-        Assert.Contains(logs, l => l.Message.Contains("failed (forbidden", StringComparison.Ordinal));
+        // A configuration fault: the platform stops for the cycle (PlatformFaultTests), the account is not marked.
+        Assert.Contains(logs, l => l.Message.Contains("refused the app's credentials (forbidden)", StringComparison.Ordinal));
+        Assert.Null(await H.Db.GetStateAsync("etsy", id));
     }
 
     [Theory]

@@ -27,8 +27,7 @@ internal sealed class EtsyClient(HttpClient http, IOptions<TokenRefreshOptions> 
         request.Headers.Add("x-api-key", $"{o.EtsyClientId}:{o.EtsyClientSecret}");
 
         var started = time.GetTimestamp();
-        var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
-        var result = response is null ? CallResult<TokenPair>.From(failure!) : Classify(response);
+        var result = await PlatformHttp.CallAsync(http, request, Classify, cancellationToken);
         metrics.PlatformCall("Etsy", "refresh", result.Status, time.GetElapsedTime(started));
         return result;
     }

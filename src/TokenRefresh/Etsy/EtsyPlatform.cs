@@ -24,6 +24,8 @@ internal sealed class EtsyPlatform(
 
     public string StateKey => "etsy";
 
+    public string CredentialSettings => "ETSY_CLIENT_ID and ETSY_CLIENT_SECRET";
+
     public TokenTable Table => EtsyUsers;
 
     public TimeSpan Margin => options.Value.EtsyRefreshMargin;

@@ -30,6 +30,9 @@ internal interface IRefreshTokenPlatform
     /// <summary>The name in logs and summaries, e.g. "Etsy".</summary>
     string Platform { get; }
 
+    /// <summary>The settings that hold the app's credentials, named in the error when the platform refuses them.</summary>
+    string CredentialSettings { get; }
+
     /// <summary>The platform's key in token_refresh_state.</summary>
     string StateKey { get; }
 

@@ -30,6 +30,8 @@ internal sealed partial class OAuthRefresher(
     /// <summary>The table as the catalog described it at the start of this cycle (refreshers are made per cycle).</summary>
     private TableShape? _shape;
 
+    private int _credentialsRefused;
+
     public string Platform => platform.Platform;
 
     public Outcome SuccessOutcome => Outcome.Refreshed;
@@ -197,6 +199,23 @@ internal sealed partial class OAuthRefresher(
             return await StoreAsync(claim, account, sent, result.Value!, deadline);
         }
 
+        if (result.Error is { } error)
+        {
+            Log.UnexpectedAfterSend(logger, error, platform.Platform, account);
+        }
+
+        if (result.CredentialsRefused)
+        {
+            // The app's credentials, not this account: nothing is recorded against it (the claim rolls back), and no
+            // more calls of this platform start this cycle; said once.
+            if (Interlocked.Exchange(ref _credentialsRefused, 1) == 0)
+            {
+                Log.CredentialsRefused(logger, platform.Platform, result.Reason!, platform.CredentialSettings);
+            }
+
+            return AccountResult.StopPlatform($"{platform.Platform} refused the app's credentials ({result.Reason}): check {platform.CredentialSettings}");
+        }
+
         if (result.Reason == "rate_limited" && result.RetryAfter is { } retryAfter)
         {
             platform.Gate?.Pause(retryAfter);
@@ -274,6 +293,12 @@ internal sealed partial class OAuthRefresher(
 
     private static partial class Log
     {
+        [LoggerMessage(107, LogLevel.Error, "{Platform} {Account}: something unexpected happened once the request may have been sent; the outcome is unknown, so the token is left as it is and not sent again before the in-flight wait")]
+        public static partial void UnexpectedAfterSend(ILogger logger, Exception exception, string platform, DueAccount account);
+
+        [LoggerMessage(108, LogLevel.Error, "{Platform}: the platform refused the app's credentials ({Reason}): check {Settings}. No more {Platform} calls this cycle, and no account is marked as failing for it")]
+        public static partial void CredentialsRefused(ILogger logger, string platform, string reason, string settings);
+
         [LoggerMessage(101, LogLevel.Warning, "{Platform} {Account}: expires_in was missing or implausible; assuming {AssumedMinutes} minutes")]
         public static partial void LifetimeAssumed(ILogger logger, string platform, DueAccount account, double assumedMinutes);
 

@@ -16,10 +16,12 @@ public sealed record AttentionAccount(
 
 /// <summary>
 /// Per platform: how many accounts are due, fine lately, backing off, need re-authorisation, have a refresh token about to expire,
-/// or are never called (<see cref="NotCalled"/>: Shopify stores whose shop_domain is not {name}.myshopify.com).
+/// or are never called (<see cref="NotCalled"/>: Shopify stores whose shop_domain is not {name}.myshopify.com); and stores
+/// rejected while the incident guard paused deactivation (<see cref="DeactivationPaused"/>, among those backing off).
 /// </summary>
 public sealed record PlatformStatus(
-    string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, long RefreshTokenExpiring, long NotCalled, IReadOnlyList<AttentionAccount> Accounts);
+    string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, long RefreshTokenExpiring, long NotCalled, long DeactivationPaused,
+    IReadOnlyList<AttentionAccount> Accounts);
 
 /// <summary>Reads what <c>tokenrefresh status</c> shows, straight from the main tables and the service's state.</summary>
 internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, ShopifySchema shopify, IOptions<TokenRefreshOptions> options, TimeProvider time)
@@ -74,14 +76,15 @@ internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, Shopif
             var backingOff = $"COALESCE({current} AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false)";
             var ending = source.RefreshExpiry is { } expiry ? $"COALESCE({expiry} <= @WarnBefore AND NOT {reauth}, false)" : "false";
             var join = $"FROM {source.Table.Name} a LEFT JOIN token_refresh_state s ON s.platform = '{source.StateKey}' AND s.account_id = {source.Table.Id("a")}";
-            var counts = await connection.QuerySingleAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending, long NotCalled)>(new CommandDefinition($"""
+            var counts = await connection.QuerySingleAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending, long NotCalled, long Paused)>(new CommandDefinition($"""
                 SELECT
                     count(*) FILTER (WHERE {source.Due} AND NOT {source.NotCalled} AND {AccountState.EligibleSql(source.TokenColumn)}),
                     count(*) FILTER (WHERE s.last_success_at >= @RecentSince),
                     count(*) FILTER (WHERE {backingOff}),
                     count(*) FILTER (WHERE {reauth}),
                     count(*) FILTER (WHERE {ending}),
-                    count(*) FILTER (WHERE {source.NotCalled})
+                    count(*) FILTER (WHERE {source.NotCalled}),
+                    count(*) FILTER (WHERE {backingOff} AND s.last_error = '{ShopifyValidator.DeactivationPaused}')
                 {join}
                 WHERE {source.Active}
                 """, parameters, cancellationToken: cancellationToken));
@@ -98,7 +101,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, Shopif
                 LIMIT 500
                 """, parameters, cancellationToken: cancellationToken));
             result.Add(new PlatformStatus(
-                source.Platform, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, counts.Ending, counts.NotCalled, accounts.ToList()));
+                source.Platform, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, counts.Ending, counts.NotCalled, counts.Paused, accounts.ToList()));
         }
 
         return result;

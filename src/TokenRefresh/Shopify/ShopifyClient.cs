@@ -21,8 +21,7 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
         request.Headers.Add("X-Shopify-Access-Token", accessToken);
 
         var started = time.GetTimestamp();
-        var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
-        var result = response is null ? CallResult<string>.From(failure!) : Classify(response);
+        var result = await PlatformHttp.CallAsync(http, request, Classify, cancellationToken);
         metrics.PlatformCall("Shopify", "validate", result.Status, time.GetElapsedTime(started));
         return result;
     }
@@ -56,8 +55,7 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
             Content = new FormUrlEncodedContent([new("client_id", o.ShopifyApiKey), new("client_secret", o.ShopifyApiSecret), .. fields]),
         };
         var started = time.GetTimestamp();
-        var (response, failure) = await PlatformHttp.SendAsync(http, request, cancellationToken);
-        var result = response is null ? CallResult<TokenPair>.From(failure!) : ClassifyToken(response);
+        var result = await PlatformHttp.CallAsync(http, request, ClassifyToken, cancellationToken);
         metrics.PlatformCall("Shopify", operation, result.Status, time.GetElapsedTime(started));
         return result;
     }
@@ -152,7 +150,8 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
             var status = cost.GetProperty("throttleStatus");
             var missing = cost.GetProperty("requestedQueryCost").GetDouble() - status.GetProperty("currentlyAvailable").GetDouble();
             var rate = status.GetProperty("restoreRate").GetDouble();
-            return missing > 0 && rate > 0 ? TimeSpan.FromSeconds(Math.Ceiling(missing / rate)) : TimeSpan.FromSeconds(1);
+            // Clamped: a garbled figure (a huge cost, a tiny rate) must not overflow or pause a store for ever.
+            return missing > 0 && rate > 0 ? PlatformHttp.Wait(Math.Max(1, Math.Ceiling(missing / rate))) ?? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(1);
         }
         catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
         {

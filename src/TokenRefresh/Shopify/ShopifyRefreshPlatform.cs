@@ -15,6 +15,8 @@ internal sealed class ShopifyRefreshPlatform(ShopifyClient client, ShopifySchema
 
     public string StateKey => "shopify_refresh";
 
+    public string CredentialSettings => "SHOPIFY_API_KEY and SHOPIFY_API_SECRET";
+
     public TokenTable Table => ShopifyStores;
 
     public TimeSpan Margin => options.Value.ShopifyRefreshMargin;

@@ -14,6 +14,7 @@ internal sealed partial class ShopifyValidator(
     ShopifySchema schema,
     IOptions<TokenRefreshOptions> options,
     TimeProvider time,
+    TokenRefreshMetrics metrics,
     ILogger<ShopifyValidator> logger) : IPlatformRefresher
 {
     private const string StatePlatform = "shopify";
@@ -25,8 +26,14 @@ internal sealed partial class ShopifyValidator(
 
     public Outcome SuccessOutcome => Outcome.Validated;
 
+    /// <summary>What a store whose 401 came while deactivation was paused is reported as.</summary>
+    public const string DeactivationPaused = "deactivation_paused";
+
     /// <summary>shopify_stores as the catalog described it at the start of this cycle (refreshers are made per cycle).</summary>
     private TableShape? _shape;
+
+    /// <summary>The incident guard of this cycle (refreshers are made per cycle).</summary>
+    private readonly IncidentGuard _guard = new();
 
     private TableShape T => _shape ?? throw new InvalidOperationException("The table's shape is read first (IsEnabledAsync).");
 
@@ -68,12 +75,14 @@ internal sealed partial class ShopifyValidator(
             {From}
             WHERE {DueFilter}
             """;
-        return await DatabaseRetry.ReadAsync(time, async ct =>
+        var due = await DatabaseRetry.ReadAsync(time, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
             await ShopDomain.WarnAboutUncallableAsync(connection, T, Platform, logger, ct);
             return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: ct));
         }, cancellationToken);
+        _guard.Due = due;
+        return due;
     }
 
     public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
@@ -131,10 +140,33 @@ internal sealed partial class ShopifyValidator(
 
         // Not cancelled by shutdown: a validation that started finishes and its result is recorded.
         var result = await client.ValidateAsync(account.Label!, row.Token, CancellationToken.None);
+        if (result.Status == CallStatus.Rejected && !_guard.Tripped)
+        {
+            // One 401 switches no store off: it is deactivated only when a second call is rejected too.
+            result = await client.ValidateAsync(account.Label!, row.Token, CancellationToken.None);
+        }
+
+        if (result.Error is { } error)
+        {
+            Log.UnexpectedAfterSend(logger, error, account.Label);
+        }
+
         // A connection only for the result: none is held while Shopify answers.
         await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         var hash = AccountState.Hash(row.Token);
         var now = time.GetUtcNow();
+        if (result.Status == CallStatus.Rejected && !_guard.MayDeactivate())
+        {
+            // Too many rejections in one cycle to be the stores' own doing: they stay active, and are tried again next cycle.
+            if (_guard.TrippedNow())
+            {
+                Log.DeactivationPaused(logger, _guard.Limit);
+            }
+
+            metrics.DeactivationPaused(Platform);
+            result = CallResult<string>.Transient(DeactivationPaused);
+        }
+
         switch (result.Status)
         {
             case CallStatus.Ok:
@@ -206,7 +238,41 @@ internal sealed partial class ShopifyValidator(
 
     private static partial class Log
     {
+        [LoggerMessage(302, LogLevel.Error, "Shopify: more than {Limit} stores were rejected (401, confirmed) in this cycle, more than stores uninstall in a few minutes: deactivation is paused for the rest of the cycle, and those stores stay active (reported as deactivation_paused). Check Shopify's status page, SHOPIFY_API_BASE_URL and SHOPIFY_API_VERSION, and whether the app's tokens were revoked (non-expiring offline tokens of public apps stop working on 2027-01-01: `tokenrefresh shopify migrate-expiring`)")]
+        public static partial void DeactivationPaused(ILogger logger, int limit);
+
+        [LoggerMessage(303, LogLevel.Error, "Shopify store {Shop}: something unexpected happened once the request may have been sent; the store is left as it is")]
+        public static partial void UnexpectedAfterSend(ILogger logger, Exception exception, string? shop);
+
         [LoggerMessage(301, LogLevel.Error, "Shopify store {Shop}: its validation state could not be saved")]
         public static partial void StateNotSaved(ILogger logger, Exception exception, string? shop);
     }
+}
+
+/// <summary>
+/// The incident guard: a cycle deactivates at most <see cref="Limit"/> stores, the larger of <see cref="Floor"/> and
+/// <see cref="Share"/> of the stores due. Real uninstalls come a few a day; hundreds of 401s in one cycle are Shopify's
+/// incident, a wrong base URL or API version, or revoked app tokens, and switching those stores off would stop the
+/// main application for all of them. The floor lets a small shop list (or a handful of real uninstalls) go through.
+/// </summary>
+internal sealed class IncidentGuard
+{
+    public const int Floor = 5;
+    public const double Share = 0.02;
+
+    private int _confirmed;
+    private int _tripped;
+
+    /// <summary>Stores due this cycle, from which the limit follows.</summary>
+    public int Due { get; set; }
+
+    public int Limit => Math.Max(Floor, (int)Math.Ceiling(Due * Share));
+
+    public bool Tripped => Volatile.Read(ref _tripped) == 1;
+
+    /// <summary>Counts one confirmed rejection; false once the limit is passed (and from then on, this cycle).</summary>
+    public bool MayDeactivate() => !Tripped && Interlocked.Increment(ref _confirmed) <= Limit;
+
+    /// <summary>True for the one caller that trips the guard (who says so in the log).</summary>
+    public bool TrippedNow() => Interlocked.Exchange(ref _tripped, 1) == 0;
 }

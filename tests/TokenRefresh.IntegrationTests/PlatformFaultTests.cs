@@ -1,0 +1,180 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using TokenRefresh.FakePlatforms;
+using TokenRefresh.IntegrationTests.Infrastructure;
+
+namespace TokenRefresh.IntegrationTests;
+
+/// <summary>
+/// A platform incident cannot switch stores off, a configuration fault pauses the platform rather than every
+/// account, and whatever happens after a request was sent is an unknown outcome.
+/// </summary>
+public sealed class PlatformFaultTests : HarnessTests
+{
+    private async Task<List<Guid>> RevokedStoresAsync(int count)
+    {
+        var ids = new List<Guid>();
+        for (var i = 0; i < count; i++)
+        {
+            var shop = $"gone-{i}.myshopify.com";
+            H.Fake.Shopify.AddStore(shop, $"shpat_gone_{i}");
+            ids.Add(await H.Db.AddShopifyStoreAsync(shop, $"shpat_gone_{i}"));
+            H.Fake.Shopify.RevokeAccessToken(shop);
+        }
+
+        return ids;
+    }
+
+    [Fact]
+    public async Task Validate_OneUnconfirmed401_LeavesTheStoreActive()
+    {
+        H.Fake.Shopify.AddStore("blip.myshopify.com", "shpat_blip");
+        var id = await H.Db.AddShopifyStoreAsync("blip.myshopify.com", "shpat_blip");
+        H.Fake.Shopify.SetFault("blip.myshopify.com", FakeFault.Unauthorized, times: 1);
+
+        var (summary, _) = await H.RunCycleAsync();
+
+        Assert.Equal("Shopify: 1/1 validated, 0 deactivated, 0 failed", summary.Platforms[1].ToString());
+        Assert.True((await H.Db.GetShopifyStoreAsync(id)).IsActive);
+        Assert.Equal(2, H.Fake.Shopify.GraphQlCallsFor("blip.myshopify.com"));
+    }
+
+    [Fact]
+    public async Task Validate_ConfirmedRejectionsOfASmallShopList_AreAllDeactivated()
+    {
+        var ids = await RevokedStoresAsync(IncidentGuardFloor);
+
+        var (summary, logs) = await H.RunCycleAsync();
+
+        Assert.Equal($"Shopify: 0/{IncidentGuardFloor} validated, {IncidentGuardFloor} deactivated, 0 failed", summary.Platforms[1].ToString());
+        foreach (var id in ids)
+        {
+            Assert.False((await H.Db.GetShopifyStoreAsync(id)).IsActive);
+        }
+
+        Assert.DoesNotContain(logs, l => l.Message.Contains("deactivation is paused", StringComparison.Ordinal));
+    }
+
+    private static int IncidentGuardFloor => Shopify.IncidentGuard.Floor;
+
+    [Fact]
+    public async Task Validate_TwoHundredStoresRejectedInOneCycle_DeactivatesNoMoreThanTheLimit_AndPausesTheRest()
+    {
+        var ids = await RevokedStoresAsync(200);
+        using var host = H.BuildHost();
+        using var paused = new MetricCollector<long>(host.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(),
+            TokenRefreshMetrics.MeterName, "tokenrefresh.deactivations.paused");
+
+        var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+        var logs = host.Services.GetFakeLogCollector().GetSnapshot();
+        var (code, json, _) = await CliProcess.RunAsync(["status", "--json"], H.Settings);
+
+        // The limit: the larger of the floor (5) and 2% of the 200 stores due (4).
+        Assert.Equal("Shopify: 0/200 validated, 5 deactivated, 195 failed", summary.Platforms[1].ToString());
+        var active = 0;
+        foreach (var id in ids)
+        {
+            active += (await H.Db.GetShopifyStoreAsync(id)).IsActive ? 1 : 0;
+        }
+
+        Assert.Equal(195, active);
+        var error = Assert.Single(logs, l => l.Message.Contains("deactivation is paused", StringComparison.Ordinal));
+        Assert.Equal(LogLevel.Error, error.Level);
+        Assert.Contains("more than 5 stores were rejected", error.Message, StringComparison.Ordinal);
+        Assert.Equal(195, logs.Count(l => l.Message.Contains("failed (deactivation_paused, transient)", StringComparison.Ordinal)));
+        Assert.Equal(195, paused.GetMeasurementSnapshot().Sum(m => m.Value));
+        Assert.Equal(0, code);
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        Assert.Equal(195, doc.RootElement.GetProperty("platforms")[1].GetProperty("deactivationPaused").GetInt64());
+    }
+
+    [Theory]
+    [InlineData("ETSY_CLIENT_ID", "wrong-keystring")]
+    [InlineData("ETSY_CLIENT_SECRET", "wrong-secret")]
+    public async Task Etsy_CredentialsRefused_StopsThePlatformForTheCycle_WithOneError_AndNoAccountBacksOff(string setting, string value)
+    {
+        var users = new List<(Guid Id, string Refresh)>();
+        for (var i = 0; i < 40; i++)
+        {
+            var refresh = H.Fake.Etsy.AddAccount(i + 1);
+            users.Add((await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1)), refresh));
+        }
+
+        H.Settings[setting] = value;
+
+        var (summary, logs) = await H.RunCycleAsync();
+
+        var etsy = summary.Platforms[0];
+        Assert.True(H.Fake.Etsy.TotalCalls <= 16, $"{H.Fake.Etsy.TotalCalls} calls were sent with refused credentials");
+        Assert.Equal(H.Fake.Etsy.TotalCalls, etsy.Failed);
+        Assert.Equal(40 - etsy.Failed, etsy.LeftOver);
+        var error = Assert.Single(logs, l => l.Message.StartsWith("Etsy: the platform refused the app's credentials", StringComparison.Ordinal));
+        Assert.Contains("check ETSY_CLIENT_ID and ETSY_CLIENT_SECRET", error.Message, StringComparison.Ordinal);
+        foreach (var (id, refresh) in users)
+        {
+            Assert.Null(await H.Db.GetStateAsync("etsy", id));
+            Assert.Equal(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
+        }
+    }
+
+    [Fact]
+    public async Task ShopifyRefresh_CredentialsRefused_StopsThePlatformForTheCycle()
+    {
+        await H.Db.AddExpiringColumnsAsync();
+        for (var i = 0; i < 20; i++)
+        {
+            var shop = $"exp-{i}.myshopify.com";
+            var (access, refresh) = H.Fake.Shopify.AddExpiringStore(shop);
+            await H.Db.AddExpiringStoreAsync(shop, access, refresh, DateTimeOffset.UtcNow.AddMinutes(1), DateTimeOffset.UtcNow.AddDays(9));
+        }
+
+        H.Settings["SHOPIFY_API_SECRET"] = "wrong-secret";
+
+        var (summary, logs) = await H.RunCycleAsync();
+
+        var expiring = summary.Platforms[2];
+        Assert.True(expiring.Failed <= 16 && expiring.Failed + expiring.LeftOver == 20, expiring.ToString());
+        Assert.Single(logs, l => l.Message.StartsWith("Shopify expiring: the platform refused the app's credentials (invalid_client): check SHOPIFY_API_KEY and SHOPIFY_API_SECRET", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Etsy_AnExceptionAfterTheRequestWasSent_IsAnUnknownOutcome_TheTokenLeftAsItIs()
+    {
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Fake.Etsy.SetFault(refresh, FakeFault.RotateThenBadCharset, times: 1);
+
+        var (summary, logs) = await H.RunCycleAsync();
+
+        Assert.Equal("Etsy: 0/1 refreshed, 1 failed", summary.Platforms[0].ToString());
+        Assert.Equal(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
+        var state = (await H.Db.GetStateAsync("etsy", id))!;
+        Assert.Equal("unexpected_error", state.LastError);
+        Assert.NotNull(state.UnknownOutcomeAt);
+        var error = Assert.Single(logs, l => l.Message.Contains("the outcome is unknown", StringComparison.Ordinal));
+        Assert.Contains(id.ToString(), error.Message, StringComparison.Ordinal);
+        Assert.NotNull(error.Exception);
+    }
+
+    [Fact]
+    public async Task AbsurdWaits_AreClampedToAnHour_WithoutAnException()
+    {
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        var user = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Fake.Etsy.SetFault(refresh, FakeFault.HugeRetryAfter);
+        H.Fake.Shopify.AddStore("slow.myshopify.com", "shpat_slow");
+        var store = await H.Db.AddShopifyStoreAsync("slow.myshopify.com", "shpat_slow");
+        H.Fake.Shopify.SetFault("slow.myshopify.com", FakeFault.AbsurdThrottle);
+
+        var (summary, logs) = await H.RunCycleAsync();
+
+        Assert.Contains(logs, l => l.Message.Contains("failed (rate_limited, transient)", StringComparison.Ordinal));
+        Assert.Contains(logs, l => l.Message.Contains("failed (throttled, transient)", StringComparison.Ordinal));
+        Assert.DoesNotContain(logs, l => l.Exception is not null);
+        Assert.InRange((await H.Db.GetStateAsync("shopify", store))!.NextAttemptAt!.Value, DateTime.UtcNow.AddMinutes(59), DateTime.UtcNow.AddMinutes(61));
+        Assert.InRange((await H.Db.GetStateAsync("etsy", user))!.NextAttemptAt!.Value, DateTime.UtcNow.AddMinutes(59), DateTime.UtcNow.AddMinutes(61));
+        Assert.Equal(2, summary.Platforms.Sum(p => p.Failed));
+    }
+}
