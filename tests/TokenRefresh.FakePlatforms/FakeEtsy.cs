@@ -120,7 +120,22 @@ public sealed class FakeEtsy
     {
         var totalCalls = Interlocked.Increment(ref _totalCalls);
         _callTimes.Enqueue(DateTimeOffset.UtcNow);
-        var form = ctx.Request.HasFormContentType ? await ctx.Request.ReadFormAsync() : FormCollection.Empty;
+        // As strict as Etsy: a form, and only the fields of a refresh (no client_secret, redirect_uri or code_verifier).
+        if (ctx.Request.ContentType?.StartsWith("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase) != true)
+        {
+            await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status400BadRequest,
+                """{"error":"invalid_request","error_description":"Content-Type must be application/x-www-form-urlencoded"}""");
+            return;
+        }
+
+        var form = await ctx.Request.ReadFormAsync();
+        if (form.Keys.FirstOrDefault(k => k is not ("grant_type" or "client_id" or "refresh_token")) is { } extra)
+        {
+            await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status400BadRequest,
+                $$"""{"error":"invalid_request","error_description":"Unexpected parameter {{extra}}"}""");
+            return;
+        }
+
         var refreshToken = form["refresh_token"].ToString();
         if (refreshToken.Length > 0)
         {

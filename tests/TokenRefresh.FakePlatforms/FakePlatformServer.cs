@@ -24,9 +24,10 @@ public sealed class FakePlatformServer : IAsyncDisposable
     private int _disposed;
 
     private FakePlatformServer(
-        WebApplication app, FakeHttp http, FakeEtsy etsy, FakeShopify shopify, Uri baseAddress, int? httpsPort, ConcurrentQueue<string> serverNames)
+        WebApplication app, FakeHttp http, FakeEtsy etsy, FakeShopify shopify, Uri baseAddress, int? httpsPort, ConcurrentQueue<string> serverNames, InFlight inFlight)
     {
         _serverNames = serverNames;
+        _inFlight = inFlight;
         _app = app;
         _http = http;
         Etsy = etsy;
@@ -106,6 +107,8 @@ public sealed class FakePlatformServer : IAsyncDisposable
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
 
         var app = builder.Build();
+        var inFlight = new InFlight();
+        app.Use(inFlight.TrackAsync);
         app.Use(ShopPathAsHost);
         app.UseRouting();
         var http = new FakeHttp(app.Lifetime.ApplicationStopping);
@@ -134,7 +137,68 @@ public sealed class FakePlatformServer : IAsyncDisposable
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Select(a => new Uri(a)).ToList();
         var baseAddress = addresses.First(a => a.Scheme == "http");
         var httpsPort = addresses.FirstOrDefault(a => a.Scheme == "https")?.Port;
-        return new FakePlatformServer(app, http, etsy, shopify, baseAddress, httpsPort, serverNames);
+        return new FakePlatformServer(app, http, etsy, shopify, baseAddress, httpsPort, serverNames, inFlight);
+    }
+
+    private readonly InFlight _inFlight;
+
+    /// <summary>Completes when no request is being handled (work goes on after a client hangs up, as on a real server).</summary>
+    public Task WhenIdleAsync(TimeSpan timeout) => _inFlight.WhenIdle.WaitAsync(timeout);
+
+    // Requests being handled, and a signal for when none is.
+    private sealed class InFlight
+    {
+        private readonly Lock _lock = new();
+        private int _count;
+        private TaskCompletionSource _idle = NewIdle(done: true);
+
+        public Task WhenIdle
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return _idle.Task;
+                }
+            }
+        }
+
+        public async Task TrackAsync(HttpContext ctx, RequestDelegate next)
+        {
+            lock (_lock)
+            {
+                if (_count++ == 0)
+                {
+                    _idle = NewIdle(done: false);
+                }
+            }
+
+            try
+            {
+                await next(ctx);
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    if (--_count == 0)
+                    {
+                        _idle.TrySetResult();
+                    }
+                }
+            }
+        }
+
+        private static TaskCompletionSource NewIdle(bool done)
+        {
+            var idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            if (done)
+            {
+                idle.SetResult();
+            }
+
+            return idle;
+        }
     }
 
     // The demo's loopback base URL http://127.0.0.1:PORT/shopify/{shop}/admin/... reaches the shop's host routes.
@@ -180,7 +244,8 @@ internal sealed class FakeHttp(CancellationToken stopping)
         set => Interlocked.Exchange(ref _latencyTicks, Math.Max(0, value.Ticks));
     }
 
-    // Waits Latency; false (connection aborted) when the client left or the server is stopping meanwhile.
+    // Waits Latency; false (connection aborted) only when the server is stopping meanwhile. A client that hangs up
+    // does not stop the work, as on a real server: a rotation still happens, and its answer is lost.
     public async ValueTask<bool> WaitLatencyAsync(HttpContext ctx)
     {
         var latency = Latency;
@@ -189,10 +254,9 @@ internal sealed class FakeHttp(CancellationToken stopping)
             return true;
         }
 
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping);
         try
         {
-            await Task.Delay(latency, cts.Token);
+            await Task.Delay(latency, stopping);
             return true;
         }
         catch (OperationCanceledException)

@@ -13,6 +13,9 @@ public sealed class FakeShopify
     private const string TokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchange";
     private const string OfflineTokenType = "urn:shopify:params:oauth:token-type:offline-access-token";
     private const string Scope = "write_products,read_orders";
+
+    /// <summary>The cheapest query that proves a token works (CONTRACTS.md), the only one this fake answers.</summary>
+    public const string ValidationQuery = "{ shop { name } }";
     private static readonly TimeSpan AccessTokenLifetime = TimeSpan.FromSeconds(3600);
     private static readonly TimeSpan RefreshTokenLifetime = TimeSpan.FromDays(90);
     private static readonly TimeSpan RefreshGrace = TimeSpan.FromDays(30);
@@ -346,15 +349,22 @@ public sealed class FakeShopify
 
     private Store? Find(string shopDomain) => _stores.TryGetValue(shopDomain, out var store) ? store : null;
 
+    // Strict: a JSON body whose only field is the validation query (CONTRACTS.md), nothing else.
     private static async Task<bool> AsksForShopAsync(HttpRequest request)
     {
+        if (request.ContentType?.StartsWith("application/json", StringComparison.OrdinalIgnoreCase) != true)
+        {
+            return false;
+        }
+
         try
         {
             using var doc = await JsonDocument.ParseAsync(request.Body);
             return doc.RootElement.ValueKind == JsonValueKind.Object
+                && doc.RootElement.EnumerateObject().Count() == 1
                 && doc.RootElement.TryGetProperty("query", out var query)
                 && query.ValueKind == JsonValueKind.String
-                && query.GetString()!.Contains("shop", StringComparison.Ordinal);
+                && query.GetString() == ValidationQuery;
         }
         catch (JsonException)
         {
@@ -374,6 +384,11 @@ public sealed class FakeShopify
             }
 
             return fields;
+        }
+
+        if (request.ContentType?.StartsWith("application/json", StringComparison.OrdinalIgnoreCase) != true)
+        {
+            return null;
         }
 
         try
