@@ -25,13 +25,11 @@ public sealed class PlatformNetwork(int httpsPort)
     public static bool IsPlatformHost(string host) =>
         host == "api.etsy.com" || host.EndsWith(".myshopify.com", StringComparison.Ordinal);
 
-    public void Apply(HttpMessageHandlerBuilder builder)
-    {
-        if (builder.PrimaryHandler is not SocketsHttpHandler handler)
-        {
-            throw new InvalidOperationException($"The service's primary handler is {builder.PrimaryHandler.GetType().Name}, not the SocketsHttpHandler production builds.");
-        }
+    public void Apply(HttpMessageHandlerBuilder builder) => Apply(builder.PrimaryHandler as SocketsHttpHandler
+        ?? throw new InvalidOperationException($"The service's primary handler is {builder.PrimaryHandler.GetType().Name}, not the SocketsHttpHandler production builds."));
 
+    public void Apply(SocketsHttpHandler handler)
+    {
         handler.ConnectCallback = ConnectAsync;
         handler.SslOptions.CertificateChainPolicy = new X509ChainPolicy
         {
