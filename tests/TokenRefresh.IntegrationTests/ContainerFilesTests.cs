@@ -33,7 +33,7 @@ public sealed partial class ContainerFilesTests
     public void Compose_TheServiceAsTheOriginalRanIt_AndTheDemoInItsOwnProfile()
     {
         Assert.Equal(
-            ["demo-azurite", "demo-cli", "demo-fakes", "demo-functions", "demo-migrate", "demo-postgres", "token-refresh", "token-refresh-migrate"],
+            ["demo-azurite", "demo-cli", "demo-fakes", "demo-functions", "demo-grants", "demo-migrate", "demo-postgres", "token-refresh", "token-refresh-migrate"],
             Services.Keys.Cast<string>().Order());
         foreach (var (name, value) in Services)
         {
@@ -64,6 +64,27 @@ public sealed partial class ContainerFilesTests
         Assert.True(grace >= defaults.HttpTimeout + Persistence.DatabaseRetry.MinimumWindow, $"stop_grace_period {grace} is too short");
         // .env is never sent to an image build: its secrets reach the container as environment variables only.
         Assert.Contains(".env", File.ReadAllText(Repo.File(".dockerignore")).Split('\n').Select(l => l.Trim()));
+    }
+
+    [Fact]
+    public void Compose_TheServiceRunsAsTheLeastPrivilegeRole_MigrateAsTheOwner()
+    {
+        string User(string service) => new Uri((string)((Dictionary<object, object>)Service(service)["environment"])["DATABASE_URL"]).UserInfo.Split(':')[0];
+
+        Assert.Equal("tokenrefresh", User("demo-cli"));
+        Assert.Equal("tokenrefresh", User("demo-functions"));
+        Assert.Equal("app", User("demo-migrate"));
+        // The role the demo's database creates, with the password the service is given; its grants after migrate.
+        var password = new Uri((string)((Dictionary<object, object>)Service("demo-cli")["environment"])["DATABASE_URL"]).UserInfo.Split(':')[1];
+        Assert.Contains($"CREATE ROLE tokenrefresh LOGIN PASSWORD '{password}'", File.ReadAllText(Repo.File("scripts", "sql", "demo-role.sql")), StringComparison.Ordinal);
+        Assert.Contains("/sql/service-grants.sql", (List<object>)Service("demo-grants")["command"]);
+        Assert.Equal("service_completed_successfully",
+            ((Dictionary<object, object>)((Dictionary<object, object>)Service("demo-grants")["depends_on"])["demo-migrate"])["condition"]);
+        Assert.Equal("service_completed_successfully",
+            ((Dictionary<object, object>)((Dictionary<object, object>)Service("demo-functions")["depends_on"])["demo-grants"])["condition"]);
+        // The user's own service: migrate may use the owner's URL while the service uses a least-privilege one.
+        Assert.Equal("${MIGRATE_DATABASE_URL:-${DATABASE_URL:-}}", ((Dictionary<object, object>)Service("token-refresh-migrate")["environment"])["DATABASE_URL"]);
+        Assert.False(((Dictionary<object, object>)Service("token-refresh")).ContainsKey("environment"));
     }
 
     [Fact]
@@ -154,8 +175,6 @@ public sealed partial class ContainerFilesTests
         Assert.Equal("dotnet-isolated", environment["FUNCTIONS_WORKER_RUNTIME"]);
         Assert.Contains("BlobEndpoint=http://demo-azurite:10000/", (string)environment["AzureWebJobsStorage"], StringComparison.Ordinal);
         Assert.Equal("0 */1 * * * *", environment["REFRESH_SCHEDULE"]);
-        Assert.Equal("service_completed_successfully",
-            ((Dictionary<object, object>)((Dictionary<object, object>)Service("demo-functions")["depends_on"])["demo-migrate"])["condition"]);
         Assert.Equal(["migrate"], ((List<object>)Service("demo-migrate")["command"]).Cast<string>());
     }
 

@@ -47,24 +47,66 @@ public sealed class OperationsTests : HarnessTests
         Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text"), (code, stdout.Trim()));
     }
 
-    [Fact]
-    public async Task ServiceRole_CannotReadOrWriteBeyondItsColumns()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ServiceRole_CanUseItsColumnsAndNothingElse(bool expiringColumns)
     {
         await H.Db.MigrateAndGrantAsync();
-        await H.Db.ExecuteAsync("ALTER TABLE etsy_users ADD COLUMN email text");
+        if (expiringColumns)
+        {
+            await H.Db.AddExpiringColumnsAsync();
+        }
+
+        await H.Db.ExecuteAsync("CREATE TABLE app_orders (id int PRIMARY KEY, total numeric)");
         await using var service = new NpgsqlConnection(PostgresServer.ConnectionString(H.Db.Url));
         await service.OpenAsync();
 
-        foreach (var sql in new[]
+        // What the service does: read its columns, write the token columns, keep its own state.
+        string[] allowed =
+        [
+            "SELECT user_id, refresh_token, token_expires_at FROM etsy_users",
+            "UPDATE etsy_users SET access_token = 'a', refresh_token = 'r', token_expires_at = now(), updated_at = now() WHERE user_id IS NULL",
+            "SELECT id, shop_domain, access_token, is_active FROM shopify_stores",
+            "UPDATE shopify_stores SET is_active = false, updated_at = now() WHERE id IS NULL",
+            "INSERT INTO token_refresh_state (platform, account_id) VALUES ('etsy', 'x') ON CONFLICT DO NOTHING",
+            "DELETE FROM token_refresh_state WHERE account_id = 'x'",
+            .. (expiringColumns
+                ? (string[])["SELECT refresh_token, token_expires_at, refresh_token_expires_at FROM shopify_stores",
+                    "UPDATE shopify_stores SET access_token = 'a', refresh_token = 'r', token_expires_at = now(), refresh_token_expires_at = now() WHERE id IS NULL"]
+                : []),
+        ];
+        foreach (var sql in allowed)
         {
-            "SELECT email FROM etsy_users",
+            await using var command = new NpgsqlCommand(sql, service);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        string[] refused =
+        [
+            "SELECT etsy_user_id FROM etsy_users",
+            "SELECT shop_name, created_at FROM etsy_users",
             "SELECT access_token FROM etsy_users",
-            "UPDATE etsy_users SET email = 'x'",
-            "UPDATE shopify_stores SET access_token = 'x'",
+            "UPDATE etsy_users SET shop_name = 'x'",
+            "UPDATE etsy_users SET user_id = gen_random_uuid() WHERE user_id IS NULL",
+            "UPDATE shopify_stores SET shop_domain = 'x'",
+            "UPDATE shopify_stores SET scope = 'x'",
+            "UPDATE shopify_stores SET id = gen_random_uuid() WHERE id IS NULL",
             "DELETE FROM etsy_users",
+            "DELETE FROM shopify_stores",
             "INSERT INTO shopify_stores (shop_domain) VALUES ('x.myshopify.com')",
+            "INSERT INTO etsy_users DEFAULT VALUES",
+            "TRUNCATE etsy_users",
+            "SELECT * FROM app_orders",
+            "UPDATE app_orders SET total = 0",
             "DROP TABLE token_refresh_state",
-        })
+            "ALTER TABLE etsy_users ADD COLUMN x text",
+            "ALTER TABLE token_refresh_state ADD COLUMN x text",
+            "CREATE TABLE own (id int)",
+            "DELETE FROM token_refresh_migrations",
+            .. (expiringColumns ? [] : (string[])["UPDATE shopify_stores SET access_token = 'x'"]),
+        ];
+        foreach (var sql in refused)
         {
             await using var command = new NpgsqlCommand(sql, service);
             var e = await Assert.ThrowsAsync<PostgresException>(() => command.ExecuteNonQueryAsync());
