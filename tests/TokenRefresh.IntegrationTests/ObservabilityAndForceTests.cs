@@ -100,51 +100,18 @@ public sealed class ObservabilityAndForceTests : HarnessTests
     public async Task Cli_OtlpEndpointConfigured_ExportsTheMetrics()
     {
         await SeedMixedAsync();
-        using var listener = new HttpListener();
-        var port = FreePort();
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-        listener.Start();
-        var received = new List<(string Path, byte[] Body)>();
-        var serving = Task.Run(async () =>
-        {
-            while (listener.IsListening)
-            {
-                HttpListenerContext context;
-                try
-                {
-                    context = await listener.GetContextAsync();
-                }
-                catch (Exception e) when (e is HttpListenerException or ObjectDisposedException)
-                {
-                    return;
-                }
-
-                using var body = new MemoryStream();
-                await context.Request.InputStream.CopyToAsync(body);
-                lock (received)
-                {
-                    received.Add((context.Request.Url!.AbsolutePath, body.ToArray()));
-                }
-
-                context.Response.StatusCode = 200;
-                context.Response.Close();
-            }
-        });
-        H.Settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = $"http://127.0.0.1:{port}";
+        var otlp = new OtlpReceiver();
+        H.Settings["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp.Endpoint;
         H.Settings["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf";
 
         var (code, _, _) = await CliProcess.RunAsync(["once"], H.Settings);
-        listener.Stop();
-        await serving;
+        await otlp.DisposeAsync();
 
         Assert.Equal(1, code);
-        lock (received)
-        {
-            var metrics = Assert.Single(received, r => r.Path == "/v1/metrics");
-            var text = Encoding.UTF8.GetString(metrics.Body);
-            Assert.Contains("tokenrefresh.accounts", text, StringComparison.Ordinal);
-            Assert.Contains("tokenrefresh.cycle.duration", text, StringComparison.Ordinal);
-        }
+        var metrics = Assert.Single(otlp.Received, r => r.Path == "/v1/metrics");
+        var text = Encoding.UTF8.GetString(metrics.Body);
+        Assert.Contains("tokenrefresh.accounts", text, StringComparison.Ordinal);
+        Assert.Contains("tokenrefresh.cycle.duration", text, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -191,12 +158,5 @@ public sealed class ObservabilityAndForceTests : HarnessTests
         Assert.Equal(2, unknown.ExitCode);
         Assert.Contains("No active Shopify store", unknown.Stderr, StringComparison.Ordinal);
         Assert.Equal(2, badId.ExitCode);
-    }
-
-    private static int FreePort()
-    {
-        using var socket = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        socket.Start();
-        return ((IPEndPoint)socket.LocalEndpoint).Port;
     }
 }
