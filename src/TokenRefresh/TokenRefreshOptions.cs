@@ -23,6 +23,15 @@ public sealed partial class TokenRefreshOptions
 {
     public const string DefaultSchedule = "0 */3 * * * *";
 
+    /// <summary>Every setting the service reads (OTEL_* and APPLICATIONINSIGHTS_CONNECTION_STRING besides): Load reads no other.</summary>
+    public static readonly IReadOnlyList<string> SettingNames =
+    [
+        "DATABASE_URL", "ETSY_CLIENT_ID", "ETSY_CLIENT_SECRET", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "LOG_LEVEL", "REFRESH_SCHEDULE",
+        "REFRESH_INTERVAL_MINUTES", "ETSY_REFRESH_MARGIN_MINUTES", "SHOPIFY_REFRESH_MARGIN_MINUTES", "SHOPIFY_API_VERSION", "ETSY_API_BASE_URL",
+        "SHOPIFY_API_BASE_URL", "HTTP_TIMEOUT_SECONDS", "CYCLE_BUDGET_SECONDS", "ETSY_MAX_REQUESTS_PER_SECOND", "REFRESH_MAX_CONCURRENCY",
+        "SHOPIFY_VALIDATE_INTERVAL_MINUTES",
+    ];
+
     public required string ConnectionString { get; init; }
     public required string EtsyClientId { get; init; }
     public required string EtsyClientSecret { get; init; }
@@ -71,6 +80,12 @@ public sealed partial class TokenRefreshOptions
     {
         string? Get(string key)
         {
+            // The list above is what the tests scrub from a process's environment: it must name every setting read here.
+            if (!SettingNames.Contains(key))
+            {
+                throw new InvalidOperationException($"{key} is read but missing from TokenRefreshOptions.SettingNames.");
+            }
+
             var value = configuration[key];
             return string.IsNullOrWhiteSpace(value) ? null : value.Trim();
         }

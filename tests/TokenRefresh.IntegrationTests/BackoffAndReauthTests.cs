@@ -84,7 +84,7 @@ public sealed class BackoffAndReauthTests : HarnessTests
         Assert.Null(cleared.LastError);
     }
 
-    [Fact]
+    [Xunit.Fact]
     public void Backoff_IsCappedAtOneHour() =>
         Assert.Equal(TimeSpan.FromHours(1), Persistence.AccountState.Backoff(30));
 

@@ -29,7 +29,7 @@ public sealed partial class ContainerFilesTests
     private static HashSet<string> DockerfileStages() =>
         StagePattern().Matches(File.ReadAllText(Repo.File("Dockerfile"))).Select(m => m.Groups[1].Value).ToHashSet();
 
-    [Fact]
+    [Xunit.Fact]
     public void Compose_TheServiceAsTheOriginalRanIt_AndTheDemoInItsOwnProfile()
     {
         Assert.Equal(
@@ -42,7 +42,7 @@ public sealed partial class ContainerFilesTests
         }
     }
 
-    [Fact]
+    [Xunit.Fact]
     public void Compose_TokenRefresh_ReadsTheUsersEnvFile_RestartsUnlessStopped_AndStopsWithoutLosingAPair()
     {
         var service = Service("token-refresh");
@@ -66,7 +66,7 @@ public sealed partial class ContainerFilesTests
         Assert.Contains(".env", File.ReadAllText(Repo.File(".dockerignore")).Split('\n').Select(l => l.Trim()));
     }
 
-    [Fact]
+    [Xunit.Fact]
     public void Compose_TheServiceRunsAsTheLeastPrivilegeRole_MigrateAsTheOwner()
     {
         string User(string service) => new Uri((string)((Dictionary<object, object>)Service(service)["environment"])["DATABASE_URL"]).UserInfo.Split(':')[0];
@@ -87,7 +87,7 @@ public sealed partial class ContainerFilesTests
         Assert.False(((Dictionary<object, object>)Service("token-refresh")).ContainsKey("environment"));
     }
 
-    [Fact]
+    [Xunit.Fact]
     public void Railway_BuildsTheDefaultImage_MigratesBeforeDeploy_AndDrainsLongEnough()
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(Repo.File("railway.json")));
@@ -108,7 +108,7 @@ public sealed partial class ContainerFilesTests
             deploy.GetProperty("drainingSeconds").GetInt32());
     }
 
-    [Fact]
+    [Xunit.Fact]
     public void Compose_EveryBuildTargetIsADockerfileStage_AndEveryMountedFileExists()
     {
         var stages = DockerfileStages();
@@ -132,7 +132,7 @@ public sealed partial class ContainerFilesTests
         Assert.EndsWith("AS cli", File.ReadAllLines(Repo.File("Dockerfile")).Last(l => l.StartsWith("FROM ", StringComparison.Ordinal)), StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Xunit.Fact]
     public void Compose_DependenciesAndSharedNetworksNameRealServices()
     {
         foreach (var (name, value) in Services)
@@ -154,7 +154,7 @@ public sealed partial class ContainerFilesTests
         Assert.Contains("http://127.0.0.1:9000", (List<object>)Service("demo-fakes")["command"]);
     }
 
-    [Theory]
+    [Xunit.Theory]
     [InlineData("demo-migrate")]
     [InlineData("demo-functions")]
     [InlineData("demo-cli")]
@@ -167,7 +167,7 @@ public sealed partial class ContainerFilesTests
         Assert.Equal(new Uri("http://127.0.0.1:9000/"), options.EtsyApiBaseUrl);
     }
 
-    [Fact]
+    [Xunit.Fact]
     public void Compose_FunctionsGetsWhatTheFunctionsHostNeeds()
     {
         var environment = (Dictionary<object, object>)Service("demo-functions")["environment"];
@@ -178,7 +178,7 @@ public sealed partial class ContainerFilesTests
         Assert.Equal(["migrate"], ((List<object>)Service("demo-migrate")["command"]).Cast<string>());
     }
 
-    [Fact]
+    [Xunit.Fact]
     public void Dockerfile_CopiesOnlyPathsThatExist()
     {
         foreach (Match copy in CopyPattern().Matches(File.ReadAllText(Repo.File("Dockerfile"))))

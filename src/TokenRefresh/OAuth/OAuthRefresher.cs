@@ -160,7 +160,7 @@ internal sealed partial class OAuthRefresher(
         {
             if (platform.Gate is { } gate && !await gate.WaitAsync(deadline, cancellationToken))
             {
-                return AccountResult.Defer($"{platform.Platform} asked to pause (429 Retry-After) past this cycle's budget");
+                return AccountResult.Defer("asked to pause (429 Retry-After) past this cycle's budget");
             }
         }
         catch (OperationCanceledException)
@@ -213,7 +213,7 @@ internal sealed partial class OAuthRefresher(
                 Log.CredentialsRefused(logger, platform.Platform, result.Reason!, platform.CredentialSettings);
             }
 
-            return AccountResult.StopPlatform($"{platform.Platform} refused the app's credentials ({result.Reason}): check {platform.CredentialSettings}");
+            return AccountResult.StopPlatform($"refused the app's credentials ({result.Reason}): check {platform.CredentialSettings}");
         }
 
         if (result.Reason == "rate_limited" && result.RetryAfter is { } retryAfter)

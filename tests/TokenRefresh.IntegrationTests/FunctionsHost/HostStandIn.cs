@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using TokenRefresh.IntegrationTests.FunctionsHost.Rpc;
+using TokenRefresh.IntegrationTests.Infrastructure;
 
 namespace TokenRefresh.IntegrationTests.FunctionsHost;
 
@@ -102,18 +103,10 @@ public sealed class HostStandIn : IAsyncDisposable
             RedirectStandardError = true,
         };
         // The host gives the worker the app settings as its environment, and nothing of its own configuration.
-        foreach (var key in info.Environment.Keys.Where(IsSetting).ToList())
-        {
-            info.Environment.Remove(key);
-        }
-
         info.Environment["FUNCTIONS_WORKER_RUNTIME"] = "dotnet-isolated";
         info.Environment["FUNCTIONS_WORKER_DIRECTORY"] = appDirectory;
         info.Environment["AzureWebJobsScriptRoot"] = appDirectory;
-        foreach (var (key, value) in appSettings)
-        {
-            info.Environment[key] = value;
-        }
+        ServiceEnvironment.Apply(info, appSettings);
 
         _worker = new Process { StartInfo = info, EnableRaisingEvents = true };
         // A worker that dies before it connects sends nothing more: waits for its messages end at once.
@@ -130,11 +123,6 @@ public sealed class HostStandIn : IAsyncDisposable
         _worker.BeginOutputReadLine();
         _worker.BeginErrorReadLine();
     }
-
-    private static bool IsSetting(string key) =>
-        key.StartsWith("DATABASE_", StringComparison.Ordinal) || key.StartsWith("ETSY_", StringComparison.Ordinal)
-        || key.StartsWith("SHOPIFY_", StringComparison.Ordinal) || key.StartsWith("REFRESH_", StringComparison.Ordinal)
-        || key.StartsWith("TEST_", StringComparison.Ordinal) || key is "LOG_LEVEL" or "HTTP_TIMEOUT_SECONDS";
 
     private void Append(string? line)
     {

@@ -3,21 +3,24 @@ using System.Text;
 
 namespace TokenRefresh.IntegrationTests.Infrastructure;
 
-/// <summary>The real CLI, started as its own process with a chosen environment, as a user or cron would.</summary>
+/// <summary>
+/// The real CLI, started as its own process, as a user or cron would: with a scrubbed environment (no setting of the
+/// test machine's, only the test's) and in a directory of its own (an empty one unless the test gives one, so no
+/// stray .env is read).
+/// </summary>
 public sealed class CliProcess : IDisposable
 {
-    private static readonly string[] Settings =
-    [
-        "DATABASE_URL", "ETSY_CLIENT_ID", "ETSY_CLIENT_SECRET", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "LOG_LEVEL",
-        "REFRESH_SCHEDULE", "REFRESH_INTERVAL_MINUTES", "ETSY_REFRESH_MARGIN_MINUTES", "SHOPIFY_API_VERSION", "ETSY_API_BASE_URL", "SHOPIFY_API_BASE_URL",
-        "HTTP_TIMEOUT_SECONDS",
-    ];
-
     private readonly Process _process;
     private readonly StringBuilder _stdout = new();
     private readonly StringBuilder _stderr = new();
 
-    private CliProcess(Process process) => _process = process;
+    private readonly DirectoryInfo? _ownDirectory;
+
+    private CliProcess(Process process, DirectoryInfo? ownDirectory)
+    {
+        _process = process;
+        _ownDirectory = ownDirectory;
+    }
 
     public string Stdout { get { lock (_stdout) { return _stdout.ToString(); } } }
 
@@ -32,24 +35,17 @@ public sealed class CliProcess : IDisposable
 
     public static CliProcess Start(string[] args, IReadOnlyDictionary<string, string?> environment, string? workingDirectory = null)
     {
+        var own = workingDirectory is null ? Directory.CreateTempSubdirectory("tokenrefresh-cli-") : null;
         var info = new ProcessStartInfo("dotnet", [DllPath, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            WorkingDirectory = workingDirectory ?? Path.GetTempPath(),
+            WorkingDirectory = workingDirectory ?? own!.FullName,
         };
-        foreach (var key in Settings)
-        {
-            info.Environment.Remove(key);
-        }
-
-        foreach (var (key, value) in environment)
-        {
-            info.Environment[key] = value;
-        }
+        ServiceEnvironment.Apply(info, environment);
 
         var process = new Process { StartInfo = info };
-        var cli = new CliProcess(process);
+        var cli = new CliProcess(process, own);
         process.OutputDataReceived += (_, e) => { lock (cli._stdout) { cli._stdout.AppendLine(e.Data); } };
         process.ErrorDataReceived += (_, e) => { lock (cli._stderr) { cli._stderr.AppendLine(e.Data); } };
         process.Start();
@@ -102,5 +98,6 @@ public sealed class CliProcess : IDisposable
         }
 
         _process.Dispose();
+        _ownDirectory?.Delete(recursive: true);
     }
 }
