@@ -146,7 +146,6 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         Assert.All(perToken, n => Assert.Equal(1, n));
         Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
         Assert.Equal(users.Count, H.Fake.Etsy.TotalCalls);
-        Assert.All(summaries, s => Assert.True(s.Platforms[0].Succeeded > 0, "every cycle took a share"));
         await AssertNoTokenLostAsync(H, users);
         hosts.ForEach(h => h.Dispose());
     }
@@ -207,7 +206,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
     [Fact]
     public async Task CliSigtermMidCycle_FinishesTheAccountInFlight_StoresEveryRotatedPair()
     {
-        var users = await DueUsersAsync(H, 40);
+        // 200 accounts at 200 ms, 16 at a time, take 2.5 s: the signal lands mid-cycle on any machine.
+        var users = await DueUsersAsync(H, 200);
         H.Fake.Latency = TimeSpan.FromMilliseconds(200);
         using var cli = CliProcess.Start(["run"], H.Settings);
         await WaitUntilAsync(() => H.Fake.Etsy.Rotations >= 3);
