@@ -5,6 +5,18 @@ namespace TokenRefresh;
 /// <summary>Turns DATABASE_URL (a postgres:// URI or an Npgsql key=value string) into an Npgsql connection string.</summary>
 internal static class DatabaseUrl
 {
+    /// <summary>A host on this machine (no network to cross, so nothing for TLS to protect).</summary>
+    public static bool IsLoopback(string? host) =>
+        host is null || host.StartsWith('/') || host is "localhost" || (System.Net.IPAddress.TryParse(host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
+
+    /// <summary>Whether the connection string names a pool size itself (an operator's, kept as it is).</summary>
+    public static bool SetsMaxPoolSize(string connectionString)
+    {
+        var keys = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.Keys.Cast<string>();
+        return keys.Any(k => k.Replace(" ", "", StringComparison.Ordinal).Equals("MaximumPoolSize", StringComparison.OrdinalIgnoreCase)
+            || k.Replace(" ", "", StringComparison.Ordinal).Equals("MaxPoolSize", StringComparison.OrdinalIgnoreCase));
+    }
+
     /// <exception cref="SettingsException">The value is malformed; the message never contains the value.</exception>
     public static NpgsqlConnectionStringBuilder Parse(string value)
     {
@@ -124,11 +136,30 @@ internal static class DatabaseUrl
             case "target_session_attrs":
                 builder.TargetSessionAttributes = value;
                 break;
-            case "channel_binding" or "gssencmode":
-                // Npgsql negotiates these itself; accepted so that provider URLs work unchanged.
+            case "channel_binding":
+                builder.ChannelBinding = value.ToLowerInvariant() switch
+                {
+                    "disable" => ChannelBinding.Disable,
+                    "prefer" => ChannelBinding.Prefer,
+                    "require" => ChannelBinding.Require,
+                    _ => throw Invalid($"channel_binding '{value}' is not one of disable, prefer, require"),
+                };
+                break;
+            case "gssencmode":
+                // Npgsql negotiates GSS encryption itself; accepted so that provider URLs work unchanged.
+                break;
+            case "max_pool_size":
+                builder.MaxPoolSize = int.TryParse(value, out var size) && size >= 1
+                    ? size
+                    : throw Invalid($"max_pool_size '{value}' is not a whole number of connections, at least 1");
+                break;
+            case "max_auto_prepare":
+                builder.MaxAutoPrepare = int.TryParse(value, out var prepared) && prepared >= 0
+                    ? prepared
+                    : throw Invalid($"max_auto_prepare '{value}' is not a whole number");
                 break;
             default:
-                throw Invalid($"the query parameter '{key}' is not supported (supported: sslmode, sslrootcert, connect_timeout, application_name, options, target_session_attrs)");
+                throw Invalid($"the query parameter '{key}' is not supported (supported: sslmode, sslrootcert, channel_binding, connect_timeout, application_name, options, target_session_attrs, max_pool_size, max_auto_prepare)");
         }
     }
 

@@ -14,7 +14,7 @@ using TokenRefresh.Shopify;
 
 namespace TokenRefresh;
 
-public static class TokenRefreshExtensions
+public static partial class TokenRefreshExtensions
 {
     /// <summary>
     /// Everything the refresh cycle needs, used alike by the Function app, the CLI and the tests.
@@ -26,6 +26,23 @@ public static class TokenRefreshExtensions
         var options = TokenRefreshOptions.Load(builder.Configuration);
         DapperSetup.Run();
         var services = builder.Services;
+
+        // The pool: an operator's size (max_pool_size in DATABASE_URL, or Maximum Pool Size) is kept as it is, and
+        // the accounts in flight are bounded to fit in it; otherwise one connection per account in flight, plus the
+        // platforms' listing queries. No statement is prepared unless asked for (max_auto_prepare): PgBouncer before
+        // 1.21 in transaction mode, and other poolers, cannot carry prepared statements from one transaction to the next.
+        var connection = new NpgsqlConnectionStringBuilder(options.ConnectionString);
+        var poolSizeGiven = DatabaseUrl.SetsMaxPoolSize(options.ConnectionString);
+        var requestedConcurrency = options.MaxConcurrency;
+        if (!poolSizeGiven)
+        {
+            connection.MaxPoolSize = options.MaxConcurrency + ListingConnections;
+        }
+        else if (connection.MaxPoolSize < options.MaxConcurrency + ListingConnections)
+        {
+            options = options with { MaxConcurrency = Math.Max(1, connection.MaxPoolSize - ListingConnections) };
+        }
+
         services.AddSingleton(Options.Create(options));
 
         builder.Logging.SetMinimumLevel(options.LogLevel);
@@ -41,15 +58,22 @@ public static class TokenRefreshExtensions
             services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(TokenRefreshMetrics.MeterName).AddOtlpExporter());
         }
 
-        // One connection per account in flight, plus the listing queries of the platforms running side by side.
-        // The same few statements run for every account: prepared once per connection, they skip parsing and planning.
-        var connectionString = new NpgsqlConnectionStringBuilder(options.ConnectionString)
+        services.TryAddSingleton(sp =>
         {
-            MaxPoolSize = options.MaxConcurrency + 10,
-            MaxAutoPrepare = 32,
-            AutoPrepareMinUsages = 2,
-        }.ConnectionString;
-        services.TryAddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString).Build());
+            // Said once, when the first connection is wanted.
+            var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Database");
+            if (options.MaxConcurrency < requestedConcurrency)
+            {
+                DatabaseLog.PoolBoundsConcurrency(logger, connection.MaxPoolSize, options.MaxConcurrency, requestedConcurrency);
+            }
+
+            if (connection.SslMode is not (SslMode.VerifyCA or SslMode.VerifyFull) && !DatabaseUrl.IsLoopback(connection.Host))
+            {
+                DatabaseLog.ServerNotVerified(logger, connection.SslMode.ToString().ToLowerInvariant());
+            }
+
+            return new NpgsqlDataSourceBuilder(connection.ConnectionString).Build();
+        });
 
         // No framework HTTP logging: its Trace header records carry the raw X-Shopify-Access-Token and
         // x-api-key values in their structured state even with RedactLoggedHeaders (caught by a test).
@@ -94,6 +118,9 @@ public static class TokenRefreshExtensions
     // Redirects are never followed: a 3xx is reported, and the token or secret goes nowhere else (CONTRACTS.md).
     private static SocketsHttpHandler PrimaryHandler() => new() { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
 
+    /// <summary>Connections besides those of the accounts in flight: the platforms' listing queries, side by side.</summary>
+    internal const int ListingConnections = 4;
+
     private static void Configure(HttpClient http, Uri? baseAddress)
     {
         http.BaseAddress = baseAddress;
@@ -101,5 +128,14 @@ public static class TokenRefreshExtensions
         http.Timeout = Timeout.InfiniteTimeSpan;
         http.MaxResponseContentBufferSize = 1024 * 1024;
         http.DefaultRequestHeaders.UserAgent.ParseAdd("TokenRefresh/1.0");
+    }
+
+    private static partial class DatabaseLog
+    {
+        [LoggerMessage(601, LogLevel.Warning, "The database's pool holds {PoolSize} connections (max_pool_size): at most {Concurrency} accounts are processed at once instead of REFRESH_MAX_CONCURRENCY={Requested}")]
+        public static partial void PoolBoundsConcurrency(ILogger logger, int poolSize, int concurrency, int requested);
+
+        [LoggerMessage(602, LogLevel.Warning, "The database server's certificate is not verified (sslmode={SslMode}), so a man in the middle could read the tokens: set sslmode=verify-full and sslrootcert to the provider's CA certificate in DATABASE_URL")]
+        public static partial void ServerNotVerified(ILogger logger, string sslMode);
     }
 }

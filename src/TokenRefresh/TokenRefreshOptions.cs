@@ -19,8 +19,11 @@ public sealed class SettingsException(string message) : Exception(message)
 /// Every setting, read from the original service's environment variable names and validated at once,
 /// so that a bad value stops the program at start with one line that names it.
 /// </summary>
-public sealed partial class TokenRefreshOptions
+public sealed partial record TokenRefreshOptions
 {
+    // The options hold the credentials: never print them.
+    public override string ToString() => nameof(TokenRefreshOptions);
+
     public const string DefaultSchedule = "0 */3 * * * *";
 
     /// <summary>Every setting the service reads (OTEL_* and APPLICATIONINSIGHTS_CONNECTION_STRING besides): Load reads no other.</summary>

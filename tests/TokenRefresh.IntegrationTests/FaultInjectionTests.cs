@@ -14,43 +14,10 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
 {
 
 
-    private async Task<List<(Guid Id, string Refresh)>> DueUsersAsync(ServiceHarness h, int count)
-    {
-        var users = new List<(Guid, string)>();
-        for (var i = 0; i < count; i++)
-        {
-            var refresh = h.Fake.Etsy.AddAccount(1000 + i);
-            users.Add((await h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(-1).AddSeconds(i)), refresh));
-        }
-
-        return users;
-    }
-
-    /// <summary>Nothing lost: each row holds a refresh token the platform still accepts, and a rotated account holds the issued pair.</summary>
-    private static async Task AssertNoTokenLostAsync(ServiceHarness h, IEnumerable<(Guid Id, string Refresh)> users)
-    {
-        foreach (var (id, original) in users)
-        {
-            var row = await h.Db.GetEtsyUserAsync(id);
-            Assert.True(h.Fake.Etsy.IsValid(row.RefreshToken!), $"account {id} holds a refresh token Etsy no longer accepts");
-            if (h.Fake.Etsy.IssuedFor(original) is { } issued)
-            {
-                Assert.Equal(issued.RefreshToken, row.RefreshToken);
-                Assert.Equal(issued.AccessToken, row.AccessToken);
-                Assert.True(row.ExpiresAt > DateTime.UtcNow.AddMinutes(50), $"account {id} has the new pair but not its expiry");
-            }
-            else
-            {
-                Assert.Equal(original, row.RefreshToken);
-                Assert.Equal("old-access-token", row.AccessToken);
-            }
-        }
-    }
-
     [Fact]
     public async Task ConnectionLostBetweenTheAnswerAndTheWrite_ThePairIsStoredOnANewConnection()
     {
-        var users = await DueUsersAsync(H, 3);
+        var users = await Chains.DueUsersAsync(H, 3);
         H.Settings["REFRESH_MAX_CONCURRENCY"] = "1"; // the cut must hit the write of the account whose answer is on its way, not another's claim
         // Cut every connection of the service the moment Etsy has rotated the token, before the answer leaves.
         H.Fake.Etsy.OnRotated = async _ => await H.Db.ExecuteAsync(
@@ -59,7 +26,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         var (summary, logs) = await H.RunCycleAsync();
 
         Assert.Equal("Etsy: 3/3 refreshed, 0 failed", summary.Platforms[0].ToString());
-        await AssertNoTokenLostAsync(H, users);
+        await Chains.AssertNoTokenLostAsync(H, users);
         Assert.Equal(3, logs.Count(l => l.Message.Contains("the rotated pair was stored after", StringComparison.Ordinal)));
         Assert.DoesNotContain(logs, l => l.Level == LogLevel.Critical);
     }
@@ -67,7 +34,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
     [Fact]
     public async Task StatementTimeoutOnTheWrite_IsRetriedUntilItStores()
     {
-        var users = await DueUsersAsync(H, 2);
+        var users = await Chains.DueUsersAsync(H, 2);
         await H.Db.ExecuteAsync($"""
             CREATE SEQUENCE slow_once;
             CREATE FUNCTION slow_first_update() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
@@ -82,7 +49,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         var (summary, logs) = await H.RunCycleAsync();
 
         Assert.Equal("Etsy: 2/2 refreshed, 0 failed", summary.Platforms[0].ToString());
-        await AssertNoTokenLostAsync(H, users);
+        await Chains.AssertNoTokenLostAsync(H, users);
         Assert.Single(logs, l => l.Message.Contains("the rotated pair was stored after 2 attempts", StringComparison.Ordinal));
     }
 
@@ -92,7 +59,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         using var cluster = PostgresServer.StartDedicated();
         await using var db = await TestDatabase.CreateOnAsync(cluster.AdminUrl);
         await using var h = await ServiceHarness.StartAsync(db);
-        var users = await DueUsersAsync(h, 60);
+        var users = await Chains.DueUsersAsync(h, 60);
         h.Fake.Latency = TimeSpan.FromMilliseconds(40);
         Task? restart = null;
         var rotations = 0;
@@ -114,14 +81,14 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         output.WriteLine($"cycle during the restart: {first}; pairs stored after retries: {retriedWrites}; " +
             $"accounts failed on the database: {logs.Count(l => l.Message.Contains("database error", StringComparison.Ordinal))}");
         Assert.True(retriedWrites > 0 || first.Platforms[0].Failed > 0, "the restart did not hit the cycle");
-        await AssertNoTokenLostAsync(h, users);
+        await Chains.AssertNoTokenLostAsync(h, users);
         Assert.DoesNotContain(logs, l => l.Level == LogLevel.Critical);
 
         // The accounts that could not be claimed while the server was down are refreshed next time.
         await h.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = NULL");
         var (second, _) = await h.RunCycleAsync();
         output.WriteLine($"next cycle: {second}");
-        await AssertNoTokenLostAsync(h, users);
+        await Chains.AssertNoTokenLostAsync(h, users);
         Assert.All(users, u => Assert.NotNull(h.Fake.Etsy.IssuedFor(u.Refresh)));
         Assert.Empty(h.Fake.Etsy.TokensUsedMoreThanOnce);
     }
@@ -131,7 +98,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
     [InlineData(4)]
     public async Task ConcurrentCycles_EveryRefreshTokenIsUsedExactlyOnce(int cycles)
     {
-        var users = await DueUsersAsync(H, 300);
+        var users = await Chains.DueUsersAsync(H, 300);
         H.Fake.Latency = TimeSpan.FromMilliseconds(15);
         var hosts = Enumerable.Range(0, cycles).Select(_ => H.BuildHost()).ToList();
 
@@ -146,14 +113,14 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         Assert.All(perToken, n => Assert.Equal(1, n));
         Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
         Assert.Equal(users.Count, H.Fake.Etsy.TotalCalls);
-        await AssertNoTokenLostAsync(H, users);
+        await Chains.AssertNoTokenLostAsync(H, users);
         hosts.ForEach(h => h.Dispose());
     }
 
     [Fact]
     public async Task CliKilledWithSigkillMidCycle_NoRowHalfUpdated_TheNextCycleCompletes()
     {
-        var users = await DueUsersAsync(H, 40);
+        var users = await Chains.DueUsersAsync(H, 40);
         H.Fake.Latency = TimeSpan.FromMilliseconds(100);
         H.Settings["REFRESH_MAX_CONCURRENCY"] = "4";
         using (var cli = CliProcess.Start(["once"], H.Settings))
@@ -207,7 +174,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
     public async Task CliSigtermMidCycle_FinishesTheAccountInFlight_StoresEveryRotatedPair()
     {
         // 200 accounts at 200 ms, 16 at a time, take 2.5 s: the signal lands mid-cycle on any machine.
-        var users = await DueUsersAsync(H, 200);
+        var users = await Chains.DueUsersAsync(H, 200);
         H.Fake.Latency = TimeSpan.FromMilliseconds(200);
         using var cli = CliProcess.Start(["run"], H.Settings);
         await WaitUntilAsync(() => H.Fake.Etsy.Rotations >= 3);
@@ -218,7 +185,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         var rotated = users.Where(u => H.Fake.Etsy.IssuedFor(u.Refresh) is not null).ToList();
         output.WriteLine($"SIGTERM after {rotated.Count} rotations; all stored; output tail: {cli.Stdout[^Math.Min(300, cli.Stdout.Length)..]}");
         Assert.InRange(rotated.Count, 3, users.Count - 1);
-        await AssertNoTokenLostAsync(H, users);
+        await Chains.AssertNoTokenLostAsync(H, users);
         Assert.Contains("shutting down", cli.Stdout, StringComparison.Ordinal);
         Assert.Contains("left for the next cycle", cli.Stdout, StringComparison.Ordinal);
     }

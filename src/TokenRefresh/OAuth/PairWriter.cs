@@ -51,9 +51,10 @@ internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time,
 
                         return await claim.ExecuteBehindSavepointAndCommitAsync<int?>(sql, parameters, ct);
                     }
-                    catch (Exception e) when (DatabaseRetry.IsTransient(e) && !claim.IsAlive)
+                    catch (Exception e) when (DatabaseRetry.IsTransient(e) && (!claim.IsAlive || DatabaseRetry.NeedsFreshConnection(e)))
                     {
-                        // The connection is gone, and with it the lock: go on with new connections, guarded by the statement.
+                        // The connection is gone (and with it the lock), or its session is not what the statement expected:
+                        // go on with new connections, guarded by the statement.
                         onClaim = false;
                         await claim.DisposeAsync();
                         throw;
@@ -70,7 +71,7 @@ internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time,
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutRejectedException)
         {
-            Log.ReceivedButNotStored(logger, e, platform, account, attempts);
+            Log.ReceivedButNotStored(logger, e, platform, account, attempts, DatabaseRetry.WhatToFix(e is TimeoutRejectedException { InnerException: { } inner } ? inner : e));
             return WriteResult.NotStored;
         }
 
@@ -85,8 +86,8 @@ internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time,
 
     private static partial class Log
     {
-        [LoggerMessage(102, LogLevel.Critical, "{Platform} {Account}: a rotated token pair was received but not stored after {Attempts} attempts; the user may have to re-authorise")]
-        public static partial void ReceivedButNotStored(ILogger logger, Exception exception, string platform, DueAccount account, int attempts);
+        [LoggerMessage(102, LogLevel.Critical, "{Platform} {Account}: a rotated token pair was received but not stored after {Attempts} attempts ({Fix}); the user may have to re-authorise")]
+        public static partial void ReceivedButNotStored(ILogger logger, Exception exception, string platform, DueAccount account, int attempts, string fix);
 
         [LoggerMessage(103, LogLevel.Warning, "{Platform} {Account}: the rotated pair was stored after {Attempts} attempts")]
         public static partial void StoredAfterRetries(ILogger logger, string platform, DueAccount account, int attempts);

@@ -12,14 +12,32 @@ internal static class DatabaseRetry
 
     /// <summary>
     /// Faults that a later attempt can outlive: connection loss (class 08, any FATAL, idle timeouts 25P03 and 57P05,
-    /// a pooler closing the session), restart, statement timeout, lock or serialization conflicts, too many connections.
+    /// a pooler closing the session), restart, statement timeout, lock or serialization conflicts, too many connections,
+    /// and a session that is not what the statement expected (<see cref="NeedsFreshConnection"/>).
     /// </summary>
     public static bool IsTransient(Exception e) => e is NpgsqlException n
         && (n.IsTransient
             || n is not PostgresException
             || n is PostgresException { Severity: "FATAL" or "PANIC" }
+            || NeedsFreshConnection(e)
             || n is PostgresException p && (p.SqlState.StartsWith("08", StringComparison.Ordinal)
                 || p.SqlState is "57014" or "55P03" or "57P01" or "57P02" or "57P03" or "57P05" or "25P03" or "53300" or "40001" or "40P01"));
+
+    /// <summary>
+    /// The connection's session is not what the statement expected, as when a pooler hands it another server session:
+    /// a prepared statement missing (26000) or there twice (42P05), a cached plan that no longer fits (0A000), no
+    /// transaction where one was begun (25P01). The same statement succeeds on a fresh connection, not on this one.
+    /// </summary>
+    public static bool NeedsFreshConnection(Exception e) => e is PostgresException { SqlState: "26000" or "42P05" or "0A000" or "25P01" };
+
+    /// <summary>What an operator must do about a database fault that no retry outlives, for the Critical line.</summary>
+    public static string WhatToFix(Exception e) => e switch
+    {
+        PostgresException { SqlState: "42501" } p => $"permission denied ({p.SqlState}): grant the service's role UPDATE on the token columns (scripts/sql/service-grants.sql)",
+        PostgresException { SqlState: "42P01" or "42703" } p => $"a table or column is missing ({p.SqlState}): check the main application's table against the README's database section",
+        PostgresException p => $"SQLSTATE {p.SqlState}: check the database's health",
+        _ => "the database could not be reached until the cycle's budget ended: check its health and the network",
+    };
 
     /// <summary>
     /// Runs a read-only query (counting, paging), retried through a dropped connection or a restart five times

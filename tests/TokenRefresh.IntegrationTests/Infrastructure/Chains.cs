@@ -1,0 +1,39 @@
+namespace TokenRefresh.IntegrationTests.Infrastructure;
+
+/// <summary>Refresh chains: due Etsy users, and the check that no rotated token was lost.</summary>
+internal static class Chains
+{
+    /// <summary>Etsy users due now, each with a refresh token the fake accepts.</summary>
+    public static async Task<List<(Guid Id, string Refresh)>> DueUsersAsync(ServiceHarness h, int count)
+    {
+        var users = new List<(Guid, string)>();
+        for (var i = 0; i < count; i++)
+        {
+            var refresh = h.Fake.Etsy.AddAccount(1000 + i);
+            users.Add((await h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(-1).AddSeconds(i)), refresh));
+        }
+
+        return users;
+    }
+
+    /// <summary>Nothing lost: each row holds a refresh token the platform still accepts, and a rotated account holds the issued pair.</summary>
+    public static async Task AssertNoTokenLostAsync(ServiceHarness h, IEnumerable<(Guid Id, string Refresh)> users)
+    {
+        foreach (var (id, original) in users)
+        {
+            var row = await h.Db.GetEtsyUserAsync(id);
+            Assert.True(h.Fake.Etsy.IsValid(row.RefreshToken!), $"account {id} holds a refresh token Etsy no longer accepts");
+            if (h.Fake.Etsy.IssuedFor(original) is { } issued)
+            {
+                Assert.Equal(issued.RefreshToken, row.RefreshToken);
+                Assert.Equal(issued.AccessToken, row.AccessToken);
+                Assert.True(row.ExpiresAt > DateTime.UtcNow.AddMinutes(50), $"account {id} has the new pair but not its expiry");
+            }
+            else
+            {
+                Assert.Equal(original, row.RefreshToken);
+                Assert.Equal("old-access-token", row.AccessToken);
+            }
+        }
+    }
+}
