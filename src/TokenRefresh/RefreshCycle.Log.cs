@@ -30,6 +30,9 @@ public sealed partial class RefreshCycle
         [LoggerMessage(8, LogLevel.Error, "{Platform}: the cycle could not run; it will be retried")]
         public static partial void PlatformFailed(ILogger logger, Exception exception, string platform);
 
+        [LoggerMessage(14, LogLevel.Error, "{Platform}: the cycle could not run: the database server's TLS certificate was refused ({Reason}): check sslrootcert (the provider's CA certificate) and the host name in DATABASE_URL; it will be retried")]
+        public static partial void DatabaseCertificateRefused(ILogger logger, Exception exception, string platform, string reason);
+
         [LoggerMessage(12, LogLevel.Error, "{Platform}: the cycle could not run: a table is missing (run `tokenrefresh migrate` for the service's own table); it will be retried")]
         public static partial void TableMissing(ILogger logger, Exception exception, string platform);
 

@@ -154,6 +154,12 @@ public sealed partial class RefreshCycle
             Log.TableMissing(_logger, e, refresher.Platform);
             return (tally.Summary(0) with { Crashed = true }, e);
         }
+        catch (Exception e) when (e.InnerException is System.Security.Authentication.AuthenticationException tls)
+        {
+            // sslmode=verify-ca or verify-full, and the server's certificate does not pass: say so in words.
+            Log.DatabaseCertificateRefused(_logger, e, refresher.Platform, tls.Message);
+            return (tally.Summary(0) with { Crashed = true }, e);
+        }
         catch (Exception e)
         {
             Log.PlatformFailed(_logger, e, refresher.Platform);

@@ -16,6 +16,8 @@ internal static class DatabaseRetry
     /// and a session that is not what the statement expected (<see cref="NeedsFreshConnection"/>).
     /// </summary>
     public static bool IsTransient(Exception e) => e is NpgsqlException n
+        // A certificate that is refused now is refused on every retry.
+        && n.InnerException is not System.Security.Authentication.AuthenticationException
         && (n.IsTransient
             || n is not PostgresException
             || n is PostgresException { Severity: "FATAL" or "PANIC" }

@@ -46,6 +46,9 @@ internal static class PostgresServer
     {
         public string AdminUrl { get; } = adminUrl;
 
+        /// <summary>The cluster's data directory (owned by the postgres user), e.g. for TLS key files.</summary>
+        public string DataDirectory => Path.Combine(dir, "data");
+
         /// <summary>A fast restart: every session is cut, and the server is back on the same port.</summary>
         public void Restart() => Run("restart", dir);
 
