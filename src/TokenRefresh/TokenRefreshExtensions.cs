@@ -72,8 +72,21 @@ public static partial class TokenRefreshExtensions
                 DatabaseLog.ServerNotVerified(logger, connection.SslMode.ToString().ToLowerInvariant());
             }
 
-            return new NpgsqlDataSourceBuilder(connection.ConnectionString).Build();
+            var dataSource = new NpgsqlDataSourceBuilder(connection.ConnectionString);
+            if (options.EntraAuthentication)
+            {
+                var password = sp.GetRequiredService<EntraPassword>();
+                dataSource.UsePasswordProvider(_ => password.GetAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult(), (_, ct) => password.GetAsync(ct));
+            }
+
+            return dataSource.Build();
         });
+        if (options.EntraAuthentication)
+        {
+            // The managed identity in Azure (AZURE_CLIENT_ID picks a user-assigned one), the developer's login locally.
+            services.TryAddSingleton<Azure.Core.TokenCredential>(_ => new Azure.Identity.DefaultAzureCredential());
+            services.AddSingleton<EntraPassword>();
+        }
 
         // No framework HTTP logging: its Trace header records carry the raw X-Shopify-Access-Token and
         // x-api-key values in their structured state even with RedactLoggedHeaders (caught by a test).

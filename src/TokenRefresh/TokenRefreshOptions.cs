@@ -32,10 +32,13 @@ public sealed partial record TokenRefreshOptions
         "DATABASE_URL", "ETSY_CLIENT_ID", "ETSY_CLIENT_SECRET", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "LOG_LEVEL", "REFRESH_SCHEDULE",
         "REFRESH_INTERVAL_MINUTES", "ETSY_REFRESH_MARGIN_MINUTES", "SHOPIFY_REFRESH_MARGIN_MINUTES", "SHOPIFY_API_VERSION", "ETSY_API_BASE_URL",
         "SHOPIFY_API_BASE_URL", "HTTP_TIMEOUT_SECONDS", "CYCLE_BUDGET_SECONDS", "ETSY_MAX_REQUESTS_PER_SECOND", "REFRESH_MAX_CONCURRENCY",
-        "SHOPIFY_VALIDATE_INTERVAL_MINUTES",
+        "SHOPIFY_VALIDATE_INTERVAL_MINUTES", "DATABASE_AUTH",
     ];
 
     public required string ConnectionString { get; init; }
+
+    /// <summary>DATABASE_AUTH=entra: the password is a Microsoft Entra ID token (Azure Database for PostgreSQL), not in DATABASE_URL.</summary>
+    public bool EntraAuthentication { get; init; }
     public required string EtsyClientId { get; init; }
     public required string EtsyClientSecret { get; init; }
     public required string ShopifyApiKey { get; init; }
@@ -118,9 +121,27 @@ public sealed partial record TokenRefreshOptions
                 $"SHOPIFY_API_VERSION '{version}' is not a Shopify API version such as 2026-10 (YYYY-01, -04, -07 or -10, or 'unstable').");
         }
 
+        var database = DatabaseUrl.Parse(databaseUrl);
+        var entra = Get("DATABASE_AUTH")?.ToLowerInvariant() switch
+        {
+            null or "password" => false,
+            "entra" => true,
+            _ => throw new SettingsException($"DATABASE_AUTH '{Get("DATABASE_AUTH")}' is not one of password (the default) or entra (a Microsoft Entra ID token, for Azure Database for PostgreSQL)."),
+        };
+        if (entra && !string.IsNullOrEmpty(database.Password))
+        {
+            throw new SettingsException("DATABASE_URL holds a password, but DATABASE_AUTH=entra takes the password from Microsoft Entra ID: remove it from the URL.");
+        }
+
+        if (entra && string.IsNullOrEmpty(database.Username))
+        {
+            throw new SettingsException("DATABASE_URL names no user: with DATABASE_AUTH=entra it is the Entra principal's name in PostgreSQL (e.g. the managed identity's).");
+        }
+
         return new TokenRefreshOptions
         {
-            ConnectionString = DatabaseUrl.Parse(databaseUrl).ConnectionString,
+            ConnectionString = database.ConnectionString,
+            EntraAuthentication = entra,
             EtsyClientId = Required("ETSY_CLIENT_ID"),
             EtsyClientSecret = Required("ETSY_CLIENT_SECRET"),
             ShopifyApiKey = Required("SHOPIFY_API_KEY"),

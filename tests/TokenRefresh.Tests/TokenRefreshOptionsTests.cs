@@ -174,4 +174,25 @@ public sealed class TokenRefreshOptionsTests
 
     [Fact]
     public void RequireFunctionsSchedule_ScheduleSet_Passes() => Load(("REFRESH_SCHEDULE", "0 */3 * * * *")).RequireFunctionsSchedule();
+
+    [Fact]
+    public void Load_DatabaseAuthEntra_TakesAUrlWithAUserAndNoPassword()
+    {
+        var o = Load(("DATABASE_AUTH", "entra"), ("DATABASE_URL", "postgresql://my-identity@server.postgres.database.azure.com/app?sslmode=verify-full"));
+
+        Assert.True(o.EntraAuthentication);
+        Assert.False(Load().EntraAuthentication);
+    }
+
+    [Theory]
+    [InlineData("entra", "postgresql://u:dbpassword123@localhost/app", "DATABASE_URL holds a password, but DATABASE_AUTH=entra takes the password from Microsoft Entra ID: remove it from the URL.")]
+    [InlineData("entra", "postgresql://localhost/app", "DATABASE_URL names no user: with DATABASE_AUTH=entra it is the Entra principal's name in PostgreSQL (e.g. the managed identity's).")]
+    [InlineData("kerberos", "postgresql://u@localhost/app", "DATABASE_AUTH 'kerberos' is not one of password (the default) or entra (a Microsoft Entra ID token, for Azure Database for PostgreSQL).")]
+    public void Load_DatabaseAuthMisconfigured_OneLineSaysWhat(string auth, string url, string message)
+    {
+        var e = Assert.Throws<SettingsException>(() => Load(("DATABASE_AUTH", auth), ("DATABASE_URL", url)));
+
+        Assert.Equal(message, e.Message);
+        Assert.DoesNotContain("dbpassword123", e.Message, StringComparison.Ordinal);
+    }
 }

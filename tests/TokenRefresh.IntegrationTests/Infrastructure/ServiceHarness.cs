@@ -39,6 +39,9 @@ public sealed class ServiceHarness : IAsyncDisposable
     /// <summary>The environment the service is given; change it before <see cref="BuildHost"/>.</summary>
     public Dictionary<string, string?> Settings { get; }
 
+    /// <summary>Services registered before AddTokenRefresh, as a host could (its TryAdd registrations then keep them).</summary>
+    public Action<IServiceCollection>? BeforeWiring { get; set; }
+
     /// <summary>When set, the service's clock (registered before AddTokenRefresh, as a host could).</summary>
     public FakeTimeProvider? Time { get; set; }
 
@@ -74,6 +77,7 @@ public sealed class ServiceHarness : IAsyncDisposable
             builder.Services.AddSingleton<TimeProvider>(Time);
         }
 
+        BeforeWiring?.Invoke(builder.Services);
         builder.AddTokenRefresh();
         builder.Services.ConfigureAll<HttpClientFactoryOptions>(o => o.HttpMessageHandlerBuilderActions.Add(Network.Apply));
         builder.Logging.SetMinimumLevel(minimumLevel);
