@@ -1,6 +1,9 @@
 // One refresh cycle over N due Etsy users and N active Shopify stores, against the fake platforms with a
 // set latency, through the production wiring (AddTokenRefresh). Driven by ./scripts/bench.sh.
-//   dotnet run -c Release --project tests/TokenRefresh.Benchmarks -- ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY [--round-trips]
+//   dotnet run -c Release --project tests/TokenRefresh.Benchmarks -- ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY
+//     [--round-trips] [--pooler-port PORT] [--url-query QUERY]
+//   --pooler-port: the service reaches the database through a pooler (scripts/pgbouncer.sh) listening there;
+//   --url-query: appended to DATABASE_URL, e.g. max_auto_prepare=32.
 using System.Diagnostics;
 using System.Globalization;
 using Dapper;
@@ -25,6 +28,9 @@ var shopifyCount = int.Parse(args[2], CultureInfo.InvariantCulture);
 var latency = TimeSpan.FromMilliseconds(int.Parse(args[3], CultureInfo.InvariantCulture));
 var concurrency = int.Parse(args[4], CultureInfo.InvariantCulture);
 var countRoundTrips = args.Contains("--round-trips");
+string? Option(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+var poolerPort = Option("--pooler-port") is { } p ? int.Parse(p, CultureInfo.InvariantCulture) : (int?)null;
+var urlQuery = Option("--url-query");
 
 // A fresh database with the main application's tables and the service's own.
 var admin = new NpgsqlConnectionStringBuilder(TokenRefreshBench.Connection(adminUrl));
@@ -61,8 +67,8 @@ for (var i = 1; i <= shopifyCount; i++)
     fake.Shopify.AddStore($"shop{i}.myshopify.com", $"shpat_bench_{i}");
 }
 
-await using var counter = countRoundTrips ? new RoundTripCounter(admin.Port) : null;
-var serviceUrl = new UriBuilder(adminUrl) { Path = "/" + database, Port = counter?.Port ?? admin.Port }.Uri.AbsoluteUri;
+await using var counter = countRoundTrips ? new RoundTripCounter(poolerPort ?? admin.Port) : null;
+var serviceUrl = new UriBuilder(adminUrl) { Path = "/" + database, Port = counter?.Port ?? poolerPort ?? admin.Port, Query = urlQuery ?? "" }.Uri.AbsoluteUri;
 
 var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
 builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
