@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test from a clean clone: starts a throwaway PostgreSQL (installing the server, and python3-dotenv,
-# with apt-get when they are missing), builds the solution, publishes the container images' outputs (the integration
+# Runs every test from a clean clone: starts a throwaway PostgreSQL (installing the server, python3-dotenv,
+# PgBouncer and openssl with apt-get when they are missing), builds the solution, publishes the container images' outputs (the integration
 # tests run the published Function app under a stand-in for the Functions host), runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,12 +10,17 @@ if ! command -v dotnet >/dev/null; then
   exit 1
 fi
 
-# The .env conformance test compares our parser with python-dotenv itself (Debian's package).
-if ! /usr/bin/python3 -c 'import dotenv' 2>/dev/null; then
-  echo "python3-dotenv not found; installing it with apt-get..." >&2
+# What the tests use besides PostgreSQL (scripts/pg.sh installs that): python-dotenv itself, for the .env
+# conformance test, and a real PgBouncer, for the pooler tests. Installed once, before the tests run in parallel.
+missing=()
+/usr/bin/python3 -c 'import dotenv' 2>/dev/null || missing+=(python3-dotenv)
+command -v pgbouncer >/dev/null || missing+=(pgbouncer)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} with apt-get..." >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
-  apt-get install -y -qq python3-dotenv >&2
+  apt-get install -y -qq "${missing[@]}" >&2
 fi
 
 pgdir=$(mktemp -d /tmp/tokenrefresh-test-pg.XXXXXX)
