@@ -84,8 +84,12 @@ public sealed class DatabaseTlsTests : IAsyncLifetime
     [InlineData("localhost", "sslmode=verify-full&sslrootcert={certs}/ca.crt&channel_binding=require")]
     public async Task Cycle_VerifiedTls_RefreshesOverIt(string host, string query)
     {
-        var refresh = _h.Fake.Etsy.AddAccount(1);
-        var id = await _h.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        var users = await Chains.DueUsersAsync(_h, 20);
+        _h.Fake.Shopify.AddStore("fine.myshopify.com", "shpat_fine");
+        await _h.Db.AddShopifyStoreAsync("fine.myshopify.com", "shpat_fine");
+        _h.Fake.Shopify.AddStore("gone.myshopify.com", "shpat_gone");
+        var gone = await _h.Db.AddShopifyStoreAsync("gone.myshopify.com", "shpat_gone");
+        _h.Fake.Shopify.RevokeAccessToken("gone.myshopify.com");
 
         var encrypted = false;
         var (summary, error, logs) = await CycleAsync(Url(host, query), async db =>
@@ -97,8 +101,9 @@ public sealed class DatabaseTlsTests : IAsyncLifetime
 
         Assert.Null(error);
         Assert.True(encrypted);
-        Assert.Equal("Etsy: 1/1 refreshed, 0 failed", summary!.Platforms[0].ToString());
-        Assert.NotEqual(refresh, (await _h.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Equal("Etsy: 20/20 refreshed, 0 failed; Shopify: 1/2 validated, 1 deactivated, 0 failed", summary!.ToString());
+        await Chains.AssertNoTokenLostAsync(_h, users);
+        Assert.False((await _h.Db.GetShopifyStoreAsync(gone)).IsActive);
         Assert.DoesNotContain(logs, l => l.Message.Contains("not verified", StringComparison.Ordinal));
     }
 

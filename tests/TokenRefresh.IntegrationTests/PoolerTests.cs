@@ -105,10 +105,12 @@ public sealed class PoolerTests(ITestOutputHelper output) : HarnessTests
         Assert.Empty(h.Fake.Etsy.TokensUsedMoreThanOnce);
     }
 
-    [Fact]
-    public async Task OperatorsCommands_ThroughATransactionPooler_Work()
+    [Theory]
+    [InlineData("transaction")]
+    [InlineData("session")]
+    public async Task OperatorsCommands_ThroughPgBouncer_Work(string mode)
     {
-        ThroughPooler(Pooler.Shared("transaction"));
+        ThroughPooler(Pooler.Shared(mode));
         await H.Db.AddExpiringColumnsAsync();
         var refresh = H.Fake.Etsy.AddAccount(1);
         var user = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(50));
