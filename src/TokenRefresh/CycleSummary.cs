@@ -47,6 +47,9 @@ public sealed record PlatformSummary(string Platform, Outcome SuccessOutcome)
     /// <summary>The platform could not run at all (database unreachable, unexpected error).</summary>
     public bool Crashed { get; init; }
 
+    /// <summary>From the cycle's start until this platform's last account was done.</summary>
+    public TimeSpan Duration { get; init; }
+
     public PlatformSummary Add(AccountResult result) => result.Outcome switch
     {
         Outcome.Deactivated => this with { Found = Found + 1, Deactivated = Deactivated + 1 },
@@ -101,6 +104,7 @@ public sealed record CycleSummary(IReadOnlyList<PlatformSummary> Platforms, Time
             properties[key + "Failed"] = p.Failed;
             properties[key + "Skipped"] = p.Skipped;
             properties[key + "LeftOver"] = p.LeftOver;
+            properties[key + "DurationMs"] = Math.Round(p.Duration.TotalMilliseconds);
         }
 
         properties["Accounts"] = Platforms.Sum(p => p.Found);

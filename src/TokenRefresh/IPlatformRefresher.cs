@@ -3,20 +3,26 @@ namespace TokenRefresh;
 /// <summary>An account found due this cycle. <paramref name="Problem"/> set means: skip it with a warning.</summary>
 public sealed record DueAccount(string Id, string? Label = null, string? Problem = null)
 {
-    /// <summary>Forced by an operator (`tokenrefresh refresh`): due or not, backing off or not; the lock still holds.</summary>
+    /// <summary>Forced by an operator (`tokenrefresh refresh`): due or not, backing off or not; the claim still holds.</summary>
     internal bool Forced { get; init; }
 
-    /// <summary>The token and state read with the page, when the platform needs no lock to use them (validation).</summary>
-    internal Persistence.ClaimedToken? Prefetched { get; init; }
+    /// <summary>The token and state the claim read (for validation, which needs no claim: the page).</summary>
+    internal Persistence.ClaimedToken? Claimed { get; init; }
 
     /// <summary>How log lines name the account: its id, and its shop domain where it has one. Never a token.</summary>
     public override string ToString() => Label is null ? $"account {Id}" : $"store {Label} ({Id})";
 }
 
+/// <summary>Claiming an account: the <paramref name="Account"/> to process, carrying what the claim read; or, when it is not processed now, its <paramref name="Result"/>.</summary>
+public sealed record Claim(DueAccount? Account, AccountResult? Result = null);
+
 /// <summary>One platform: which accounts are due, and how to refresh or validate one of them.</summary>
 public interface IPlatformRefresher
 {
     string Platform { get; }
+
+    /// <summary>Whose concurrency limit applies: "Etsy" (ETSY_MAX_CONCURRENCY) or "Shopify" (SHOPIFY_MAX_CONCURRENCY).</summary>
+    string Group { get; }
 
     /// <summary>What success is called on this platform: Refreshed or Validated.</summary>
     Outcome SuccessOutcome { get; }
@@ -37,10 +43,23 @@ public interface IPlatformRefresher
     Task<DueAccount?> FindAccountAsync(string kind, string key, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Refreshes or validates one account. <paramref name="deadline"/> is the end of the cycle's budget:
-    /// work that must not be dropped (storing a rotated pair) is retried until then.
-    /// <paramref name="claiming"/> is cancelled when the cycle stops claiming: it may end waits before the
-    /// account is claimed; once a request is sent, the account finishes regardless.
+    /// Waits until one more call of this platform may start: a rate-limit permit, shared by every replica, after any
+    /// 429 pause. Null once it may; else why not, and the platform's other accounts are left for a later cycle.
+    /// Comes before the claim, so that no account is claimed while it waits.
+    /// </summary>
+    Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming);
+
+    /// <summary>
+    /// Claims an account for this process, in the database and before anything is sent, so that no other process or
+    /// replica sends its token meanwhile; no transaction stays open. Returns the claimed account, or a result (skipped)
+    /// when it is no longer due or another process has it.
+    /// </summary>
+    Task<Claim> ClaimAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming);
+
+    /// <summary>
+    /// Refreshes or validates one claimed account. <paramref name="deadline"/> is the end of the cycle's budget:
+    /// work that must not be dropped (storing a rotated pair) is retried until then. Once a request is sent, the
+    /// account finishes whatever <paramref name="claiming"/> says.
     /// </summary>
     Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming);
 }

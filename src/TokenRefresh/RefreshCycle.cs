@@ -19,8 +19,7 @@ public sealed partial class RefreshCycle
 {
     private readonly IEnumerable<IPlatformRefresher> _refreshers;
     private readonly TimeProvider _time;
-    private readonly TimeSpan _budget;
-    private readonly int _concurrency;
+    private readonly TokenRefreshOptions _options;
     private readonly TokenRefreshMetrics _metrics;
     private readonly ILogger<RefreshCycle> _logger;
 
@@ -30,8 +29,7 @@ public sealed partial class RefreshCycle
         _metrics = metrics;
         _refreshers = refreshers;
         _time = time;
-        _budget = options.Value.CycleBudget;
-        _concurrency = options.Value.MaxConcurrency;
+        _options = options.Value;
         _logger = logger;
     }
 
@@ -43,14 +41,16 @@ public sealed partial class RefreshCycle
     public async Task<CycleSummary> RunAsync(CancellationToken stopping = default)
     {
         var started = _time.GetTimestamp();
-        var deadline = _time.GetUtcNow() + _budget;
-        using var budget = new CancellationTokenSource(_budget, _time);
+        var deadline = _time.GetUtcNow() + _options.CycleBudget;
+        using var budget = new CancellationTokenSource(_options.CycleBudget, _time);
         using var claiming = CancellationTokenSource.CreateLinkedTokenSource(stopping, budget.Token);
-        // REFRESH_MAX_CONCURRENCY bounds the accounts in flight across all platforms together.
-        using var slots = new SemaphoreSlim(_concurrency, _concurrency);
+        // REFRESH_MAX_CONCURRENCY bounds the calls in flight across all platforms together, shared fairly between them.
+        var slots = new CallSlots(_options.MaxConcurrency, _options.GroupConcurrency);
         Log.CycleStarted(_logger);
 
-        var outcomes = (await Task.WhenAll(_refreshers.Select(r => RunPlatformAsync(r, deadline, slots, claiming.Token, stopping))))
+        // Every platform has its lane from the start, so none takes every slot before another has even listed its accounts.
+        var outcomes = (await Task.WhenAll(_refreshers.Select(r => (Refresher: r, Lane: slots.Join(r.Group))).ToList()
+                .Select(p => RunPlatformAsync(p.Refresher, deadline, p.Lane, started, claiming.Token, stopping))))
             .Where(o => o.Summary is not null)
             .ToList();
 
@@ -62,18 +62,28 @@ public sealed partial class RefreshCycle
     }
 
     /// <summary>
-    /// Refreshes (through the same row lock) or validates one named account now (`tokenrefresh refresh`), with the
+    /// Refreshes (through the same claim) or validates one named account now (`tokenrefresh refresh`), with the
     /// same guarantees as a cycle, whether it is due or backing off, but never while an earlier request with its
     /// token may still be in flight. Null when no platform has such an account.
     /// </summary>
     public async Task<(string Platform, DueAccount Account, AccountResult Result)?> ForceAsync(string kind, string key, CancellationToken cancellationToken = default)
     {
+        var deadline = _time.GetUtcNow() + _options.CycleBudget;
         foreach (var refresher in _refreshers)
         {
-            if (await refresher.FindAccountAsync(kind, key, cancellationToken) is { } account)
+            if (await refresher.FindAccountAsync(kind, key, cancellationToken) is not { } account)
             {
-                return (refresher.Platform, account, await ProcessAccountAsync(refresher, account, _time.GetUtcNow() + _budget, cancellationToken));
+                continue;
             }
+
+            if (await refresher.WaitForPermitAsync(deadline, cancellationToken) is { } notNow)
+            {
+                return (refresher.Platform, account, AccountResult.Skip(notNow));
+            }
+
+            var claim = await ClaimAccountAsync(refresher, account, deadline, cancellationToken);
+            var result = claim.Result ?? await ProcessAccountAsync(refresher, claim.Account!, deadline, cancellationToken);
+            return (refresher.Platform, account, result);
         }
 
         return null;
@@ -81,14 +91,16 @@ public sealed partial class RefreshCycle
 
     /// <returns>The platform's summary, or null when it is not enabled on this database.</returns>
     private async Task<(PlatformSummary? Summary, Exception? Error)> RunPlatformAsync(
-        IPlatformRefresher refresher, DateTimeOffset deadline, SemaphoreSlim slots, CancellationToken claiming, CancellationToken stopping)
+        IPlatformRefresher refresher, DateTimeOffset deadline, CallSlots.Lane lane, long started, CancellationToken claiming, CancellationToken stopping)
     {
+        using var leaving = lane; // once this platform claims no more, its share goes to the others
         await Task.Yield(); // platforms run side by side from here
         var tally = new Tally(refresher);
         var found = 0;
         string? stoppedBecause = null;
-        // Stops claiming for this platform alone when an account defers the rest (a 429 pause past the budget).
+        // Stops claiming for this platform alone when an account stops it (refused credentials) or its permits run past the budget.
         using var platformClaiming = CancellationTokenSource.CreateLinkedTokenSource(claiming);
+        var running = new List<Task>();
         try
         {
             if (!await refresher.IsEnabledAsync(stopping))
@@ -98,40 +110,69 @@ public sealed partial class RefreshCycle
 
             found = await refresher.CountDueAsync(stopping);
             Log.Found(_logger, refresher.Platform, found);
-            var parallel = new ParallelOptions { MaxDegreeOfParallelism = _concurrency, CancellationToken = platformClaiming.Token };
-            await Parallel.ForEachAsync(refresher.FindDueAsync(stopping), parallel, async (account, token) =>
+            var listedAll = false;
+            try
             {
-                await slots.WaitAsync(token);
+                // In this order, one account at a time: a rate-limit permit, a slot, the claim; then the call runs on
+                // its own while the next account goes through. A permit or slot that an account did not use (another
+                // process claimed it first) goes to the next account.
+                var permitted = false;
+                CallSlots.Slot? slot = null;
                 try
                 {
-                    // Our own source, set at once by an account that stopped the platform (the loop's token follows it a moment later).
-                    if (platformClaiming.IsCancellationRequested)
+                    await foreach (var account in refresher.FindDueAsync(stopping).WithCancellation(platformClaiming.Token))
                     {
-                        return;
-                    }
-
-                    var result = await ProcessAccountAsync(refresher, account, deadline, token);
-                    if (result.Deferred)
-                    {
-                        if (result.Outcome == Outcome.Failed)
+                        if (account.Problem is not null)
                         {
-                            tally.Add(result);
+                            tally.Add(await ProcessAccountAsync(refresher, account, deadline, platformClaiming.Token));
+                            continue;
                         }
 
-                        Interlocked.CompareExchange(ref stoppedBecause, result.Reason, null);
-                        await platformClaiming.CancelAsync();
-                        return;
+                        if (!permitted)
+                        {
+                            if (await refresher.WaitForPermitAsync(deadline, platformClaiming.Token) is { } notNow)
+                            {
+                                stoppedBecause = notNow;
+                                await platformClaiming.CancelAsync();
+                                break;
+                            }
+
+                            permitted = true;
+                        }
+
+                        slot ??= await lane.EnterAsync(platformClaiming.Token);
+                        platformClaiming.Token.ThrowIfCancellationRequested();
+                        var claim = await ClaimAccountAsync(refresher, account, deadline, platformClaiming.Token);
+                        if (claim.Result is { } notClaimed)
+                        {
+                            tally.Add(notClaimed);
+                            continue;
+                        }
+
+                        permitted = false;
+                        running.Add(RunClaimedAsync(claim.Account!, slot));
+                        slot = null;
                     }
 
-                    tally.Add(result);
+                    listedAll = !platformClaiming.IsCancellationRequested;
                 }
                 finally
                 {
-                    slots.Release();
+                    slot?.Dispose();
                 }
-            });
+            }
+            finally
+            {
+                // The accounts in flight finish and are stored, whatever stopped the claiming.
+                await Task.WhenAll(running);
+            }
 
-            return (tally.Summary(leftOver: 0), null);
+            if (!listedAll || (platformClaiming.IsCancellationRequested && stoppedBecause is not null))
+            {
+                throw new OperationCanceledException(platformClaiming.Token);
+            }
+
+            return (tally.Summary(leftOver: 0, _time.GetElapsedTime(started)), null);
         }
         catch (OperationCanceledException) when (platformClaiming.IsCancellationRequested)
         {
@@ -141,29 +182,52 @@ public sealed partial class RefreshCycle
                 : claiming.IsCancellationRequested ? "cycle budget spent"
                 : stoppedBecause ?? "stopped for this cycle";
             Log.Stopping(_logger, refresher.Platform, why, leftOver);
-            return (tally.Summary(leftOver), null);
+            return (tally.Summary(leftOver, _time.GetElapsedTime(started)), null);
         }
         catch (SchemaException e)
         {
             // The main application's table lacks what this platform needs: one line that names it, no stack trace.
             Log.SchemaProblem(_logger, refresher.Platform, e.Message);
-            return (tally.Summary(0) with { Crashed = true }, e);
+            return (tally.Summary(0, _time.GetElapsedTime(started)) with { Crashed = true }, e);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
         {
             Log.TableMissing(_logger, e, refresher.Platform);
-            return (tally.Summary(0) with { Crashed = true }, e);
+            return (tally.Summary(0, _time.GetElapsedTime(started)) with { Crashed = true }, e);
         }
         catch (Exception e) when (e.InnerException is System.Security.Authentication.AuthenticationException tls)
         {
             // sslmode=verify-ca or verify-full, and the server's certificate does not pass: say so in words.
             Log.DatabaseCertificateRefused(_logger, e, refresher.Platform, tls.Message);
-            return (tally.Summary(0) with { Crashed = true }, e);
+            return (tally.Summary(0, _time.GetElapsedTime(started)) with { Crashed = true }, e);
         }
         catch (Exception e)
         {
             Log.PlatformFailed(_logger, e, refresher.Platform);
-            return (tally.Summary(0) with { Crashed = true }, e);
+            return (tally.Summary(0, _time.GetElapsedTime(started)) with { Crashed = true }, e);
+        }
+
+        async Task RunClaimedAsync(DueAccount account, CallSlots.Slot slot)
+        {
+            try
+            {
+                await Task.Yield(); // the claiming loop goes on to the next account
+                var result = await ProcessAccountAsync(refresher, account, deadline, platformClaiming.Token);
+                if (result.Deferred)
+                {
+                    Interlocked.CompareExchange(ref stoppedBecause, result.Reason, null);
+                    await platformClaiming.CancelAsync();
+                }
+
+                if (!result.Deferred || result.Outcome == Outcome.Failed)
+                {
+                    tally.Add(result);
+                }
+            }
+            finally
+            {
+                slot.Dispose();
+            }
         }
     }
 
@@ -192,56 +256,73 @@ public sealed partial class RefreshCycle
             }
         }
 
-        public PlatformSummary Summary(int leftOver)
+        public PlatformSummary Summary(int leftOver, TimeSpan duration)
         {
             lock (_lock)
             {
-                return _summary with { LeftOver = leftOver };
+                return _summary with { LeftOver = leftOver, Duration = duration };
             }
         }
     }
 
-    private async Task<AccountResult> ProcessAccountAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
+    // Claims in the claiming loop; a result when the account is not processed now (skipped), else the claimed account.
+    private async Task<Claim> ClaimAccountAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
     {
-        var result = await ProcessAndLogAsync(refresher, account, deadline, claiming);
-        if (!result.Deferred)
+        using var scope = AccountScope(refresher, account);
+        Claim claim;
+        try
         {
-            _metrics.AccountProcessed(refresher.Platform, result);
+            claim = await refresher.ClaimAsync(account, deadline, claiming);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !claiming.IsCancellationRequested)
+        {
+            return new Claim(null, Record(refresher, account, Crashed(refresher, account, e)));
         }
 
-        return result;
+        return claim.Result is { } notClaimed ? claim with { Result = Record(refresher, account, notClaimed) } : claim;
     }
 
-    private async Task<AccountResult> ProcessAndLogAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
+    private async Task<AccountResult> ProcessAccountAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
     {
-        using var scope = _logger.BeginScope(new Dictionary<string, object>
-        {
-            ["Platform"] = refresher.Platform,
-            ["AccountId"] = account.Id,
-        });
-
+        using var scope = AccountScope(refresher, account);
         if (account.Problem is not null)
         {
-            Log.AccountSkipped(_logger, refresher.Platform, account, account.Problem);
-            return AccountResult.Skip(account.Problem);
+            return Record(refresher, account, AccountResult.Skip(account.Problem));
         }
 
         AccountResult result;
         try
         {
-            // Shutdown only ends waits before the claim: an account that was claimed finishes, so no rotated token is dropped mid-write.
+            // Shutdown only ends waits before the call: an account that was claimed finishes, so no rotated token is dropped mid-write.
             result = await refresher.ProcessAsync(account, deadline, claiming);
-        }
-        catch (NpgsqlException e)
-        {
-            // This account's transaction rolled back; the next account gets a fresh connection.
-            Log.AccountDatabaseError(_logger, e, refresher.Platform, account);
-            return AccountResult.TransientFailure("database_error");
         }
         catch (Exception e)
         {
-            Log.AccountCrashed(_logger, e, refresher.Platform, account);
-            return AccountResult.PermanentFailure("unexpected_error");
+            result = Crashed(refresher, account, e);
+        }
+
+        return Record(refresher, account, result);
+    }
+
+    private AccountResult Crashed(IPlatformRefresher refresher, DueAccount account, Exception e)
+    {
+        if (e is NpgsqlException)
+        {
+            // Nothing of this account's was half-written; the next account gets a fresh connection.
+            Log.AccountDatabaseError(_logger, e, refresher.Platform, account);
+            return AccountResult.TransientFailure("database_error");
+        }
+
+        Log.AccountCrashed(_logger, e, refresher.Platform, account);
+        return AccountResult.PermanentFailure("unexpected_error");
+    }
+
+    // Logs an account's outcome (in its scope) and counts it in the metrics.
+    private AccountResult Record(IPlatformRefresher refresher, DueAccount account, AccountResult result)
+    {
+        if (result.Deferred && result.Outcome != Outcome.Failed)
+        {
+            return result;
         }
 
         switch (result.Outcome)
@@ -260,8 +341,15 @@ public sealed partial class RefreshCycle
                 break;
         }
 
+        _metrics.AccountProcessed(refresher.Platform, result);
         return result;
     }
+
+    private IDisposable? AccountScope(IPlatformRefresher refresher, DueAccount account) => _logger.BeginScope(new Dictionary<string, object>
+    {
+        ["Platform"] = refresher.Platform,
+        ["AccountId"] = account.Id,
+    });
 
     private void LogSummary(CycleSummary summary)
     {

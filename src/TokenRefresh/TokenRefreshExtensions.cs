@@ -6,7 +6,6 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using OpenTelemetry.Metrics;
 using Polly;
-using System.Threading.RateLimiting;
 using TokenRefresh.Persistence;
 using TokenRefresh.Etsy;
 using TokenRefresh.OAuth;
@@ -94,23 +93,15 @@ public static partial class TokenRefreshExtensions
         services.AddHttpClient<EtsyClient>(http => Configure(http, options.EtsyApiBaseUrl))
             .ConfigurePrimaryHttpMessageHandler(PrimaryHandler)
             .RemoveAllLoggers()
-            .AddResilienceHandler("etsy", pipeline => pipeline
-                // Waits in line rather than failing: ETSY_MAX_REQUESTS_PER_SECOND bounds this process's calls.
-                .AddRateLimiter(new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
-                {
-                    TokenLimit = options.EtsyMaxRequestsPerSecond,
-                    TokensPerPeriod = options.EtsyMaxRequestsPerSecond,
-                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-                    QueueLimit = int.MaxValue,
-                    QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
-                }))
-                .AddTimeout(options.HttpTimeout));
+            // ETSY_MAX_REQUESTS_PER_SECOND is kept before the claim, for every replica (SharedRateLimit), not here.
+            .AddResilienceHandler("etsy", pipeline => pipeline.AddTimeout(options.HttpTimeout));
         services.AddHttpClient<ShopifyClient>(http => Configure(http, baseAddress: null))
             .ConfigurePrimaryHttpMessageHandler(PrimaryHandler)
             .RemoveAllLoggers()
             .AddResilienceHandler("shopify", pipeline => pipeline.AddTimeout(options.HttpTimeout));
 
-        services.AddKeyedSingleton<RateGate>("Etsy");
+        // One per process, for every cycle: the limit itself lives in the database, shared by every replica.
+        services.AddKeyedSingleton("Etsy", (sp, _) => new SharedRateLimit(sp.GetRequiredService<NpgsqlDataSource>(), "etsy", options.EtsyMaxRequestsPerSecond));
         services.AddSingleton<AppTables>();
         services.AddSingleton<ShopifySchema>();
         services.AddSingleton<PairWriter>();

@@ -32,7 +32,7 @@ public sealed partial record TokenRefreshOptions
         "DATABASE_URL", "ETSY_CLIENT_ID", "ETSY_CLIENT_SECRET", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "LOG_LEVEL", "REFRESH_SCHEDULE",
         "REFRESH_INTERVAL_MINUTES", "ETSY_REFRESH_MARGIN_MINUTES", "SHOPIFY_REFRESH_MARGIN_MINUTES", "SHOPIFY_API_VERSION", "ETSY_API_BASE_URL",
         "SHOPIFY_API_BASE_URL", "HTTP_TIMEOUT_SECONDS", "CYCLE_BUDGET_SECONDS", "ETSY_MAX_REQUESTS_PER_SECOND", "REFRESH_MAX_CONCURRENCY",
-        "SHOPIFY_VALIDATE_INTERVAL_MINUTES", "DATABASE_AUTH",
+        "SHOPIFY_VALIDATE_INTERVAL_MINUTES", "DATABASE_AUTH", "ETSY_MAX_CONCURRENCY", "SHOPIFY_MAX_CONCURRENCY", "ETSY_QUOTA_WARN_PERCENT",
     ];
 
     public required string ConnectionString { get; init; }
@@ -64,17 +64,47 @@ public sealed partial record TokenRefreshOptions
     /// <summary>After this, a cycle claims no new account; in-flight ones finish. Well inside the 3-minute schedule.</summary>
     public TimeSpan CycleBudget { get; init; } = TimeSpan.FromSeconds(120);
 
-    /// <summary>Accounts processed at once in a cycle, all platforms together; the connection pool is sized to match.</summary>
+    /// <summary>Calls in flight at once in a cycle, all platforms together, shared fairly; the connection pool is sized to match.</summary>
     public int MaxConcurrency { get; init; } = 16;
+
+    /// <summary>ETSY_MAX_CONCURRENCY: Etsy calls in flight at once, within MaxConcurrency; null: no bound of its own.</summary>
+    public int? EtsyMaxConcurrency { get; init; }
+
+    /// <summary>SHOPIFY_MAX_CONCURRENCY: Shopify calls (validations and refreshes) in flight at once, within MaxConcurrency; null: no bound of its own.</summary>
+    public int? ShopifyMaxConcurrency { get; init; }
+
+    /// <summary>The bounds of their own, by refresher group ("Etsy", "Shopify").</summary>
+    public IReadOnlyDictionary<string, int> GroupConcurrency => new Dictionary<string, int>
+    {
+        ["Etsy"] = EtsyMaxConcurrency ?? MaxConcurrency,
+        ["Shopify"] = ShopifyMaxConcurrency ?? MaxConcurrency,
+    };
+
+    /// <summary>Warn when the refreshes alone would use more than this share of Etsy's daily quota (the rest is the app's own calls).</summary>
+    public int EtsyQuotaWarnPercent { get; init; } = 50;
 
     /// <summary>Validate each non-expiring Shopify token at most this often; zero: every cycle.</summary>
     public TimeSpan ShopifyValidateInterval { get; init; } = TimeSpan.Zero;
 
-    /// <summary>Client-side bound on Etsy calls per second (per process).</summary>
+    /// <summary>Bound on Etsy calls per second, for every replica together (shared through the database).</summary>
     public int EtsyMaxRequestsPerSecond { get; init; } = 10;
 
     /// <summary>The shortest wait before an account whose last call had an unknown outcome is called again: no retry races a request still in flight.</summary>
     public TimeSpan UnknownOutcomeWait => HttpTimeout * 2 > AccountState.FirstBackoff ? HttpTimeout * 2 : AccountState.FirstBackoff;
+
+    /// <summary>
+    /// How long a claim's lease lasts: longer than its request can take (HTTP_TIMEOUT_SECONDS) plus the longest the pair's
+    /// write is retried (the cycle's budget, at least 30 s), and no shorter than the wait after an unknown outcome; so a
+    /// lease in force always means a request that may still be answered, or a pair that may still be stored.
+    /// </summary>
+    public TimeSpan LeaseLength
+    {
+        get
+        {
+            var covers = HttpTimeout + (CycleBudget > DatabaseRetry.MinimumWindow ? CycleBudget : DatabaseRetry.MinimumWindow);
+            return covers > UnknownOutcomeWait ? covers : UnknownOutcomeWait;
+        }
+    }
 
     /// <summary>How long a failed cycle waits before it is tried again (Function retry and CLI <c>run</c>).</summary>
     public static readonly TimeSpan CycleRetryDelay = TimeSpan.FromSeconds(60);
@@ -159,6 +189,9 @@ public sealed partial record TokenRefreshOptions
             CycleBudget = TimeSpan.FromSeconds(WholeNumber(Get, "CYCLE_BUDGET_SECONDS", 120, 5, 3600)),
             EtsyMaxRequestsPerSecond = WholeNumber(Get, "ETSY_MAX_REQUESTS_PER_SECOND", 10, 1, 100000),
             MaxConcurrency = WholeNumber(Get, "REFRESH_MAX_CONCURRENCY", 16, 1, 256),
+            EtsyMaxConcurrency = Get("ETSY_MAX_CONCURRENCY") is null ? null : WholeNumber(Get, "ETSY_MAX_CONCURRENCY", 16, 1, 256),
+            ShopifyMaxConcurrency = Get("SHOPIFY_MAX_CONCURRENCY") is null ? null : WholeNumber(Get, "SHOPIFY_MAX_CONCURRENCY", 16, 1, 256),
+            EtsyQuotaWarnPercent = WholeNumber(Get, "ETSY_QUOTA_WARN_PERCENT", 50, 1, 100),
             ShopifyValidateInterval = TimeSpan.FromMinutes(WholeNumber(Get, "SHOPIFY_VALIDATE_INTERVAL_MINUTES", 0, 0, 10080)),
         };
     }

@@ -140,7 +140,7 @@ public sealed class PoolerTests(ITestOutputHelper output) : HarnessTests
         var runs = await Task.WhenAll(CliProcess.RunAsync(["migrate"], settings), CliProcess.RunAsync(["migrate"], settings));
 
         Assert.All(runs, r => Assert.Equal(0, r.ExitCode));
-        Assert.Equal(1, runs.Count(r => r.Stdout.Contains("Applied: 001_account_state, 002_account_id_text", StringComparison.Ordinal)));
+        Assert.Equal(1, runs.Count(r => r.Stdout.Contains("Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate", StringComparison.Ordinal)));
         Assert.Equal(2, await fresh.ScalarAsync<long>("SELECT count(*) FROM token_refresh_migrations"));
     }
 }

@@ -39,7 +39,6 @@ public sealed class AccountStateTests
         Assert.True(state.NeedsReauth);
         Assert.Null(state.NextAttemptAt);
         Assert.Equal("invalid_grant: needs re-authorisation", result.Reason);
-        Assert.Equal("needs re-authorisation", state.WhyNotNow(Token, Now.AddDays(30), forced: false, Wait));
     }
 
     [Fact]
@@ -57,13 +56,26 @@ public sealed class AccountStateTests
     }
 
     [Fact]
-    public void Failed_UnknownOutcome_WaitsAtLeastTheInFlightWait_EvenWhenForced()
+    public void Failed_UnknownOutcome_WaitsAtLeastTheInFlightWait()
     {
         var (state, _) = new AccountState().Failed(CallStatus.Transient, "timeout", outcomeUnknown: true, null, Token, Now, TimeSpan.FromMinutes(5));
 
         Assert.Equal(Now.AddMinutes(5), state.NextAttemptAt);
-        Assert.NotNull(state.WhyNotNow(Token, Now.AddMinutes(4), forced: true, TimeSpan.FromMinutes(5)));
-        Assert.Null(state.WhyNotNow(Token, Now.AddMinutes(6), forced: true, TimeSpan.FromMinutes(5)));
+        Assert.Equal(Now, state.UnknownOutcomeAt);
+    }
+
+    [Fact]
+    public void AfterLostLease_TheFirstInvalidGrantIsNotBelieved_TheSecondIs()
+    {
+        var lost = new AccountState(LastSuccessAt: Now.AddHours(-1)).AfterLostLease(Token, Now.AddMinutes(-3));
+        var (suspect, first) = lost.Failed(CallStatus.Permanent, "invalid_grant", false, null, Token, Now, Wait);
+        var (believed, second) = suspect.Failed(CallStatus.Permanent, "invalid_grant", false, null, Token, Now.AddMinutes(2), Wait);
+
+        Assert.Equal(Now.AddMinutes(-3), lost.UnknownOutcomeAt);
+        Assert.Equal(AccountState.SuspectInvalidGrant, first.Reason);
+        Assert.False(suspect.NeedsReauth);
+        Assert.True(believed.NeedsReauth);
+        Assert.Equal("invalid_grant: needs re-authorisation", second.Reason);
     }
 
     [Fact]
@@ -76,7 +88,6 @@ public sealed class AccountStateTests
         Assert.False(fresh.NeedsReauth);
         Assert.Equal(0, fresh.ConsecutiveFailures);
         Assert.Equal(Now.AddDays(-1), fresh.LastSuccessAt);
-        Assert.Null(flagged.WhyNotNow("hash-of-a-new-token", Now, forced: false, Wait));
     }
 
     [Fact]

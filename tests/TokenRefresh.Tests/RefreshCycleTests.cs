@@ -21,12 +21,16 @@ public sealed class RefreshCycleTests
         p.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(true);
         p.CountDueAsync(Arg.Any<CancellationToken>()).Returns(due.Length);
         p.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Async(due));
+        p.Group.Returns(name);
+        p.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<string?>(null));
+        p.ClaimAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(ci => new Claim(ci.Arg<DueAccount>()));
         p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
         return p;
     }
 
     private readonly FakeTimeProvider _time = new();
     private int _concurrency = 1;
+    private Dictionary<string, int> _groupCaps = [];
 
     private static async IAsyncEnumerable<DueAccount> Async(IEnumerable<DueAccount> accounts)
     {
@@ -46,6 +50,8 @@ public sealed class RefreshCycleTests
         ShopifyApiSecret = "secret",
         CycleBudget = TimeSpan.FromSeconds(120),
         MaxConcurrency = _concurrency,
+        EtsyMaxConcurrency = _groupCaps.GetValueOrDefault("Etsy") is > 0 and var e ? e : null,
+        ShopifyMaxConcurrency = _groupCaps.GetValueOrDefault("Shopify") is > 0 and var s ? s : null,
     }), new TokenRefreshMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()), _logger);
 
     [Fact]
@@ -112,17 +118,16 @@ public sealed class RefreshCycleTests
     }
 
     [Fact]
-    public async Task RunAsync_DeferredAccount_StopsClaimingForThatPlatformOnly_RestIsLeftOver()
+    public async Task RunAsync_NoPermitWithinTheBudget_StopsClaimingForThatPlatformOnly_RestIsLeftOver()
     {
-        var first = new DueAccount(Guid.NewGuid().ToString());
-        var etsy = Platform("Etsy", first, new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
-        etsy.ProcessAsync(first, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Defer("paused"));
+        var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
+        etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<string?>("paused"));
         var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
 
         var summary = await Cycle(etsy, shopify).RunAsync();
 
         Assert.Equal("Etsy: 0/0 refreshed, 0 failed, 3 left for the next cycle", summary.Platforms[0].ToString());
-        await etsy.Received(1).ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        await etsy.DidNotReceive().ClaimAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         Assert.Equal(2, summary.Platforms[1].Succeeded);
         Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: paused, 3 accounts left for the next cycle");
     }
@@ -215,6 +220,104 @@ public sealed class RefreshCycleTests
 
         Assert.Equal(4, peak);
         Assert.Equal(20, summary.Platforms.Sum(p => p.Succeeded));
+    }
+
+    [Fact]
+    public async Task RunAsync_SlowPlatform_LeavesASlotForAnother()
+    {
+        _concurrency = 4;
+        var release = new TaskCompletionSource<AccountResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var shopify = Platform("Shopify", Enumerable.Range(0, 10).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray());
+        shopify.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ => release.Task);
+        var etsyDone = 0;
+        var allEtsyDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var etsy = Platform("Etsy", Enumerable.Range(0, 5).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray());
+        etsy.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(async _ =>
+        {
+            await Task.Yield();
+            if (Interlocked.Increment(ref etsyDone) == 5)
+            {
+                allEtsyDone.TrySetResult();
+            }
+
+            return AccountResult.Success(Outcome.Refreshed);
+        });
+
+        var run = Cycle(shopify, etsy).RunAsync();
+        // Every Etsy account is done while every Shopify call in flight still waits for its answer.
+        await allEtsyDone.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        release.SetResult(AccountResult.Success(Outcome.Validated));
+        var summary = await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal(10, summary.Platforms[0].Succeeded);
+        Assert.Equal(5, summary.Platforms[1].Succeeded);
+    }
+
+    [Fact]
+    public async Task RunAsync_PlatformWaitingForPermits_HoldsNoSlot()
+    {
+        _concurrency = 1;
+        var permit = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()));
+        etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ => permit.Task);
+        var validated = 0;
+        var allValidated = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var shopify = Platform("Shopify", Enumerable.Range(0, 6).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray());
+        shopify.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ =>
+        {
+            if (Interlocked.Increment(ref validated) == 6)
+            {
+                allValidated.TrySetResult();
+            }
+
+            return AccountResult.Success(Outcome.Validated);
+        });
+
+        var run = Cycle(etsy, shopify).RunAsync();
+        // With one slot in all, the six stores go through while Etsy waits for its permit.
+        await allValidated.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await etsy.DidNotReceive().ClaimAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        permit.SetResult(null);
+        var summary = await run.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal(1, summary.Platforms[0].Succeeded);
+        Assert.Equal(6, summary.Platforms[1].Succeeded);
+    }
+
+    [Fact]
+    public async Task RunAsync_NotClaimed_ThePermitGoesToTheNextAccount()
+    {
+        var taken = new DueAccount(Guid.NewGuid().ToString());
+        var etsy = Platform("Etsy", taken, new DueAccount(Guid.NewGuid().ToString()));
+        etsy.ClaimAsync(taken, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(new Claim(null, AccountResult.Skip("another process has it")));
+
+        var summary = await Cycle(etsy).RunAsync();
+
+        Assert.Equal("Etsy: 1/2 refreshed, 0 failed, 1 skipped", summary.ToString());
+        await etsy.Received(1).WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        await etsy.DidNotReceive().ProcessAsync(taken, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+    }
+
+    [Fact]
+    public async Task RunAsync_GroupCap_BoundsThatGroupAlone()
+    {
+        _concurrency = 4;
+        _groupCaps = new() { ["Shopify"] = 1 };
+        var inFlight = 0;
+        var peak = 0;
+        var shopify = Platform("Shopify", Enumerable.Range(0, 8).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray());
+        shopify.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(async _ =>
+        {
+            InterlockedMax(ref peak, Interlocked.Increment(ref inFlight));
+            await Task.Delay(5);
+            Interlocked.Decrement(ref inFlight);
+            return AccountResult.Success(Outcome.Validated);
+        });
+
+        var summary = await Cycle(shopify).RunAsync();
+
+        Assert.Equal(8, summary.Platforms[0].Succeeded);
+        Assert.Equal(1, peak);
     }
 
     private static void InterlockedMax(ref int target, int value)

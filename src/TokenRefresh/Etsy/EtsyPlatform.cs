@@ -5,9 +5,9 @@ using TokenRefresh.Persistence;
 
 namespace TokenRefresh.Etsy;
 
-/// <summary>Etsy for the shared OAuth2 refresh mechanism: the etsy_users table, its token endpoint, one pause for the whole API key.</summary>
+/// <summary>Etsy for the shared OAuth2 refresh mechanism: the etsy_users table, its token endpoint, one rate limit for the whole API key, shared by every replica.</summary>
 internal sealed class EtsyPlatform(
-    EtsyClient client, AppTables tables, [FromKeyedServices("Etsy")] RateGate gate, IOptions<TokenRefreshOptions> options) : IRefreshTokenPlatform
+    EtsyClient client, AppTables tables, [FromKeyedServices("Etsy")] SharedRateLimit rateLimit, IOptions<TokenRefreshOptions> options) : IRefreshTokenPlatform
 {
     // Keyed by user_id in the original service's schema; the key is read from the catalog, whatever its name.
     // Etsy says nothing of the refresh token's life: 90 days from the refresh that issued it, i.e. the last success.
@@ -32,7 +32,9 @@ internal sealed class EtsyPlatform(
 
     public TimeSpan AssumedLifetime => EtsyClient.AssumedLifetime;
 
-    public RateGate? Gate => gate;
+    public string Group => "Etsy";
+
+    public SharedRateLimit? RateLimit => rateLimit;
 
     public async Task<TableShape?> ShapeAsync(CancellationToken cancellationToken) => await tables.ReadAsync(EtsyUsers.Name, Columns, [], cancellationToken);
 

@@ -44,8 +44,11 @@ internal interface IRefreshTokenPlatform
     /// <summary>Taken when the platform omits or garbles expires_in.</summary>
     TimeSpan AssumedLifetime { get; }
 
-    /// <summary>A process-wide pause after a 429, for platforms whose limits are per API key; null when they are per account.</summary>
-    RateGate? Gate { get; }
+    /// <summary>Whose concurrency limit applies ("Etsy", "Shopify").</summary>
+    string Group { get; }
+
+    /// <summary>Requests per second for all replicas, with a shared pause after a 429, for platforms whose limits are per API key; null when they are per store.</summary>
+    SharedRateLimit? RateLimit { get; }
 
     /// <summary>
     /// The table as it is now (read from the catalog each cycle), or null when it cannot hold this platform's tokens

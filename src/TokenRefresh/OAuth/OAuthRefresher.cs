@@ -34,6 +34,8 @@ internal sealed partial class OAuthRefresher(
 
     public string Platform => platform.Platform;
 
+    public string Group => platform.Group;
+
     public Outcome SuccessOutcome => Outcome.Refreshed;
 
     private TableShape T => _shape ?? throw new InvalidOperationException("The table's shape is read first (IsEnabledAsync).");
@@ -154,49 +156,72 @@ internal sealed partial class OAuthRefresher(
         };
     }
 
-    public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
-    {
-        try
-        {
-            if (platform.Gate is { } gate && !await gate.WaitAsync(deadline, cancellationToken))
-            {
-                return AccountResult.Defer("asked to pause (429 Retry-After) past this cycle's budget");
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            return AccountResult.Defer("stopping while paused for a 429");
-        }
+    public Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming) =>
+        platform.RateLimit is { } limit ? limit.WaitAsync(deadline, time, claiming) : Task.FromResult<string?>(null);
 
-        // The lock is held from the re-check until the new pair is stored, so no other process sends the same refresh
-        // token. Due-ness is re-checked under the lock; the state is read after it (see ClaimTokenAsync) and checked here.
-        // Refreshed already in this cycle: never twice, whatever the margin.
-        var due = account.Forced ? "" : $"AND a.token_expires_at <= {T.At("token_expires_at", "@DueBefore")} AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart)";
-        var lockSql = $"""
-            SELECT {Id} AS Id, a.refresh_token AS Token
-            {Join}
-            WHERE {Key} = {T.IdParam("@Id")} AND {Active} AND a.refresh_token IS NOT NULL {due}
-            FOR UPDATE OF a SKIP LOCKED
+    /// <summary>
+    /// Claims an account in one autocommit statement: its lease (this token may be in flight until lease_until) is
+    /// committed before anything is sent. The statement reads the row and its state from one snapshot and takes the
+    /// lease only if the state row has not changed since (its xmin), so what was read is what the claim was granted on.
+    /// </summary>
+    public async Task<Claim> ClaimAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
+    {
+        // Due-ness is checked again here: another replica may have refreshed it since the page was read.
+        var due = account.Forced ? "" : $"AND a.token_expires_at <= {T.At("token_expires_at", "@DueBefore")}";
+        var sql = $"""
+            WITH account AS (
+                SELECT {Id} AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+                       s.xmin AS version, @Holder AS LeaseHolder, {AccountState.Columns}, {AccountState.LeaseColumns}
+                {Join}
+                WHERE {Key} = {T.IdParam("@Id")} AND {Active} AND a.refresh_token IS NOT NULL {due}),
+            claimed AS (
+                INSERT INTO token_refresh_state AS s (platform, account_id, lease_until, lease_token_hash, lease_holder, updated_at)
+                SELECT '{platform.StateKey}', Id, @LeaseUntil, hash, @Holder, @Now FROM account
+                ON CONFLICT (platform, account_id) DO UPDATE SET
+                    lease_until = EXCLUDED.lease_until, lease_token_hash = EXCLUDED.lease_token_hash,
+                    lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
+                WHERE s.lease_holder = @Holder -- a retry after an attempt whose commit was not acknowledged
+                   OR (s.xmin = (SELECT version FROM account) AND {AccountState.ClaimableSql(account.Forced)})
+                RETURNING 1)
+            SELECT a.* FROM account a WHERE EXISTS (SELECT 1 FROM claimed)
             """;
         var now = time.GetUtcNow();
-        await using var claim = await LockedRow<ClaimedToken>.ClaimTokenAsync(
-            db, lockSql, platform.StateKey, new { account.Id, DueBefore = now + platform.Margin, CycleStart = deadline - options.Value.CycleBudget }, CancellationToken.None);
-        if (claim is null)
+        var holder = AccountState.NewLeaseHolder();
+        // Not cancelled: a claim that the server committed is always known to this process, which then ends it.
+        var row = await DatabaseRetry.ReadAsync(time, async ct =>
         {
-            return AccountResult.Skip("no longer due, or being refreshed by another process");
+            await using var connection = await db.OpenConnectionAsync(ct);
+            return await connection.QuerySingleOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql, new
+            {
+                account.Id, DueBefore = now + platform.Margin, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder,
+                UnknownOutcomeWait = options.Value.UnknownOutcomeWait.TotalSeconds, CycleStart = deadline - options.Value.CycleBudget,
+            }, cancellationToken: ct));
+        }, CancellationToken.None);
+        return row is null
+            ? new Claim(null, AccountResult.Skip("not claimed: no longer due, being refreshed by another process, backing off, or in flight earlier"))
+            : new Claim(account with { Claimed = row });
+    }
+
+    public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
+    {
+        var claim = account.Claimed ?? throw new InvalidOperationException("The account is claimed first (ClaimAsync).");
+        var sent = claim.Token;
+        var hash = AccountState.Hash(sent);
+        var state = claim.State;
+        if (claim.LeaseTokenHash == hash && claim.LeasedAt is { } leasedAt)
+        {
+            // A process claimed this token before, and stopped without an outcome: its request may have rotated it.
+            Log.LostLease(logger, platform.Platform, account, leasedAt);
+            state = state.AfterLostLease(hash, leasedAt);
         }
 
-        if (claim.Row.State.WhyNotNow(AccountState.Hash(claim.Row.Token), time.GetUtcNow(), account.Forced, options.Value.UnknownOutcomeWait) is { } notNow)
-        {
-            return AccountResult.Skip(notNow);
-        }
-
-        var sent = claim.Row.Token;
-        // Not cancelled by shutdown: a request that was sent is answered and its pair stored.
+        // Not cancelled by shutdown: a request that was sent is answered and its pair stored. (Should anything throw
+        // here, the lease runs out uncleared, and the next claim treats the attempt as unknown.)
         var result = await platform.RefreshAsync(account.Label, sent, CancellationToken.None);
+
         if (result.Status == CallStatus.Ok)
         {
-            return await StoreAsync(claim, account, sent, result.Value!, deadline);
+            return await StoreAsync(account, claim, sent, result.Value!, deadline);
         }
 
         if (result.Error is { } error)
@@ -206,8 +231,9 @@ internal sealed partial class OAuthRefresher(
 
         if (result.CredentialsRefused)
         {
-            // The app's credentials, not this account: nothing is recorded against it (the claim rolls back), and no
-            // more calls of this platform start this cycle; said once.
+            // The app's credentials, not this account: nothing is recorded against it, and no more calls of this
+            // platform start this cycle; said once.
+            await ReleaseAsync(account, claim);
             if (Interlocked.Exchange(ref _credentialsRefused, 1) == 0)
             {
                 Log.CredentialsRefused(logger, platform.Platform, result.Reason!, platform.CredentialSettings);
@@ -216,17 +242,18 @@ internal sealed partial class OAuthRefresher(
             return AccountResult.StopPlatform($"refused the app's credentials ({result.Reason}): check {platform.CredentialSettings}");
         }
 
-        if (result.Reason == "rate_limited" && result.RetryAfter is { } retryAfter)
+        if (result.Reason == "rate_limited" && result.RetryAfter is { } retryAfter && platform.RateLimit is { } limit)
         {
-            platform.Gate?.Pause(retryAfter);
+            await PauseAsync(limit, retryAfter);
         }
 
-        var (state, failure) = claim.Row.State.Failed(
-            result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, AccountState.Hash(sent), time.GetUtcNow(), options.Value.UnknownOutcomeWait);
+        var (next, failure) = state.Failed(
+            result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, time.GetUtcNow(), options.Value.UnknownOutcomeWait);
         try
         {
-            // Saved before the lock is released, so no other process calls the platform before the backoff is visible.
-            await state.SaveAndCommitAsync(claim, platform.StateKey, account.Id, time.GetUtcNow());
+            // The lease ends with the failure recorded, so no other process calls the platform before the backoff is visible.
+            await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
+            await next.SaveAsync(connection, platform.StateKey, account.Id, time.GetUtcNow(), CancellationToken.None, claim.LeaseHolder);
         }
         catch (NpgsqlException e)
         {
@@ -236,13 +263,40 @@ internal sealed partial class OAuthRefresher(
         return failure;
     }
 
-    private async Task<AccountResult> StoreAsync(LockedRow<ClaimedToken> claim, DueAccount account, string sent, TokenPair pair, DateTimeOffset deadline)
+    private async Task PauseAsync(SharedRateLimit limit, TimeSpan retryAfter)
+    {
+        try
+        {
+            await limit.PauseAsync(retryAfter);
+        }
+        catch (NpgsqlException e)
+        {
+            // This process still pauses; the other replicas learn of it from their own 429s.
+            Log.PauseNotShared(logger, e, platform.Platform);
+        }
+    }
+
+    private async Task ReleaseAsync(DueAccount account, ClaimedToken claim)
+    {
+        try
+        {
+            await AccountState.ReleaseAsync(db, platform.StateKey, account.Id, claim.LeaseHolder!);
+        }
+        catch (NpgsqlException e)
+        {
+            Log.StateNotSaved(logger, e, platform.Platform, account);
+        }
+    }
+
+    private async Task<AccountResult> StoreAsync(DueAccount account, ClaimedToken claim, string sent, TokenPair pair, DateTimeOffset deadline)
     {
         if (pair.LifetimeAssumed)
         {
             Log.LifetimeAssumed(logger, platform.Platform, account, platform.AssumedLifetime.TotalMinutes);
         }
 
+        // A compare-and-set on the token that was sent (or on the pair itself, when an earlier attempt's commit was
+        // acknowledged too late); the state is reset with it, lease included. Superseded: only the lease ends.
         var refreshExpiry = _t.RefreshExpiryColumn is { } column ? $", {column} = {T.At(column, "@RefreshExpiresAt")}" : "";
         var sql = $"""
             WITH stored AS (
@@ -250,21 +304,26 @@ internal sealed partial class OAuthRefresher(
                 SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = {T.At("token_expires_at", "@ExpiresAt")}{refreshExpiry},
                     updated_at = {T.At("updated_at", "@Now")}
                 WHERE {Key} = {T.IdParam("@Id")} AND a.refresh_token IN (@Sent, @RefreshToken)
-                RETURNING {Id} AS id)
-            INSERT INTO token_refresh_state AS s (platform, account_id, last_success_at, updated_at)
-            SELECT '{platform.StateKey}', id, @Now, @Now FROM stored
-            ON CONFLICT (platform, account_id) DO UPDATE SET
-                consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
-                token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at
-            RETURNING 1
+                RETURNING {Id} AS id),
+            state AS (
+                INSERT INTO token_refresh_state AS s (platform, account_id, last_success_at, updated_at)
+                SELECT '{platform.StateKey}', id, @Now, @Now FROM stored
+                ON CONFLICT (platform, account_id) DO UPDATE SET
+                    consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
+                    token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at,
+                    lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL),
+            released AS (
+                UPDATE token_refresh_state s SET lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+                WHERE s.platform = '{platform.StateKey}' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
+            SELECT 1 FROM stored
             """;
         var now = time.GetUtcNow();
         var parameters = new
         {
             account.Id, pair.AccessToken, pair.RefreshToken, Sent = sent, ExpiresAt = now + pair.ExpiresIn,
-            RefreshExpiresAt = now + (pair.RefreshExpiresIn ?? TimeSpan.FromDays(90)), Now = now,
+            RefreshExpiresAt = now + (pair.RefreshExpiresIn ?? TimeSpan.FromDays(90)), Now = now, Holder = claim.LeaseHolder,
         };
-        return await writer.WriteAsync(claim, sql, parameters, deadline, platform.Platform, account) switch
+        return await writer.WriteAsync(sql, parameters, deadline, platform.Platform, account) switch
         {
             WriteResult.Stored => AccountResult.Success(Outcome.Refreshed),
             WriteResult.Superseded => AccountResult.Skip("superseded: a newer token was stored meanwhile"),
@@ -304,6 +363,12 @@ internal sealed partial class OAuthRefresher(
 
         [LoggerMessage(105, LogLevel.Error, "{Platform} {Account}: its failure state could not be saved; it will be tried again without backoff")]
         public static partial void StateNotSaved(ILogger logger, Exception exception, string platform, DueAccount account);
+
+        [LoggerMessage(109, LogLevel.Warning, "{Platform} {Account}: a claim of its token taken at {LeasedAt:HH:mm:ss} UTC ran out without an outcome (the process that held it stopped mid-call); that request may have rotated the token, so the first invalid_grant is not believed")]
+        public static partial void LostLease(ILogger logger, string platform, DueAccount account, DateTimeOffset leasedAt);
+
+        [LoggerMessage(110, LogLevel.Warning, "{Platform}: a 429's pause could not be shared with the other replicas through the database; this process pauses")]
+        public static partial void PauseNotShared(ILogger logger, Exception exception, string platform);
 
         [LoggerMessage(106, LogLevel.Warning, "{Platform} {Account}: its refresh token expires at {ExpiresAt:yyyy-MM-dd HH:mm} UTC; the user must re-connect before then")]
         public static partial void RefreshTokenExpiring(ILogger logger, string platform, DueAccount account, DateTimeOffset expiresAt);

@@ -19,19 +19,16 @@ internal enum WriteResult
 
 /// <summary>
 /// Writes a rotated pair, whose answer is its only copy, retrying with backoff until the cycle's budget ends
-/// (at least 30 s). Attempts run in the claim's transaction, behind a savepoint, while its connection lives
-/// (a statement timeout or a lock conflict keeps the row locked); once the connection drops or the database
-/// restarts, they run on new connections.
+/// (at least 30 s), each attempt on a connection from the pool (a broken one is replaced), in one autocommit
+/// statement, so no transaction is ever left open between attempts.
 /// The statement must be guarded so that a retry writes only over the token that was sent, or over the
 /// pair itself when a commit succeeded but its acknowledgement was lost; it returns a row when it wrote.
 /// </summary>
 internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time, ILogger<PairWriter> logger)
 {
-    public async Task<WriteResult> WriteAsync(
-        LockedRow<ClaimedToken> claim, string sql, object parameters, DateTimeOffset deadline, string platform, DueAccount account)
+    public async Task<WriteResult> WriteAsync(string sql, object parameters, DateTimeOffset deadline, string platform, DueAccount account)
     {
         var attempts = 0;
-        var onClaim = true;
         int? written;
         try
         {
@@ -39,28 +36,6 @@ internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time,
             written = await DatabaseRetry.Pipeline(time, left > DatabaseRetry.MinimumWindow ? left : DatabaseRetry.MinimumWindow).ExecuteAsync(async ct =>
             {
                 attempts++;
-                if (onClaim)
-                {
-                    try
-                    {
-                        // While the claim's connection lives (a statement timeout, a lock conflict), retry on it: the row stays locked.
-                        if (attempts > 1)
-                        {
-                            await claim.RollBackToSavepointAsync(ct);
-                        }
-
-                        return await claim.ExecuteBehindSavepointAndCommitAsync<int?>(sql, parameters, ct);
-                    }
-                    catch (Exception e) when (DatabaseRetry.IsTransient(e) && (!claim.IsAlive || DatabaseRetry.NeedsFreshConnection(e)))
-                    {
-                        // The connection is gone (and with it the lock), or its session is not what the statement expected:
-                        // go on with new connections, guarded by the statement.
-                        onClaim = false;
-                        await claim.DisposeAsync();
-                        throw;
-                    }
-                }
-
                 await using var connection = await db.OpenConnectionAsync(ct);
                 return await connection.ExecuteScalarAsync<int?>(new CommandDefinition(sql, parameters, cancellationToken: ct));
             }, CancellationToken.None);

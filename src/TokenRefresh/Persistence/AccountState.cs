@@ -90,23 +90,31 @@ internal sealed record AccountState(
     }
 
     /// <summary>
-    /// Whether an account may be called now with the token of <paramref name="tokenHash"/>: not flagged and not
-    /// backing off; a forced call skips those, but never the wait after an unknown outcome, so it cannot race a
-    /// request that may still be in flight. Null when it may; else why not.
+    /// A lease on this token ran out uncleared: the process that held it stopped after it may have sent the token, at
+    /// <paramref name="leasedAt"/> at the latest; that attempt's outcome is unknown, as if its answer had been lost.
     /// </summary>
-    public string? WhyNotNow(string tokenHash, DateTimeOffset now, bool forced, TimeSpan unknownOutcomeWait)
+    public AccountState AfterLostLease(string tokenHash, DateTimeOffset leasedAt) => For(tokenHash) with
     {
-        var current = For(tokenHash);
-        if (current.UnknownOutcomeAt is { } unknown && now - unknown < unknownOutcomeWait)
-        {
-            return "an earlier request with this token may still be in flight";
-        }
+        TokenHash = tokenHash, UnknownOutcomeAt = leasedAt,
+    };
 
-        return forced ? null
-            : current.NeedsReauth ? "needs re-authorisation"
-            : current.NextAttemptAt > now ? "backing off"
-            : null;
-    }
+    /// <summary>
+    /// The SQL condition, on an account's state row <c>s</c> (as ON CONFLICT DO UPDATE sees it) and the hash of the
+    /// token to be sent in <c>EXCLUDED.lease_token_hash</c>, under which it may be claimed now: no lease in force, and
+    /// not within the wait after an unknown outcome with this token; unless <paramref name="forced"/>, also neither
+    /// flagged for re-authorisation nor backing off for this token, nor refreshed already in this cycle (@CycleStart).
+    /// A forced claim (`tokenrefresh refresh`) skips those, but never the lease or the wait, so it cannot race a
+    /// request that may still be in flight. Parameters: @Now, @UnknownOutcomeWait (seconds), @CycleStart.
+    /// </summary>
+    public static string ClaimableSql(bool forced) => $"""
+        (s.lease_until IS NULL OR s.lease_until <= @Now)
+        AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash
+                 AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait))
+        {(forced ? "" : """
+        AND (s.token_hash IS DISTINCT FROM EXCLUDED.lease_token_hash OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
+        AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart)
+        """)}
+        """;
 
     public static TimeSpan Backoff(int failures)
     {
@@ -114,19 +122,17 @@ internal sealed record AccountState(
         return minutes >= MaxBackoff.TotalMinutes ? MaxBackoff : TimeSpan.FromMinutes(minutes);
     }
 
-    /// <summary>Writes the state of one account.</summary>
-    public Task SaveAsync(NpgsqlConnection connection, string platform, string accountId, DateTimeOffset now, CancellationToken cancellationToken) =>
-        connection.ExecuteAsync(new CommandDefinition(SaveSql, Parameters(platform, accountId, now), cancellationToken: cancellationToken));
-
-    /// <summary>Writes the state of a claimed account and ends its transaction, in one round trip.</summary>
-    public Task SaveAndCommitAsync<T>(LockedRow<T> claim, string platform, string accountId, DateTimeOffset now) =>
-        claim.ExecuteAndCommitAsync<int?>(SaveSql, Parameters(platform, accountId, now), CancellationToken.None);
-
-    private object Parameters(string platform, string accountId, DateTimeOffset now) => new
-    {
-        Platform = platform, AccountId = accountId, ConsecutiveFailures, LastError, LastErrorAt, NextAttemptAt,
-        NeedsReauth, TokenHash, UnknownOutcomeAt, LastSuccessAt, Now = now,
-    };
+    /// <summary>
+    /// Writes the state of one account, and ends the lease of <paramref name="leaseHolder"/> on it (written only while no
+    /// other process holds a lease: one that took over after this one's ran out owns the row now).
+    /// </summary>
+    public Task<int> SaveAsync(
+        NpgsqlConnection connection, string platform, string accountId, DateTimeOffset now, CancellationToken cancellationToken, string? leaseHolder = null) =>
+        connection.ExecuteAsync(new CommandDefinition(SaveSql, new
+        {
+            Platform = platform, AccountId = accountId, ConsecutiveFailures, LastError, LastErrorAt, NextAttemptAt,
+            NeedsReauth, TokenHash, UnknownOutcomeAt, LastSuccessAt, Now = now, LeaseHolder = leaseHolder,
+        }, cancellationToken: cancellationToken));
 
     private const string SaveSql = """
             INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
@@ -138,8 +144,23 @@ internal sealed record AccountState(
                 last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
                 needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
                 unknown_outcome_at = EXCLUDED.unknown_outcome_at,
-                last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at
+                last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at,
+                lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+            WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder
         """;
+
+    /// <summary>
+    /// Ends a lease with no outcome to record, if it is still <paramref name="leaseHolder"/>'s. Should this fail, the
+    /// lease runs out and the next claim treats the attempt as unknown: cautious, never wrong.
+    /// </summary>
+    public static async Task ReleaseAsync(NpgsqlDataSource db, string platform, string accountId, string leaseHolder)
+    {
+        await using var connection = await db.OpenConnectionAsync();
+        await connection.ExecuteAsync("""
+            UPDATE token_refresh_state SET lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+            WHERE platform = @Platform AND account_id = @AccountId AND lease_holder = @LeaseHolder
+            """, new { Platform = platform, AccountId = accountId, LeaseHolder = leaseHolder });
+    }
 
     /// <summary>
     /// The SQL condition, on a row joined to its state as <c>s</c>, under which an account may be called now:
@@ -157,4 +178,16 @@ internal sealed record AccountState(
         s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
         s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt
         """;
+
+    /// <summary>
+    /// An uncleared lease on the state row <c>s</c> of a holder other than @Holder, for <see cref="ClaimedToken"/> (a claim
+    /// only finds one that ran out).
+    /// </summary>
+    public const string LeaseColumns = """
+        CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
+        CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+        """;
+
+    /// <summary>Names a new lease: the host and process that take it (for operators), and a random part that makes it unique.</summary>
+    public static string NewLeaseHolder() => $"{Environment.MachineName}/{Environment.ProcessId}/{Random.Shared.NextInt64():x16}";
 }

@@ -23,7 +23,9 @@ internal sealed class ShopifyRefreshPlatform(ShopifyClient client, ShopifySchema
 
     public TimeSpan AssumedLifetime => ShopifyClient.AssumedLifetime;
 
-    public RateGate? Gate => null;
+    public string Group => "Shopify";
+
+    public SharedRateLimit? RateLimit => null;
 
     public async Task<TableShape?> ShapeAsync(CancellationToken cancellationToken) =>
         await schema.ReadAsync(cancellationToken) is { } shape && ShopifySchema.HasExpiringTokens(shape) ? shape : null;

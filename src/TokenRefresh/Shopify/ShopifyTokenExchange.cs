@@ -16,7 +16,7 @@ public sealed record ExchangeCandidate(string Id, string ShopDomain, bool Pendin
 /// <summary>
 /// Moves stores from a non-expiring offline token to an expiring pair (token exchange, CONTRACTS.md).
 /// Irreversible at Shopify: the old token is revoked. Before the request is sent a marker is committed
-/// (token_refresh_state, 'shopify_exchange', with the old token's fingerprint), so that if the answer is
+/// (token_refresh_state, 'shopify_exchange', with the old token's fingerprint and a lease), so that if the answer is
 /// lost the validator does not deactivate the store for the 401 its revoked token now gets, and running
 /// the migration again (Shopify answers a repeat within 7 days with the same pair) completes it.
 /// </summary>
@@ -74,20 +74,43 @@ internal sealed partial class ShopifyTokenExchange(
             return AccountResult.Skip(problem);
         }
 
+        // The marker is the claim: committed in one statement, with a lease, before the request is sent, and only while
+        // no other process holds one (a second `migrate-expiring` running at once skips the store).
         var claimSql = $"""
-            SELECT st.access_token AS Token FROM shopify_stores st
-            WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active AND st.refresh_token IS NULL AND st.access_token IS NOT NULL
-            FOR UPDATE SKIP LOCKED
+            WITH store AS (
+                SELECT {T.Id("st")} AS id, st.access_token AS Token, encode(sha256(convert_to(st.access_token, 'UTF8')), 'hex') AS hash, s.xmin AS version
+                FROM shopify_stores st
+                LEFT JOIN token_refresh_state s ON s.platform = '{Marker}' AND s.account_id = {T.Id("st")}
+                WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active AND st.refresh_token IS NULL AND st.access_token IS NOT NULL),
+            marked AS (
+                INSERT INTO token_refresh_state AS s (platform, account_id, last_error, last_error_at, token_hash, unknown_outcome_at,
+                    lease_until, lease_token_hash, lease_holder, updated_at)
+                SELECT '{Marker}', id, 'token_exchange_sent', @Now, hash, @Now, @LeaseUntil, hash, @Holder, @Now FROM store
+                ON CONFLICT (platform, account_id) DO UPDATE SET
+                    last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at, token_hash = EXCLUDED.token_hash,
+                    unknown_outcome_at = EXCLUDED.unknown_outcome_at, lease_until = EXCLUDED.lease_until,
+                    lease_token_hash = EXCLUDED.lease_token_hash, lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
+                WHERE s.xmin = (SELECT version FROM store) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+                RETURNING 1)
+            SELECT Token FROM store WHERE EXISTS (SELECT 1 FROM marked)
             """;
-        await using var claim = await LockedRow<ClaimedToken>.ClaimAsync(db, claimSql, new { store.Id }, cancellationToken);
-        if (claim is null)
+        var holder = AccountState.NewLeaseHolder();
+        var now = time.GetUtcNow();
+        string? old;
+        cancellationToken.ThrowIfCancellationRequested();
+        // Not cancelled once begun: a marker that the server committed is always known to this process, which then ends its lease.
+        await using (var connection = await db.OpenConnectionAsync(CancellationToken.None))
         {
-            return AccountResult.Skip("changed meanwhile, or locked by another process");
+            old = await connection.QuerySingleOrDefaultAsync<string>(
+                claimSql, new { store.Id, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder });
         }
 
-        var old = claim.Row.Token;
-        var hash = AccountState.Hash(old);
-        await MarkAsync(store.Id, hash, cancellationToken);
+        if (old is null)
+        {
+            return AccountResult.Skip("changed meanwhile, or being migrated by another process");
+        }
+
+        Log.Sent(logger, store.Id);
 
         // Not cancelled by Ctrl+C: the exchange is irreversible, so once sent its answer is awaited and stored.
         var result = await client.ExchangeAsync(store.ShopDomain, old, CancellationToken.None);
@@ -95,10 +118,12 @@ internal sealed partial class ShopifyTokenExchange(
         {
             if (result.OutcomeUnknown)
             {
+                // The marker stays (the validator will not deactivate the store for its revoked token); the lease ends.
+                await AccountState.ReleaseAsync(db, Marker, store.Id, holder);
                 return AccountResult.TransientFailure($"{result.Reason}: the answer was lost; run the migration again within 7 days");
             }
 
-            await UnmarkAsync(store.Id, cancellationToken);
+            await UnmarkAsync(store.Id, holder);
             return result.Status == CallStatus.Transient ? AccountResult.TransientFailure(result.Reason!) : AccountResult.PermanentFailure(result.Reason!);
         }
 
@@ -111,17 +136,20 @@ internal sealed partial class ShopifyTokenExchange(
                 WHERE {T.Key("st")} = {T.IdParam("@Id")} AND ((st.access_token = @Old AND st.refresh_token IS NULL) OR st.refresh_token = @RefreshToken)
                 RETURNING {T.Id("st")} AS id),
             cleared AS (
-                DELETE FROM token_refresh_state WHERE platform IN ('{Marker}', 'shopify') AND account_id IN (SELECT id FROM stored))
+                DELETE FROM token_refresh_state WHERE platform IN ('{Marker}', 'shopify') AND account_id IN (SELECT id FROM stored)),
+            released AS (
+                UPDATE token_refresh_state s SET lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+                WHERE s.platform = '{Marker}' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
             SELECT 1 FROM stored
             """;
-        var now = time.GetUtcNow();
+        now = time.GetUtcNow();
         var parameters = new
         {
             store.Id, pair.AccessToken, pair.RefreshToken, Old = old, ExpiresAt = now + pair.ExpiresIn,
-            RefreshExpiresAt = now + (pair.RefreshExpiresIn ?? TimeSpan.FromDays(90)), Now = now,
+            RefreshExpiresAt = now + (pair.RefreshExpiresIn ?? TimeSpan.FromDays(90)), Now = now, Holder = holder,
         };
         var account = new DueAccount(store.Id, store.ShopDomain);
-        return await writer.WriteAsync(claim, sql, parameters, now + options.Value.CycleBudget, "Shopify", account) switch
+        return await writer.WriteAsync(sql, parameters, now + options.Value.CycleBudget, "Shopify", account) switch
         {
             WriteResult.Stored => AccountResult.Success(Outcome.Refreshed),
             WriteResult.Superseded => AccountResult.Skip("superseded: a new token was stored meanwhile"),
@@ -129,21 +157,10 @@ internal sealed partial class ShopifyTokenExchange(
         };
     }
 
-    // Committed on its own connection before the request leaves, so that a lost answer or a crash leaves it behind.
-    private async Task MarkAsync(string id, string hash, CancellationToken cancellationToken)
+    private async Task UnmarkAsync(string id, string holder)
     {
-        var now = time.GetUtcNow();
-        var marker = new AccountState(LastError: "token_exchange_sent", LastErrorAt: now, TokenHash: hash, UnknownOutcomeAt: now);
-        await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        await marker.SaveAsync(connection, Marker, id, now, cancellationToken);
-        Log.Sent(logger, id);
-    }
-
-    private async Task UnmarkAsync(string id, CancellationToken cancellationToken)
-    {
-        await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        await connection.ExecuteAsync(new CommandDefinition(
-            $"DELETE FROM token_refresh_state WHERE platform = '{Marker}' AND account_id = @id", new { id }, cancellationToken: cancellationToken));
+        await using var connection = await db.OpenConnectionAsync();
+        await connection.ExecuteAsync($"DELETE FROM token_refresh_state WHERE platform = '{Marker}' AND account_id = @id AND lease_holder = @holder", new { id, holder });
     }
 
     private static partial class Log

@@ -24,6 +24,14 @@ internal sealed partial class ShopifyValidator(
 
     public string Platform => "Shopify";
 
+    public string Group => "Shopify";
+
+    // Shopify's limits are per store: no permit. Validation sends the token it read with the page and writes only its
+    // state and is_active, guarded by that token, so it needs no claim.
+    public Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming) => Task.FromResult<string?>(null);
+
+    public Task<Claim> ClaimAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming) => Task.FromResult(new Claim(account));
+
     public Outcome SuccessOutcome => Outcome.Validated;
 
     /// <summary>What a store whose 401 came while deactivation was paused is reported as.</summary>
@@ -87,7 +95,7 @@ internal sealed partial class ShopifyValidator(
 
     public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        // The token and state come with the page: validation needs no lock, so a store costs one round trip (its state).
+        // The token and state come with the page: validation needs no claim, so a store costs one round trip (its state).
         var sql = $"""
             SELECT {T.Id("st")} AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token, {AccountState.Columns}
             {From}
@@ -98,7 +106,7 @@ internal sealed partial class ShopifyValidator(
         var now = time.GetUtcNow();
         await foreach (var row in Paging.ReadAsync<ClaimedToken>(PageAsync).WithCancellation(cancellationToken))
         {
-            yield return new DueAccount(row.Id, row.ShopDomain ?? "", Problem(row.ShopDomain, row.Token.Length == 0)) { Prefetched = row };
+            yield return new DueAccount(row.Id, row.ShopDomain ?? "", Problem(row.ShopDomain, row.Token.Length == 0)) { Claimed = row };
         }
 
         Task<IReadOnlyList<ClaimedToken>> PageAsync(ClaimedToken? after) => DatabaseRetry.ReadAsync<IReadOnlyList<ClaimedToken>>(time, async ct =>
@@ -132,7 +140,7 @@ internal sealed partial class ShopifyValidator(
 
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken cancellationToken)
     {
-        var row = account.Prefetched ?? await ReadAsync(account, cancellationToken);
+        var row = account.Claimed ?? await ReadAsync(account, cancellationToken);
         if (row is null || string.IsNullOrEmpty(row.Token))
         {
             return AccountResult.Skip("no longer active, or its token was removed");

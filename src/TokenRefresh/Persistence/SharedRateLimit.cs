@@ -1,0 +1,137 @@
+using Dapper;
+using Npgsql;
+
+namespace TokenRefresh.Persistence;
+
+/// <summary>
+/// A platform's requests-per-second limit for all replicas together (Etsy's limits are per API key, not per
+/// process), kept in token_refresh_rate: each call reserves the next moment one may start, 1/rate after the one
+/// before, by the database's clock, which every replica shares; so no one-second window ever holds more than the
+/// rate. A 429's Retry-After moves that moment for every replica. One statement per call; a process asks for one
+/// reservation at a time, so it never holds moments it may not use.
+/// The daily quota that the platform's last answer gave rides along with the next reservation.
+/// </summary>
+internal sealed class SharedRateLimit(NpgsqlDataSource db, string platform, int perSecond)
+{
+    // Waits are real time, as the database's clock is (the service's clock may be a test's).
+    private static readonly TimeProvider Clock = TimeProvider.System;
+
+    private readonly TimeSpan _interval = TimeSpan.FromSeconds(1.0 / perSecond);
+    private readonly Lock _lock = new();
+    private Quota? _quota;
+    private long _pausedUntilTicks;
+
+    public string Platform => platform;
+
+    public int PerSecond => perSecond;
+
+    /// <summary>The platform's daily quota as an answer gave it.</summary>
+    public sealed record Quota(int PerDay, int Remaining, DateTimeOffset SeenAt);
+
+    /// <summary>
+    /// Waits until a call may start: its reserved moment, after any pause. Null once it may; else why not, without a
+    /// reservation, when the wait would end after <paramref name="deadline"/> (the call is then left for a later cycle).
+    /// </summary>
+    public async Task<string?> WaitAsync(DateTimeOffset deadline, TimeProvider time, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var maxWait = deadline - time.GetUtcNow();
+            var (reserved, wait, paused) = await ReserveAsync(maxWait, cancellationToken);
+            if (!reserved)
+            {
+                if (wait > maxWait)
+                {
+                    return paused ? "asked to pause (429 Retry-After) past this cycle's budget" : "cycle budget spent";
+                }
+
+                continue; // another replica took that moment first
+            }
+
+            await Task.Delay(wait, Clock, cancellationToken);
+
+            // This process's own 429 may have come while it waited for a moment reserved before it: reserve again.
+            if (new DateTimeOffset(Interlocked.Read(ref _pausedUntilTicks), TimeSpan.Zero) <= Clock.GetUtcNow())
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>A 429's Retry-After: no replica's next call starts before it has passed.</summary>
+    public async Task PauseAsync(TimeSpan retryAfter)
+    {
+        var until = (Clock.GetUtcNow() + retryAfter).UtcTicks;
+        long seen;
+        while ((seen = Interlocked.Read(ref _pausedUntilTicks)) < until && Interlocked.CompareExchange(ref _pausedUntilTicks, until, seen) != seen)
+        {
+        }
+
+        await using var connection = await db.OpenConnectionAsync();
+        await connection.ExecuteAsync(new CommandDefinition("""
+            INSERT INTO token_refresh_rate AS r (platform, next_at, paused_until)
+            VALUES (@Platform, clock_timestamp(), clock_timestamp() + make_interval(secs => @Seconds))
+            ON CONFLICT (platform) DO UPDATE
+            SET paused_until = GREATEST(r.paused_until, EXCLUDED.paused_until)
+            """, new { Platform = platform, Seconds = retryAfter.TotalSeconds }));
+    }
+
+    /// <summary>The daily quota the platform's last answer gave; stored with the next reservation.</summary>
+    public void SawQuota(int perDay, int remaining, DateTimeOffset at)
+    {
+        lock (_lock)
+        {
+            _quota = new Quota(perDay, remaining, at);
+        }
+    }
+
+    /// <summary>The last quota this process saw, if any.</summary>
+    public Quota? LastQuota
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _quota;
+            }
+        }
+    }
+
+    // Reserves the next moment, unless it lies further than maxWait ahead; returns whether it did, how long until that
+    // moment, and whether a pause set it.
+    private async Task<(bool Reserved, TimeSpan Wait, bool Paused)> ReserveAsync(TimeSpan maxWait, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            WITH current AS (
+                SELECT GREATEST(r.next_at, r.paused_until, clock_timestamp()) AS slot, r.paused_until > clock_timestamp() AS paused
+                FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = @Platform),
+            reserved AS (
+                INSERT INTO token_refresh_rate AS r (platform, next_at, quota_per_day, remaining_today, quota_seen_at)
+                VALUES (@Platform, clock_timestamp() + make_interval(secs => @Interval), @PerDay, @Remaining, @SeenAt)
+                ON CONFLICT (platform) DO UPDATE SET
+                    next_at = GREATEST(r.next_at, r.paused_until, clock_timestamp()) + make_interval(secs => @Interval),
+                    quota_per_day = COALESCE(EXCLUDED.quota_per_day, r.quota_per_day),
+                    remaining_today = COALESCE(EXCLUDED.remaining_today, r.remaining_today),
+                    quota_seen_at = COALESCE(EXCLUDED.quota_seen_at, r.quota_seen_at)
+                WHERE GREATEST(r.next_at, r.paused_until, clock_timestamp()) <= clock_timestamp() + make_interval(secs => @MaxWait)
+                RETURNING r.next_at - make_interval(secs => @Interval) AS slot)
+            SELECT EXISTS (SELECT 1 FROM reserved) AS Reserved,
+                   extract(epoch FROM COALESCE((SELECT slot FROM reserved), c.slot, clock_timestamp()) - clock_timestamp())::float8 AS Wait,
+                   COALESCE(c.paused, false) AS Paused
+            FROM current c
+            """;
+        Quota? quota;
+        lock (_lock)
+        {
+            quota = _quota;
+        }
+
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        var (reserved, wait, paused) = await connection.QuerySingleAsync<(bool Reserved, double Wait, bool Paused)>(new CommandDefinition(sql, new
+        {
+            Platform = platform, Interval = _interval.TotalSeconds, MaxWait = Math.Max(0, maxWait.TotalSeconds),
+            quota?.PerDay, quota?.Remaining, SeenAt = quota?.SeenAt,
+        }, cancellationToken: cancellationToken));
+        return (reserved, TimeSpan.FromSeconds(Math.Max(0, wait)), paused);
+    }
+}
