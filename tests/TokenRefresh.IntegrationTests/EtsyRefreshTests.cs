@@ -165,7 +165,33 @@ public sealed class EtsyRefreshTests : HarnessTests
     }
 
     [Fact]
-    public async Task Cycle_RowLockedByAnotherProcess_IsSkippedWithoutCallingEtsy()
+    public async Task Cycle_AccountLeasedByAnotherProcess_IsSkippedWithoutCallingEtsy_UntilTheLeaseRunsOut()
+    {
+        var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(1));
+        await H.Db.ExecuteAsync("""
+            INSERT INTO token_refresh_state (platform, account_id, lease_until, lease_token_hash, lease_holder, updated_at)
+            VALUES ('etsy', @id, now() + interval '1 minute', encode(sha256(convert_to(@refresh, 'UTF8')), 'hex'), 'other-host/1/1', now())
+            """, new { id = id.ToString(), refresh });
+
+        var (summary, logs) = await H.RunCycleAsync();
+
+        Assert.Equal(0, H.Fake.Etsy.CallsFor(refresh));
+        Assert.Equal("Etsy: 0/1 refreshed, 0 failed, 1 skipped", summary.Platforms[0].ToString());
+        Assert.Contains(logs, l => l.Message.Contains("skipped (not claimed: no longer due, or another process has it)", StringComparison.Ordinal));
+
+        // Two minutes on, the lease has run out uncleared: the account is claimed, with a warning that the other
+        // process may have sent its token (here it had not, and Etsy rotates it).
+        H.Time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(2));
+        var (later, laterLogs) = await H.RunCycleAsync();
+
+        Assert.Equal("Etsy: 1/1 refreshed, 0 failed", later.Platforms[0].ToString());
+        Assert.Contains(laterLogs, l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning && l.Message.Contains("ran out without an outcome", StringComparison.Ordinal));
+        Assert.Equal(H.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Null((await H.Db.ScalarAsync<DateTime?>("SELECT lease_until FROM token_refresh_state WHERE account_id = @id", new { id = id.ToString() })));
+    }
+
+    [Fact]
+    public async Task Cycle_RowLockedByTheMainApplication_IsSkippedWithoutCallingEtsy()
     {
         var (id, refresh) = await DueUserAsync(TimeSpan.FromMinutes(1));
         await using var other = await H.Db.OpenAsync();

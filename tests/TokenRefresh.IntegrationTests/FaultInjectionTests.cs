@@ -27,7 +27,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
 
         Assert.Equal("Etsy: 3/3 refreshed, 0 failed", summary.Platforms[0].ToString());
         await Chains.AssertNoTokenLostAsync(H, users);
-        Assert.Equal(3, logs.Count(l => l.Message.Contains("the rotated pair was stored after", StringComparison.Ordinal)));
+        // A write finds its pooled connection cut, unless the claiming loop opened a fresh one meanwhile (the next permit).
+        Assert.InRange(logs.Count(l => l.Message.Contains("the rotated pair was stored after", StringComparison.Ordinal)), 1, 3);
         Assert.DoesNotContain(logs, l => l.Level == LogLevel.Critical);
     }
 
@@ -158,16 +159,34 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
 
         H.Fake.Latency = TimeSpan.Zero;
         var (next, _) = await H.RunCycleAsync();
-        output.WriteLine($"killed after {rotatedBeforeKill} rotations: {storedBeforeKill} stored, {lostInFlight} answered after the kill; next cycle: {next}");
+        // The killed process's leases are still in force: those accounts (claimed, their requests perhaps sent) are left alone.
+        var leased = (int)await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE lease_until IS NOT NULL");
+        output.WriteLine($"killed after {rotatedBeforeKill} rotations: {storedBeforeKill} stored, {lostInFlight} answered after the kill, {leased} leased; next cycle: {next}");
 
-        // At most the requests in flight at the kill (REFRESH_MAX_CONCURRENCY) were rotated by Etsy without being
-        // stored: Etsy answers a request whose client died, and its old token dies at once.
-        Assert.InRange(lostInFlight, 0, 4);
+        Assert.InRange(leased, Math.Max(1, lostInFlight), 4); // at most REFRESH_MAX_CONCURRENCY in flight at the kill
         Assert.Equal(users.Count - storedBeforeKill, next.Platforms[0].Found);
-        Assert.Equal(users.Count - storedBeforeKill - lostInFlight, next.Platforms[0].Succeeded);
-        Assert.Equal(lostInFlight, next.Platforms[0].Failed);
-        // The only tokens sent twice can be those in flight at the kill.
-        Assert.InRange(H.Fake.Etsy.TokensUsedMoreThanOnce.Count, 0, 4);
+        Assert.Equal(users.Count - storedBeforeKill - leased, next.Platforms[0].Succeeded);
+        Assert.Equal(leased, next.Platforms[0].Skipped);
+        Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
+
+        // Once the leases have run out (2 minutes and the HTTP timeout): the accounts whose request was answered after the
+        // kill get invalid_grant, which is not believed the first time (the claim ran out without an outcome); the
+        // others, whose request never left, are refreshed.
+        H.Time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(3));
+        var (after, _) = await H.RunCycleAsync();
+        output.WriteLine($"after the leases ran out: {after}");
+
+        Assert.Equal(leased - lostInFlight, after.Platforms[0].Succeeded);
+        Assert.Equal(lostInFlight, after.Platforms[0].Failed);
+        foreach (var (id, _) in users.Where(u => H.Fake.Etsy.IssuedFor(u.Refresh) is not null && H.Fake.Etsy.TokensUsedMoreThanOnce.Contains(u.Refresh)))
+        {
+            var state = (await H.Db.GetStateAsync("etsy", id))!;
+            Assert.Equal(TokenRefresh.Persistence.AccountState.SuspectInvalidGrant, state.LastError);
+            Assert.False(state.NeedsReauth);
+        }
+
+        // The only tokens sent twice are those whose first request was answered after the kill, long after it.
+        Assert.Equal(lostInFlight, H.Fake.Etsy.TokensUsedMoreThanOnce.Count);
     }
 
     [Fact]

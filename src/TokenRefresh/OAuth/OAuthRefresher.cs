@@ -173,7 +173,9 @@ internal sealed partial class OAuthRefresher(
                 SELECT {Id} AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
                        s.xmin AS version, @Holder AS LeaseHolder, {AccountState.Columns}, {AccountState.LeaseColumns}
                 {Join}
-                WHERE {Key} = {T.IdParam("@Id")} AND {Active} AND a.refresh_token IS NOT NULL {due}),
+                WHERE {Key} = {T.IdParam("@Id")} AND {Active} AND a.refresh_token IS NOT NULL {due}
+                -- For this statement only: the main application, in the middle of writing the row, is left alone.
+                FOR UPDATE OF a SKIP LOCKED),
             claimed AS (
                 INSERT INTO token_refresh_state AS s (platform, account_id, lease_until, lease_token_hash, lease_holder, updated_at)
                 SELECT '{platform.StateKey}', Id, @LeaseUntil, hash, @Holder, @Now FROM account
@@ -198,7 +200,7 @@ internal sealed partial class OAuthRefresher(
             }, cancellationToken: ct));
         }, CancellationToken.None);
         return row is null
-            ? new Claim(null, AccountResult.Skip("not claimed: no longer due, being refreshed by another process, backing off, or in flight earlier"))
+            ? new Claim(null, AccountResult.Skip("not claimed: no longer due, or another process has it"))
             : new Claim(account with { Claimed = row });
     }
 

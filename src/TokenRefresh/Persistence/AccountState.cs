@@ -108,7 +108,7 @@ internal sealed record AccountState(
     /// </summary>
     public static string ClaimableSql(bool forced) => $"""
         (s.lease_until IS NULL OR s.lease_until <= @Now)
-        AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash
+        AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash AND s.unknown_outcome_at IS NOT NULL
                  AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait))
         {(forced ? "" : """
         AND (s.token_hash IS DISTINCT FROM EXCLUDED.lease_token_hash OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
@@ -155,10 +155,16 @@ internal sealed record AccountState(
     /// </summary>
     public static async Task ReleaseAsync(NpgsqlDataSource db, string platform, string accountId, string leaseHolder)
     {
+        // A row that the claim made and that holds nothing else goes, so nothing is recorded against the account.
         await using var connection = await db.OpenConnectionAsync();
         await connection.ExecuteAsync("""
+            WITH emptied AS (
+                DELETE FROM token_refresh_state
+                WHERE platform = @Platform AND account_id = @AccountId AND lease_holder = @LeaseHolder
+                  AND consecutive_failures = 0 AND last_error IS NULL AND NOT needs_reauth AND unknown_outcome_at IS NULL AND last_success_at IS NULL
+                RETURNING 1)
             UPDATE token_refresh_state SET lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
-            WHERE platform = @Platform AND account_id = @AccountId AND lease_holder = @LeaseHolder
+            WHERE platform = @Platform AND account_id = @AccountId AND lease_holder = @LeaseHolder AND NOT EXISTS (SELECT 1 FROM emptied)
             """, new { Platform = platform, AccountId = accountId, LeaseHolder = leaseHolder });
     }
 
