@@ -27,6 +27,23 @@ internal static class StatusCommand
             output.WriteLine($"{p.Platform,-18}{p.Due,8}{p.Recent,17}{p.BackingOff,13}{p.NeedsReauth,15}{p.RefreshTokenExpiring,22}{p.NotCalled,12}");
         }
 
+        foreach (var p in platforms)
+        {
+            if (p.Quota is not { } q)
+            {
+                continue;
+            }
+
+            output.WriteLine();
+            var quota = q.PerDay is { } perDay
+                ? string.Create(CultureInfo.InvariantCulture, $"{perDay:N0} requests a day, {q.Remaining:N0} left at {q.SeenAt:yyyy-MM-dd HH:mm} UTC")
+                : "not seen yet (it comes with the platform's answers)";
+            output.WriteLine($"{p.Platform} daily quota: {quota}.");
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  Refreshing {q.Accounts:N0} accounts takes about {q.RefreshesPerDay:N0} requests a day{(q.SharePercent is { } share ? $", {share:0.#}% of it" : "")}" +
+                $"{(q.SharePercent > q.WarnPercent ? $": more than the {q.WarnPercent}% that leaves room for the main application's own calls" : "")}."));
+        }
+
         foreach (var p in platforms.Where(p => p.DeactivationPaused > 0))
         {
             output.WriteLine();

@@ -62,4 +62,7 @@ public interface IPlatformRefresher
     /// account finishes whatever <paramref name="claiming"/> says.
     /// </summary>
     Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming);
+
+    /// <summary>After the platform's last account of the cycle: stores what the cycle learned (the daily quota). Never throws.</summary>
+    Task FinishCycleAsync();
 }

@@ -29,6 +29,9 @@ internal sealed record CallResult<T>(CallStatus Status, T? Value = default, stri
     /// <summary>What went wrong unexpectedly once the request may have left (for the log line); null otherwise.</summary>
     public Exception? Error { get; init; }
 
+    /// <summary>The platform's daily quota, when its answer gave it (Etsy's x-limit-per-day and x-remaining-today).</summary>
+    public DailyQuota? Quota { get; init; }
+
     /// <summary>
     /// The platform's credentials were refused (a wrong client id or secret): a configuration fault, not the account's.
     /// The platform stops for the cycle instead of every account backing off.
@@ -48,11 +51,14 @@ internal sealed record CallResult<T>(CallStatus Status, T? Value = default, stri
     public static CallResult<T> From(CallFailure failure) => Transient(failure.Reason, outcomeUnknown: failure.OutcomeUnknown);
 }
 
+/// <summary>Requests a platform allows per rolling 24 hours, and how many of them remain.</summary>
+internal sealed record DailyQuota(int PerDay, int Remaining);
+
 /// <summary>A call that produced no answer: why, and whether the platform may have processed it anyway.</summary>
 internal sealed record CallFailure(string Reason, bool OutcomeUnknown);
 
-/// <summary>A platform's answer: the status, the whole body, and Retry-After when given.</summary>
-internal sealed record PlatformResponse(HttpStatusCode Status, string Body, TimeSpan? RetryAfter)
+/// <summary>A platform's answer: the status, the whole body, and Retry-After and the daily quota when given.</summary>
+internal sealed record PlatformResponse(HttpStatusCode Status, string Body, TimeSpan? RetryAfter, DailyQuota? Quota = null)
 {
     // The body of a token response holds both tokens: never print it.
     public override string ToString() => $"PlatformResponse {{ Status = {Code}, RetryAfter = {RetryAfter} }}";
@@ -97,7 +103,9 @@ internal static class PlatformHttp
         try
         {
             var (response, failure) = await SendAsync(http, request, cancellationToken);
-            return response is null ? CallResult<T>.From(failure!) : classify(response);
+            return response is null ? CallResult<T>.From(failure!)
+                : response.Quota is { } quota ? classify(response) with { Quota = quota }
+                : classify(response);
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
@@ -117,7 +125,7 @@ internal static class PlatformHttp
         {
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken);
             var body = await response.Content.ReadAsStringAsync(cancellationToken);
-            return (new PlatformResponse(response.StatusCode, body, RetryAfter(response)), null);
+            return (new PlatformResponse(response.StatusCode, body, RetryAfter(response), Quota(response)), null);
         }
         catch (TimeoutRejectedException)
         {
@@ -160,6 +168,13 @@ internal static class PlatformHttp
         >= 500 => CallResult<T>.Transient($"server_error_{response.Code}", response.RetryAfter, outcomeUnknown: true),
         _ => null,
     };
+
+    private static DailyQuota? Quota(HttpResponseMessage response) =>
+        Header(response, "x-limit-per-day") is { } perDay && Header(response, "x-remaining-today") is { } remaining ? new DailyQuota(perDay, remaining) : null;
+
+    private static int? Header(HttpResponseMessage response, string name) =>
+        response.Headers.TryGetValues(name, out var values)
+        && int.TryParse(values.FirstOrDefault(), NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value : null;
 
     private static TimeSpan? RetryAfter(HttpResponseMessage response)
     {

@@ -165,6 +165,7 @@ public sealed partial class RefreshCycle
             {
                 // The accounts in flight finish and are stored, whatever stopped the claiming.
                 await Task.WhenAll(running);
+                await refresher.FinishCycleAsync();
             }
 
             if (!listedAll || (platformClaiming.IsCancellationRequested && stoppedBecause is not null))

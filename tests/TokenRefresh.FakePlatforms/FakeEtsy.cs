@@ -9,7 +9,6 @@ namespace TokenRefresh.FakePlatforms;
 public sealed class FakeEtsy
 {
     private const string InvalidGrantBody = """{"error":"invalid_grant","error_description":"refresh_token is revoked"}""";
-    private const int LimitPerDay = 100_000;
 
     private readonly FakeHttp _http;
     private readonly FaultTable _faults = new(StringComparer.Ordinal);
@@ -20,6 +19,7 @@ public sealed class FakeEtsy
     private long _lastGeneratedUserId = 90_000_000;
     private int _totalCalls;
     private readonly ConcurrentQueue<DateTimeOffset> _callTimes = new();
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _lastCallAt = new(StringComparer.Ordinal);
 
     internal FakeEtsy(FakeHttp http) => _http = http;
 
@@ -28,6 +28,9 @@ public sealed class FakeEtsy
 
     /// <summary>The app's shared secret: expected as the second half of x-api-key.</summary>
     public string SharedSecret { get; set; } = "fake-etsy-shared-secret";
+
+    /// <summary>The daily quota sent in x-limit-per-day (Etsy's newer documented default); x-remaining-today counts down from it.</summary>
+    public int LimitPerDay { get; set; } = 100_000;
 
     /// <summary>Seconds sent in retry-after with a RateLimited answer.</summary>
     public int RetryAfterSeconds { get; set; } = 2;
@@ -72,6 +75,9 @@ public sealed class FakeEtsy
 
     /// <summary>Later uses of refreshToken get invalid_grant.</summary>
     public void Revoke(string refreshToken) => _valid.TryRemove(refreshToken, out _);
+
+    /// <summary>When the last token request carrying refreshToken arrived.</summary>
+    public DateTimeOffset? LastCallAt(string refreshToken) => _lastCallAt.TryGetValue(refreshToken, out var at) ? at : null;
 
     /// <summary>How many token requests carried refreshToken, failed ones included.</summary>
     public int CallsFor(string refreshToken) => _calls.TryGetValue(refreshToken, out var n) ? n : 0;
@@ -140,6 +146,7 @@ public sealed class FakeEtsy
         if (refreshToken.Length > 0)
         {
             FakeHttp.Count(_calls, refreshToken);
+            _lastCallAt[refreshToken] = DateTimeOffset.UtcNow;
         }
 
         if (!await _http.WaitLatencyAsync(ctx))

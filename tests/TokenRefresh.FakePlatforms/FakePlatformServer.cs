@@ -110,6 +110,8 @@ public sealed class FakePlatformServer : IAsyncDisposable
         var inFlight = new InFlight();
         app.Use(inFlight.TrackAsync);
         app.Use(ShopPathAsHost);
+        var calls = new Concurrency();
+        app.Use(calls.TrackAsync);
         app.UseRouting();
         var http = new FakeHttp(app.Lifetime.ApplicationStopping);
         var etsy = new FakeEtsy(http);
@@ -137,7 +139,75 @@ public sealed class FakePlatformServer : IAsyncDisposable
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Select(a => new Uri(a)).ToList();
         var baseAddress = addresses.First(a => a.Scheme == "http");
         var httpsPort = addresses.FirstOrDefault(a => a.Scheme == "https")?.Port;
-        return new FakePlatformServer(app, http, etsy, shopify, baseAddress, httpsPort, serverNames, inFlight);
+        return new FakePlatformServer(app, http, etsy, shopify, baseAddress, httpsPort, serverNames, inFlight) { _calls = calls };
+    }
+
+    private Concurrency _calls = null!;
+
+    /// <summary>The most requests to "etsy", "shopify" (every store together) or "all" (both) that were being handled at once.</summary>
+    public int PeakConcurrent(string platform) => _calls.Peak(platform);
+
+    /// <summary>Requests to "etsy" or "shopify" being handled now.</summary>
+    public int Concurrent(string platform) => _calls.Current(platform);
+
+    // Requests being handled at once, per platform (by host, as the platforms are reached).
+    private sealed class Concurrency
+    {
+        private readonly Lock _lock = new();
+        private readonly Dictionary<string, (int Current, int Peak)> _counts = new() { ["etsy"] = (0, 0), ["shopify"] = (0, 0), ["all"] = (0, 0) };
+
+        public int Peak(string platform)
+        {
+            lock (_lock)
+            {
+                return _counts[platform].Peak;
+            }
+        }
+
+        public int Current(string platform)
+        {
+            lock (_lock)
+            {
+                return _counts[platform].Current;
+            }
+        }
+
+        public async Task TrackAsync(HttpContext ctx, RequestDelegate next)
+        {
+            var platform = ctx.Request.Host.Host.EndsWith(".myshopify.com", StringComparison.OrdinalIgnoreCase) ? "shopify"
+                : ctx.Request.Path.StartsWithSegments("/v3") ? "etsy"
+                : null;
+            if (platform is null)
+            {
+                await next(ctx);
+                return;
+            }
+
+            lock (_lock)
+            {
+                foreach (var key in new[] { platform, "all" })
+                {
+                    var (current, peak) = _counts[key];
+                    _counts[key] = (current + 1, Math.Max(peak, current + 1));
+                }
+            }
+
+            try
+            {
+                await next(ctx);
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    foreach (var key in new[] { platform, "all" })
+                    {
+                        var (current, peak) = _counts[key];
+                        _counts[key] = (current - 1, peak);
+                    }
+                }
+            }
+        }
     }
 
     private readonly InFlight _inFlight;

@@ -67,12 +67,28 @@ public sealed class TokenRefreshOptionsTests
     [InlineData("ETSY_API_BASE_URL", "http://10.0.0.5:9000")]
     [InlineData("SHOPIFY_API_BASE_URL", "https://proxy.example.com")]
     [InlineData("SHOPIFY_API_BASE_URL", "http://{shop}")]
+    [InlineData("ETSY_MAX_CONCURRENCY", "0")]
+    [InlineData("SHOPIFY_MAX_CONCURRENCY", "many")]
+    [InlineData("ETSY_QUOTA_WARN_PERCENT", "150")]
     public void Load_MalformedSetting_OneLineNamingIt(string key, string value)
     {
         var e = Assert.Throws<SettingsException>(() => Load((key, value)));
 
         Assert.StartsWith(key, e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void Load_PerPlatformConcurrency_BoundsItsGroupWithinTheTotal_AndTheLeaseOutlastsARequestAndItsWrite()
+    {
+        var o = Load(("REFRESH_MAX_CONCURRENCY", "32"), ("SHOPIFY_MAX_CONCURRENCY", "8"));
+
+        Assert.Equal(32, o.GroupConcurrency["Etsy"]);
+        Assert.Equal(8, o.GroupConcurrency["Shopify"]);
+        Assert.Equal(50, o.EtsyQuotaWarnPercent);
+        // 30 s of HTTP timeout plus the 120 s budget in which the pair's write is retried.
+        Assert.Equal(TimeSpan.FromSeconds(150), o.LeaseLength);
+        Assert.True(o.LeaseLength >= o.UnknownOutcomeWait);
     }
 
     [Fact]

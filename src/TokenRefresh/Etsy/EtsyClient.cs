@@ -8,6 +8,9 @@ internal sealed class EtsyClient(HttpClient http, IOptions<TokenRefreshOptions> 
     /// <summary>Taken when Etsy omits or garbles expires_in: half the documented hour, so the token is refreshed early rather than late.</summary>
     public static readonly TimeSpan AssumedLifetime = TimeSpan.FromMinutes(30);
 
+    /// <summary>An access token's life as Etsy documents it.</summary>
+    public static readonly TimeSpan DocumentedLifetime = TimeSpan.FromHours(1);
+
     private static readonly TimeSpan LongestPlausibleLifetime = TimeSpan.FromDays(1);
 
     public async Task<CallResult<TokenPair>> RefreshAsync(string refreshToken, CancellationToken cancellationToken)

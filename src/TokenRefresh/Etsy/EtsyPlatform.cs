@@ -7,7 +7,7 @@ namespace TokenRefresh.Etsy;
 
 /// <summary>Etsy for the shared OAuth2 refresh mechanism: the etsy_users table, its token endpoint, one rate limit for the whole API key, shared by every replica.</summary>
 internal sealed class EtsyPlatform(
-    EtsyClient client, AppTables tables, [FromKeyedServices("Etsy")] SharedRateLimit rateLimit, IOptions<TokenRefreshOptions> options) : IRefreshTokenPlatform
+    EtsyClient client, AppTables tables, [FromKeyedServices("Etsy")] SharedRateLimit rateLimit, IOptions<TokenRefreshOptions> options, TimeProvider time) : IRefreshTokenPlatform
 {
     // Keyed by user_id in the original service's schema; the key is read from the catalog, whatever its name.
     // Etsy says nothing of the refresh token's life: 90 days from the refresh that issued it, i.e. the last success.
@@ -42,6 +42,16 @@ internal sealed class EtsyPlatform(
 
     public string? CallableSql(string alias) => null;
 
-    public Task<CallResult<TokenPair>> RefreshAsync(string? label, string refreshToken, CancellationToken cancellationToken) =>
-        client.RefreshAsync(refreshToken, cancellationToken);
+    public TimeSpan TokenLifetime => EtsyClient.DocumentedLifetime;
+
+    public async Task<CallResult<TokenPair>> RefreshAsync(string? label, string refreshToken, CancellationToken cancellationToken)
+    {
+        var result = await client.RefreshAsync(refreshToken, cancellationToken);
+        if (result.Quota is { } quota)
+        {
+            rateLimit.SawQuota(quota.PerDay, quota.Remaining, time.GetUtcNow());
+        }
+
+        return result;
+    }
 }

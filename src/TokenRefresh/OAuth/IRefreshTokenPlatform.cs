@@ -41,6 +41,9 @@ internal interface IRefreshTokenPlatform
     /// <summary>Refresh access tokens that expire within this.</summary>
     TimeSpan Margin { get; }
 
+    /// <summary>An access token's documented life: with <see cref="Margin"/>, how often an account is refreshed (the daily-quota estimate).</summary>
+    TimeSpan TokenLifetime { get; }
+
     /// <summary>Taken when the platform omits or garbles expires_in.</summary>
     TimeSpan AssumedLifetime { get; }
 

@@ -78,6 +78,7 @@ internal sealed partial class OAuthRefresher(
         var now = time.GetUtcNow();
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         await WarnAboutExpiringRefreshTokensAsync(connection, now, cancellationToken);
+        await CheckDailyQuotaAsync(connection, now, cancellationToken);
         var reauthSql = $"""
             SELECT count(*)
             FROM token_refresh_state s JOIN {_t.Name} a ON {Id} = s.account_id
@@ -265,6 +266,24 @@ internal sealed partial class OAuthRefresher(
         return failure;
     }
 
+    public async Task FinishCycleAsync()
+    {
+        if (platform.RateLimit is not { } limit)
+        {
+            return;
+        }
+
+        try
+        {
+            await limit.StoreQuotaAsync();
+        }
+        catch (NpgsqlException e)
+        {
+            // Only the figure in status waits: the next cycle's first permit stores it.
+            Log.QuotaNotStored(logger, e, platform.Platform);
+        }
+    }
+
     private async Task PauseAsync(SharedRateLimit limit, TimeSpan retryAfter)
     {
         try
@@ -333,6 +352,48 @@ internal sealed partial class OAuthRefresher(
         };
     }
 
+    /// <summary>How many refreshes an account needs a day: one each time its token comes within the margin of its end.</summary>
+    public static double RefreshesPerDay(TimeSpan lifetime, TimeSpan margin)
+    {
+        var period = lifetime - margin;
+        return TimeSpan.FromDays(1) / (period > TimeSpan.FromMinutes(3) ? period : TimeSpan.FromMinutes(3));
+    }
+
+    // A platform with a daily quota per API key (Etsy): what the refreshes alone take of it at the current account count;
+    // in the metrics every cycle, and a warning, at most hourly for all replicas, past ETSY_QUOTA_WARN_PERCENT.
+    private async Task CheckDailyQuotaAsync(NpgsqlConnection connection, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (platform.RateLimit is not { } limit)
+        {
+            return;
+        }
+
+        var sql = $"""
+            SELECT (SELECT count(*) FROM {_t.Name} a WHERE {Active} AND a.refresh_token IS NOT NULL) AS Accounts,
+                   r.quota_per_day AS PerDay, r.remaining_today AS Remaining
+            FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = @Platform
+            """;
+        var (accounts, perDay, remaining) = await connection.QuerySingleAsync<(long, int?, int?)>(
+            new CommandDefinition(sql, new { limit.Platform }, cancellationToken: cancellationToken));
+        var refreshes = accounts * RefreshesPerDay(platform.TokenLifetime, platform.Margin);
+        metrics.DailyQuota(platform.Platform, perDay, remaining, refreshes);
+        var percent = options.Value.EtsyQuotaWarnPercent;
+        if (perDay is not > 0 || refreshes <= perDay.Value * percent / 100.0)
+        {
+            return;
+        }
+
+        const string claimWarning = """
+            UPDATE token_refresh_rate SET quota_warned_at = @Now
+            WHERE platform = @Platform AND (quota_warned_at IS NULL OR quota_warned_at <= @Now - interval '1 hour')
+            RETURNING true
+            """;
+        if (await connection.ExecuteScalarAsync<bool>(new CommandDefinition(claimWarning, new { limit.Platform, Now = now }, cancellationToken: cancellationToken)))
+        {
+            Log.DailyQuota(logger, platform.Platform, accounts, Math.Round(refreshes), Math.Round(100 * refreshes / perDay.Value), perDay.Value, percent);
+        }
+    }
+
     // One warning per account per cycle while its refresh token is close to the end of its life.
     private async Task WarnAboutExpiringRefreshTokensAsync(NpgsqlConnection connection, DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -368,6 +429,12 @@ internal sealed partial class OAuthRefresher(
 
         [LoggerMessage(109, LogLevel.Warning, "{Platform} {Account}: a claim of its token taken at {LeasedAt:HH:mm:ss} UTC ran out without an outcome (the process that held it stopped mid-call); that request may have rotated the token, so the first invalid_grant is not believed")]
         public static partial void LostLease(ILogger logger, string platform, DueAccount account, DateTimeOffset leasedAt);
+
+        [LoggerMessage(111, LogLevel.Warning, "{Platform}: refreshing {Accounts} accounts takes about {Refreshes} requests a day, {Share}% of the daily quota of {PerDay} (x-limit-per-day), more than ETSY_QUOTA_WARN_PERCENT={Percent}%. The main application's own calls count against the same quota: ask the platform for a higher limit before it runs out (the refreshes then fail with 429 and the access tokens expire)")]
+        public static partial void DailyQuota(ILogger logger, string platform, long accounts, double refreshes, double share, int perDay, int percent);
+
+        [LoggerMessage(112, LogLevel.Warning, "{Platform}: the daily quota the platform gave could not be stored for status; it is, with the next cycle's first permit")]
+        public static partial void QuotaNotStored(ILogger logger, Exception exception, string platform);
 
         [LoggerMessage(110, LogLevel.Warning, "{Platform}: a 429's pause could not be shared with the other replicas through the database; this process pauses")]
         public static partial void PauseNotShared(ILogger logger, Exception exception, string platform);

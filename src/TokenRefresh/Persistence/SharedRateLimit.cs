@@ -76,13 +76,35 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, string platform, int 
             """, new { Platform = platform, Seconds = retryAfter.TotalSeconds }));
     }
 
-    /// <summary>The daily quota the platform's last answer gave; stored with the next reservation.</summary>
+    /// <summary>
+    /// The daily quota an answer gave; stored with the next reservation, and at the end of the cycle. Answers that
+    /// arrive together may be handled out of order: within a minute, the lowest figure left is the latest.
+    /// </summary>
     public void SawQuota(int perDay, int remaining, DateTimeOffset at)
     {
         lock (_lock)
         {
-            _quota = new Quota(perDay, remaining, at);
+            if (_quota is not { } seen || perDay != seen.PerDay || remaining < seen.Remaining || at - seen.SeenAt > TimeSpan.FromMinutes(1))
+            {
+                _quota = new Quota(perDay, remaining, at);
+            }
         }
+    }
+
+    /// <summary>Stores the last quota this process saw, unless a replica stored a later one.</summary>
+    public async Task StoreQuotaAsync()
+    {
+        if (LastQuota is not { } quota)
+        {
+            return;
+        }
+
+        await using var connection = await db.OpenConnectionAsync();
+        await connection.ExecuteAsync("""
+            UPDATE token_refresh_rate
+            SET quota_per_day = @PerDay, remaining_today = @Remaining, quota_seen_at = @SeenAt
+            WHERE platform = @Platform AND (quota_seen_at IS NULL OR quota_seen_at <= @SeenAt)
+            """, new { Platform = platform, quota.PerDay, quota.Remaining, quota.SeenAt });
     }
 
     /// <summary>The last quota this process saw, if any.</summary>
@@ -110,9 +132,11 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, string platform, int 
                 VALUES (@Platform, clock_timestamp() + make_interval(secs => @Interval), @PerDay, @Remaining, @SeenAt)
                 ON CONFLICT (platform) DO UPDATE SET
                     next_at = GREATEST(r.next_at, r.paused_until, clock_timestamp()) + make_interval(secs => @Interval),
-                    quota_per_day = COALESCE(EXCLUDED.quota_per_day, r.quota_per_day),
-                    remaining_today = COALESCE(EXCLUDED.remaining_today, r.remaining_today),
-                    quota_seen_at = COALESCE(EXCLUDED.quota_seen_at, r.quota_seen_at)
+                    quota_per_day = CASE WHEN EXCLUDED.quota_seen_at >= r.quota_seen_at OR r.quota_seen_at IS NULL
+                                         THEN COALESCE(EXCLUDED.quota_per_day, r.quota_per_day) ELSE r.quota_per_day END,
+                    remaining_today = CASE WHEN EXCLUDED.quota_seen_at >= r.quota_seen_at OR r.quota_seen_at IS NULL
+                                           THEN COALESCE(EXCLUDED.remaining_today, r.remaining_today) ELSE r.remaining_today END,
+                    quota_seen_at = GREATEST(EXCLUDED.quota_seen_at, r.quota_seen_at)
                 WHERE GREATEST(r.next_at, r.paused_until, clock_timestamp()) <= clock_timestamp() + make_interval(secs => @MaxWait)
                 RETURNING r.next_at - make_interval(secs => @Interval) AS slot)
             SELECT EXISTS (SELECT 1 FROM reserved) AS Reserved,

@@ -21,7 +21,17 @@ public sealed record AttentionAccount(
 /// </summary>
 public sealed record PlatformStatus(
     string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, long RefreshTokenExpiring, long NotCalled, long DeactivationPaused,
-    IReadOnlyList<AttentionAccount> Accounts);
+    IReadOnlyList<AttentionAccount> Accounts)
+{
+    /// <summary>The platform's daily quota and what the refreshes take of it (Etsy); null for platforms without one.</summary>
+    public QuotaStatus? Quota { get; init; }
+}
+
+/// <summary>
+/// A daily quota per API key: <paramref name="PerDay"/> and <paramref name="Remaining"/> as the platform's last answer
+/// gave them (null before any), and the requests a day that refreshing <paramref name="Accounts"/> accounts takes.
+/// </summary>
+public sealed record QuotaStatus(int? PerDay, int? Remaining, DateTimeOffset? SeenAt, long Accounts, double RefreshesPerDay, double? SharePercent, int WarnPercent);
 
 /// <summary>Reads what <c>tokenrefresh status</c> shows, straight from the main tables and the service's state.</summary>
 internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, ShopifySchema shopify, IOptions<TokenRefreshOptions> options, TimeProvider time)
@@ -101,9 +111,23 @@ internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, Shopif
                 LIMIT 500
                 """, parameters, cancellationToken: cancellationToken));
             result.Add(new PlatformStatus(
-                source.Platform, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, counts.Ending, counts.NotCalled, counts.Paused, accounts.ToList()));
+                source.Platform, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, counts.Ending, counts.NotCalled, counts.Paused, accounts.ToList())
+            {
+                Quota = source.StateKey == "etsy" ? await QuotaAsync(connection, source, cancellationToken) : null,
+            });
         }
 
         return result;
+    }
+
+    private async Task<QuotaStatus> QuotaAsync(NpgsqlConnection connection, Source source, CancellationToken cancellationToken)
+    {
+        var (accounts, perDay, remaining, seenAt) = await connection.QuerySingleAsync<(long, int?, int?, DateTimeOffset?)>(new CommandDefinition($"""
+            SELECT (SELECT count(*) FROM {source.Table.Name} a WHERE {source.Active}), r.quota_per_day, r.remaining_today, r.quota_seen_at
+            FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = @Platform
+            """, new { Platform = source.StateKey }, cancellationToken: cancellationToken));
+        var refreshes = Math.Round(accounts * OAuthRefresher.RefreshesPerDay(Etsy.EtsyClient.DocumentedLifetime, options.Value.EtsyRefreshMargin));
+        return new QuotaStatus(perDay, remaining, seenAt, accounts, refreshes, perDay is > 0 ? Math.Round(100 * refreshes / perDay.Value, 1) : null,
+            options.Value.EtsyQuotaWarnPercent);
     }
 }

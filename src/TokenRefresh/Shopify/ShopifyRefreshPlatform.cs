@@ -27,6 +27,8 @@ internal sealed class ShopifyRefreshPlatform(ShopifyClient client, ShopifySchema
 
     public SharedRateLimit? RateLimit => null;
 
+    public TimeSpan TokenLifetime => TimeSpan.FromHours(1);
+
     public async Task<TableShape?> ShapeAsync(CancellationToken cancellationToken) =>
         await schema.ReadAsync(cancellationToken) is { } shape && ShopifySchema.HasExpiringTokens(shape) ? shape : null;
 

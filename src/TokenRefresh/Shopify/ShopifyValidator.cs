@@ -32,6 +32,8 @@ internal sealed partial class ShopifyValidator(
 
     public Task<Claim> ClaimAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming) => Task.FromResult(new Claim(account));
 
+    public Task FinishCycleAsync() => Task.CompletedTask;
+
     public Outcome SuccessOutcome => Outcome.Validated;
 
     /// <summary>What a store whose 401 came while deactivation was paused is reported as.</summary>

@@ -1,0 +1,296 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using TokenRefresh.FakePlatforms;
+using TokenRefresh.IntegrationTests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace TokenRefresh.IntegrationTests;
+
+/// <summary>
+/// Claims without a held transaction, limits across replicas, and fair scheduling, with real processes where the point
+/// is about processes: the database ends idle transactions after a second (as Supabase, Neon and poolers do), the
+/// platforms answer slowly, processes start together, one is killed mid-call, another starts while its requests are in
+/// flight. No token is ever sent twice, none is lost, no session sits idle in a transaction.
+/// </summary>
+public sealed class LeaseAndSchedulingTests(ITestOutputHelper output) : HarnessTests
+{
+    private static readonly TimeSpan SlowAnswer = TimeSpan.FromSeconds(2.5);
+
+    private async Task EndIdleTransactionsAfterOneSecondAsync() =>
+        await H.Db.ExecuteAsync($"ALTER DATABASE {H.Db.Name} SET idle_in_transaction_session_timeout = '1s'");
+
+    // The platforms answer in 2.5 s, well within the HTTP timeout.
+    private void SlowPlatforms()
+    {
+        H.Fake.Latency = SlowAnswer;
+        H.Settings["HTTP_TIMEOUT_SECONDS"] = "10";
+    }
+
+    private async Task<List<(Guid Id, string Domain, string Refresh)>> DueExpiringStoresAsync(int count)
+    {
+        await H.Db.AddExpiringColumnsAsync();
+        var stores = new List<(Guid, string, string)>();
+        for (var i = 0; i < count; i++)
+        {
+            var domain = $"expiring{i}.myshopify.com";
+            var (access, refresh) = H.Fake.Shopify.AddExpiringStore(domain);
+            stores.Add((await H.Db.AddExpiringStoreAsync(domain, access, refresh, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(60)), domain, refresh));
+        }
+
+        return stores;
+    }
+
+    // No more than the limit in any one-second window: the 11th call after any call comes at least a second later (less
+    // 50 ms for the jitter between the moment a call may start and its arrival here).
+    private static void AssertAtMostPerSecond(IEnumerable<DateTimeOffset> arrivals, int perSecond)
+    {
+        var times = arrivals.Order().ToList();
+        for (var i = 0; i + perSecond < times.Count; i++)
+        {
+            var span = times[i + perSecond] - times[i];
+            Assert.True(span >= TimeSpan.FromSeconds(0.95), $"{perSecond + 1} calls within {span.TotalMilliseconds:0} ms, from call {i}");
+        }
+    }
+
+    [Xunit.Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public async Task SeveralCliProcessesAtOnce_EachTokenSentOnce_NoneLost_TheEtsyLimitHeldByAllTogether(int processes)
+    {
+        await EndIdleTransactionsAfterOneSecondAsync();
+        var users = await Chains.DueUsersAsync(H, 30);
+        var stores = await DueExpiringStoresAsync(10);
+        SlowPlatforms();
+
+        await using (var watch = new IdleTransactionWatch(H.Db))
+        {
+            var clis = Enumerable.Range(0, processes).Select(_ => CliProcess.Start(["once"], H.Settings)).ToList();
+            var codes = await Task.WhenAll(clis.Select(c => c.WaitForExitAsync(TimeSpan.FromMinutes(2))));
+            foreach (var cli in clis)
+            {
+                output.WriteLine(cli.Stdout.Split('\n').LastOrDefault(l => l.Contains("Refresh cycle completed", StringComparison.Ordinal)));
+                cli.Dispose();
+            }
+
+            Assert.All(codes, code => Assert.Equal(0, code));
+            Assert.True(watch.Samples > 10);
+            Assert.Equal(TimeSpan.Zero, watch.Longest);
+        }
+
+        Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
+        Assert.Empty(H.Fake.Shopify.RefreshTokensUsedMoreThanOnce);
+        Assert.Equal(users.Count, H.Fake.Etsy.TotalCalls);
+        Assert.All(users, u => Assert.NotNull(H.Fake.Etsy.IssuedFor(u.Refresh)));
+        await Chains.AssertNoTokenLostAsync(H, users);
+        foreach (var (id, domain, refresh) in stores)
+        {
+            Assert.Equal(1, H.Fake.Shopify.RefreshCallsFor(refresh));
+            Assert.Equal(H.Fake.Shopify.CurrentRefreshToken(domain), (await H.Db.GetExpiringStoreAsync(id)).RefreshToken);
+        }
+
+        // ETSY_MAX_REQUESTS_PER_SECOND as shipped (10), for every process together.
+        AssertAtMostPerSecond(H.Fake.Etsy.CallTimes, 10);
+        Assert.Equal(0, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE lease_until IS NOT NULL"));
+    }
+
+    [Xunit.Fact]
+    public async Task SecondProcessStartedWhileTheFirstsRequestsAreInFlight_LeavesThemAlone()
+    {
+        await EndIdleTransactionsAfterOneSecondAsync();
+        var users = await Chains.DueUsersAsync(H, 40);
+        SlowPlatforms();
+
+        using var first = CliProcess.Start(["once"], H.Settings);
+        await WaitUntilAsync(() => H.Fake.Concurrent("etsy") >= 3);
+        // Longer than the database lets a transaction sit idle: a lock held across these calls would be gone by now.
+        await Task.Delay(TimeSpan.FromSeconds(1.2));
+        using var second = CliProcess.Start(["once"], H.Settings);
+
+        Assert.Equal(0, await first.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+        Assert.Equal(0, await second.WaitForExitAsync(TimeSpan.FromMinutes(2)));
+        output.WriteLine(first.Stdout.Split('\n').LastOrDefault(l => l.Contains("completed", StringComparison.Ordinal)));
+        output.WriteLine(second.Stdout.Split('\n').LastOrDefault(l => l.Contains("completed", StringComparison.Ordinal)));
+
+        Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
+        Assert.Equal(users.Count, H.Fake.Etsy.TotalCalls);
+        await Chains.AssertNoTokenLostAsync(H, users);
+        Assert.All(users, u => Assert.NotNull(H.Fake.Etsy.IssuedFor(u.Refresh)));
+    }
+
+    [Xunit.Fact]
+    public async Task ProcessKilledMidCall_ASecondStartedWhileItsRequestsAreStillInFlight_SendsNoTokenTwice()
+    {
+        await EndIdleTransactionsAfterOneSecondAsync();
+        var users = await Chains.DueUsersAsync(H, 20);
+        SlowPlatforms();
+
+        using (var first = CliProcess.Start(["once"], H.Settings))
+        {
+            await WaitUntilAsync(() => H.Fake.Concurrent("etsy") >= 3);
+            first.Signal(9);
+            Assert.Equal(137, await first.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        }
+
+        // Etsy still works on what the killed process sent, and will rotate those tokens.
+        var inFlightAtStart = H.Fake.Concurrent("etsy");
+        Assert.True(inFlightAtStart > 0, "the killed process's requests were no longer in flight");
+        var (code, stdout, _) = await CliProcess.RunAsync(["once"], H.Settings);
+        await H.Fake.WhenIdleAsync(TimeSpan.FromSeconds(30));
+        output.WriteLine($"{inFlightAtStart} in flight when the second started; {stdout.Split('\n').LastOrDefault(l => l.Contains("completed", StringComparison.Ordinal))}");
+
+        Assert.Equal(0, code);
+        Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
+        var lost = 0;
+        foreach (var (id, original) in users)
+        {
+            var row = await H.Db.GetEtsyUserAsync(id);
+            Assert.NotNull(H.Fake.Etsy.IssuedFor(original)); // every token was sent once, by one process or the other
+            lost += row.RefreshToken == original ? 1 : 0;
+        }
+
+        // Only the answers nobody was left to receive are lost (Etsy kills the old token at once); their leases keep them
+        // from being sent again until they run out, and then their first invalid_grant is not believed.
+        Assert.InRange(lost, inFlightAtStart, 16);
+        Assert.Equal(lost, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE lease_until > now()"));
+    }
+
+    [Xunit.Fact]
+    public async Task Backlog_WithTheDefaultEtsyLimit_ShopifyFinishesWithinItsOwnBound_AndNoSessionIdlesInATransaction()
+    {
+        const int each = 3000;
+        var latency = TimeSpan.FromMilliseconds(50);
+        await H.Db.ExecuteAsync($"""
+            INSERT INTO etsy_users (access_token, refresh_token, token_expires_at)
+            SELECT 'old-access-token', i || '.rt-backlog-' || i, (now() AT TIME ZONE 'UTC') - interval '1 minute' + i * interval '1 millisecond'
+            FROM generate_series(1, {each}) i;
+            INSERT INTO shopify_stores (shop_domain, access_token) SELECT 'backlog' || i || '.myshopify.com', 'shpat_backlog_' || i FROM generate_series(1, {each}) i;
+            ANALYZE;
+            """);
+        for (var i = 1; i <= each; i++)
+        {
+            H.Fake.Etsy.AddRefreshToken($"{i}.rt-backlog-{i}");
+            H.Fake.Shopify.AddStore($"backlog{i}.myshopify.com", $"shpat_backlog_{i}");
+        }
+
+        H.Fake.Latency = latency;
+        H.Settings["CYCLE_BUDGET_SECONDS"] = "30";
+
+        CycleSummary summary;
+        await using (var watch = new IdleTransactionWatch(H.Db))
+        {
+            (summary, _) = await H.RunCycleAsync();
+            Assert.Equal(TimeSpan.Zero, watch.Longest);
+        }
+
+        var etsy = summary.Platforms.Single(p => p.Platform == "Etsy");
+        var shopify = summary.Platforms.Single(p => p.Platform == "Shopify");
+        // Shopify's own bound: its stores one after another in the 16 slots of REFRESH_MAX_CONCURRENCY (as shipped).
+        var bound = latency * each / 16;
+        output.WriteLine($"{summary}; Shopify {shopify.Duration.TotalSeconds:0.0} s (its bound {bound.TotalSeconds:0.0} s), Etsy {etsy.Duration.TotalSeconds:0.0} s; " +
+            $"peak in flight: Etsy {H.Fake.PeakConcurrent("etsy")}, Shopify {H.Fake.PeakConcurrent("shopify")}, all {H.Fake.PeakConcurrent("all")}");
+
+        Assert.Equal(each, shopify.Succeeded);
+        Assert.True(shopify.Duration < bound * 1.5, $"Shopify took {shopify.Duration}, its bound is {bound}");
+        // Etsy at 10 a second for 30 s, the rest left for the next cycle.
+        Assert.InRange(etsy.Succeeded, 200, 301);
+        Assert.Equal(each - etsy.Succeeded, etsy.LeftOver);
+        AssertAtMostPerSecond(H.Fake.Etsy.CallTimes, 10);
+        Assert.InRange(H.Fake.PeakConcurrent("all"), 2, 16);
+    }
+
+    [Xunit.Fact]
+    public async Task RetryAfter_PausesEveryReplica()
+    {
+        var users = await Chains.DueUsersAsync(H, 60);
+        var limited = users[10].Refresh;
+        H.Fake.Etsy.RetryAfterSeconds = 2;
+        H.Fake.Etsy.SetFault(limited, FakeFault.RateLimited, times: 1);
+
+        var clis = Enumerable.Range(0, 2).Select(_ => CliProcess.Start(["once"], H.Settings)).ToList();
+        var codes = await Task.WhenAll(clis.Select(c => c.WaitForExitAsync(TimeSpan.FromMinutes(2))));
+        clis.ForEach(c => c.Dispose());
+
+        Assert.All(codes, code => Assert.Equal(0, code));
+        var refused = H.Fake.Etsy.LastCallAt(limited)!.Value;
+        var times = H.Fake.Etsy.CallTimes.Order().ToList();
+        output.WriteLine(string.Join(", ", times.Select(t => $"{(t - refused).TotalSeconds:0.00}")));
+        // A call reserved just before the pause was shared may still arrive; after that, neither process calls until the
+        // Retry-After has passed.
+        Assert.DoesNotContain(times, t => t > refused + TimeSpan.FromSeconds(0.4) && t < refused + TimeSpan.FromSeconds(1.95));
+        Assert.Contains(times, t => t >= refused + TimeSpan.FromSeconds(1.95));
+        Assert.Equal(users.Count - 1, users.Count(u => H.Fake.Etsy.IssuedFor(u.Refresh) is not null));
+    }
+
+    [Xunit.Fact]
+    public async Task ShopifyMaxConcurrency_BoundsShopifyAlone()
+    {
+        for (var i = 0; i < 12; i++)
+        {
+            H.Fake.Shopify.AddStore($"store{i}.myshopify.com", $"shpat_{i}");
+            await H.Db.AddShopifyStoreAsync($"store{i}.myshopify.com", $"shpat_{i}");
+        }
+
+        await Chains.DueUsersAsync(H, 12);
+        H.Fake.Latency = TimeSpan.FromMilliseconds(300);
+        H.Settings["REFRESH_MAX_CONCURRENCY"] = "8";
+        H.Settings["SHOPIFY_MAX_CONCURRENCY"] = "2";
+        H.Settings["ETSY_MAX_REQUESTS_PER_SECOND"] = "100";
+
+        var (summary, _) = await H.RunCycleAsync();
+
+        Assert.Equal("Etsy: 12/12 refreshed, 0 failed; Shopify: 12/12 validated, 0 deactivated, 0 failed", summary.ToString());
+        Assert.Equal(2, H.Fake.PeakConcurrent("shopify"));
+        Assert.InRange(H.Fake.PeakConcurrent("etsy"), 3, 8);
+    }
+
+    [Xunit.Fact]
+    public async Task DailyQuota_IsRecorded_ShownByStatus_InTheMetrics_AndWarnedOfAtMostHourly()
+    {
+        // 30 accounts, refreshed every 50 minutes (1-hour tokens, 10-minute margin): 864 requests a day, 86% of 1,000.
+        var users = await Chains.DueUsersAsync(H, 30);
+        H.Fake.Etsy.LimitPerDay = 1000;
+        H.Settings["ETSY_MAX_REQUESTS_PER_SECOND"] = "100";
+
+        var (first, firstLogs) = await H.RunCycleAsync();
+        Assert.Equal(30, first.Platforms[0].Succeeded);
+        Assert.DoesNotContain(firstLogs, l => l.Id.Id == 111); // nothing known of the quota before the first answers
+
+        using (var host = H.BuildHost())
+        {
+            using var perDay = new MetricCollector<long>(host.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), TokenRefreshMetrics.MeterName, "tokenrefresh.quota.per_day");
+            using var refreshes = new MetricCollector<double>(host.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), TokenRefreshMetrics.MeterName, "tokenrefresh.quota.refreshes_per_day");
+            await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+            Assert.Equal(1000, perDay.LastMeasurement!.Value);
+            Assert.Equal(864, refreshes.LastMeasurement!.Value, precision: 6);
+            var warning = Assert.Single(host.Services.GetFakeLogCollector().GetSnapshot(), l => l.Id.Id == 111);
+            Assert.Equal(LogLevel.Warning, warning.Level);
+            Assert.Contains("refreshing 30 accounts takes about 864 requests a day, 86% of the daily quota of 1000", warning.Message, StringComparison.Ordinal);
+        }
+
+        var (_, thirdLogs) = await H.RunCycleAsync();
+        Assert.DoesNotContain(thirdLogs, l => l.Id.Id == 111); // said once an hour, whichever replica says it
+
+        var (code, json, _) = await CliProcess.RunAsync(["status", "--json"], H.Settings);
+        Assert.Equal(0, code);
+        using var status = System.Text.Json.JsonDocument.Parse(json);
+        var quota = status.RootElement.GetProperty("platforms")[0].GetProperty("quota");
+        Assert.Equal(1000, quota.GetProperty("perDay").GetInt32());
+        Assert.Equal(1000 - users.Count, quota.GetProperty("remaining").GetInt32());
+        Assert.Equal(30, quota.GetProperty("accounts").GetInt64());
+        Assert.Equal(86.4, quota.GetProperty("sharePercent").GetDouble());
+        var (_, table, _) = await CliProcess.RunAsync(["status"], H.Settings);
+        Assert.Contains("Etsy daily quota: 1,000 requests a day, 970 left", table, StringComparison.Ordinal);
+        Assert.Contains("Refreshing 30 accounts takes about 864 requests a day, 86.4% of it: more than the 50%", table, StringComparison.Ordinal);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (!condition())
+        {
+            await Task.Delay(5, timeout.Token);
+        }
+    }
+}
