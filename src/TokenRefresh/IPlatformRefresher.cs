@@ -6,6 +6,9 @@ public sealed record DueAccount(string Id, string? Label = null, string? Problem
     /// <summary>Forced by an operator (`tokenrefresh refresh`): due or not, backing off or not; the claim still holds.</summary>
     internal bool Forced { get; init; }
 
+    /// <summary>When the cycle got the rate-limit permit for this account's call (a <see cref="TimeProvider"/> timestamp); null: none was needed.</summary>
+    internal long? PermittedAt { get; init; }
+
     /// <summary>The token and state the claim read (for validation, which needs no claim: the page).</summary>
     internal Persistence.ClaimedToken? Claimed { get; init; }
 

@@ -17,6 +17,9 @@ public sealed class CycleFailedException(CycleSummary summary, Exception inner) 
 /// </summary>
 public sealed partial class RefreshCycle
 {
+    /// <summary>How late after its moment a rate-limit permit may still be used.</summary>
+    internal static readonly TimeSpan PermitGrace = TimeSpan.FromMilliseconds(25);
+
     private readonly IEnumerable<IPlatformRefresher> _refreshers;
     private readonly TimeProvider _time;
     private readonly TokenRefreshOptions _options;
@@ -117,6 +120,7 @@ public sealed partial class RefreshCycle
                 // its own while the next account goes through. A permit or slot that an account did not use (another
                 // process claimed it first) goes to the next account.
                 var permitted = false;
+                var permittedAt = 0L;
                 CallSlots.Slot? slot = null;
                 try
                 {
@@ -128,20 +132,13 @@ public sealed partial class RefreshCycle
                             continue;
                         }
 
-                        if (!permitted)
+                        if (await NextTurnAsync() is { } notNow)
                         {
-                            if (await refresher.WaitForPermitAsync(deadline, platformClaiming.Token) is { } notNow)
-                            {
-                                stoppedBecause = notNow;
-                                await platformClaiming.CancelAsync();
-                                break;
-                            }
-
-                            permitted = true;
+                            stoppedBecause = notNow;
+                            await platformClaiming.CancelAsync();
+                            break;
                         }
 
-                        slot ??= await lane.EnterAsync(platformClaiming.Token);
-                        platformClaiming.Token.ThrowIfCancellationRequested();
                         var claim = await ClaimAccountAsync(refresher, account, deadline, platformClaiming.Token);
                         if (claim.Result is { } notClaimed)
                         {
@@ -150,7 +147,7 @@ public sealed partial class RefreshCycle
                         }
 
                         permitted = false;
-                        running.Add(RunClaimedAsync(claim.Account!, slot));
+                        running.Add(RunClaimedAsync(claim.Account! with { PermittedAt = permittedAt }, slot!));
                         slot = null;
                     }
 
@@ -159,6 +156,33 @@ public sealed partial class RefreshCycle
                 finally
                 {
                     slot?.Dispose();
+                }
+
+                // A permit, then a slot, both still good: a permit is for its moment, and one kept while a slot came
+                // free or while other processes' accounts were passed over would put its call beside the next one's.
+                async Task<string?> NextTurnAsync()
+                {
+                    while (true)
+                    {
+                        if (!permitted)
+                        {
+                            if (await refresher.WaitForPermitAsync(deadline, platformClaiming.Token) is { } notNow)
+                            {
+                                return notNow;
+                            }
+
+                            permitted = true;
+                            permittedAt = _time.GetTimestamp();
+                        }
+
+                        slot ??= await lane.EnterAsync(platformClaiming.Token);
+                        platformClaiming.Token.ThrowIfCancellationRequested();
+                        permitted = _time.GetElapsedTime(permittedAt) <= PermitGrace;
+                        if (permitted)
+                        {
+                            return null;
+                        }
+                    }
                 }
             }
             finally

@@ -14,7 +14,8 @@ namespace TokenRefresh.IntegrationTests;
 /// platforms answer slowly, processes start together, one is killed mid-call, another starts while its requests are in
 /// flight. No token is ever sent twice, none is lost, no session sits idle in a transaction.
 /// </summary>
-public sealed class LeaseAndSchedulingTests(ITestOutputHelper output) : HarnessTests
+[Collection(TimingSensitive.Name)]
+public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : HarnessTests
 {
     private static readonly TimeSpan SlowAnswer = TimeSpan.FromSeconds(2.5);
 
@@ -42,17 +43,34 @@ public sealed class LeaseAndSchedulingTests(ITestOutputHelper output) : HarnessT
         return stores;
     }
 
-    // No more than the limit in any one-second window: the 11th call after any call comes at least a second later (less
-    // 50 ms for the jitter between the moment a call may start and its arrival here).
-    private static void AssertAtMostPerSecond(IEnumerable<DateTimeOffset> arrivals, int perSecond)
+    // No more than the limit in any one-second window of the moments the processes sent their requests (their DEBUG
+    // lines): the 11th request after any request left at least a second later, less 50 ms for a permit used a moment late.
+    private static void AssertSentAtMostPerSecond(IEnumerable<string> outputs, int perSecond)
     {
-        var times = arrivals.Order().ToList();
+        var times = outputs.SelectMany(o => SentAt().Matches(o)).Select(m => TimeSpan.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).Order().ToList();
+        Assert.NotEmpty(times);
         for (var i = 0; i + perSecond < times.Count; i++)
         {
             var span = times[i + perSecond] - times[i];
-            Assert.True(span >= TimeSpan.FromSeconds(0.95), $"{perSecond + 1} calls within {span.TotalMilliseconds:0} ms, from call {i}");
+            Assert.True(span >= TimeSpan.FromSeconds(0.95), $"{perSecond + 1} requests sent within {span.TotalMilliseconds:0} ms, from request {i}");
         }
     }
+
+    // At the fake, which a loaded machine may hold back for a moment and then serve several at once: at most twice the
+    // limit in any two seconds, plus one request per process (a process's first may leave late, with the next beside it).
+    // Processes each keeping the limit on their own would send two or four times as many.
+    private static void AssertArrivedAtMostPerSecond(IEnumerable<DateTimeOffset> arrivals, int perSecond, int processes)
+    {
+        var times = arrivals.Order().ToList();
+        for (var i = 0; i < times.Count; i++)
+        {
+            var inWindow = times.Skip(i).TakeWhile(t => t - times[i] < TimeSpan.FromSeconds(2)).Count();
+            Assert.True(inWindow <= 2 * perSecond + 1 + processes, $"{inWindow} requests arrived within two seconds, from request {i}");
+        }
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"Etsy account \S+: sending the refresh request at (\d\d:\d\d:\d\d\.\d{3}) UTC")]
+    private static partial System.Text.RegularExpressions.Regex SentAt();
 
     [Xunit.Theory]
     [InlineData(2)]
@@ -64,12 +82,14 @@ public sealed class LeaseAndSchedulingTests(ITestOutputHelper output) : HarnessT
         var stores = await DueExpiringStoresAsync(10);
         SlowPlatforms();
 
+        var outputs = new List<string>();
         await using (var watch = new IdleTransactionWatch(H.Db))
         {
             var clis = Enumerable.Range(0, processes).Select(_ => CliProcess.Start(["once"], H.Settings)).ToList();
             var codes = await Task.WhenAll(clis.Select(c => c.WaitForExitAsync(TimeSpan.FromMinutes(2))));
             foreach (var cli in clis)
             {
+                outputs.Add(cli.Stdout);
                 output.WriteLine(cli.Stdout.Split('\n').LastOrDefault(l => l.Contains("Refresh cycle completed", StringComparison.Ordinal)));
                 cli.Dispose();
             }
@@ -91,7 +111,10 @@ public sealed class LeaseAndSchedulingTests(ITestOutputHelper output) : HarnessT
         }
 
         // ETSY_MAX_REQUESTS_PER_SECOND as shipped (10), for every process together.
-        AssertAtMostPerSecond(H.Fake.Etsy.CallTimes, 10);
+        var first = H.Fake.Etsy.CallTimes.Min();
+        output.WriteLine(string.Join(", ", H.Fake.Etsy.CallTimes.Order().Select(t => $"{(t - first).TotalSeconds:0.000}")));
+        AssertSentAtMostPerSecond(outputs, 10);
+        AssertArrivedAtMostPerSecond(H.Fake.Etsy.CallTimes, 10, processes);
         Assert.Equal(0, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE lease_until IS NOT NULL"));
     }
 
@@ -178,9 +201,10 @@ public sealed class LeaseAndSchedulingTests(ITestOutputHelper output) : HarnessT
         H.Settings["CYCLE_BUDGET_SECONDS"] = "30";
 
         CycleSummary summary;
+        IReadOnlyList<FakeLogRecord> logs;
         await using (var watch = new IdleTransactionWatch(H.Db))
         {
-            (summary, _) = await H.RunCycleAsync();
+            (summary, logs) = await H.RunCycleAsync();
             Assert.Equal(TimeSpan.Zero, watch.Longest);
         }
 
@@ -192,11 +216,13 @@ public sealed class LeaseAndSchedulingTests(ITestOutputHelper output) : HarnessT
             $"peak in flight: Etsy {H.Fake.PeakConcurrent("etsy")}, Shopify {H.Fake.PeakConcurrent("shopify")}, all {H.Fake.PeakConcurrent("all")}");
 
         Assert.Equal(each, shopify.Succeeded);
-        Assert.True(shopify.Duration < bound * 1.5, $"Shopify took {shopify.Duration}, its bound is {bound}");
+        // Within twice its bound on two busy cores; starved of slots by Etsy's permit waits, it took twenty times as long.
+        Assert.True(shopify.Duration < bound * 2, $"Shopify took {shopify.Duration}, its bound is {bound}");
         // Etsy at 10 a second for 30 s, the rest left for the next cycle.
         Assert.InRange(etsy.Succeeded, 200, 301);
         Assert.Equal(each - etsy.Succeeded, etsy.LeftOver);
-        AssertAtMostPerSecond(H.Fake.Etsy.CallTimes, 10);
+        AssertSentAtMostPerSecond([string.Join("\n", logs.Select(l => l.Message))], 10);
+        AssertArrivedAtMostPerSecond(H.Fake.Etsy.CallTimes, 10, processes: 1);
         Assert.InRange(H.Fake.PeakConcurrent("all"), 2, 16);
     }
 
@@ -210,9 +236,12 @@ public sealed class LeaseAndSchedulingTests(ITestOutputHelper output) : HarnessT
 
         var clis = Enumerable.Range(0, 2).Select(_ => CliProcess.Start(["once"], H.Settings)).ToList();
         var codes = await Task.WhenAll(clis.Select(c => c.WaitForExitAsync(TimeSpan.FromMinutes(2))));
+        var outputs = clis.Select(c => c.Stdout).ToList();
         clis.ForEach(c => c.Dispose());
 
-        Assert.All(codes, code => Assert.Equal(0, code));
+        // The process that got the 429 reports that account as failed (exit 1); the other exits 0.
+        Assert.Equal([0, 1], codes.Order());
+        Assert.Single(outputs, o => o.Contains("failed (rate_limited, transient)", StringComparison.Ordinal));
         var refused = H.Fake.Etsy.LastCallAt(limited)!.Value;
         var times = H.Fake.Etsy.CallTimes.Order().ToList();
         output.WriteLine(string.Join(", ", times.Select(t => $"{(t - refused).TotalSeconds:0.00}")));

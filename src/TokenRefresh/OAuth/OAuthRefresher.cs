@@ -79,6 +79,10 @@ internal sealed partial class OAuthRefresher(
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         await WarnAboutExpiringRefreshTokensAsync(connection, now, cancellationToken);
         await CheckDailyQuotaAsync(connection, now, cancellationToken);
+        // The claim once for no account: a new process's first claim is then as quick as the others, and a rate-limit
+        // permit does not grow stale while it runs.
+        await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
+            new CommandDefinition(ClaimSql(false), ClaimParameters(null, now, "warm-up", now), cancellationToken: cancellationToken));
         var reauthSql = $"""
             SELECT count(*)
             FROM token_refresh_state s JOIN {_t.Name} a ON {Id} = s.account_id
@@ -167,9 +171,38 @@ internal sealed partial class OAuthRefresher(
     /// </summary>
     public async Task<Claim> ClaimAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
     {
+        var sql = ClaimSql(account.Forced);
+        var now = time.GetUtcNow();
+        var holder = AccountState.NewLeaseHolder();
+        // Not cancelled: a claim that the server committed is always known to this process, which then ends it.
+        var row = await DatabaseRetry.ReadAsync(time, async ct =>
+        {
+            await using var connection = await db.OpenConnectionAsync(ct);
+            return await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
+                new CommandDefinition(sql, ClaimParameters(account.Id, now, holder, deadline - options.Value.CycleBudget), cancellationToken: ct));
+        }, CancellationToken.None);
+        return row is null
+            ? new Claim(null, AccountResult.Skip("not claimed: no longer due, or another process has it"))
+            : new Claim(account with { Claimed = row });
+    }
+
+    private object ClaimParameters(string? id, DateTimeOffset now, string holder, DateTimeOffset cycleStart) => new
+    {
+        Id = id, DueBefore = now + platform.Margin, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder,
+        UnknownOutcomeWait = options.Value.UnknownOutcomeWait.TotalSeconds, CycleStart = cycleStart,
+    };
+
+    // Built once per cycle and kind, with the table's shape.
+    private string ClaimSql(bool forced) => forced ? _forcedClaimSql ??= BuildClaimSql(true) : _claimSql ??= BuildClaimSql(false);
+
+    private string? _claimSql;
+    private string? _forcedClaimSql;
+
+    private string BuildClaimSql(bool forced)
+    {
         // Due-ness is checked again here: another replica may have refreshed it since the page was read.
-        var due = account.Forced ? "" : $"AND a.token_expires_at <= {T.At("token_expires_at", "@DueBefore")}";
-        var sql = $"""
+        var due = forced ? "" : $"AND a.token_expires_at <= {T.At("token_expires_at", "@DueBefore")}";
+        return $"""
             WITH account AS (
                 SELECT {Id} AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
                        s.xmin AS version, @Holder AS LeaseHolder, {AccountState.Columns}, {AccountState.LeaseColumns}
@@ -184,25 +217,10 @@ internal sealed partial class OAuthRefresher(
                     lease_until = EXCLUDED.lease_until, lease_token_hash = EXCLUDED.lease_token_hash,
                     lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
                 WHERE s.lease_holder = @Holder -- a retry after an attempt whose commit was not acknowledged
-                   OR (s.xmin = (SELECT version FROM account) AND {AccountState.ClaimableSql(account.Forced)})
+                   OR (s.xmin = (SELECT version FROM account) AND {AccountState.ClaimableSql(forced)})
                 RETURNING 1)
             SELECT a.* FROM account a WHERE EXISTS (SELECT 1 FROM claimed)
             """;
-        var now = time.GetUtcNow();
-        var holder = AccountState.NewLeaseHolder();
-        // Not cancelled: a claim that the server committed is always known to this process, which then ends it.
-        var row = await DatabaseRetry.ReadAsync(time, async ct =>
-        {
-            await using var connection = await db.OpenConnectionAsync(ct);
-            return await connection.QuerySingleOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql, new
-            {
-                account.Id, DueBefore = now + platform.Margin, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder,
-                UnknownOutcomeWait = options.Value.UnknownOutcomeWait.TotalSeconds, CycleStart = deadline - options.Value.CycleBudget,
-            }, cancellationToken: ct));
-        }, CancellationToken.None);
-        return row is null
-            ? new Claim(null, AccountResult.Skip("not claimed: no longer due, or another process has it"))
-            : new Claim(account with { Claimed = row });
     }
 
     public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
@@ -220,6 +238,16 @@ internal sealed partial class OAuthRefresher(
 
         // Not cancelled by shutdown: a request that was sent is answered and its pair stored. (Should anything throw
         // here, the lease runs out uncleared, and the next claim treats the attempt as unknown.)
+        // A permit is for its moment: if this call could not leave within the grace (a busy machine), it takes a new
+        // one rather than go out beside the next call's, and waits for it with its lease.
+        if (platform.RateLimit is { } rate && account.PermittedAt is { } permittedAt && time.GetElapsedTime(permittedAt) > RefreshCycle.PermitGrace
+            && await rate.WaitAsync(deadline, time, CancellationToken.None) is { } notNow)
+        {
+            await ReleaseAsync(account, claim);
+            return AccountResult.Skip(notNow);
+        }
+
+        Log.Sending(logger, platform.Platform, account, time.GetUtcNow());
         var result = await platform.RefreshAsync(account.Label, sent, CancellationToken.None);
 
         if (result.Status == CallStatus.Ok)
@@ -435,6 +463,9 @@ internal sealed partial class OAuthRefresher(
 
         [LoggerMessage(112, LogLevel.Warning, "{Platform}: the daily quota the platform gave could not be stored for status; it is, with the next cycle's first permit")]
         public static partial void QuotaNotStored(ILogger logger, Exception exception, string platform);
+
+        [LoggerMessage(113, LogLevel.Debug, "{Platform} {Account}: sending the refresh request at {At:HH:mm:ss.fff} UTC")]
+        public static partial void Sending(ILogger logger, string platform, DueAccount account, DateTimeOffset at);
 
         [LoggerMessage(110, LogLevel.Warning, "{Platform}: a 429's pause could not be shared with the other replicas through the database; this process pauses")]
         public static partial void PauseNotShared(ILogger logger, Exception exception, string platform);

@@ -48,10 +48,13 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, string platform, int 
                 continue; // another replica took that moment first
             }
 
+            var moment = Clock.GetUtcNow() + wait;
             await Task.Delay(wait, Clock, cancellationToken);
 
-            // This process's own 429 may have come while it waited for a moment reserved before it: reserve again.
-            if (new DateTimeOffset(Interlocked.Read(ref _pausedUntilTicks), TimeSpan.Zero) <= Clock.GetUtcNow())
+            // Woken late (a busy machine), the call would go out beside the next one's: that moment is let go. And this
+            // process's own 429 may have come while it waited for a moment reserved before it. Either way: reserve again.
+            if (Clock.GetUtcNow() - moment <= RefreshCycle.PermitGrace
+                && new DateTimeOffset(Interlocked.Read(ref _pausedUntilTicks), TimeSpan.Zero) <= Clock.GetUtcNow())
             {
                 return null;
             }
