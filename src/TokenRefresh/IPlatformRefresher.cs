@@ -12,6 +12,11 @@ public sealed record DueAccount(string Id, string? Label = null, string? Problem
     /// <summary>The token and state the claim read (for validation, which needs no claim: the page).</summary>
     internal Persistence.ClaimedToken? Claimed { get; init; }
 
+    /// <summary>The same account: its id, label and problem (what a claim read, and when, rides along).</summary>
+    public bool Equals(DueAccount? other) => other is not null && Id == other.Id && Label == other.Label && Problem == other.Problem;
+
+    public override int GetHashCode() => HashCode.Combine(Id, Label, Problem);
+
     /// <summary>How log lines name the account: its id, and its shop domain where it has one. Never a token.</summary>
     public override string ToString() => Label is null ? $"account {Id}" : $"store {Label} ({Id})";
 }
