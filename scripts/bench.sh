@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The benchmark: one refresh cycle over N due Etsy users and N active Shopify stores on a throwaway
-# PostgreSQL, against the fake platforms with a set latency, through the production wiring.
-#   ./scripts/bench.sh                  the README's table (10,000 + 10,000 at 50 ms and at 0 ms, round trips)
-#   ./scripts/bench.sh N LATENCY_MS C [--round-trips] [--pgbouncer MODE] [--url-query QUERY]
-#                                       one run: N + N accounts, latency, REFRESH_MAX_CONCURRENCY; through a PgBouncer
-#                                       (transaction or session mode); with QUERY added to DATABASE_URL (max_auto_prepare=32)
+# The benchmark: one refresh cycle over N due Etsy users and N active Shopify stores on a throwaway PostgreSQL,
+# against the fake platforms (a process of their own) with a set latency, through the production wiring.
+#   ./scripts/bench.sh                  the README's table: 10,000 + 10,000 at 50 ms (concurrency 16, 32, 64) and at
+#                                       0 ms; the CLI process over 3,000 + 3,000 at 50 ms, concurrency 32; the same
+#                                       backlog under Etsy's default limit (10/s) with a 30 s budget; round trips
+#   ./scripts/bench.sh N LATENCY_MS C [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pgbouncer MODE] [--url-query QUERY]
+#                                       one run: N + N accounts, latency, REFRESH_MAX_CONCURRENCY; as the CLI process;
+#                                       with ETSY_MAX_REQUESTS_PER_SECOND=R (by default lifted to 100,000) and
+#                                       CYCLE_BUDGET_SECONDS=S (by default an hour); through a PgBouncer (transaction or
+#                                       session mode); with QUERY added to DATABASE_URL (max_auto_prepare=32)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -13,20 +17,22 @@ pgdir=$(mktemp -d /tmp/tokenrefresh-bench-pg.XXXXXX)
 bouncer=$(mktemp -d /tmp/tokenrefresh-bench-pgbouncer.XXXXXX)
 trap 'scripts/pgbouncer.sh stop "$bouncer"; scripts/pg.sh stop "$pgdir"' EXIT
 admin_url=$(scripts/pg.sh start "$pgdir")
-dotnet build tests/TokenRefresh.Benchmarks -c Release -nologo -v quiet >/dev/null
+for project in tests/TokenRefresh.Benchmarks tests/TokenRefresh.FakePlatforms src/TokenRefresh.Cli; do
+  dotnet build "$project" -c Release -nologo -v quiet >/dev/null
+done
 bench() { dotnet tests/TokenRefresh.Benchmarks/bin/Release/net10.0/TokenRefresh.Benchmarks.dll "$admin_url" "$@"; }
 
-echo "| accounts (Etsy + Shopify) | latency | concurrency | wall time | latency bound | ratio | accounts/s | CPU ms/account | DB round trips/account | peak memory |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| run | accounts (Etsy + Shopify) | latency | concurrency | Etsy limit | wall time | bound | ratio | Etsy time | Shopify time | accounts/s | service CPU ms/account | DB round trips/account | peak memory |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 if [ $# -ge 3 ]; then
   n=$1 latency=$2 concurrency=$3
   shift 3
   extra=()
   while [ $# -gt 0 ]; do
     case "$1" in
-      --pgbouncer) pooler_url=$(scripts/pgbouncer.sh start "$bouncer" "$admin_url" "$2"); extra+=(--pooler-port "$(cat "$bouncer/port")"); shift 2 ;;
-      --url-query) extra+=(--url-query "$2"); shift 2 ;;
-      --round-trips) extra+=(--round-trips); shift ;;
+      --pgbouncer) scripts/pgbouncer.sh start "$bouncer" "$admin_url" "$2" >/dev/null; extra+=(--pooler-port "$(cat "$bouncer/port")"); shift 2 ;;
+      --url-query|--etsy-rate|--budget) extra+=("$1" "$2"); shift 2 ;;
+      --round-trips|--cli) extra+=("$1"); shift ;;
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
@@ -36,6 +42,8 @@ else
   bench 10000 10000 50 32 | grep '^|'
   bench 10000 10000 50 64 | grep '^|'
   bench 10000 10000 0 16 | grep '^|'
+  bench 3000 3000 50 32 --cli | grep '^|'
+  bench 3000 3000 50 16 --etsy-rate 10 --budget 30 | grep '^|'
   bench 1000 0 0 16 --round-trips | grep '^|'
   bench 0 1000 0 16 --round-trips | grep '^|'
 fi

@@ -101,7 +101,7 @@ public static partial class TokenRefreshExtensions
             .AddResilienceHandler("shopify", pipeline => pipeline.AddTimeout(options.HttpTimeout));
 
         // One per process, for every cycle: the limit itself lives in the database, shared by every replica.
-        services.AddKeyedSingleton("Etsy", (sp, _) => new SharedRateLimit(sp.GetRequiredService<NpgsqlDataSource>(), "etsy", options.EtsyMaxRequestsPerSecond));
+        services.AddKeyedSingleton("Etsy", (sp, _) => new SharedRateLimit(sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<TimeProvider>(), "etsy", options.EtsyMaxRequestsPerSecond));
         services.AddSingleton<AppTables>();
         services.AddSingleton<ShopifySchema>();
         services.AddSingleton<PairWriter>();

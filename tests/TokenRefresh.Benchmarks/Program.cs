@@ -1,11 +1,17 @@
-// One refresh cycle over N due Etsy users and N active Shopify stores, against the fake platforms with a
-// set latency, through the production wiring (AddTokenRefresh). Driven by ./scripts/bench.sh.
-//   dotnet run -c Release --project tests/TokenRefresh.Benchmarks -- ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY
-//     [--round-trips] [--pooler-port PORT] [--url-query QUERY]
+// One refresh cycle over N due Etsy users and N active Shopify stores, against the fake platforms (a process of their
+// own, so that only the service's CPU is counted) with a set latency, through the production wiring (AddTokenRefresh).
+// Driven by ./scripts/bench.sh.
+//   dotnet TokenRefresh.Benchmarks.dll ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY
+//     [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port PORT] [--url-query QUERY]
+//   --cli: the cycle runs as the CLI does, `tokenrefresh once` as a process of its own, startup included;
+//   --etsy-rate: ETSY_MAX_REQUESTS_PER_SECOND (by default lifted to 100,000: a limit a deployment sets for its app);
+//   --budget: CYCLE_BUDGET_SECONDS (by default an hour);
 //   --pooler-port: the service reaches the database through a pooler (scripts/pgbouncer.sh) listening there;
 //   --url-query: appended to DATABASE_URL, e.g. max_auto_prepare=32.
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
 using Dapper;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -14,11 +20,10 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using TokenRefresh;
 using TokenRefresh.Benchmarks;
-using TokenRefresh.FakePlatforms;
 
 if (args.Length < 5)
 {
-    Console.Error.WriteLine("usage: ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY [--round-trips]");
+    Console.Error.WriteLine("usage: ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port P] [--url-query Q]");
     return 2;
 }
 
@@ -28,9 +33,12 @@ var shopifyCount = int.Parse(args[2], CultureInfo.InvariantCulture);
 var latency = TimeSpan.FromMilliseconds(int.Parse(args[3], CultureInfo.InvariantCulture));
 var concurrency = int.Parse(args[4], CultureInfo.InvariantCulture);
 var countRoundTrips = args.Contains("--round-trips");
+var asCli = args.Contains("--cli");
 string? Option(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
 var poolerPort = Option("--pooler-port") is { } p ? int.Parse(p, CultureInfo.InvariantCulture) : (int?)null;
 var urlQuery = Option("--url-query");
+var etsyRate = int.Parse(Option("--etsy-rate") ?? "100000", CultureInfo.InvariantCulture);
+var budget = int.Parse(Option("--budget") ?? "3600", CultureInfo.InvariantCulture);
 
 // A fresh database with the main application's tables and the service's own.
 var admin = new NpgsqlConnectionStringBuilder(TokenRefreshBench.Connection(adminUrl));
@@ -55,61 +63,94 @@ await using (var dataSource = NpgsqlDataSource.Create(admin.ConnectionString))
         """, new { etsyCount, shopifyCount }, commandTimeout: 600);
 }
 
-await using var fake = await FakePlatformServer.StartAsync();
-fake.Latency = latency;
-for (var i = 1; i <= etsyCount; i++)
+// The fake platforms in a process of their own, seeded with the same accounts.
+var seed = Path.Combine(Path.GetTempPath(), $"tokenrefresh-bench-seed-{Guid.NewGuid():N}.json");
+await File.WriteAllTextAsync(seed, JsonSerializer.Serialize(new
 {
-    fake.Etsy.AddRefreshToken($"{i}.rt-bench-{i}");
-}
-
-for (var i = 1; i <= shopifyCount; i++)
-{
-    fake.Shopify.AddStore($"shop{i}.myshopify.com", $"shpat_bench_{i}");
-}
+    etsy = Enumerable.Range(1, etsyCount).Select(i => new { refreshToken = $"{i}.rt-bench-{i}" }),
+    shopify = Enumerable.Range(1, shopifyCount).Select(i => new { shop = $"shop{i}.myshopify.com", accessToken = $"shpat_bench_{i}" }),
+}));
+using var fake = Child.Start(Path.Combine(TokenRefreshBench.Root, "tests", "TokenRefresh.FakePlatforms", "bin", "Release", "net10.0", "TokenRefresh.FakePlatforms.dll"),
+    ["--urls", "http://127.0.0.1:0", "--latency-ms", ((int)latency.TotalMilliseconds).ToString(CultureInfo.InvariantCulture), "--seed", seed], new Dictionary<string, string?>());
+var fakeUrl = (await fake.WaitForLineAsync("Fake platforms listening on ", TimeSpan.FromMinutes(2)))["Fake platforms listening on ".Length..].Trim();
+File.Delete(seed);
 
 await using var counter = countRoundTrips ? new RoundTripCounter(poolerPort ?? admin.Port) : null;
 var serviceUrl = new UriBuilder(adminUrl) { Path = "/" + database, Port = counter?.Port ?? poolerPort ?? admin.Port, Query = urlQuery ?? "" }.Uri.AbsoluteUri;
-
-var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+var settings = new Dictionary<string, string?>
 {
     ["DATABASE_URL"] = serviceUrl,
-    ["ETSY_CLIENT_ID"] = fake.Etsy.ClientId,
-    ["ETSY_CLIENT_SECRET"] = fake.Etsy.SharedSecret,
-    ["SHOPIFY_API_KEY"] = fake.Shopify.ApiKey,
-    ["SHOPIFY_API_SECRET"] = fake.Shopify.ApiSecret,
-    ["ETSY_API_BASE_URL"] = fake.EtsyBaseUrl,
-    ["SHOPIFY_API_BASE_URL"] = fake.ShopifyBaseUrl,
+    ["ETSY_CLIENT_ID"] = "fake-etsy-keystring",
+    ["ETSY_CLIENT_SECRET"] = "fake-etsy-shared-secret",
+    ["SHOPIFY_API_KEY"] = "fake-shopify-api-key",
+    ["SHOPIFY_API_SECRET"] = "fake-shopify-api-secret",
+    ["ETSY_API_BASE_URL"] = fakeUrl,
+    ["SHOPIFY_API_BASE_URL"] = fakeUrl + "/shopify/{shop}",
     ["REFRESH_MAX_CONCURRENCY"] = concurrency.ToString(CultureInfo.InvariantCulture),
-    // The benchmark measures the service, not a client-side limit or budget that a deployment sets for its app.
-    ["ETSY_MAX_REQUESTS_PER_SECOND"] = "100000",
-    ["CYCLE_BUDGET_SECONDS"] = "3600",
+    ["ETSY_MAX_REQUESTS_PER_SECOND"] = etsyRate.ToString(CultureInfo.InvariantCulture),
+    ["CYCLE_BUDGET_SECONDS"] = budget.ToString(CultureInfo.InvariantCulture),
     ["LOG_LEVEL"] = "INFO",
-});
-// Every per-account line is formatted, as in production, then dropped instead of printed.
-builder.Logging.AddProvider(new DiscardingLoggerProvider());
-builder.AddTokenRefresh();
-using var host = builder.Build();
+};
 
-var process = Process.GetCurrentProcess();
-GC.Collect();
 var roundTripsBefore = counter?.RoundTrips ?? 0;
-process.Refresh();
-var cpuBefore = process.TotalProcessorTime;
-var wall = Stopwatch.StartNew();
-var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
-wall.Stop();
-process.Refresh();
-var cpu = process.TotalProcessorTime - cpuBefore;
-var roundTrips = (counter?.RoundTrips ?? 0) - roundTripsBefore;
+TimeSpan wall, cpu;
+long peakMemory;
+string summaryText;
+TimeSpan? etsyTime = null, shopifyTime = null;
+var succeeded = 0;
+if (asCli)
+{
+    // The CLI as cron or a container runs it: a process of its own, from its start to its exit.
+    var before = Child.Usage();
+    var clock = Stopwatch.StartNew();
+    using var cli = Child.Start(Path.Combine(TokenRefreshBench.Root, "src", "TokenRefresh.Cli", "bin", "Release", "net10.0", "TokenRefresh.Cli.dll"), ["once"], settings);
+    var code = await cli.WaitForExitAsync(TimeSpan.FromHours(2));
+    wall = clock.Elapsed;
+    var after = Child.Usage();
+    cpu = after.Cpu - before.Cpu;
+    peakMemory = after.MaxRssKb / 1024;
+    summaryText = cli.Output.Split('\n').LastOrDefault(l => l.Contains("Refresh cycle completed", StringComparison.Ordinal))?.Trim() ?? $"exit {code}";
+    succeeded = code == 0 ? etsyCount + shopifyCount : 0;
+}
+else
+{
+    var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+    builder.Configuration.AddInMemoryCollection(settings);
+    // Every per-account line is formatted, as in production, then dropped instead of printed.
+    builder.Logging.AddProvider(new DiscardingLoggerProvider());
+    builder.AddTokenRefresh();
+    using var host = builder.Build();
 
+    var process = Process.GetCurrentProcess();
+    GC.Collect();
+    process.Refresh();
+    var cpuBefore = process.TotalProcessorTime;
+    var clock = Stopwatch.StartNew();
+    var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+    wall = clock.Elapsed;
+    process.Refresh();
+    cpu = process.TotalProcessorTime - cpuBefore;
+    peakMemory = process.PeakWorkingSet64 / 1024 / 1024;
+    summaryText = summary.ToString();
+    etsyTime = summary.Platforms.FirstOrDefault(p => p.Platform == "Etsy")?.Duration;
+    shopifyTime = summary.Platforms.FirstOrDefault(p => p.Platform == "Shopify")?.Duration;
+    succeeded = summary.Platforms.Sum(x => x.Succeeded);
+}
+
+var roundTrips = (counter?.RoundTrips ?? 0) - roundTripsBefore;
 var accounts = etsyCount + shopifyCount;
-var bound = TimeSpan.FromMilliseconds(accounts * latency.TotalMilliseconds / concurrency);
-Console.WriteLine($"summary: {summary}");
+// The bound: every account's latency, spread over the slots; and Etsy's accounts at its rate, whichever is longer.
+var latencyBound = TimeSpan.FromMilliseconds(accounts * latency.TotalMilliseconds / concurrency);
+var rateBound = TimeSpan.FromSeconds(etsyCount / (double)etsyRate);
+var bound = latencyBound > rateBound ? latencyBound : rateBound;
+string Seconds(TimeSpan? t) => t is { } x ? x.TotalSeconds.ToString("0.00", CultureInfo.InvariantCulture) + " s" : "-";
+Console.WriteLine($"summary: {summaryText}");
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"| {accounts:N0} ({etsyCount:N0} + {shopifyCount:N0}) | {latency.TotalMilliseconds:0} ms | {concurrency} | {wall.Elapsed.TotalSeconds:0.00} s | {bound.TotalSeconds:0.00} s | " +
-    $"{(bound > TimeSpan.Zero ? (wall.Elapsed / bound).ToString("0.00", CultureInfo.InvariantCulture) + "x" : "n/a")} | {accounts / wall.Elapsed.TotalSeconds:N0} | " +
-    $"{cpu.TotalMilliseconds / accounts:0.000} | {(countRoundTrips ? (roundTrips / (double)accounts).ToString("0.00", CultureInfo.InvariantCulture) : "-")} | {process.PeakWorkingSet64 / 1024 / 1024} MB |"));
+    $"| {(asCli ? "CLI `once`" : "in-process")} | {accounts:N0} ({etsyCount:N0} + {shopifyCount:N0}) | {latency.TotalMilliseconds:0} ms | {concurrency} | {etsyRate:N0}/s | " +
+    $"{wall.TotalSeconds:0.00} s | {bound.TotalSeconds:0.00} s | " +
+    $"{(bound > TimeSpan.Zero ? (wall / bound).ToString("0.00", CultureInfo.InvariantCulture) + "x" : "n/a")} | {Seconds(etsyTime)} | {Seconds(shopifyTime)} | " +
+    $"{accounts / wall.TotalSeconds:N0} | {cpu.TotalMilliseconds / accounts:0.000} | " +
+    $"{(countRoundTrips ? (roundTrips / (double)accounts).ToString("0.00", CultureInfo.InvariantCulture) : "-")} | {peakMemory} MB |"));
 
 await using (var c = new NpgsqlConnection(TokenRefreshBench.Connection(adminUrl)))
 {
@@ -117,8 +158,7 @@ await using (var c = new NpgsqlConnection(TokenRefreshBench.Connection(adminUrl)
     await c.ExecuteAsync($"DROP DATABASE IF EXISTS {database} WITH (FORCE)");
 }
 
-var expected = etsyCount + shopifyCount;
-return summary.Platforms.Sum(p => p.Succeeded) == expected ? 0 : 1;
+return succeeded == accounts || budget < 3600 ? 0 : 1;
 
 internal static class TokenRefreshBench
 {
@@ -141,6 +181,108 @@ internal static class TokenRefreshBench
         }
 
         throw new InvalidOperationException("TokenRefresh.sln not found");
+    }
+}
+
+/// <summary>A child process (the fakes, the CLI), its output, and the CPU and memory of the children that have exited.</summary>
+internal sealed class Child : IDisposable
+{
+    private readonly Process _process;
+    private readonly System.Text.StringBuilder _output = new();
+
+    private Child(Process process) => _process = process;
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public static Child Start(string dll, string[] args, IReadOnlyDictionary<string, string?> environment)
+    {
+        var info = new ProcessStartInfo("dotnet", [dll, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (key, value) in environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        var process = new Process { StartInfo = info };
+        var child = new Child(process);
+        process.OutputDataReceived += (_, e) => { lock (child._output) { child._output.AppendLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (child._output) { child._output.AppendLine(e.Data); } };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return child;
+    }
+
+    public async Task<string> WaitForLineAsync(string prefix, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        while (true)
+        {
+            if (Output.Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal)) is { } line)
+            {
+                return line;
+            }
+
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException($"exited with {_process.ExitCode}: {Output}");
+            }
+
+            await Task.Delay(20, cts.Token);
+        }
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    /// <summary>getrusage(RUSAGE_CHILDREN): the CPU time of the children that have exited and been waited for, and the largest one's peak memory.</summary>
+    public static (TimeSpan Cpu, long MaxRssKb) Usage()
+    {
+        if (GetRUsage(-1, out var usage) != 0)
+        {
+            throw new InvalidOperationException("getrusage failed");
+        }
+
+        var cpu = TimeSpan.FromSeconds(usage.UserSeconds + usage.UserMicroseconds / 1e6 + usage.SystemSeconds + usage.SystemMicroseconds / 1e6);
+        return (cpu, usage.MaxRss);
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct RUsage
+    {
+        public long UserSeconds;
+        public long UserMicroseconds;
+        public long SystemSeconds;
+        public long SystemMicroseconds;
+        public long MaxRss;
+        public long IxRss, IdRss, IsRss, MinFlt, MajFlt, NSwap, InBlock, OuBlock, MsgSnd, MsgRcv, NSignals, NvCsw, NivCsw;
+    }
+
+    [DllImport("libc", EntryPoint = "getrusage", SetLastError = true)]
+    private static extern int GetRUsage(int who, out RUsage usage);
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+        }
+
+        _process.Dispose();
     }
 }
 

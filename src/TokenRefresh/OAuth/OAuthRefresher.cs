@@ -162,7 +162,7 @@ internal sealed partial class OAuthRefresher(
     }
 
     public Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming) =>
-        platform.RateLimit is { } limit ? limit.WaitAsync(deadline, time, claiming) : Task.FromResult<string?>(null);
+        platform.RateLimit is { } limit ? limit.WaitAsync(deadline, claiming) : Task.FromResult<string?>(null);
 
     /// <summary>
     /// Claims an account in one autocommit statement: its lease (this token may be in flight until lease_until) is
@@ -241,7 +241,7 @@ internal sealed partial class OAuthRefresher(
         // A permit is for its moment: if this call could not leave within the grace (a busy machine), it takes a new
         // one rather than go out beside the next call's, and waits for it with its lease.
         if (platform.RateLimit is { } rate && account.PermittedAt is { } permittedAt && time.GetElapsedTime(permittedAt) > RefreshCycle.PermitGrace
-            && await rate.WaitAsync(deadline, time, CancellationToken.None) is { } notNow)
+            && await rate.WaitAsync(deadline, CancellationToken.None) is { } notNow)
         {
             await ReleaseAsync(account, claim);
             return AccountResult.Skip(notNow);
@@ -344,28 +344,7 @@ internal sealed partial class OAuthRefresher(
             Log.LifetimeAssumed(logger, platform.Platform, account, platform.AssumedLifetime.TotalMinutes);
         }
 
-        // A compare-and-set on the token that was sent (or on the pair itself, when an earlier attempt's commit was
-        // acknowledged too late); the state is reset with it, lease included. Superseded: only the lease ends.
-        var refreshExpiry = _t.RefreshExpiryColumn is { } column ? $", {column} = {T.At(column, "@RefreshExpiresAt")}" : "";
-        var sql = $"""
-            WITH stored AS (
-                UPDATE {_t.Name} a
-                SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = {T.At("token_expires_at", "@ExpiresAt")}{refreshExpiry},
-                    updated_at = {T.At("updated_at", "@Now")}
-                WHERE {Key} = {T.IdParam("@Id")} AND a.refresh_token IN (@Sent, @RefreshToken)
-                RETURNING {Id} AS id),
-            state AS (
-                INSERT INTO token_refresh_state AS s (platform, account_id, last_success_at, updated_at)
-                SELECT '{platform.StateKey}', id, @Now, @Now FROM stored
-                ON CONFLICT (platform, account_id) DO UPDATE SET
-                    consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
-                    token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at,
-                    lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL),
-            released AS (
-                UPDATE token_refresh_state s SET lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
-                WHERE s.platform = '{platform.StateKey}' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
-            SELECT 1 FROM stored
-            """;
+        var sql = _storeSql ??= BuildStoreSql();
         var now = time.GetUtcNow();
         var parameters = new
         {
@@ -420,6 +399,34 @@ internal sealed partial class OAuthRefresher(
         {
             Log.DailyQuota(logger, platform.Platform, accounts, Math.Round(refreshes), Math.Round(100 * refreshes / perDay.Value), perDay.Value, percent);
         }
+    }
+
+    private string? _storeSql;
+
+    // A compare-and-set on the token that was sent (or on the pair itself, when an earlier attempt's commit was
+    // acknowledged too late); the state is reset with it, lease included. Superseded: only the lease ends.
+    private string BuildStoreSql()
+    {
+        var refreshExpiry = _t.RefreshExpiryColumn is { } column ? $", {column} = {T.At(column, "@RefreshExpiresAt")}" : "";
+        return $"""
+            WITH stored AS (
+                UPDATE {_t.Name} a
+                SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = {T.At("token_expires_at", "@ExpiresAt")}{refreshExpiry},
+                    updated_at = {T.At("updated_at", "@Now")}
+                WHERE {Key} = {T.IdParam("@Id")} AND a.refresh_token IN (@Sent, @RefreshToken)
+                RETURNING {Id} AS id),
+            state AS (
+                INSERT INTO token_refresh_state AS s (platform, account_id, last_success_at, updated_at)
+                SELECT '{platform.StateKey}', id, @Now, @Now FROM stored
+                ON CONFLICT (platform, account_id) DO UPDATE SET
+                    consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
+                    token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at,
+                    lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL),
+            released AS (
+                UPDATE token_refresh_state s SET lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+                WHERE s.platform = '{platform.StateKey}' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
+            SELECT 1 FROM stored
+            """;
     }
 
     // One warning per account per cycle while its refresh token is close to the end of its life.

@@ -28,19 +28,24 @@ internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time,
 {
     public async Task<WriteResult> WriteAsync(string sql, object parameters, DateTimeOffset deadline, string platform, DueAccount account)
     {
-        var attempts = 0;
+        var attempts = 1;
         int? written;
         try
         {
-            var left = deadline - time.GetUtcNow();
-            written = await DatabaseRetry.Pipeline(time, left > DatabaseRetry.MinimumWindow ? left : DatabaseRetry.MinimumWindow).ExecuteAsync(async ct =>
+            try
             {
-                attempts++;
-                await using var connection = await db.OpenConnectionAsync(ct);
-                return await connection.ExecuteScalarAsync<int?>(new CommandDefinition(sql, parameters, cancellationToken: ct));
-            }, CancellationToken.None);
-            if (attempts > 1)
+                // Most writes succeed at once: the retry pipeline is built only for those that do not. (The command
+                // timeout bounds this attempt.)
+                written = await WriteOnceAsync(sql, parameters, CancellationToken.None);
+            }
+            catch (Exception e) when (DatabaseRetry.IsTransient(e))
             {
+                var left = deadline - time.GetUtcNow();
+                written = await DatabaseRetry.Pipeline(time, left > DatabaseRetry.MinimumWindow ? left : DatabaseRetry.MinimumWindow).ExecuteAsync(ct =>
+                {
+                    attempts++;
+                    return WriteOnceAsync(sql, parameters, ct);
+                }, CancellationToken.None);
                 Log.StoredAfterRetries(logger, platform, account, attempts);
             }
         }
@@ -57,6 +62,12 @@ internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time,
         }
 
         return WriteResult.Stored;
+    }
+
+    private async ValueTask<int?> WriteOnceAsync(string sql, object parameters, CancellationToken cancellationToken)
+    {
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        return await connection.ExecuteScalarAsync<int?>(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken));
     }
 
     private static partial class Log

@@ -46,16 +46,20 @@ internal static class DatabaseRetry
     /// over about six seconds; then the last fault is thrown, and the cycle fails as it would have.
     /// </summary>
     public static ValueTask<T> ReadAsync<T>(TimeProvider time, Func<CancellationToken, ValueTask<T>> query, CancellationToken cancellationToken) =>
-        new ResiliencePipelineBuilder { TimeProvider = time }
-            .AddRetry(new RetryStrategyOptions
-            {
-                ShouldHandle = new PredicateBuilder().Handle<Exception>(IsTransient),
-                MaxRetryAttempts = 5,
-                BackoffType = DelayBackoffType.Exponential,
-                Delay = TimeSpan.FromMilliseconds(200),
-            })
-            .Build()
-            .ExecuteAsync(query, cancellationToken);
+        ReadPipeline(time).ExecuteAsync(query, cancellationToken);
+
+    // Built once per clock (the service has one; tests may have another): a permit, a claim or a page runs it every time.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<TimeProvider, ResiliencePipeline> Read = [];
+
+    private static ResiliencePipeline ReadPipeline(TimeProvider time) => Read.GetValue(time, t => new ResiliencePipelineBuilder { TimeProvider = t }
+        .AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = new PredicateBuilder().Handle<Exception>(IsTransient),
+            MaxRetryAttempts = 5,
+            BackoffType = DelayBackoffType.Exponential,
+            Delay = TimeSpan.FromMilliseconds(200),
+        })
+        .Build());
 
     public static ResiliencePipeline Pipeline(TimeProvider time, TimeSpan window) => new ResiliencePipelineBuilder { TimeProvider = time }
         .AddTimeout(window)

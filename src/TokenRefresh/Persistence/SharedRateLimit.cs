@@ -11,7 +11,7 @@ namespace TokenRefresh.Persistence;
 /// reservation at a time, so it never holds moments it may not use.
 /// The daily quota that the platform's last answer gave rides along with the next reservation.
 /// </summary>
-internal sealed class SharedRateLimit(NpgsqlDataSource db, string platform, int perSecond)
+internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, string platform, int perSecond)
 {
     // Waits are real time, as the database's clock is (the service's clock may be a test's).
     private static readonly TimeProvider Clock = TimeProvider.System;
@@ -32,7 +32,7 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, string platform, int 
     /// Waits until a call may start: its reserved moment, after any pause. Null once it may; else why not, without a
     /// reservation, when the wait would end after <paramref name="deadline"/> (the call is then left for a later cycle).
     /// </summary>
-    public async Task<string?> WaitAsync(DateTimeOffset deadline, TimeProvider time, CancellationToken cancellationToken)
+    public async Task<string?> WaitAsync(DateTimeOffset deadline, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -153,12 +153,17 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, string platform, int 
             quota = _quota;
         }
 
-        await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var (reserved, wait, paused) = await connection.QuerySingleAsync<(bool Reserved, double Wait, bool Paused)>(new CommandDefinition(sql, new
+        var parameters = new
         {
             Platform = platform, Interval = _interval.TotalSeconds, MaxWait = Math.Max(0, maxWait.TotalSeconds),
             quota?.PerDay, quota?.Remaining, SeenAt = quota?.SeenAt,
-        }, cancellationToken: cancellationToken));
+        };
+        // Retried through a dropped connection or a restart, as the cycle's other reads are: a lost reservation only costs a moment.
+        var (reserved, wait, paused) = await DatabaseRetry.ReadAsync(Clock, async ct =>
+        {
+            await using var connection = await db.OpenConnectionAsync(ct);
+            return await connection.QuerySingleAsync<(bool Reserved, double Wait, bool Paused)>(new CommandDefinition(sql, parameters, cancellationToken: ct));
+        }, cancellationToken);
         return (reserved, TimeSpan.FromSeconds(Math.Max(0, wait)), paused);
     }
 }
