@@ -92,6 +92,27 @@ internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> grou
 
         internal long WaitingSince { get; private set; }
 
+        /// <summary>A slot if one is free for this lane now, without waiting; false otherwise.</summary>
+        public bool TryEnter(out Slot slot)
+        {
+            lock (_slots._lock)
+            {
+                var granted = new TaskCompletionSource();
+                Waiter = granted;
+                WaitingSince = ++_slots._order;
+                _slots.Dispatch();
+                if (granted.Task.IsCompleted)
+                {
+                    slot = new Slot(this);
+                    return true;
+                }
+
+                Waiter = null;
+                slot = null!;
+                return false;
+            }
+        }
+
         /// <summary>Waits for a slot; one waiter per lane at a time. Dispose the result when the call is done.</summary>
         public async Task<Slot> EnterAsync(CancellationToken cancellationToken)
         {

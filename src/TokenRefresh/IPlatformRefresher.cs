@@ -57,12 +57,15 @@ public interface IPlatformRefresher
     /// </summary>
     Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming);
 
+    /// <summary>A permit if one can be had now, without waiting or asking the database; true for a platform without a rate limit.</summary>
+    bool TryTakePermit();
+
     /// <summary>
-    /// Claims an account for this process, in the database and before anything is sent, so that no other process or
-    /// replica sends its token meanwhile; no transaction stays open. Returns the claimed account, or a result (skipped)
-    /// when it is no longer due or another process has it.
+    /// Claims accounts for this process, in the database and before anything is sent, so that no other process or
+    /// replica sends their tokens meanwhile; no transaction stays open. Returns, for each account in order, the claimed
+    /// account, or a result (skipped) when it is no longer due or another process has it.
     /// </summary>
-    Task<Claim> ClaimAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming);
+    Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming);
 
     /// <summary>
     /// Refreshes or validates one claimed account. <paramref name="deadline"/> is the end of the cycle's budget:

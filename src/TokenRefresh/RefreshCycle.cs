@@ -20,6 +20,12 @@ public sealed partial class RefreshCycle
     /// <summary>How late after its moment a rate-limit permit may still be used.</summary>
     internal static readonly TimeSpan PermitGrace = TimeSpan.FromMilliseconds(25);
 
+    /// <summary>The most accounts claimed in one statement.</summary>
+    private const int MaxClaimBatch = 32;
+
+    /// <summary>An account's turn: its call slot, and when its rate-limit permit was given (a <see cref="TimeProvider"/> timestamp).</summary>
+    private sealed record Turn(CallSlots.Slot Slot, long PermittedAt);
+
     private readonly IEnumerable<IPlatformRefresher> _refreshers;
     private readonly TimeProvider _time;
     private readonly TokenRefreshOptions _options;
@@ -84,7 +90,7 @@ public sealed partial class RefreshCycle
                 return (refresher.Platform, account, AccountResult.Skip(notNow));
             }
 
-            var claim = await ClaimAccountAsync(refresher, account, deadline, cancellationToken);
+            var claim = (await ClaimAccountsAsync(refresher, [account], deadline, cancellationToken))[0];
             var result = claim.Result ?? await ProcessAccountAsync(refresher, claim.Account!, deadline, cancellationToken);
             return (refresher.Platform, account, result);
         }
@@ -116,12 +122,12 @@ public sealed partial class RefreshCycle
             var listedAll = false;
             try
             {
-                // In this order, one account at a time: a rate-limit permit, a slot, the claim; then the call runs on
-                // its own while the next account goes through. A permit or slot that an account did not use (another
-                // process claimed it first) goes to the next account.
-                var permitted = false;
-                var permittedAt = 0L;
-                CallSlots.Slot? slot = null;
+                // Each account gets a turn, in this order: a rate-limit permit, then a call slot. The accounts that have
+                // turns are claimed together, in one statement, before the loop waits for another turn; a claimed account's
+                // call then runs on its own. A turn that an account did not use (another process had claimed it) goes to the
+                // next account while its permit is good.
+                var batch = new List<(DueAccount Account, Turn Turn)>();
+                var spare = new Stack<Turn>();
                 try
                 {
                     await foreach (var account in refresher.FindDueAsync(stopping).WithCancellation(platformClaiming.Token))
@@ -132,56 +138,138 @@ public sealed partial class RefreshCycle
                             continue;
                         }
 
-                        if (await NextTurnAsync() is { } notNow)
+                        var turn = Spare() ?? TryTurnNow();
+                        if (turn is null)
                         {
-                            stoppedBecause = notNow;
-                            await platformClaiming.CancelAsync();
-                            break;
+                            await ClaimBatchAsync();
+                            turn = Spare();
+                            if (turn is null)
+                            {
+                                var (waited, notNow) = await WaitForTurnAsync();
+                                if (notNow is not null)
+                                {
+                                    stoppedBecause = notNow;
+                                    await platformClaiming.CancelAsync();
+                                    break;
+                                }
+
+                                turn = waited;
+                            }
                         }
 
-                        var claim = await ClaimAccountAsync(refresher, account, deadline, platformClaiming.Token);
-                        if (claim.Result is { } notClaimed)
+                        batch.Add((account, turn!));
+                        if (batch.Count >= MaxClaimBatch)
                         {
-                            tally.Add(notClaimed);
-                            continue;
+                            await ClaimBatchAsync();
                         }
-
-                        permitted = false;
-                        running.Add(RunClaimedAsync(claim.Account! with { PermittedAt = permittedAt }, slot!));
-                        slot = null;
                     }
 
-                    listedAll = !platformClaiming.IsCancellationRequested;
+                    if (!platformClaiming.IsCancellationRequested)
+                    {
+                        await ClaimBatchAsync();
+                        listedAll = true;
+                    }
                 }
                 finally
                 {
-                    slot?.Dispose();
+                    // Turns not used free their slots.
+                    foreach (var (_, turn) in batch)
+                    {
+                        turn.Slot.Dispose();
+                    }
+
+                    foreach (var turn in spare)
+                    {
+                        turn.Slot.Dispose();
+                    }
                 }
 
-                // A permit, then a slot, both still good: a permit is for its moment, and one kept while a slot came
-                // free or while other processes' accounts were passed over would put its call beside the next one's.
-                async Task<string?> NextTurnAsync()
+                async Task ClaimBatchAsync()
                 {
-                    while (true)
+                    if (batch.Count == 0)
                     {
-                        if (!permitted)
+                        return;
+                    }
+
+                    var claims = await ClaimAccountsAsync(refresher, batch.Select(b => b.Account).ToList(), deadline, platformClaiming.Token);
+                    for (var i = 0; i < batch.Count; i++)
+                    {
+                        if (claims[i].Result is { } notClaimed)
+                        {
+                            tally.Add(notClaimed);
+                            spare.Push(batch[i].Turn);
+                        }
+                        else
+                        {
+                            running.Add(RunClaimedAsync(claims[i].Account! with { PermittedAt = batch[i].Turn.PermittedAt }, batch[i].Turn.Slot));
+                        }
+                    }
+
+                    batch.Clear();
+                }
+
+                // A turn left by an account that was not claimed, while its permit is good.
+                Turn? Spare()
+                {
+                    while (spare.TryPop(out var turn))
+                    {
+                        if (_time.GetElapsedTime(turn.PermittedAt) <= PermitGrace)
+                        {
+                            return turn;
+                        }
+
+                        turn.Slot.Dispose();
+                    }
+
+                    return null;
+                }
+
+                // A turn that is there now: a free slot, and a permit with no wait.
+                Turn? TryTurnNow()
+                {
+                    if (!lane.TryEnter(out var slot))
+                    {
+                        return null;
+                    }
+
+                    if (refresher.TryTakePermit())
+                    {
+                        return new Turn(slot, _time.GetTimestamp());
+                    }
+
+                    slot.Dispose();
+                    return null;
+                }
+
+                // A permit, then a slot, both still good: a permit is for its moment, and one kept while a slot came free
+                // would put its call beside the next one's.
+                async Task<(Turn? Turn, string? NotNow)> WaitForTurnAsync()
+                {
+                    CallSlots.Slot? slot = null;
+                    try
+                    {
+                        while (true)
                         {
                             if (await refresher.WaitForPermitAsync(deadline, platformClaiming.Token) is { } notNow)
                             {
-                                return notNow;
+                                slot?.Dispose();
+                                return (null, notNow);
                             }
 
-                            permitted = true;
-                            permittedAt = _time.GetTimestamp();
+                            var permittedAt = _time.GetTimestamp();
+                            slot ??= await lane.EnterAsync(platformClaiming.Token);
+                            platformClaiming.Token.ThrowIfCancellationRequested();
+                            if (_time.GetElapsedTime(permittedAt) <= PermitGrace)
+                            {
+                                var turn = new Turn(slot, permittedAt);
+                                slot = null;
+                                return (turn, null);
+                            }
                         }
-
-                        slot ??= await lane.EnterAsync(platformClaiming.Token);
-                        platformClaiming.Token.ThrowIfCancellationRequested();
-                        permitted = _time.GetElapsedTime(permittedAt) <= PermitGrace;
-                        if (permitted)
-                        {
-                            return null;
-                        }
+                    }
+                    finally
+                    {
+                        slot?.Dispose();
                     }
                 }
             }
@@ -290,21 +378,35 @@ public sealed partial class RefreshCycle
         }
     }
 
-    // Claims in the claiming loop; a result when the account is not processed now (skipped), else the claimed account.
-    private async Task<Claim> ClaimAccountAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
+    // Claims accounts in the claiming loop, in one statement: for each, the claimed account, or a result (skipped, or
+    // failed when the claim itself failed).
+    private async Task<IReadOnlyList<Claim>> ClaimAccountsAsync(
+        IPlatformRefresher refresher, IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming)
     {
-        using var scope = AccountScope(refresher, account);
-        Claim claim;
+        IReadOnlyList<Claim> claims;
         try
         {
-            claim = await refresher.ClaimAsync(account, deadline, claiming);
+            claims = await refresher.ClaimAsync(accounts, deadline, claiming);
         }
         catch (Exception e) when (e is not OperationCanceledException || !claiming.IsCancellationRequested)
         {
-            return new Claim(null, Record(refresher, account, Crashed(refresher, account, e)));
+            return accounts.Select(a =>
+            {
+                using var scope = AccountScope(refresher, a);
+                return new Claim(null, Record(refresher, a, Crashed(refresher, a, e)));
+            }).ToList();
         }
 
-        return claim.Result is { } notClaimed ? claim with { Result = Record(refresher, account, notClaimed) } : claim;
+        return accounts.Select((a, i) =>
+        {
+            if (claims[i].Result is not { } notClaimed)
+            {
+                return claims[i];
+            }
+
+            using var scope = AccountScope(refresher, a);
+            return claims[i] with { Result = Record(refresher, a, notClaimed) };
+        }).ToList();
     }
 
     private async Task<AccountResult> ProcessAccountAsync(IPlatformRefresher refresher, DueAccount account, DateTimeOffset deadline, CancellationToken claiming)

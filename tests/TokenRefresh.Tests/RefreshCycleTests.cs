@@ -23,7 +23,9 @@ public sealed class RefreshCycleTests
         p.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Async(due));
         p.Group.Returns(name);
         p.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<string?>(null));
-        p.ClaimAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(ci => new Claim(ci.Arg<DueAccount>()));
+        p.TryTakePermit().Returns(true);
+        p.ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
+            .Returns(ci => (IReadOnlyList<Claim>)ci.Arg<IReadOnlyList<DueAccount>>().Select(a => new Claim(a)).ToList());
         p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
         return p;
     }
@@ -121,13 +123,14 @@ public sealed class RefreshCycleTests
     public async Task RunAsync_NoPermitWithinTheBudget_StopsClaimingForThatPlatformOnly_RestIsLeftOver()
     {
         var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
+        etsy.TryTakePermit().Returns(false);
         etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<string?>("paused"));
         var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
 
         var summary = await Cycle(etsy, shopify).RunAsync();
 
         Assert.Equal("Etsy: 0/0 refreshed, 0 failed, 3 left for the next cycle", summary.Platforms[0].ToString());
-        await etsy.DidNotReceive().ClaimAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        await etsy.DidNotReceive().ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         Assert.Equal(2, summary.Platforms[1].Succeeded);
         Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: paused, 3 accounts left for the next cycle");
     }
@@ -259,6 +262,7 @@ public sealed class RefreshCycleTests
         _concurrency = 1;
         var permit = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
         var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()));
+        etsy.TryTakePermit().Returns(false);
         etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ => permit.Task);
         var validated = 0;
         var allValidated = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -276,7 +280,7 @@ public sealed class RefreshCycleTests
         var run = Cycle(etsy, shopify).RunAsync();
         // With one slot in all, the six stores go through while Etsy waits for its permit.
         await allValidated.Task.WaitAsync(TimeSpan.FromSeconds(10));
-        await etsy.DidNotReceive().ClaimAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        await etsy.DidNotReceive().ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         permit.SetResult(null);
         var summary = await run.WaitAsync(TimeSpan.FromSeconds(10));
 
@@ -289,12 +293,15 @@ public sealed class RefreshCycleTests
     {
         var taken = new DueAccount(Guid.NewGuid().ToString());
         var etsy = Platform("Etsy", taken, new DueAccount(Guid.NewGuid().ToString()));
-        etsy.ClaimAsync(taken, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(new Claim(null, AccountResult.Skip("another process has it")));
+        etsy.ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
+            .Returns(ci => (IReadOnlyList<Claim>)ci.Arg<IReadOnlyList<DueAccount>>()
+                .Select(a => a == taken ? new Claim(null, AccountResult.Skip("another process has it")) : new Claim(a)).ToList());
 
         var summary = await Cycle(etsy).RunAsync();
 
         Assert.Equal("Etsy: 1/2 refreshed, 0 failed, 1 skipped", summary.ToString());
-        await etsy.Received(1).WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        // One permit for the two: the first account's went to the second.
+        Assert.Equal(1, etsy.ReceivedCalls().Count(c => c.GetMethodInfo().Name is nameof(IPlatformRefresher.WaitForPermitAsync) or nameof(IPlatformRefresher.TryTakePermit)));
         await etsy.DidNotReceive().ProcessAsync(taken, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
     }
 

@@ -82,7 +82,7 @@ internal sealed partial class OAuthRefresher(
         // The claim once for no account: a new process's first claim is then as quick as the others, and a rate-limit
         // permit does not grow stale while it runs.
         await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
-            new CommandDefinition(ClaimSql(false), ClaimParameters(null, now, "warm-up", now), cancellationToken: cancellationToken));
+            new CommandDefinition(ClaimSql(false), ClaimParameters([], now, "warm-up", now), cancellationToken: cancellationToken));
         var reauthSql = $"""
             SELECT count(*)
             FROM token_refresh_state s JOIN {_t.Name} a ON {Id} = s.account_id
@@ -169,26 +169,31 @@ internal sealed partial class OAuthRefresher(
     /// committed before anything is sent. The statement reads the row and its state from one snapshot and takes the
     /// lease only if the state row has not changed since (its xmin), so what was read is what the claim was granted on.
     /// </summary>
-    public async Task<Claim> ClaimAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
+    public bool TryTakePermit() => platform.RateLimit?.TryTake() ?? true;
+
+    public async Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming)
     {
-        var sql = ClaimSql(account.Forced);
+        var forced = accounts.Any(a => a.Forced);
+        var sql = ClaimSql(forced);
         var now = time.GetUtcNow();
         var holder = AccountState.NewLeaseHolder();
+        var ids = accounts.Select(a => a.Id).ToArray();
         // Not cancelled: a claim that the server committed is always known to this process, which then ends it.
-        var row = await DatabaseRetry.ReadAsync(time, async ct =>
+        var rows = await DatabaseRetry.ReadAsync(time, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
-            return await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
-                new CommandDefinition(sql, ClaimParameters(account.Id, now, holder, deadline - options.Value.CycleBudget), cancellationToken: ct));
+            var found = await connection.QueryAsync<ClaimedToken>(
+                new CommandDefinition(sql, ClaimParameters(ids, now, holder, deadline - options.Value.CycleBudget), cancellationToken: ct));
+            return found.ToDictionary(r => r.Id, StringComparer.Ordinal);
         }, CancellationToken.None);
-        return row is null
-            ? new Claim(null, AccountResult.Skip("not claimed: no longer due, or another process has it"))
-            : new Claim(account with { Claimed = row });
+        return accounts.Select(a => rows.TryGetValue(a.Id, out var row)
+            ? new Claim(a with { Claimed = row })
+            : new Claim(null, AccountResult.Skip("not claimed: no longer due, or another process has it"))).ToList();
     }
 
-    private object ClaimParameters(string? id, DateTimeOffset now, string holder, DateTimeOffset cycleStart) => new
+    private object ClaimParameters(string[] ids, DateTimeOffset now, string holder, DateTimeOffset cycleStart) => new
     {
-        Id = id, DueBefore = now + platform.Margin, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder,
+        Ids = ids, DueBefore = now + platform.Margin, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder,
         UnknownOutcomeWait = options.Value.UnknownOutcomeWait.TotalSeconds, CycleStart = cycleStart,
     };
 
@@ -207,7 +212,7 @@ internal sealed partial class OAuthRefresher(
                 SELECT {Id} AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
                        s.xmin AS version, @Holder AS LeaseHolder, {AccountState.Columns}, {AccountState.LeaseColumns}
                 {Join}
-                WHERE {Key} = {T.IdParam("@Id")} AND {Active} AND a.refresh_token IS NOT NULL {due}
+                WHERE {Key} = ANY({T.IdsParam("@Ids")}) AND {Active} AND a.refresh_token IS NOT NULL {due}
                 -- For this statement only: the main application, in the middle of writing the row, is left alone.
                 FOR UPDATE OF a SKIP LOCKED),
             claimed AS (
@@ -217,9 +222,9 @@ internal sealed partial class OAuthRefresher(
                     lease_until = EXCLUDED.lease_until, lease_token_hash = EXCLUDED.lease_token_hash,
                     lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
                 WHERE s.lease_holder = @Holder -- a retry after an attempt whose commit was not acknowledged
-                   OR (s.xmin = (SELECT version FROM account) AND {AccountState.ClaimableSql(forced)})
-                RETURNING 1)
-            SELECT a.* FROM account a WHERE EXISTS (SELECT 1 FROM claimed)
+                   OR (s.xmin = (SELECT x.version FROM account x WHERE x.Id = s.account_id) AND {AccountState.ClaimableSql(forced)})
+                RETURNING s.account_id)
+            SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed)
             """;
     }
 

@@ -40,6 +40,9 @@ internal sealed class TableShape(string name, string keyColumn, IReadOnlyDiction
     /// <summary>A text parameter holding an id, as a value of the key's type (so the primary key's index serves).</summary>
     public string IdParam(string parameter) => $"CAST({parameter} AS {types[KeyColumn]})";
 
+    /// <summary>A text[] parameter holding ids, as an array of the key's type.</summary>
+    public string IdsParam(string parameter) => $"CAST({parameter} AS {types[KeyColumn]}[])";
+
     /// <summary>Rows after the id in <paramref name="parameter"/> (null: from the first), for keyset paging in key order.</summary>
     public string After(string alias, string parameter) => $"({parameter}::text IS NULL OR {Key(alias)} > {IdParam(parameter)})";
 

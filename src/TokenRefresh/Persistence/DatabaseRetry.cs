@@ -42,11 +42,22 @@ internal static class DatabaseRetry
     };
 
     /// <summary>
-    /// Runs a read-only query (counting, paging), retried through a dropped connection or a restart five times
-    /// over about six seconds; then the last fault is thrown, and the cycle fails as it would have.
+    /// Runs a query that may safely run again (counting, paging, a permit, a claim), retried through a dropped
+    /// connection or a restart, at once and then five times over about six seconds; then the last fault is thrown,
+    /// and the cycle fails as it would have.
     /// </summary>
-    public static ValueTask<T> ReadAsync<T>(TimeProvider time, Func<CancellationToken, ValueTask<T>> query, CancellationToken cancellationToken) =>
-        ReadPipeline(time).ExecuteAsync(query, cancellationToken);
+    public static async ValueTask<T> ReadAsync<T>(TimeProvider time, Func<CancellationToken, ValueTask<T>> query, CancellationToken cancellationToken)
+    {
+        try
+        {
+            // Most succeed at once: the retry pipeline runs only for those that do not.
+            return await query(cancellationToken);
+        }
+        catch (Exception e) when (IsTransient(e) && !cancellationToken.IsCancellationRequested)
+        {
+            return await ReadPipeline(time).ExecuteAsync(query, cancellationToken);
+        }
+    }
 
     // Built once per clock (the service has one; tests may have another): a permit, a claim or a page runs it every time.
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<TimeProvider, ResiliencePipeline> Read = [];

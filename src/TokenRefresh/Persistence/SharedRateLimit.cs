@@ -5,10 +5,11 @@ namespace TokenRefresh.Persistence;
 
 /// <summary>
 /// A platform's requests-per-second limit for all replicas together (Etsy's limits are per API key, not per
-/// process), kept in token_refresh_rate: each call reserves the next moment one may start, 1/rate after the one
-/// before, by the database's clock, which every replica shares; so no one-second window ever holds more than the
-/// rate. A 429's Retry-After moves that moment for every replica. One statement per call; a process asks for one
-/// reservation at a time, so it never holds moments it may not use.
+/// process), kept in token_refresh_rate: a process reserves the next moments calls may start, 1/rate apart and after
+/// the ones before, by the database's clock, which every replica shares; so no one-second window ever holds more
+/// than the rate. A 429's Retry-After moves them for every replica. A reservation takes as many moments as fit in
+/// the grace a permit has (<see cref="RefreshCycle.PermitGrace"/>; one at 10 a second, more at higher rates), so a
+/// process never holds a moment it cannot use at once, and one that passed unused is let go.
 /// The daily quota that the platform's last answer gave rides along with the next reservation.
 /// </summary>
 internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, string platform, int perSecond)
@@ -17,7 +18,9 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     private static readonly TimeProvider Clock = TimeProvider.System;
 
     private readonly TimeSpan _interval = TimeSpan.FromSeconds(1.0 / perSecond);
+    private readonly int _perReservation = Math.Clamp((int)(perSecond * RefreshCycle.PermitGrace.TotalSeconds), 1, 64);
     private readonly Lock _lock = new();
+    private readonly Queue<DateTimeOffset> _moments = new();
     private Quota? _quota;
     private long _pausedUntilTicks;
 
@@ -28,38 +31,69 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     /// <summary>The platform's daily quota as an answer gave it.</summary>
     public sealed record Quota(int PerDay, int Remaining, DateTimeOffset SeenAt);
 
+    /// <summary>A moment reserved earlier that has come and is not past its grace, if there is one (no wait, no database).</summary>
+    public bool TryTake()
+    {
+        var now = Clock.GetUtcNow();
+        lock (_lock)
+        {
+            while (_moments.TryPeek(out var moment) && (now - moment > RefreshCycle.PermitGrace || Paused(now)))
+            {
+                _moments.Dequeue(); // passed unused, or reserved before this process's own 429: let go
+            }
+
+            return _moments.TryPeek(out var next) && next <= now && _moments.Dequeue() == next;
+        }
+    }
+
     /// <summary>
-    /// Waits until a call may start: its reserved moment, after any pause. Null once it may; else why not, without a
+    /// Waits until a call may start: a reserved moment, after any pause. Null once it may; else why not, without a
     /// reservation, when the wait would end after <paramref name="deadline"/> (the call is then left for a later cycle).
     /// </summary>
     public async Task<string?> WaitAsync(DateTimeOffset deadline, CancellationToken cancellationToken)
     {
         while (true)
         {
-            var maxWait = deadline - time.GetUtcNow();
-            var (reserved, wait, paused) = await ReserveAsync(maxWait, cancellationToken);
-            if (!reserved)
-            {
-                if (wait > maxWait)
-                {
-                    return paused ? "asked to pause (429 Retry-After) past this cycle's budget" : "cycle budget spent";
-                }
-
-                continue; // another replica took that moment first
-            }
-
-            var moment = Clock.GetUtcNow() + wait;
-            await Task.Delay(wait, Clock, cancellationToken);
-
-            // Woken late (a busy machine), the call would go out beside the next one's: that moment is let go. And this
-            // process's own 429 may have come while it waited for a moment reserved before it. Either way: reserve again.
-            if (Clock.GetUtcNow() - moment <= RefreshCycle.PermitGrace
-                && new DateTimeOffset(Interlocked.Read(ref _pausedUntilTicks), TimeSpan.Zero) <= Clock.GetUtcNow())
+            if (TryTake())
             {
                 return null;
             }
+
+            DateTimeOffset? upcoming;
+            lock (_lock)
+            {
+                upcoming = _moments.TryPeek(out var m) ? m : null;
+            }
+
+            if (upcoming is null)
+            {
+                var maxWait = deadline - time.GetUtcNow();
+                var (reserved, wait, paused) = await ReserveAsync(maxWait, cancellationToken);
+                if (!reserved)
+                {
+                    if (wait > maxWait)
+                    {
+                        return paused ? "asked to pause (429 Retry-After) past this cycle's budget" : "cycle budget spent";
+                    }
+
+                    continue; // another replica took those moments first
+                }
+
+                lock (_lock)
+                {
+                    upcoming = _moments.Peek();
+                }
+            }
+
+            // Woken late (a busy machine), a moment is let go by TryTake, rather than put a call beside the next one's.
+            if (upcoming.Value - Clock.GetUtcNow() is { Ticks: > 0 } delay)
+            {
+                await Task.Delay(delay, Clock, cancellationToken);
+            }
         }
     }
+
+    private bool Paused(DateTimeOffset now) => new DateTimeOffset(Interlocked.Read(ref _pausedUntilTicks), TimeSpan.Zero) > now;
 
     /// <summary>A 429's Retry-After: no replica's next call starts before it has passed.</summary>
     public async Task PauseAsync(TimeSpan retryAfter)
@@ -122,8 +156,8 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
         }
     }
 
-    // Reserves the next moment, unless it lies further than maxWait ahead; returns whether it did, how long until that
-    // moment, and whether a pause set it.
+    // Reserves the next moments (queued here), unless the first lies further than maxWait ahead; returns whether it did,
+    // how long until the first, and whether a pause set it.
     private async Task<(bool Reserved, TimeSpan Wait, bool Paused)> ReserveAsync(TimeSpan maxWait, CancellationToken cancellationToken)
     {
         const string sql = """
@@ -132,16 +166,16 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
                 FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = @Platform),
             reserved AS (
                 INSERT INTO token_refresh_rate AS r (platform, next_at, quota_per_day, remaining_today, quota_seen_at)
-                VALUES (@Platform, clock_timestamp() + make_interval(secs => @Interval), @PerDay, @Remaining, @SeenAt)
+                VALUES (@Platform, clock_timestamp() + make_interval(secs => @Interval * @Count), @PerDay, @Remaining, @SeenAt)
                 ON CONFLICT (platform) DO UPDATE SET
-                    next_at = GREATEST(r.next_at, r.paused_until, clock_timestamp()) + make_interval(secs => @Interval),
+                    next_at = GREATEST(r.next_at, r.paused_until, clock_timestamp()) + make_interval(secs => @Interval * @Count),
                     quota_per_day = CASE WHEN EXCLUDED.quota_seen_at >= r.quota_seen_at OR r.quota_seen_at IS NULL
                                          THEN COALESCE(EXCLUDED.quota_per_day, r.quota_per_day) ELSE r.quota_per_day END,
                     remaining_today = CASE WHEN EXCLUDED.quota_seen_at >= r.quota_seen_at OR r.quota_seen_at IS NULL
                                            THEN COALESCE(EXCLUDED.remaining_today, r.remaining_today) ELSE r.remaining_today END,
                     quota_seen_at = GREATEST(EXCLUDED.quota_seen_at, r.quota_seen_at)
                 WHERE GREATEST(r.next_at, r.paused_until, clock_timestamp()) <= clock_timestamp() + make_interval(secs => @MaxWait)
-                RETURNING r.next_at - make_interval(secs => @Interval) AS slot)
+                RETURNING r.next_at - make_interval(secs => @Interval * @Count) AS slot)
             SELECT EXISTS (SELECT 1 FROM reserved) AS Reserved,
                    extract(epoch FROM COALESCE((SELECT slot FROM reserved), c.slot, clock_timestamp()) - clock_timestamp())::float8 AS Wait,
                    COALESCE(c.paused, false) AS Paused
@@ -155,7 +189,7 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
 
         var parameters = new
         {
-            Platform = platform, Interval = _interval.TotalSeconds, MaxWait = Math.Max(0, maxWait.TotalSeconds),
+            Platform = platform, Interval = _interval.TotalSeconds, Count = _perReservation, MaxWait = Math.Max(0, maxWait.TotalSeconds),
             quota?.PerDay, quota?.Remaining, SeenAt = quota?.SeenAt,
         };
         // Retried through a dropped connection or a restart, as the cycle's other reads are: a lost reservation only costs a moment.
@@ -164,6 +198,19 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
             await using var connection = await db.OpenConnectionAsync(ct);
             return await connection.QuerySingleAsync<(bool Reserved, double Wait, bool Paused)>(new CommandDefinition(sql, parameters, cancellationToken: ct));
         }, cancellationToken);
-        return (reserved, TimeSpan.FromSeconds(Math.Max(0, wait)), paused);
+        var first = TimeSpan.FromSeconds(Math.Max(0, wait));
+        if (reserved)
+        {
+            var at = Clock.GetUtcNow() + first;
+            lock (_lock)
+            {
+                for (var i = 0; i < _perReservation; i++)
+                {
+                    _moments.Enqueue(at + _interval * i);
+                }
+            }
+        }
+
+        return (reserved, first, paused);
     }
 }

@@ -30,7 +30,10 @@ internal sealed partial class ShopifyValidator(
     // state and is_active, guarded by that token, so it needs no claim.
     public Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming) => Task.FromResult<string?>(null);
 
-    public Task<Claim> ClaimAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming) => Task.FromResult(new Claim(account));
+    public bool TryTakePermit() => true;
+
+    public Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming) =>
+        Task.FromResult<IReadOnlyList<Claim>>(accounts.Select(a => new Claim(a)).ToList());
 
     public Task FinishCycleAsync() => Task.CompletedTask;
 
