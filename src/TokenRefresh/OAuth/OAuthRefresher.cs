@@ -81,7 +81,7 @@ internal sealed partial class OAuthRefresher(
         await CheckDailyQuotaAsync(connection, now, cancellationToken);
         // The claim once for no account: a new process's first claim is then as quick as the others, and a rate-limit
         // permit does not grow stale while it runs.
-        await connection.QuerySingleOrDefaultAsync<ClaimedToken>(
+        await connection.ReadRowOrDefaultAsync<ClaimedToken>(
             new CommandDefinition(ClaimSql(false), ClaimParameters([], now, "warm-up", now), cancellationToken: cancellationToken));
         var reauthSql = $"""
             SELECT count(*)
@@ -127,7 +127,7 @@ internal sealed partial class OAuthRefresher(
         Task<IReadOnlyList<DuePage>> PageAsync(string sql, DuePage after, DateTimeOffset at) => DatabaseRetry.ReadAsync<IReadOnlyList<DuePage>>(time, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
-            var rows = await connection.QueryAsync<DuePage>(new CommandDefinition(
+            var rows = await connection.ReadRowsAsync<DuePage>(new CommandDefinition(
                 sql, new { DueBefore = at + platform.Margin, Now = at, AfterExpiry = after.ExpiresAt, AfterId = after.Id }, cancellationToken: ct));
             return rows.AsList();
         }, cancellationToken).AsTask();
@@ -151,7 +151,7 @@ internal sealed partial class OAuthRefresher(
             WHERE {Active} AND a.refresh_token IS NOT NULL AND {lookup} = @Key
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var rows = (await connection.QueryAsync<(string Id, string? Label)>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken))).ToList();
+        var rows = (await connection.ReadRowsAsync<(string Id, string? Label)>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken))).ToList();
         return rows switch
         {
             [] => null,
@@ -164,13 +164,13 @@ internal sealed partial class OAuthRefresher(
     public Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming) =>
         platform.RateLimit is { } limit ? limit.WaitAsync(deadline, claiming) : Task.FromResult<string?>(null);
 
-    /// <summary>
-    /// Claims an account in one autocommit statement: its lease (this token may be in flight until lease_until) is
-    /// committed before anything is sent. The statement reads the row and its state from one snapshot and takes the
-    /// lease only if the state row has not changed since (its xmin), so what was read is what the claim was granted on.
-    /// </summary>
     public bool TryTakePermit() => platform.RateLimit?.TryTake() ?? true;
 
+    /// <summary>
+    /// Claims accounts in one autocommit statement: each lease (this account's token may be in flight until lease_until) is
+    /// committed before anything is sent. The statement reads each row and its state from one snapshot and takes the
+    /// lease only if the state row has not changed since (its xmin), so what was read is what the claim was granted on.
+    /// </summary>
     public async Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming)
     {
         var forced = accounts.Any(a => a.Forced);
@@ -182,7 +182,7 @@ internal sealed partial class OAuthRefresher(
         var rows = await DatabaseRetry.ReadAsync(time, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
-            var found = await connection.QueryAsync<ClaimedToken>(
+            var found = await connection.ReadRowsAsync<ClaimedToken>(
                 new CommandDefinition(sql, ClaimParameters(ids, now, holder, deadline - options.Value.CycleBudget), cancellationToken: ct));
             return found.ToDictionary(r => r.Id, StringComparer.Ordinal);
         }, CancellationToken.None);
@@ -385,7 +385,7 @@ internal sealed partial class OAuthRefresher(
                    r.quota_per_day AS PerDay, r.remaining_today AS Remaining
             FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = @Platform
             """;
-        var (accounts, perDay, remaining) = await connection.QuerySingleAsync<(long, int?, int?)>(
+        var (accounts, perDay, remaining) = await connection.ReadRowAsync<(long, int?, int?)>(
             new CommandDefinition(sql, new { limit.Platform }, cancellationToken: cancellationToken));
         var refreshes = accounts * RefreshesPerDay(platform.TokenLifetime, platform.Margin);
         metrics.DailyQuota(platform.Platform, perDay, remaining, refreshes);
@@ -445,7 +445,7 @@ internal sealed partial class OAuthRefresher(
             ORDER BY 3
             LIMIT 1000
             """;
-        var expiring = await connection.QueryAsync<(string Id, string? Label, DateTimeOffset ExpiresAt)>(
+        var expiring = await connection.ReadRowsAsync<(string Id, string? Label, DateTimeOffset ExpiresAt)>(
             new CommandDefinition(sql, new { WarnBefore = now + RefreshTokenWarning }, cancellationToken: cancellationToken));
         foreach (var (id, label, expiresAt) in expiring)
         {

@@ -89,7 +89,7 @@ internal sealed class AppTables(NpgsqlDataSource db, TimeProvider time)
         var columns = await DatabaseRetry.ReadAsync(time, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
-            return (await connection.QueryAsync<CatalogColumn>(new CommandDefinition(sql, new { Table = table }, cancellationToken: ct))).ToDictionary(c => c.Name);
+            return (await connection.ReadRowsAsync<CatalogColumn>(new CommandDefinition(sql, new { Table = table }, cancellationToken: ct))).ToDictionary(c => c.Name);
         }, cancellationToken);
 
         if (columns.Count == 0)

@@ -31,7 +31,7 @@ public static class Migrator
                 applied_at  timestamptz NOT NULL DEFAULT now()
             )
             """, transaction: transaction, cancellationToken: cancellationToken));
-        var done = (await connection.QueryAsync<string>(new CommandDefinition(
+        var done = (await connection.ReadRowsAsync<string>(new CommandDefinition(
             "SELECT id FROM token_refresh_migrations", transaction: transaction, cancellationToken: cancellationToken))).ToHashSet();
 
         var applied = new List<string>();

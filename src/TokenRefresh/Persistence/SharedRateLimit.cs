@@ -196,7 +196,7 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
         var (reserved, wait, paused) = await DatabaseRetry.ReadAsync(Clock, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
-            return await connection.QuerySingleAsync<(bool Reserved, double Wait, bool Paused)>(new CommandDefinition(sql, parameters, cancellationToken: ct));
+            return await connection.ReadRowAsync<(bool Reserved, double Wait, bool Paused)>(new CommandDefinition(sql, parameters, cancellationToken: ct));
         }, cancellationToken);
         var first = TimeSpan.FromSeconds(Math.Max(0, wait));
         if (reserved)

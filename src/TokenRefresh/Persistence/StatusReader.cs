@@ -86,7 +86,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, Shopif
             var backingOff = $"COALESCE({current} AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false)";
             var ending = source.RefreshExpiry is { } expiry ? $"COALESCE({expiry} <= @WarnBefore AND NOT {reauth}, false)" : "false";
             var join = $"FROM {source.Table.Name} a LEFT JOIN token_refresh_state s ON s.platform = '{source.StateKey}' AND s.account_id = {source.Table.Id("a")}";
-            var counts = await connection.QuerySingleAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending, long NotCalled, long Paused)>(new CommandDefinition($"""
+            var counts = await connection.ReadRowAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending, long NotCalled, long Paused)>(new CommandDefinition($"""
                 SELECT
                     count(*) FILTER (WHERE {source.Due} AND NOT {source.NotCalled} AND {AccountState.EligibleSql(source.TokenColumn)}),
                     count(*) FILTER (WHERE s.last_success_at >= @RecentSince),
@@ -98,7 +98,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, Shopif
                 {join}
                 WHERE {source.Active}
                 """, parameters, cancellationToken: cancellationToken));
-            var accounts = await connection.QueryAsync<AttentionAccount>(new CommandDefinition($"""
+            var accounts = await connection.ReadRowsAsync<AttentionAccount>(new CommandDefinition($"""
                 SELECT {source.Table.Id("a")} AS Id, {source.ShopColumn ?? "NULL"} AS Shop,
                        CASE WHEN {source.NotCalled} THEN 'not_called' WHEN {reauth} THEN 'needs_reauth' WHEN {backingOff} THEN 'backing_off'
                             ELSE 'refresh_token_expiring' END AS "Group",
@@ -122,7 +122,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, Shopif
 
     private async Task<QuotaStatus> QuotaAsync(NpgsqlConnection connection, Source source, CancellationToken cancellationToken)
     {
-        var (accounts, perDay, remaining, seenAt) = await connection.QuerySingleAsync<(long, int?, int?, DateTimeOffset?)>(new CommandDefinition($"""
+        var (accounts, perDay, remaining, seenAt) = await connection.ReadRowAsync<(long, int?, int?, DateTimeOffset?)>(new CommandDefinition($"""
             SELECT (SELECT count(*) FROM {source.Table.Name} a WHERE {source.Active}), r.quota_per_day, r.remaining_today, r.quota_seen_at
             FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = @Platform
             """, new { Platform = source.StateKey }, cancellationToken: cancellationToken));

@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using Dapper;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using TokenRefresh.Persistence;
 
 namespace TokenRefresh.Shopify;
 
@@ -38,7 +39,7 @@ internal static partial class ShopDomain
             ORDER BY st.shop_domain
             LIMIT 5
             """;
-        var rows = (await connection.QueryAsync<(long Total, string Id, string? ShopDomain)>(new CommandDefinition(sql, cancellationToken: cancellationToken))).ToList();
+        var rows = (await connection.ReadRowsAsync<(long Total, string Id, string? ShopDomain)>(new CommandDefinition(sql, cancellationToken: cancellationToken))).ToList();
         if (rows.Count > 0)
         {
             // Quoted, so that a newline or a space in the value shows instead of shaping the log line.

@@ -56,7 +56,7 @@ internal sealed partial class ShopifyTokenExchange(
             ORDER BY st.shop_domain
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        return (await connection.QueryAsync<ExchangeCandidate>(new CommandDefinition(sql, new { ShopDomain = shopDomain }, cancellationToken: cancellationToken))).ToList();
+        return (await connection.ReadRowsAsync<ExchangeCandidate>(new CommandDefinition(sql, new { ShopDomain = shopDomain }, cancellationToken: cancellationToken))).ToList();
     }
 
     /// <summary>Whether an active store of that domain already has an expiring token (a repeat after success).</summary>
@@ -101,8 +101,8 @@ internal sealed partial class ShopifyTokenExchange(
         // Not cancelled once begun: a marker that the server committed is always known to this process, which then ends its lease.
         await using (var connection = await db.OpenConnectionAsync(CancellationToken.None))
         {
-            old = await connection.QuerySingleOrDefaultAsync<string>(
-                claimSql, new { store.Id, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder });
+            old = await connection.ReadRowOrDefaultAsync<string>(new CommandDefinition(
+                claimSql, new { store.Id, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder }));
         }
 
         if (old is null)

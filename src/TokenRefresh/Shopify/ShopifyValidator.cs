@@ -117,7 +117,7 @@ internal sealed partial class ShopifyValidator(
         Task<IReadOnlyList<ClaimedToken>> PageAsync(ClaimedToken? after) => DatabaseRetry.ReadAsync<IReadOnlyList<ClaimedToken>>(time, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
-            var rows = await connection.QueryAsync<ClaimedToken>(new CommandDefinition(
+            var rows = await connection.ReadRowsAsync<ClaimedToken>(new CommandDefinition(
                 sql, new { Now = now, IntervalSeconds, AfterId = after?.Id }, cancellationToken: ct));
             return rows.AsList();
         }, cancellationToken).AsTask();
@@ -133,7 +133,7 @@ internal sealed partial class ShopifyValidator(
         await IsEnabledAsync(cancellationToken);
         var sql = $"SELECT {T.Id("st")} AS Id, st.shop_domain AS ShopDomain FROM {ShopifySchema.Table} st WHERE st.shop_domain = @Key AND st.is_active {NonExpiring}";
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        var rows = (await connection.QueryAsync<(string Id, string ShopDomain)>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken))).ToList();
+        var rows = (await connection.ReadRowsAsync<(string Id, string ShopDomain)>(new CommandDefinition(sql, new { Key = key }, cancellationToken: cancellationToken))).ToList();
         return rows switch
         {
             [] => null,
@@ -205,7 +205,7 @@ internal sealed partial class ShopifyValidator(
             WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active {NonExpiring}
             """;
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        return await connection.QuerySingleOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql, new { account.Id }, cancellationToken: cancellationToken));
+        return await connection.ReadRowOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql, new { account.Id }, cancellationToken: cancellationToken));
     }
 
     private async Task SaveAsync(NpgsqlConnection connection, DueAccount account, AccountState state)
@@ -239,7 +239,7 @@ internal sealed partial class ShopifyValidator(
                 DELETE FROM token_refresh_state WHERE platform = '{StatePlatform}' AND account_id IN (SELECT id FROM deactivated))
             SELECT (SELECT count(*) FROM deactivated) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending
             """;
-        var (deactivated, exchangePending) = await connection.QuerySingleAsync<(long, bool)>(new CommandDefinition(
+        var (deactivated, exchangePending) = await connection.ReadRowAsync<(long, bool)>(new CommandDefinition(
             sql, new { account.Id, RejectedToken = rejectedToken, Hash = hash, Now = time.GetUtcNow() }, cancellationToken: CancellationToken.None));
         return deactivated == 1 ? new AccountResult(Outcome.Deactivated, reason)
             : exchangePending ? AccountResult.PermanentFailure("token_exchange_unanswered: run `tokenrefresh shopify migrate-expiring` again")
