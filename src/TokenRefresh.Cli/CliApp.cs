@@ -24,7 +24,7 @@ internal static partial class CliApp
           run [--metrics]  run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM
                            (--metrics: print the service's metrics after each cycle)
           refresh (--etsy-user ID | --shop DOMAIN)
-                           refresh (through the same row lock) or validate one account now, due or not
+                           refresh (through the same claim and lease) or validate one account now, due or not
           migrate          create or upgrade the service's own table (idempotent)
           status [--json]  accounts due, fine lately, backing off and needing re-authorisation
           shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]

@@ -112,7 +112,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         var perToken = users.Select(u => H.Fake.Etsy.CallsFor(u.Refresh)).ToList();
         output.WriteLine($"{cycles} concurrent cycles over {users.Count} due accounts: refreshed {refreshed} " +
             $"({string.Join(" + ", summaries.Select(s => s.Platforms[0].Succeeded))}), calls per refresh token: min {perToken.Min()}, max {perToken.Max()}, " +
-            $"total Etsy calls {H.Fake.Etsy.TotalCalls}");
+            $"total Etsy calls {H.Fake.Etsy.TotalCalls}; " + string.Join(" / ", summaries.Select(s => $"{s} in {s.Platforms[0].Duration}")));
         Assert.Equal(users.Count, refreshed);
         Assert.All(perToken, n => Assert.Equal(1, n));
         Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);

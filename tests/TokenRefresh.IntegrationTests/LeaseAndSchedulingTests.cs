@@ -323,3 +323,72 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         }
     }
 }
+
+/// <summary>The lease contract for the main application's own on-demand refresh, run exactly as the README gives it.</summary>
+public sealed class MainApplicationLeaseContractTests : HarnessTests
+{
+    // The README's SQL block of the lease contract, statement by statement (the test runs what the README says).
+    private static string[] ContractStatements()
+    {
+        var readme = File.ReadAllText(Path.Combine(Repo.Root, "README.md"));
+        var at = readme.IndexOf("**Lease contract.**", StringComparison.Ordinal);
+        var start = readme.IndexOf("```sql", at, StringComparison.Ordinal) + "```sql".Length;
+        var block = readme[start..readme.IndexOf("```", start, StringComparison.Ordinal)];
+        var code = string.Join("\n", block.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith("--", StringComparison.Ordinal)));
+        return code.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    }
+
+    private async Task<List<object?>> RunAsync(string sql, params object[] values)
+    {
+        await using var connection = await H.Db.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(sql, connection);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = value });
+        }
+
+        var rows = new List<object?>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            rows.Add(reader.GetValue(0));
+        }
+
+        return rows;
+    }
+
+    [Fact]
+    public async Task OnDemandRefreshUnderTheDocumentedLease_TheServiceLeavesItsTokenAlone_ThenRefreshesTheNewOne()
+    {
+        var statements = ContractStatements();
+        Assert.Equal(3, statements.Length);
+        var (lease, store, end) = (statements[0], statements[1], statements[2]);
+        var old = H.Fake.Etsy.AddAccount(7);
+        var user = await H.Db.AddEtsyUserAsync(old, DateTimeOffset.UtcNow.AddMinutes(-1));
+        var holder = $"main-app/{Guid.NewGuid()}";
+
+        // 1. The main application takes the lease, and gets the token to send; a second taker gets nothing.
+        Assert.Equal([old], await RunAsync(lease, user, holder));
+        Assert.Empty(await RunAsync(lease, user, $"main-app/{Guid.NewGuid()}"));
+
+        // The service's cycle leaves that account alone while the lease is in force.
+        var (during, _) = await H.RunCycleAsync();
+        Assert.Equal("Etsy: 0/1 refreshed, 0 failed, 1 skipped", during.Platforms[0].ToString());
+        Assert.Equal(0, H.Fake.Etsy.CallsFor(old));
+
+        // 2-3. Etsy rotated the token for the main application, which stores the pair over the token it sent and ends the lease.
+        var rotated = $"{7}.rt-main-app";
+        H.Fake.Etsy.AddRefreshToken(rotated);
+        H.Fake.Etsy.Revoke(old);
+        await RunAsync(store, user, holder, "main-app-access", rotated, DateTimeOffset.UtcNow.AddMinutes(-1), old);
+        await RunAsync(end, user, holder);
+        Assert.Equal(0L, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE lease_until IS NOT NULL"));
+
+        // The service refreshes the new token next (it is due again here), once.
+        var (after, _) = await H.RunCycleAsync();
+        Assert.Equal("Etsy: 1/1 refreshed, 0 failed", after.Platforms[0].ToString());
+        Assert.Equal(1, H.Fake.Etsy.CallsFor(rotated));
+        Assert.Equal(H.Fake.Etsy.IssuedFor(rotated)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(user)).RefreshToken);
+        Assert.Equal(0, H.Fake.Etsy.CallsFor(old));
+    }
+}
