@@ -35,7 +35,14 @@ internal sealed partial class ShopifyValidator(
     public Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming) =>
         Task.FromResult<IReadOnlyList<Claim>>(accounts.Select(a => new Claim(a)).ToList());
 
-    public Task FinishCycleAsync() => Task.CompletedTask;
+    /// <summary>The validations of this cycle that succeeded and are not recorded yet.</summary>
+    private readonly Lock _validatedLock = new();
+    private List<(string Id, DateTimeOffset At)> _validated = [];
+
+    /// <summary>How many successful validations are recorded in one statement.</summary>
+    private const int ValidatedBatch = 32;
+
+    public Task FinishCycleAsync() => SaveValidatedAsync(force: true);
 
     public Outcome SuccessOutcome => Outcome.Validated;
 
@@ -164,10 +171,22 @@ internal sealed partial class ShopifyValidator(
             Log.UnexpectedAfterSend(logger, error, account.Label);
         }
 
+        var now = time.GetUtcNow();
+        if (result.Status == CallStatus.Ok && !account.Forced)
+        {
+            // Successes are recorded a batch at a time (and the rest when the cycle ends): one statement for many stores.
+            lock (_validatedLock)
+            {
+                _validated.Add((account.Id, now));
+            }
+
+            await SaveValidatedAsync(force: false);
+            return AccountResult.Success(Outcome.Validated);
+        }
+
         // A connection only for the result: none is held while Shopify answers.
         await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         var hash = AccountState.Hash(row.Token);
-        var now = time.GetUtcNow();
         if (result.Status == CallStatus.Rejected && !_guard.MayDeactivate())
         {
             // Too many rejections in one cycle to be the stores' own doing: they stay active, and are tried again next cycle.
@@ -193,6 +212,40 @@ internal sealed partial class ShopifyValidator(
                     result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, now, options.Value.UnknownOutcomeWait);
                 await SaveAsync(connection, account, state);
                 return failure;
+        }
+    }
+
+    // Records the successful validations waiting, once there is a batch of them (or all, when the cycle ends): the
+    // state each gets is AccountState.Succeeded, in key order, so that two replicas' batches never deadlock.
+    private async Task SaveValidatedAsync(bool force)
+    {
+        List<(string Id, DateTimeOffset At)> batch;
+        lock (_validatedLock)
+        {
+            if (_validated.Count == 0 || (!force && _validated.Count < ValidatedBatch))
+            {
+                return;
+            }
+
+            (batch, _validated) = (_validated, []);
+        }
+
+        try
+        {
+            await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
+            await connection.ExecuteAsync(new CommandDefinition($"""
+                INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, needs_reauth, last_success_at, updated_at)
+                SELECT '{StatePlatform}', v.id, 0, false, v.at, v.at
+                FROM unnest(CAST(@Ids AS text[]), CAST(@Ats AS timestamptz[])) AS v(id, at)
+                ORDER BY v.id
+                ON CONFLICT (platform, account_id) DO UPDATE SET
+                    consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
+                    token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at
+                """, new { Ids = batch.Select(v => v.Id).ToArray(), Ats = batch.Select(v => v.At).ToArray() }));
+        }
+        catch (NpgsqlException e)
+        {
+            Log.ValidatedNotSaved(logger, e, batch.Count);
         }
     }
 
@@ -256,6 +309,9 @@ internal sealed partial class ShopifyValidator(
 
         [LoggerMessage(303, LogLevel.Error, "Shopify store {Shop}: something unexpected happened once the request may have been sent; the store is left as it is")]
         public static partial void UnexpectedAfterSend(ILogger logger, Exception exception, string? shop);
+
+        [LoggerMessage(304, LogLevel.Error, "Shopify: the validation state of {Count} stores could not be saved; they are validated again at the next cycle")]
+        public static partial void ValidatedNotSaved(ILogger logger, Exception exception, int count);
 
         [LoggerMessage(301, LogLevel.Error, "Shopify store {Shop}: its validation state could not be saved")]
         public static partial void StateNotSaved(ILogger logger, Exception exception, string? shop);
