@@ -7,6 +7,8 @@
 # scripts/check-images.sh runs this file's `dotnet publish` commands here, where no Docker engine runs.
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+# The image's architecture (amd64, arm64): the CLI is compiled ahead of time for it.
+ARG TARGETARCH
 WORKDIR /src
 # Project files first, so the restore layer is cached until a dependency changes.
 COPY global.json Directory.Build.props Directory.Packages.props .editorconfig host.json ./
@@ -15,12 +17,12 @@ COPY src/TokenRefresh.Functions/TokenRefresh.Functions.csproj src/TokenRefresh.F
 COPY src/TokenRefresh.Cli/TokenRefresh.Cli.csproj src/TokenRefresh.Cli/
 COPY tests/TokenRefresh.FakePlatforms/TokenRefresh.FakePlatforms.csproj tests/TokenRefresh.FakePlatforms/
 RUN dotnet restore src/TokenRefresh.Functions/TokenRefresh.Functions.csproj \
- && dotnet restore src/TokenRefresh.Cli/TokenRefresh.Cli.csproj \
+ && dotnet restore src/TokenRefresh.Cli/TokenRefresh.Cli.csproj -a $TARGETARCH \
  && dotnet restore tests/TokenRefresh.FakePlatforms/TokenRefresh.FakePlatforms.csproj
 COPY src/ src/
 COPY tests/TokenRefresh.FakePlatforms/ tests/TokenRefresh.FakePlatforms/
 RUN dotnet publish src/TokenRefresh.Functions/TokenRefresh.Functions.csproj -c Release --no-restore -o /out/functions
-RUN dotnet publish src/TokenRefresh.Cli/TokenRefresh.Cli.csproj -c Release --no-restore -o /out/cli
+RUN dotnet publish src/TokenRefresh.Cli/TokenRefresh.Cli.csproj -c Release -a $TARGETARCH --no-self-contained --no-restore -o /out/cli
 RUN dotnet publish tests/TokenRefresh.FakePlatforms/TokenRefresh.FakePlatforms.csproj -c Release --no-restore -o /out/fakes
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS fakes

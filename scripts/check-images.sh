@@ -14,7 +14,9 @@ else
   trap 'rm -rf "$out"' EXIT
 fi
 
-grep -E '^RUN dotnet publish ' Dockerfile | sed -e 's/^RUN //' -e 's/ --no-restore//' -e "s| -o /out/| -o $out/|" | while read -r cmd; do
+# TARGETARCH as docker build sets it for this machine's architecture.
+case "$(uname -m)" in aarch64|arm64) arch=arm64 ;; *) arch=amd64 ;; esac
+grep -E '^RUN dotnet publish ' Dockerfile | sed -e 's/^RUN //' -e 's/ --no-restore//' -e "s| -o /out/| -o $out/|" -e "s/\$TARGETARCH/$arch/g" | while read -r cmd; do
   echo "+ $cmd"
   $cmd -nologo -v quiet >"$out/publish.log" 2>&1 || { cat "$out/publish.log"; exit 1; }
 done

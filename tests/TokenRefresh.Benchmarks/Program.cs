@@ -4,6 +4,7 @@
 //   dotnet TokenRefresh.Benchmarks.dll ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY
 //     [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port PORT] [--url-query QUERY]
 //   --cli: the cycle runs as the CLI does, `tokenrefresh once` as a process of its own, startup included;
+//   --cli-dll: the same, with that build of the CLI (the image's, from scripts/check-images.sh) instead of the project's;
 //   --etsy-rate: ETSY_MAX_REQUESTS_PER_SECOND (by default lifted to 100,000: a limit a deployment sets for its app);
 //   --budget: CYCLE_BUDGET_SECONDS (by default an hour);
 //   --pooler-port: the service reaches the database through a pooler (scripts/pgbouncer.sh) listening there;
@@ -33,7 +34,7 @@ var shopifyCount = int.Parse(args[2], CultureInfo.InvariantCulture);
 var latency = TimeSpan.FromMilliseconds(int.Parse(args[3], CultureInfo.InvariantCulture));
 var concurrency = int.Parse(args[4], CultureInfo.InvariantCulture);
 var countRoundTrips = args.Contains("--round-trips");
-var asCli = args.Contains("--cli");
+var asCli = args.Contains("--cli") || args.Contains("--cli-dll");
 string? Option(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
 var poolerPort = Option("--pooler-port") is { } p ? int.Parse(p, CultureInfo.InvariantCulture) : (int?)null;
 var urlQuery = Option("--url-query");
@@ -103,7 +104,7 @@ if (asCli)
     // The CLI as cron or a container runs it: a process of its own, from its start to its exit.
     var before = Child.Usage();
     var clock = Stopwatch.StartNew();
-    using var cli = Child.Start(Path.Combine(TokenRefreshBench.Root, "src", "TokenRefresh.Cli", "bin", "Release", "net10.0", "TokenRefresh.Cli.dll"), ["once"], settings);
+    using var cli = Child.Start(Option("--cli-dll") ?? Path.Combine(TokenRefreshBench.Root, "src", "TokenRefresh.Cli", "bin", "Release", "net10.0", "TokenRefresh.Cli.dll"), ["once"], settings);
     var code = await cli.WaitForExitAsync(TimeSpan.FromHours(2));
     wall = clock.Elapsed;
     var after = Child.Usage();
