@@ -31,6 +31,42 @@ public sealed class ShopifyValidationTests : HarnessTests
     }
 
     [Fact]
+    public async Task Cycle_ValidationStateCannotBeWritten_StoresStayValidatedAndActive_TheNextCycleRecordsThem()
+    {
+        // 40 stores: one batch of 32 successes recorded during the cycle, and the 8 left when it ends.
+        var ids = new List<Guid>();
+        for (var i = 0; i < 40; i++)
+        {
+            ids.Add(await StoreAsync($"s{i}.myshopify.com"));
+        }
+
+        await H.Db.ExecuteAsync("""
+            CREATE FUNCTION refuse_state() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'injected: the state cannot be written' USING ERRCODE = '53100'; END $$;
+            CREATE TRIGGER refuse_state BEFORE INSERT OR UPDATE ON token_refresh_state FOR EACH ROW EXECUTE FUNCTION refuse_state();
+            """);
+
+        var (refused, logs) = await H.RunCycleAsync();
+
+        Assert.Equal("Shopify: 40/40 validated, 0 deactivated, 0 failed", refused.Platforms[1].ToString());
+        var notSaved = logs.Where(l => l.Id.Id == 304).ToList();
+        Assert.Equal([32, 8], notSaved.Select(l => Convert.ToInt32(l.StructuredState!.Single(p => p.Key == "Count").Value, System.Globalization.CultureInfo.InvariantCulture)).Order().Reverse());
+        Assert.All(notSaved, l => Assert.Equal(LogLevel.Error, l.Level));
+        Assert.Equal(0L, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state"));
+        foreach (var id in ids)
+        {
+            Assert.True((await H.Db.GetShopifyStoreAsync(id)).IsActive);
+        }
+
+        await H.Db.ExecuteAsync("DROP TRIGGER refuse_state ON token_refresh_state");
+        var (next, nextLogs) = await H.RunCycleAsync();
+
+        Assert.Equal("Shopify: 40/40 validated, 0 deactivated, 0 failed", next.Platforms[1].ToString());
+        Assert.DoesNotContain(nextLogs, l => l.Id.Id == 304);
+        Assert.Equal(40L, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE platform = 'shopify' AND last_success_at IS NOT NULL"));
+    }
+
+    [Fact]
     public async Task Cycle_ApiVersionSetting_IsTheVersionCalled()
     {
         await StoreAsync("good.myshopify.com");
