@@ -93,15 +93,17 @@ public sealed partial record TokenRefreshOptions
     public TimeSpan UnknownOutcomeWait => HttpTimeout * 2 > AccountState.FirstBackoff ? HttpTimeout * 2 : AccountState.FirstBackoff;
 
     /// <summary>
-    /// How long a claim's lease lasts: longer than its request can take (HTTP_TIMEOUT_SECONDS) plus the longest the pair's
-    /// write is retried (the cycle's budget, at least 30 s), and no shorter than the wait after an unknown outcome; so a
-    /// lease in force always means a request that may still be answered, or a pair that may still be stored.
+    /// How long a claim's lease lasts: longer than anything its holder may still do with the token. A claimed call may
+    /// wait for a new permit until the cycle's budget ends, then take the HTTP timeout, and then its pair's write is
+    /// retried for at least 30 s; so the budget, the HTTP timeout and 30 s, and never less than the wait after an
+    /// unknown outcome. A lease in force always means a request that may still be answered, or a pair that may still
+    /// be stored.
     /// </summary>
     public TimeSpan LeaseLength
     {
         get
         {
-            var covers = HttpTimeout + (CycleBudget > DatabaseRetry.MinimumWindow ? CycleBudget : DatabaseRetry.MinimumWindow);
+            var covers = CycleBudget + HttpTimeout + DatabaseRetry.MinimumWindow;
             return covers > UnknownOutcomeWait ? covers : UnknownOutcomeWait;
         }
     }

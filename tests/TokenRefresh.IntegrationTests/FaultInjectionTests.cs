@@ -172,10 +172,10 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         Assert.Equal(leased, next.Platforms[0].Skipped);
         Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
 
-        // Once the leases have run out (2 minutes and the HTTP timeout): the accounts whose request was answered after the
-        // kill get invalid_grant, which is not believed the first time (the claim ran out without an outcome); the
-        // others, whose request never left, are refreshed.
-        H.Time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(3));
+        // Once the leases have run out (3 minutes: the budget, the HTTP timeout and the write's 30 s): the accounts whose
+        // request was answered after the kill get invalid_grant, which is not believed the first time (the claim ran out
+        // without an outcome); the others, whose request never left, are refreshed.
+        H.Time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(4));
         var (after, _) = await H.RunCycleAsync();
         output.WriteLine($"after the leases ran out: {after}");
 

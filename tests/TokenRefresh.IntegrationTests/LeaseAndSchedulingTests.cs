@@ -403,4 +403,22 @@ public sealed class MainApplicationLeaseContractTests : HarnessTests
         Assert.Equal(H.Fake.Etsy.IssuedFor(rotated)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(user)).RefreshToken);
         Assert.Equal(0, H.Fake.Etsy.CallsFor(old));
     }
+
+    [Fact]
+    public async Task TheDocumentedLease_IsRefusedRightAfterTheServicesAnswerWasLost()
+    {
+        var lease = ContractStatements()[0];
+        var token = H.Fake.Etsy.AddAccount(8);
+        var user = await H.Db.AddEtsyUserAsync(token, DateTimeOffset.UtcNow.AddMinutes(-1));
+        // The service's request with this token timed out a moment ago: Etsy may have rotated it unseen.
+        await H.Db.ExecuteAsync(
+            "INSERT INTO token_refresh_state (platform, account_id, token_hash, unknown_outcome_at) VALUES ('etsy', @id, @hash, now())",
+            new { id = user.ToString(), hash = Persistence.AccountState.Hash(token) });
+
+        Assert.Empty(await RunAsync(lease, user, $"main-app/{Guid.NewGuid()}"));
+
+        // A minute later it may be sent again.
+        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET unknown_outcome_at = now() - interval '61 seconds'");
+        Assert.Equal([token], await RunAsync(lease, user, $"main-app/{Guid.NewGuid()}"));
+    }
 }
