@@ -28,9 +28,6 @@ internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> grou
         }
     }
 
-    /// <summary>The most calls in flight of one lane seen so far (for tests and the benchmark).</summary>
-    public int PeakInFlight { get; private set; }
-
     private int Cap(string group) => groupCaps.TryGetValue(group, out var cap) ? Math.Min(cap, total) : total;
 
     private int Share(Lane lane) => Math.Min(Cap(lane.Group), Math.Max(1, total / Math.Max(1, _lanes.Count)));
@@ -69,7 +66,6 @@ internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> grou
             best.InFlight++;
             _groupInFlight[best.Group]++;
             _inFlight++;
-            PeakInFlight = Math.Max(PeakInFlight, _inFlight);
             waiter.TrySetResult();
         }
     }

@@ -28,24 +28,25 @@ internal sealed partial class PairWriter(NpgsqlDataSource db, TimeProvider time,
 {
     public async Task<WriteResult> WriteAsync(string sql, object parameters, DateTimeOffset deadline, string platform, DueAccount account)
     {
-        var attempts = 1;
+        var attempts = 0;
         int? written;
         try
         {
-            try
-            {
-                // Most writes succeed at once: the retry pipeline is built only for those that do not. (The command
-                // timeout bounds this attempt.)
-                written = await WriteOnceAsync(sql, parameters, CancellationToken.None);
-            }
-            catch (Exception e) when (DatabaseRetry.IsTransient(e))
-            {
-                var left = deadline - time.GetUtcNow();
-                written = await DatabaseRetry.Pipeline(time, left > DatabaseRetry.MinimumWindow ? left : DatabaseRetry.MinimumWindow).ExecuteAsync(ct =>
+            // The first attempt is bounded by the command timeout; the retries by the cycle's budget, at least 30 s.
+            written = await DatabaseRetry.OnceThenRetriedAsync(
+                ct =>
                 {
                     attempts++;
                     return WriteOnceAsync(sql, parameters, ct);
-                }, CancellationToken.None);
+                },
+                () =>
+                {
+                    var left = deadline - time.GetUtcNow();
+                    return DatabaseRetry.Pipeline(time, left > DatabaseRetry.MinimumWindow ? left : DatabaseRetry.MinimumWindow);
+                },
+                CancellationToken.None);
+            if (attempts > 1)
+            {
                 Log.StoredAfterRetries(logger, platform, account, attempts);
             }
         }

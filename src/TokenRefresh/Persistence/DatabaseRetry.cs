@@ -42,22 +42,30 @@ internal static class DatabaseRetry
     };
 
     /// <summary>
-    /// Runs a query that may safely run again (counting, paging, a permit, a claim), retried through a dropped
-    /// connection or a restart, at once and then five times over about six seconds; then the last fault is thrown,
-    /// and the cycle fails as it would have.
+    /// Runs <paramref name="query"/> once and, only if that fails with a fault a later attempt can outlive (and the caller
+    /// has not cancelled), through the pipeline that <paramref name="retries"/> builds then, which tries again at once and
+    /// then backs off. Most calls succeed at once and never build or run a pipeline.
     /// </summary>
-    public static async ValueTask<T> ReadAsync<T>(TimeProvider time, Func<CancellationToken, ValueTask<T>> query, CancellationToken cancellationToken)
+    public static async ValueTask<T> OnceThenRetriedAsync<T>(
+        Func<CancellationToken, ValueTask<T>> query, Func<ResiliencePipeline> retries, CancellationToken cancellationToken)
     {
         try
         {
-            // Most succeed at once: the retry pipeline runs only for those that do not.
             return await query(cancellationToken);
         }
         catch (Exception e) when (IsTransient(e) && !cancellationToken.IsCancellationRequested)
         {
-            return await ReadPipeline(time).ExecuteAsync(query, cancellationToken);
+            return await retries().ExecuteAsync(query, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// Runs a query that may safely run again (counting, paging, a permit, a claim), retried through a dropped
+    /// connection or a restart: once, then again at once and up to five more times over about six seconds; then the
+    /// last fault is thrown, and the cycle fails as it would have.
+    /// </summary>
+    public static ValueTask<T> ReadAsync<T>(TimeProvider time, Func<CancellationToken, ValueTask<T>> query, CancellationToken cancellationToken) =>
+        OnceThenRetriedAsync(query, () => ReadPipeline(time), cancellationToken);
 
     // Built once per clock (the service has one; tests may have another): a permit, a claim or a page runs it every time.
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<TimeProvider, ResiliencePipeline> Read = [];
