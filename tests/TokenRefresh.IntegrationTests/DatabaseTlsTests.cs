@@ -85,11 +85,7 @@ public sealed class DatabaseTlsTests : IAsyncLifetime
     public async Task Cycle_VerifiedTls_RefreshesOverIt(string host, string query)
     {
         var users = await Chains.DueUsersAsync(_h, 20);
-        _h.Fake.Shopify.AddStore("fine.myshopify.com", "shpat_fine");
-        await _h.Db.AddShopifyStoreAsync("fine.myshopify.com", "shpat_fine");
-        _h.Fake.Shopify.AddStore("gone.myshopify.com", "shpat_gone");
-        var gone = await _h.Db.AddShopifyStoreAsync("gone.myshopify.com", "shpat_gone");
-        _h.Fake.Shopify.RevokeAccessToken("gone.myshopify.com");
+        var gone = await Chains.FineAndRevokedStoresAsync(_h);
 
         var encrypted = false;
         var (summary, error, logs) = await CycleAsync(Url(host, query), async db =>

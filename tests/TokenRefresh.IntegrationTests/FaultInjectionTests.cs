@@ -104,9 +104,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
     {
         var users = await Chains.DueUsersAsync(H, 300);
         H.Fake.Latency = TimeSpan.FromMilliseconds(15);
-        var hosts = Enumerable.Range(0, cycles).Select(_ => H.BuildHost()).ToList();
 
-        var summaries = await Task.WhenAll(hosts.Select(host => Task.Run(() => host.Services.GetRequiredService<RefreshCycle>().RunAsync())));
+        var summaries = await Chains.ConcurrentCyclesAsync(H, cycles);
 
         var refreshed = summaries.Sum(s => s.Platforms[0].Succeeded);
         var perToken = users.Select(u => H.Fake.Etsy.CallsFor(u.Refresh)).ToList();
@@ -118,7 +117,6 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
         Assert.Equal(users.Count, H.Fake.Etsy.TotalCalls);
         await Chains.AssertNoTokenLostAsync(H, users);
-        hosts.ForEach(h => h.Dispose());
     }
 
     [Fact]

@@ -21,11 +21,7 @@ public sealed class PoolerTests(ITestOutputHelper output) : HarnessTests
     {
         ThroughPooler(Pooler.Shared(mode));
         var users = await Chains.DueUsersAsync(H, 40);
-        H.Fake.Shopify.AddStore("fine.myshopify.com", "shpat_fine");
-        await H.Db.AddShopifyStoreAsync("fine.myshopify.com", "shpat_fine");
-        H.Fake.Shopify.AddStore("gone.myshopify.com", "shpat_gone");
-        var gone = await H.Db.AddShopifyStoreAsync("gone.myshopify.com", "shpat_gone");
-        H.Fake.Shopify.RevokeAccessToken("gone.myshopify.com");
+        var gone = await Chains.FineAndRevokedStoresAsync(H);
 
         var (summary, logs) = await H.RunCycleAsync();
         var (again, _) = await H.RunCycleAsync();
@@ -43,15 +39,13 @@ public sealed class PoolerTests(ITestOutputHelper output) : HarnessTests
         ThroughPooler(Pooler.Shared("transaction"));
         var users = await Chains.DueUsersAsync(H, 150);
         H.Fake.Latency = TimeSpan.FromMilliseconds(10);
-        var hosts = Enumerable.Range(0, 3).Select(_ => H.BuildHost()).ToList();
 
-        var summaries = await Task.WhenAll(hosts.Select(host => Task.Run(() => host.Services.GetRequiredService<RefreshCycle>().RunAsync())));
+        var summaries = await Chains.ConcurrentCyclesAsync(H, 3);
 
         Assert.Equal(users.Count, summaries.Sum(s => s.Platforms[0].Succeeded));
         Assert.Empty(H.Fake.Etsy.TokensUsedMoreThanOnce);
         Assert.Equal(users.Count, H.Fake.Etsy.TotalCalls);
         await Chains.AssertNoTokenLostAsync(H, users);
-        hosts.ForEach(h => h.Dispose());
     }
 
     [Fact]

@@ -1,8 +1,35 @@
+using Microsoft.Extensions.DependencyInjection;
+
 namespace TokenRefresh.IntegrationTests.Infrastructure;
 
 /// <summary>Refresh chains: due Etsy users, and the check that no rotated token was lost.</summary>
 internal static class Chains
 {
+    /// <summary>Two active stores: fine.myshopify.com, whose token Shopify accepts, and gone.myshopify.com, whose token it revoked (returned).</summary>
+    public static async Task<Guid> FineAndRevokedStoresAsync(ServiceHarness h)
+    {
+        h.Fake.Shopify.AddStore("fine.myshopify.com", "shpat_fine");
+        await h.Db.AddShopifyStoreAsync("fine.myshopify.com", "shpat_fine");
+        h.Fake.Shopify.AddStore("gone.myshopify.com", "shpat_gone");
+        var gone = await h.Db.AddShopifyStoreAsync("gone.myshopify.com", "shpat_gone");
+        h.Fake.Shopify.RevokeAccessToken("gone.myshopify.com");
+        return gone;
+    }
+
+    /// <summary>Runs <paramref name="count"/> cycles at once, each in a host of its own, as replicas do.</summary>
+    public static async Task<CycleSummary[]> ConcurrentCyclesAsync(ServiceHarness h, int count)
+    {
+        var hosts = Enumerable.Range(0, count).Select(_ => h.BuildHost()).ToList();
+        try
+        {
+            return await Task.WhenAll(hosts.Select(host => Task.Run(() => host.Services.GetRequiredService<RefreshCycle>().RunAsync())));
+        }
+        finally
+        {
+            hosts.ForEach(host => host.Dispose());
+        }
+    }
+
     /// <summary>Etsy users due now, each with a refresh token the fake accepts.</summary>
     public static async Task<List<(Guid Id, string Refresh)>> DueUsersAsync(ServiceHarness h, int count)
     {
