@@ -30,12 +30,15 @@ public sealed partial class RefreshCycle
     private readonly TimeProvider _time;
     private readonly TokenRefreshOptions _options;
     private readonly TokenRefreshMetrics _metrics;
+    private readonly PlatformHealthRegistry _health;
     private readonly ILogger<RefreshCycle> _logger;
 
     public RefreshCycle(
-        IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, IOptions<TokenRefreshOptions> options, TokenRefreshMetrics metrics, ILogger<RefreshCycle> logger)
+        IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, IOptions<TokenRefreshOptions> options, TokenRefreshMetrics metrics,
+        PlatformHealthRegistry health, ILogger<RefreshCycle> logger)
     {
         _metrics = metrics;
+        _health = health;
         _refreshers = refreshers;
         _time = time;
         _options = options.Value;
@@ -128,6 +131,8 @@ public sealed partial class RefreshCycle
                 // next account while its permit is good.
                 var batch = new List<(DueAccount Account, Turn Turn)>();
                 var spare = new Stack<Turn>();
+                var health = _health.For(refresher.Group);
+                var probed = false;
                 try
                 {
                     await foreach (var account in refresher.FindDueAsync(stopping).WithCancellation(platformClaiming.Token))
@@ -157,8 +162,25 @@ public sealed partial class RefreshCycle
                             }
                         }
 
+                        // While the platform is down, one account goes alone as the probe; unless it finds the platform
+                        // answering again, the others are left for the next cycle, with no backoff of their own.
+                        var probe = health.IsDown;
+                        if (probe && probed)
+                        {
+                            turn!.Slot.Dispose();
+                            stoppedBecause = health.Why;
+                            await platformClaiming.CancelAsync();
+                            break;
+                        }
+
                         batch.Add((account, turn!));
-                        if (batch.Count >= MaxClaimBatch)
+                        if (probe)
+                        {
+                            probed = true;
+                            await ClaimBatchAsync();
+                            await Task.WhenAll(running);
+                        }
+                        else if (batch.Count >= MaxClaimBatch)
                         {
                             await ClaimBatchAsync();
                         }

@@ -103,6 +103,7 @@ public static partial class TokenRefreshExtensions
         // One per process, for every cycle: the limit itself lives in the database, shared by every replica.
         services.AddKeyedSingleton("Etsy", (sp, _) => new SharedRateLimit(sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<TimeProvider>(), "etsy", options.EtsyMaxRequestsPerSecond));
         services.AddSingleton<AppTables>();
+        services.AddSingleton<PlatformHealthRegistry>();
         services.AddSingleton<ShopifySchema>();
         services.AddSingleton<PairWriter>();
 

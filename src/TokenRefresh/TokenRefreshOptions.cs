@@ -89,8 +89,8 @@ public sealed partial record TokenRefreshOptions
     /// <summary>Bound on Etsy calls per second, for every replica together (shared through the database).</summary>
     public int EtsyMaxRequestsPerSecond { get; init; } = 10;
 
-    /// <summary>The shortest wait before an account whose last call had an unknown outcome is called again: no retry races a request still in flight.</summary>
-    public TimeSpan UnknownOutcomeWait => HttpTimeout * 2 > AccountState.FirstBackoff ? HttpTimeout * 2 : AccountState.FirstBackoff;
+    /// <summary>The shortest wait before an account whose last call had an unknown outcome is called again, twice the HTTP timeout (60 s by default): no retry races a request still in flight.</summary>
+    public TimeSpan UnknownOutcomeWait => HttpTimeout * 2;
 
     /// <summary>
     /// How long a claim's lease lasts: longer than anything its holder may still do with the token. A claimed call may

@@ -20,6 +20,8 @@ public sealed class FakeEtsy
     private int _totalCalls;
     private readonly ConcurrentQueue<DateTimeOffset> _callTimes = new();
     private readonly ConcurrentDictionary<string, DateTimeOffset> _lastCallAt = new(StringComparer.Ordinal);
+    // The ledger: every access token issued, its user and when it ends (removed when the user revokes access).
+    private readonly ConcurrentDictionary<string, (long UserId, DateTimeOffset ExpiresAt)> _accessTokens = new(StringComparer.Ordinal);
 
     internal FakeEtsy(FakeHttp http) => _http = http;
 
@@ -31,6 +33,12 @@ public sealed class FakeEtsy
 
     /// <summary>The daily quota sent in x-limit-per-day (Etsy's newer documented default); x-remaining-today counts down from it.</summary>
     public int LimitPerDay { get; set; } = 100_000;
+
+    /// <summary>The life of the access tokens issued (expires_in): an hour, as Etsy's; shorter for a compressed day.</summary>
+    public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>A fault for every token request, whatever its token (an outage, a 429 storm, hangs); None by default.</summary>
+    public FakeFault PlatformFault { get; set; }
 
     /// <summary>Seconds sent in retry-after with a RateLimited answer.</summary>
     public int RetryAfterSeconds { get; set; } = 2;
@@ -57,6 +65,51 @@ public sealed class FakeEtsy
         var refreshToken = NewToken(etsyUserId, "rt");
         _valid[refreshToken] = etsyUserId;
         return refreshToken;
+    }
+
+    /// <summary>Issues a pair for a user as if at <paramref name="issuedAt"/> (a consent, or a reconnect): both are valid, the access token until issuedAt + its lifetime.</summary>
+    public (string AccessToken, string RefreshToken) Issue(long etsyUserId, DateTimeOffset issuedAt)
+    {
+        var pair = (AccessToken: NewToken(etsyUserId, "at"), RefreshToken: NewToken(etsyUserId, "rt"));
+        _accessTokens[pair.AccessToken] = (etsyUserId, issuedAt + AccessTokenLifetime);
+        _valid[pair.RefreshToken] = etsyUserId;
+        return pair;
+    }
+
+    /// <summary>Whether the main application could call Etsy with this access token at that moment (the ledger).</summary>
+    public bool IsAccessTokenValid(string? accessToken, DateTimeOffset at) =>
+        accessToken is not null && _accessTokens.TryGetValue(accessToken, out var issued) && at < issued.ExpiresAt;
+
+    /// <summary>The user withdraws the app's access (or reconnects): every token of theirs issued so far stops working.</summary>
+    public void RevokeUser(long etsyUserId)
+    {
+        foreach (var (token, userId) in _valid)
+        {
+            if (userId == etsyUserId)
+            {
+                _valid.TryRemove(token, out _);
+            }
+        }
+
+        foreach (var (token, issued) in _accessTokens)
+        {
+            if (issued.UserId == etsyUserId)
+            {
+                _accessTokens.TryRemove(token, out _);
+            }
+        }
+    }
+
+    /// <summary>Forgets access tokens that ended before <paramref name="before"/> (a long run's ledger stays small).</summary>
+    public void ForgetExpired(DateTimeOffset before)
+    {
+        foreach (var (token, issued) in _accessTokens)
+        {
+            if (issued.ExpiresAt < before)
+            {
+                _accessTokens.TryRemove(token, out _);
+            }
+        }
     }
 
     /// <summary>Registers a chosen refresh token as valid; its user id is the number before the first dot, else a generated one.</summary>
@@ -172,7 +225,7 @@ public sealed class FakeEtsy
             return;
         }
 
-        var fault = _faults.Take(refreshToken, static _ => true);
+        var fault = PlatformFault is not FakeFault.None and var everyone ? everyone : _faults.Take(refreshToken, static _ => true);
         if (await TryWriteFaultAsync(ctx, fault, refreshToken))
         {
             return;
@@ -187,6 +240,7 @@ public sealed class FakeEtsy
 
         var pair = (AccessToken: NewToken(userId, "at"), RefreshToken: NewToken(userId, "rt"));
         _valid[pair.RefreshToken] = userId;
+        _accessTokens[pair.AccessToken] = (userId, DateTimeOffset.UtcNow + AccessTokenLifetime);
         _issued[refreshToken] = pair;
         if (OnRotated is { } onRotated)
         {
@@ -203,7 +257,7 @@ public sealed class FakeEtsy
         {
             ctx.Response.StatusCode = StatusCodes.Status200OK;
             ctx.Response.ContentType = "application/json; charset=x-no-such-charset";
-            await ctx.Response.WriteAsync(TokenBody(pair.AccessToken, pair.RefreshToken, 3600));
+            await ctx.Response.WriteAsync(TokenBody(pair.AccessToken, pair.RefreshToken, (int)AccessTokenLifetime.TotalSeconds));
             return;
         }
 
@@ -216,7 +270,7 @@ public sealed class FakeEtsy
         {
             FakeFault.MissingExpiresIn => (int?)null,
             FakeFault.AbsurdExpiresIn => -30,
-            _ => 3600,
+            _ => (int)AccessTokenLifetime.TotalSeconds,
         };
         await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK, TokenBody(pair.AccessToken, pair.RefreshToken, expiresIn));
     }

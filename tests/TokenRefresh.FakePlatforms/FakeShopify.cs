@@ -16,7 +16,6 @@ public sealed class FakeShopify
 
     /// <summary>The cheapest query that proves a token works (CONTRACTS.md), the only one this fake answers.</summary>
     public const string ValidationQuery = "{ shop { name } }";
-    private static readonly TimeSpan AccessTokenLifetime = TimeSpan.FromSeconds(3600);
     private static readonly TimeSpan RefreshTokenLifetime = TimeSpan.FromDays(90);
     private static readonly TimeSpan RefreshGrace = TimeSpan.FromDays(30);
     private static readonly TimeSpan ExchangeRetryWindow = TimeSpan.FromDays(7);
@@ -40,6 +39,26 @@ public sealed class FakeShopify
     /// <summary>The app's client_secret.</summary>
     public string ApiSecret { get; set; } = "fake-shopify-api-secret";
 
+    /// <summary>The life of the expiring access tokens issued (expires_in): an hour, as Shopify's; shorter for a compressed day.</summary>
+    public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// A fault for every request, whatever the store (an outage, hangs, or Unauthorized: a wave of 401s to valid tokens, as in
+    /// an incident); the token endpoint takes only ServerError, Hang and RateLimited from it. None by default.
+    /// </summary>
+    public FakeFault PlatformFault { get; set; }
+
+    /// <summary>Whether the main application could call Shopify for this store with this access token at that moment.</summary>
+    public bool IsAccessTokenValid(string shopDomain, string? accessToken, DateTimeOffset at) =>
+        accessToken is not null && Find(shopDomain)?.Accepts(accessToken, at) == true;
+
+    /// <summary>The merchant uninstalls the app: the store's tokens stop working.</summary>
+    public void Uninstall(string shopDomain)
+    {
+        RevokeAccessToken(shopDomain);
+        RevokeRefreshToken(shopDomain);
+    }
+
     /// <summary>GraphQL and OAuth requests received, whatever their outcome.</summary>
     public int TotalCalls => Volatile.Read(ref _totalCalls);
 
@@ -55,15 +74,15 @@ public sealed class FakeShopify
     {
         ArgumentException.ThrowIfNullOrEmpty(shopDomain);
         ArgumentException.ThrowIfNullOrEmpty(accessToken);
-        _stores[shopDomain] = Store.NonExpiring(shopDomain, accessToken);
+        _stores[shopDomain] = Store.NonExpiring(shopDomain, accessToken, AccessTokenLifetime);
     }
 
     /// <summary>A store with an expiring pair (shpat_ access token valid 3600 s, shprt_ refresh token).</summary>
-    public (string AccessToken, string RefreshToken) AddExpiringStore(string shopDomain)
+    public (string AccessToken, string RefreshToken) AddExpiringStore(string shopDomain, DateTimeOffset? issuedAt = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(shopDomain);
-        var store = new Store(shopDomain);
-        var pair = store.IssueFresh(DateTimeOffset.UtcNow);
+        var store = new Store(shopDomain, AccessTokenLifetime);
+        var pair = store.IssueFresh(issuedAt ?? DateTimeOffset.UtcNow);
         _stores[shopDomain] = store;
         return pair;
     }
@@ -72,7 +91,7 @@ public sealed class FakeShopify
     public void AddExpiringStore(string shopDomain, string accessToken, string refreshToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(shopDomain);
-        var store = new Store(shopDomain);
+        var store = new Store(shopDomain, AccessTokenLifetime);
         store.Seed(accessToken, refreshToken, DateTimeOffset.UtcNow);
         _stores[shopDomain] = store;
     }
@@ -174,7 +193,7 @@ public sealed class FakeShopify
 
         ctx.Response.Headers["X-Shopify-API-Version"] = version;
         var store = Find(shop);
-        var fault = _faults.Take(shop, static f => !IsTokenResponseFault(f));
+        var fault = PlatformFault is not FakeFault.None and var everyone ? everyone : _faults.Take(shop, static f => !IsTokenResponseFault(f));
         if (await TryWriteFaultAsync(ctx, fault, () => ShopBody(store?.Name ?? shop)))
         {
             return;
@@ -226,7 +245,9 @@ public sealed class FakeShopify
             return;
         }
 
-        var fault = _faults.Take(shop, static f => f is not (FakeFault.Throttled or FakeFault.ShopInactive or FakeFault.AbsurdThrottle));
+        var fault = PlatformFault is FakeFault.ServerError or FakeFault.Hang or FakeFault.RateLimited
+            ? PlatformFault
+            : _faults.Take(shop, static f => f is not (FakeFault.Throttled or FakeFault.ShopInactive or FakeFault.AbsurdThrottle));
         if (fault == FakeFault.MissingRefreshToken)
         {
             // A made-up access token that is never registered: nothing rotates.
@@ -280,7 +301,7 @@ public sealed class FakeShopify
         {
             FakeFault.MissingExpiresIn => (int?)null,
             FakeFault.AbsurdExpiresIn => -30,
-            _ => 3600,
+            _ => (int)AccessTokenLifetime.TotalSeconds,
         };
         await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK, TokenBody(issued.AccessToken, issued.RefreshToken, expiresIn));
     }
@@ -436,7 +457,7 @@ public sealed class FakeShopify
     }
 
     // One store's tokens; every read and change happens under its lock so concurrent refreshes serialise.
-    private sealed class Store(string shopDomain)
+    private sealed class Store(string shopDomain, TimeSpan accessTokenLifetime)
     {
         private readonly Lock _gate = new();
         private bool _expiring;
@@ -485,7 +506,8 @@ public sealed class FakeShopify
             }
         }
 
-        public static Store NonExpiring(string shopDomain, string accessToken) => new(shopDomain) { _accessToken = accessToken };
+        public static Store NonExpiring(string shopDomain, string accessToken, TimeSpan accessTokenLifetime) =>
+            new(shopDomain, accessTokenLifetime) { _accessToken = accessToken };
 
         public bool Accepts(string accessToken, DateTimeOffset now)
         {
@@ -579,7 +601,7 @@ public sealed class FakeShopify
         {
             _expiring = true;
             _accessToken = "shpat_" + FakeHttp.NewHex();
-            _accessExpiresAt = now + AccessTokenLifetime;
+            _accessExpiresAt = now + accessTokenLifetime;
             _refreshToken = "shprt_" + FakeHttp.NewHex();
             _refreshExpiresAt = now + RefreshTokenLifetime;
             return (_accessToken, _refreshToken);

@@ -15,12 +15,41 @@ public sealed class AccountStateTests
         var waits = new List<TimeSpan>();
         for (var i = 0; i < 8; i++)
         {
-            (state, _) = state.Failed(CallStatus.Transient, "server_error_500", outcomeUnknown: false, retryAfter: null, Token, Now, Wait);
+            (state, _) = state.Failed(CallStatus.Transient, "malformed_response", outcomeUnknown: false, retryAfter: null, Token, Now, Wait);
             waits.Add(state.NextAttemptAt!.Value - Now);
         }
 
         Assert.Equal([1, 2, 4, 8, 16, 32, 60, 60], waits.Select(w => (int)w.TotalMinutes));
         Assert.Equal(8, state.ConsecutiveFailures);
+    }
+
+    [Fact]
+    public void Failed_ServerErrorOrNoAnswer_FirstTimeOnlyTheInFlightWait_ThenBacksOff()
+    {
+        // The first says nothing about the account (the platform may be down): next cycle, or after the in-flight wait.
+        var (first, _) = new AccountState().Failed(CallStatus.Transient, "connection_failed", outcomeUnknown: false, null, Token, Now, Wait);
+        Assert.Equal(Now, first.NextAttemptAt);
+        var (unknown, _) = new AccountState().Failed(CallStatus.Transient, "server_error_502", outcomeUnknown: true, null, Token, Now, Wait);
+        Assert.Equal(Now + Wait, unknown.NextAttemptAt);
+
+        // Again, while the platform answers others: the account's own backoff.
+        var (second, _) = first.Failed(CallStatus.Transient, "server_error_500", outcomeUnknown: false, null, Token, Now, Wait);
+        Assert.Equal(Now + AccountState.Backoff(2), second.NextAttemptAt);
+        Assert.Equal(2, second.ConsecutiveFailures);
+    }
+
+    [Fact]
+    public void Failed_WhileThePlatformIsDown_NeitherCountsNorBacksOff()
+    {
+        var state = new AccountState();
+        for (var i = 0; i < 5; i++)
+        {
+            (state, _) = state.Failed(CallStatus.Transient, "timeout", outcomeUnknown: true, null, Token, Now, Wait, platformDown: true);
+        }
+
+        Assert.Equal(1, state.ConsecutiveFailures);
+        Assert.Equal(Now + Wait, state.NextAttemptAt);
+        Assert.Equal("timeout", state.LastError);
     }
 
     [Fact]

@@ -26,6 +26,7 @@ public sealed class CliRunLoopTests
             .AddSingleton<TimeProvider>(_time)
             .AddSingleton(platform)
             .AddTransient<RefreshCycle>()
+            .AddSingleton<PlatformHealthRegistry>()
             .AddMetrics()
             .AddSingleton<TokenRefreshMetrics>()
             .AddLogging(b => b.AddFakeLogging())

@@ -31,6 +31,9 @@ public sealed class RefreshCycleTests
     }
 
     private readonly FakeTimeProvider _time = new();
+    private readonly PlatformHealthRegistry _health;
+
+    public RefreshCycleTests() => _health = new PlatformHealthRegistry(_time, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
     private int _concurrency = 1;
     private Dictionary<string, int> _groupCaps = [];
 
@@ -54,7 +57,7 @@ public sealed class RefreshCycleTests
         MaxConcurrency = _concurrency,
         EtsyMaxConcurrency = _groupCaps.GetValueOrDefault("Etsy") is > 0 and var e ? e : null,
         ShopifyMaxConcurrency = _groupCaps.GetValueOrDefault("Shopify") is > 0 and var s ? s : null,
-    }), new TokenRefreshMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()), _logger);
+    }), new TokenRefreshMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()), _health, _logger);
 
     [Fact]
     public async Task RunAsync_OneAccountThrows_OthersStillRun()
@@ -133,6 +136,63 @@ public sealed class RefreshCycleTests
         await etsy.DidNotReceive().ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         Assert.Equal(2, summary.Platforms[1].Succeeded);
         Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: paused, 3 accounts left for the next cycle");
+    }
+
+    [Fact]
+    public async Task RunAsync_PlatformDown_OneProbeACycleWithoutTheOthers_ThenEveryoneAsSoonAsItAnswers()
+    {
+        var due = Enumerable.Range(0, 10).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray();
+        var p = Platform("Etsy", due);
+        var answering = false;
+        var calls = 0;
+        // As the refreshers do: every call's result goes to the platform's health.
+        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ =>
+        {
+            calls++;
+            var result = answering ? AccountResult.Success(Outcome.Refreshed) : AccountResult.TransientFailure("server_error_503");
+            _health.For("Etsy").Record(answering ? CallStatus.Ok : CallStatus.Transient, result.Reason);
+            return result;
+        });
+
+        // The outage begins: Threshold failures in a row make it down, then one more account goes alone, as the probe.
+        var first = await Cycle(p).RunAsync();
+        Assert.Equal(PlatformHealth.Threshold + 1, calls);
+        Assert.Equal(10 - calls, first.Platforms[0].LeftOver);
+        Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Id.Id == 9 && r.Message.Contains("looks down", StringComparison.Ordinal));
+
+        // While it lasts: one call a cycle.
+        calls = 0;
+        await Cycle(p).RunAsync();
+        Assert.Equal(1, calls);
+
+        // It answers again: the probe finds out, and every account goes in the same cycle.
+        answering = true;
+        calls = 0;
+        var back = await Cycle(p).RunAsync();
+        Assert.Equal(10, calls);
+        Assert.Equal(10, back.Platforms[0].Succeeded);
+        Assert.False(_health.For("Etsy").IsDown);
+    }
+
+    [Fact]
+    public async Task RunAsync_AccountsOwnFailuresBetweenAnswers_NeverMakeThePlatformDown()
+    {
+        var due = Enumerable.Range(0, 12).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray();
+        var p = Platform("Etsy", due);
+        var calls = 0;
+        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ =>
+        {
+            // Four server errors, then an answer, and again: never Threshold in a row.
+            var fails = ++calls % PlatformHealth.Threshold != 0;
+            var result = fails ? AccountResult.TransientFailure("server_error_500") : AccountResult.PermanentFailure("invalid_grant");
+            _health.For("Etsy").Record(fails ? CallStatus.Transient : CallStatus.Permanent, result.Reason);
+            return result;
+        });
+
+        await Cycle(p).RunAsync();
+
+        Assert.Equal(12, calls);
+        Assert.False(_health.For("Etsy").IsDown);
     }
 
     [Fact]

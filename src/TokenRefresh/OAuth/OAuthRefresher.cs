@@ -20,6 +20,7 @@ internal sealed partial class OAuthRefresher(
     TimeProvider time,
     IOptions<TokenRefreshOptions> options,
     TokenRefreshMetrics metrics,
+    PlatformHealthRegistry health,
     ILogger<OAuthRefresher> logger) : IPlatformRefresher
 {
     /// <summary>Refresh tokens that expire within this produce a warning every cycle and show in status.</summary>
@@ -254,6 +255,7 @@ internal sealed partial class OAuthRefresher(
 
         Log.Sending(logger, platform.Platform, account, time.GetUtcNow());
         var result = await platform.RefreshAsync(account.Label, sent, CancellationToken.None);
+        var platformDown = health.For(platform.Group).Record(result.Status, result.Reason);
 
         if (result.Status == CallStatus.Ok)
         {
@@ -284,7 +286,7 @@ internal sealed partial class OAuthRefresher(
         }
 
         var (next, failure) = state.Failed(
-            result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, time.GetUtcNow(), options.Value.UnknownOutcomeWait);
+            result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, time.GetUtcNow(), options.Value.UnknownOutcomeWait, platformDown);
         try
         {
             // The lease ends with the failure recorded, so no other process calls the platform before the backoff is visible.

@@ -40,13 +40,16 @@ internal sealed record AccountState(
     /// <summary>
     /// Records a failed call and decides what it means for the account: a backoff, or (for a believed
     /// invalid_grant) the re-authorisation flag. <paramref name="minimumWait"/> keeps a retry from racing
-    /// a request that may still be in flight.
+    /// a request that may still be in flight. <paramref name="platformDown"/>: the platform is down (<see cref="PlatformHealth"/>),
+    /// so the failure is the platform's and the account gets no backoff of its own.
     /// </summary>
     public (AccountState State, AccountResult Result) Failed(
-        CallStatus status, string reason, bool outcomeUnknown, TimeSpan? retryAfter, string tokenHash, DateTimeOffset now, TimeSpan minimumWait)
+        CallStatus status, string reason, bool outcomeUnknown, TimeSpan? retryAfter, string tokenHash, DateTimeOffset now, TimeSpan minimumWait,
+        bool platformDown = false)
     {
         var current = For(tokenHash);
-        var failures = current.ConsecutiveFailures + 1;
+        // A probe that fails again and again while the platform is down is not failing more and more itself.
+        var failures = platformDown ? Math.Max(1, current.ConsecutiveFailures) : current.ConsecutiveFailures + 1;
 
         // The unknown-outcome rule: after an attempt with this token whose outcome was unknown, the first
         // invalid_grant is not believed (the lost answer may have rotated the token and someone may yet store
@@ -69,7 +72,9 @@ internal sealed record AccountState(
             status = CallStatus.Transient;
         }
 
-        var wait = Backoff(failures);
+        // A server error or a timeout, the first time or while the platform is down, says nothing about the account: it is
+        // tried again next cycle (after the in-flight wait below), so it is refreshed as soon as the platform answers.
+        var wait = platformDown || (failures == 1 && PlatformHealth.IsPlatformSide(reason)) ? TimeSpan.Zero : Backoff(failures);
         if (retryAfter > wait)
         {
             wait = retryAfter.Value;

@@ -81,7 +81,13 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
 
                 lock (_lock)
                 {
-                    upcoming = _moments.Peek();
+                    // Another caller of this process (a claimed call whose permit went stale) may have taken them already.
+                    upcoming = _moments.TryPeek(out var m) ? m : null;
+                }
+
+                if (upcoming is null)
+                {
+                    continue;
                 }
             }
 

@@ -15,6 +15,7 @@ internal sealed partial class ShopifyValidator(
     IOptions<TokenRefreshOptions> options,
     TimeProvider time,
     TokenRefreshMetrics metrics,
+    PlatformHealthRegistry health,
     ILogger<ShopifyValidator> logger) : IPlatformRefresher
 {
     private const string StatePlatform = "shopify";
@@ -171,6 +172,8 @@ internal sealed partial class ShopifyValidator(
             Log.UnexpectedAfterSend(logger, error, account.Label);
         }
 
+        var platformDown = health.For(Group).Record(result.Status, result.Reason);
+
         var now = time.GetUtcNow();
         if (result.Status == CallStatus.Ok && !account.Forced)
         {
@@ -209,7 +212,7 @@ internal sealed partial class ShopifyValidator(
             default:
                 // 429 and THROTTLED pause only this store: Shopify's limits are per app and store.
                 var (state, failure) = row.State.Failed(
-                    result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, now, options.Value.UnknownOutcomeWait);
+                    result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, now, options.Value.UnknownOutcomeWait, platformDown);
                 await SaveAsync(connection, account, state);
                 return failure;
         }
