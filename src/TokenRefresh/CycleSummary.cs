@@ -16,6 +16,11 @@ public sealed record AccountResult(Outcome Outcome, string? Reason = null, bool 
     /// <summary>Not started, and nothing more of this platform should start this cycle (e.g. a 429 pause past the budget).</summary>
     public bool Deferred { get; init; }
 
+    /// <summary>Decided when the platform's cycle ends (<see cref="IPlatformRefresher.FinishCycleAsync"/> reports it then): not counted now.</summary>
+    public bool Pending { get; init; }
+
+    public static readonly AccountResult DecidedLater = new(Outcome.Skipped, "decided at the end of the cycle") { Pending = true };
+
     public static AccountResult Defer(string reason) => new(Outcome.Skipped, reason) { Deferred = true };
 
     /// <summary>This account failed for a reason that is the platform's, not its own (refused credentials): it counts as failed, nothing more of this platform starts this cycle.</summary>

@@ -74,6 +74,9 @@ public interface IPlatformRefresher
     /// </summary>
     Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming);
 
-    /// <summary>After the platform's last account of the cycle: stores what the cycle learned (the daily quota). Never throws.</summary>
-    Task FinishCycleAsync();
+    /// <summary>
+    /// After the platform's last account of the cycle: stores what the cycle learned (the daily quota, the validations
+    /// waiting) and returns the results it decided only now (Shopify's rejected stores). Never throws.
+    /// </summary>
+    Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishCycleAsync();
 }

@@ -20,6 +20,22 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
     private string? _lastReason;
     private DateTimeOffset? _downSince;
 
+    private int _cyclesSinceRejectionWave = int.MaxValue;
+
+    /// <summary>
+    /// Notes whether this cycle's rejections were a wave (Shopify's incident guard); true when this cycle's or the one
+    /// before's were, so that a wave's tail, which may fall under the limit, switches no store off either.
+    /// </summary>
+    internal bool RejectionWave(bool wave)
+    {
+        lock (_lock)
+        {
+            var held = wave || _cyclesSinceRejectionWave == 0;
+            _cyclesSinceRejectionWave = wave ? 0 : _cyclesSinceRejectionWave == int.MaxValue ? int.MaxValue : _cyclesSinceRejectionWave + 1;
+            return held;
+        }
+    }
+
     /// <summary>Whether the platform is down now: a cycle then sends one account as a probe, and leaves the rest.</summary>
     public bool IsDown
     {

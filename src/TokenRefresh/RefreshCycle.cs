@@ -299,7 +299,11 @@ public sealed partial class RefreshCycle
             {
                 // The accounts in flight finish and are stored, whatever stopped the claiming.
                 await Task.WhenAll(running);
-                await refresher.FinishCycleAsync();
+                foreach (var (account, decided) in await refresher.FinishCycleAsync() ?? [])
+                {
+                    using var scope = AccountScope(refresher, account);
+                    tally.Add(Record(refresher, account, decided));
+                }
             }
 
             if (!listedAll || (platformClaiming.IsCancellationRequested && stoppedBecause is not null))
@@ -354,7 +358,7 @@ public sealed partial class RefreshCycle
                     await platformClaiming.CancelAsync();
                 }
 
-                if (!result.Deferred || result.Outcome == Outcome.Failed)
+                if (!result.Pending && (!result.Deferred || result.Outcome == Outcome.Failed))
                 {
                     tally.Add(result);
                 }
@@ -469,7 +473,7 @@ public sealed partial class RefreshCycle
     // Logs an account's outcome (in its scope) and counts it in the metrics.
     private AccountResult Record(IPlatformRefresher refresher, DueAccount account, AccountResult result)
     {
-        if (result.Deferred && result.Outcome != Outcome.Failed)
+        if (result.Pending || (result.Deferred && result.Outcome != Outcome.Failed))
         {
             return result;
         }

@@ -20,6 +20,8 @@ public sealed class FakeEtsy
     private int _totalCalls;
     private readonly ConcurrentQueue<DateTimeOffset> _callTimes = new();
     private readonly ConcurrentDictionary<string, DateTimeOffset> _lastCallAt = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<(DateTimeOffset At, string RefreshToken)> _sentTwice = new();
     // The ledger: every access token issued, its user and when it ends (removed when the user revokes access).
     private readonly ConcurrentDictionary<string, (long UserId, DateTimeOffset ExpiresAt)> _accessTokens = new(StringComparer.Ordinal);
 
@@ -55,6 +57,12 @@ public sealed class FakeEtsy
     /// <summary>Token requests received, whatever their outcome.</summary>
     public int TotalCalls => Volatile.Read(ref _totalCalls);
 
+    /// <summary>
+    /// When a refresh token arrived while another request with it was still being handled, or after Etsy had already
+    /// rotated it: the sends that make Etsy revoke a grant. (A retry after a 5xx or a 429, which used nothing up, is not one.)
+    /// </summary>
+    public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sentTwice.ToArray();
+
     /// <summary>Refresh tokens that were sent in more than one request.</summary>
     public IReadOnlyCollection<string> TokensUsedMoreThanOnce =>
         _calls.Where(c => c.Value > 1).Select(c => c.Key).ToArray();
@@ -80,12 +88,12 @@ public sealed class FakeEtsy
     public bool IsAccessTokenValid(string? accessToken, DateTimeOffset at) =>
         accessToken is not null && _accessTokens.TryGetValue(accessToken, out var issued) && at < issued.ExpiresAt;
 
-    /// <summary>The user withdraws the app's access (or reconnects): every token of theirs issued so far stops working.</summary>
-    public void RevokeUser(long etsyUserId)
+    /// <summary>The user withdraws the app's access, or reconnects (keeping the pair just issued): every other token of theirs stops working.</summary>
+    public void RevokeUser(long etsyUserId, (string AccessToken, string RefreshToken)? keep = null)
     {
         foreach (var (token, userId) in _valid)
         {
-            if (userId == etsyUserId)
+            if (userId == etsyUserId && token != keep?.RefreshToken)
             {
                 _valid.TryRemove(token, out _);
             }
@@ -93,7 +101,7 @@ public sealed class FakeEtsy
 
         foreach (var (token, issued) in _accessTokens)
         {
-            if (issued.UserId == etsyUserId)
+            if (issued.UserId == etsyUserId && token != keep?.AccessToken)
             {
                 _accessTokens.TryRemove(token, out _);
             }
@@ -196,11 +204,34 @@ public sealed class FakeEtsy
         }
 
         var refreshToken = form["refresh_token"].ToString();
-        if (refreshToken.Length > 0)
+        if (refreshToken.Length == 0)
         {
-            FakeHttp.Count(_calls, refreshToken);
-            _lastCallAt[refreshToken] = DateTimeOffset.UtcNow;
+            await AnswerAsync(ctx, form, refreshToken, totalCalls);
+            return;
         }
+
+        FakeHttp.Count(_calls, refreshToken);
+        _lastCallAt[refreshToken] = DateTimeOffset.UtcNow;
+        if (_inFlight.AddOrUpdate(refreshToken, 1, static (_, n) => n + 1) > 1 || _issued.ContainsKey(refreshToken))
+        {
+            _sentTwice.Enqueue((DateTimeOffset.UtcNow, refreshToken));
+        }
+
+        try
+        {
+            await AnswerAsync(ctx, form, refreshToken, totalCalls);
+        }
+        finally
+        {
+            if (_inFlight.AddOrUpdate(refreshToken, 0, static (_, n) => n - 1) <= 0)
+            {
+                _inFlight.TryRemove(KeyValuePair.Create(refreshToken, 0));
+            }
+        }
+    }
+
+    private async Task AnswerAsync(HttpContext ctx, IFormCollection form, string refreshToken, int totalCalls)
+    {
 
         if (!await _http.WaitLatencyAsync(ctx))
         {

@@ -26,6 +26,9 @@ public sealed class FakeShopify
     private readonly ConcurrentDictionary<string, int> _graphQlCalls = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, int> _oauthCalls = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, int> _refreshCalls = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _rotatedFrom = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<(DateTimeOffset At, string RefreshToken)> _sentTwice = new();
     private int _totalCalls;
     private int _totalGraphQlCalls;
     private int _totalOAuthCalls;
@@ -64,6 +67,9 @@ public sealed class FakeShopify
 
     /// <summary>The {version} of the last GraphQL request.</summary>
     public string? LastApiVersion => Volatile.Read(ref _lastApiVersion);
+
+    /// <summary>When a refresh token arrived while another request with it was still being handled, or after it had been used for a new pair.</summary>
+    public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sentTwice.ToArray();
 
     /// <summary>Refresh tokens that were sent in more than one OAuth request.</summary>
     public IReadOnlyCollection<string> RefreshTokensUsedMoreThanOnce =>
@@ -223,10 +229,33 @@ public sealed class FakeShopify
         FakeHttp.Count(_oauthCalls, shop);
         var fields = await ReadFieldsAsync(ctx.Request);
         var refreshToken = fields?.GetValueOrDefault("refresh_token");
-        if (!string.IsNullOrEmpty(refreshToken))
+        if (string.IsNullOrEmpty(refreshToken))
         {
-            FakeHttp.Count(_refreshCalls, refreshToken);
+            await AnswerOAuthAsync(ctx, shop, fields, refreshToken);
+            return;
         }
+
+        FakeHttp.Count(_refreshCalls, refreshToken);
+        if (_inFlight.AddOrUpdate(refreshToken, 1, static (_, n) => n + 1) > 1 || _rotatedFrom.ContainsKey(refreshToken))
+        {
+            _sentTwice.Enqueue((DateTimeOffset.UtcNow, refreshToken));
+        }
+
+        try
+        {
+            await AnswerOAuthAsync(ctx, shop, fields, refreshToken);
+        }
+        finally
+        {
+            if (_inFlight.AddOrUpdate(refreshToken, 0, static (_, n) => n - 1) <= 0)
+            {
+                _inFlight.TryRemove(KeyValuePair.Create(refreshToken, 0));
+            }
+        }
+    }
+
+    private async Task AnswerOAuthAsync(HttpContext ctx, string shop, Dictionary<string, string>? fields, string? refreshToken)
+    {
 
         if (!await _http.WaitLatencyAsync(ctx))
         {
@@ -267,6 +296,11 @@ public sealed class FakeShopify
         {
             case "refresh_token":
                 pair = store?.Refresh(refreshToken ?? "", now);
+                if (pair is not null)
+                {
+                    _rotatedFrom[refreshToken!] = true;
+                }
+
                 break;
             case TokenExchangeGrant:
                 if (fields.GetValueOrDefault("subject_token_type") != OfflineTokenType

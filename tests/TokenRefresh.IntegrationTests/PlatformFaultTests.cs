@@ -71,23 +71,61 @@ public sealed class PlatformFaultTests : HarnessTests
         var logs = host.Services.GetFakeLogCollector().GetSnapshot();
         var (code, json, _) = await CliProcess.RunAsync(["status", "--json"], H.Settings);
 
-        // The limit: the larger of the floor (5) and 2% of the 200 stores due (4).
-        Assert.Equal("Shopify: 0/200 validated, 5 deactivated, 195 failed", summary.Platforms[1].ToString());
-        var active = 0;
+        // The limit: the larger of the floor (5) and 2% of the 200 stores due (4). More than that is a wave: the cycle's
+        // decision comes once its validations are done, so not even the first five are switched off.
+        Assert.Equal("Shopify: 0/200 validated, 0 deactivated, 200 failed", summary.Platforms[1].ToString());
         foreach (var id in ids)
         {
-            active += (await H.Db.GetShopifyStoreAsync(id)).IsActive ? 1 : 0;
+            Assert.True((await H.Db.GetShopifyStoreAsync(id)).IsActive);
         }
 
-        Assert.Equal(195, active);
-        var error = Assert.Single(logs, l => l.Message.Contains("deactivation is paused", StringComparison.Ordinal));
+        var error = Assert.Single(logs, l => l.Message.Contains("none of them is deactivated", StringComparison.Ordinal));
         Assert.Equal(LogLevel.Error, error.Level);
         Assert.Contains("more than 5 stores were rejected", error.Message, StringComparison.Ordinal);
-        Assert.Equal(195, logs.Count(l => l.Message.Contains("failed (deactivation_paused, transient)", StringComparison.Ordinal)));
-        Assert.Equal(195, paused.GetMeasurementSnapshot().Sum(m => m.Value));
+        Assert.Equal(200, logs.Count(l => l.Message.Contains("failed (deactivation_paused, transient)", StringComparison.Ordinal)));
+        Assert.Equal(200, paused.GetMeasurementSnapshot().Sum(m => m.Value));
         Assert.Equal(0, code);
         using var doc = System.Text.Json.JsonDocument.Parse(json);
-        Assert.Equal(195, doc.RootElement.GetProperty("platforms")[1].GetProperty("deactivationPaused").GetInt64());
+        Assert.Equal(200, doc.RootElement.GetProperty("platforms")[1].GetProperty("deactivationPaused").GetInt64());
+    }
+
+    [Fact]
+    public async Task Validate_AWaveThenItsTail_SwitchesNoStoreOff_ThenACalmCycleDeactivatesTheRealUninstalls()
+    {
+        // A wave of 401s to valid tokens (Shopify's incident): 40 stores, every one rejected.
+        var stores = new List<Guid>();
+        for (var i = 0; i < 40; i++)
+        {
+            var shop = $"fine-{i}.myshopify.com";
+            H.Fake.Shopify.AddStore(shop, $"shpat_fine_{i}");
+            stores.Add(await H.Db.AddShopifyStoreAsync(shop, $"shpat_fine_{i}"));
+        }
+
+        var uninstalled = (await RevokedStoresAsync(1))[0];
+        H.Fake.Shopify.PlatformFault = FakeFault.Unauthorized;
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        H.Time = time;
+        using var host = H.BuildHost();
+        var cycle = host.Services.GetRequiredService<RefreshCycle>;
+        var wave = await cycle().RunAsync();
+        Assert.Equal(0, wave.Platforms[1].Deactivated);
+
+        // Its tail: the next cycle sees only a few rejections (under the limit), and still switches none off.
+        H.Fake.Shopify.PlatformFault = FakeFault.None;
+        time.Advance(Persistence.AccountState.Backoff(1));
+        var tail = await cycle().RunAsync();
+        Assert.Equal(0, tail.Platforms[1].Deactivated);
+        Assert.True((await H.Db.GetShopifyStoreAsync(uninstalled)).IsActive);
+
+        // A calm cycle: the store that really uninstalled is deactivated, and every other store stayed active throughout.
+        time.Advance(Persistence.AccountState.Backoff(2));
+        var calm = await cycle().RunAsync();
+        Assert.Equal(1, calm.Platforms[1].Deactivated);
+        Assert.False((await H.Db.GetShopifyStoreAsync(uninstalled)).IsActive);
+        foreach (var id in stores)
+        {
+            Assert.True((await H.Db.GetShopifyStoreAsync(id)).IsActive);
+        }
     }
 
     [Theory]

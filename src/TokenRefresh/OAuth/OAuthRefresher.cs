@@ -301,11 +301,11 @@ internal sealed partial class OAuthRefresher(
         return failure;
     }
 
-    public async Task FinishCycleAsync()
+    public async Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishCycleAsync()
     {
         if (platform.RateLimit is not { } limit)
         {
-            return;
+            return [];
         }
 
         try
@@ -317,6 +317,8 @@ internal sealed partial class OAuthRefresher(
             // Only the figure in status waits: the next cycle's first permit stores it.
             Log.QuotaNotStored(logger, e, platform.Platform);
         }
+
+        return [];
     }
 
     private async Task PauseAsync(SharedRateLimit limit, TimeSpan retryAfter)

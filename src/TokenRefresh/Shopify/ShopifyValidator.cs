@@ -43,7 +43,65 @@ internal sealed partial class ShopifyValidator(
     /// <summary>How many successful validations are recorded in one statement.</summary>
     private const int ValidatedBatch = 32;
 
-    public Task FinishCycleAsync() => SaveValidatedAsync(force: true);
+    /// <summary>
+    /// Stores the validations waiting, then decides on the cycle's rejections: deactivated when they are within the guard's
+    /// limit and the cycle before was no wave; else all stay active, and are validated again next cycle.
+    /// </summary>
+    public async Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishCycleAsync()
+    {
+        await SaveValidatedAsync(force: true);
+        List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> rejected;
+        lock (_rejectedLock)
+        {
+            rejected = [.. _rejected];
+            _rejected.Clear();
+        }
+
+        var wave = _guard.Tripped;
+        var afterWave = health.For(Group).RejectionWave(wave);
+        if (rejected.Count == 0)
+        {
+            return [];
+        }
+
+        if (wave)
+        {
+            Log.DeactivationPaused(logger, _guard.Limit);
+        }
+        else if (afterWave)
+        {
+            Log.DeactivationHeldAfterWave(logger, rejected.Count);
+        }
+
+        var results = new List<(DueAccount, AccountResult)>();
+        var now = time.GetUtcNow();
+        foreach (var (account, row, hash, reason) in rejected)
+        {
+            try
+            {
+                await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
+                if (!afterWave)
+                {
+                    results.Add((account, await DeactivateAsync(connection, account, row.Token, hash, reason)));
+                    continue;
+                }
+
+                // Too many rejections at once to be the stores' own doing: they stay active, and are tried again next cycle.
+                metrics.DeactivationPaused(Platform);
+                var (state, failure) = row.State.Failed(CallStatus.Transient, DeactivationPaused, false, null, hash, now, options.Value.UnknownOutcomeWait);
+                await SaveAsync(connection, account, state);
+                results.Add((account, failure));
+            }
+            catch (NpgsqlException e)
+            {
+                // The store stays active and is validated again.
+                Log.StateNotSaved(logger, e, account.Label);
+                results.Add((account, AccountResult.TransientFailure("database_error")));
+            }
+        }
+
+        return results;
+    }
 
     public Outcome SuccessOutcome => Outcome.Validated;
 
@@ -55,6 +113,10 @@ internal sealed partial class ShopifyValidator(
 
     /// <summary>The incident guard of this cycle (refreshers are made per cycle).</summary>
     private readonly IncidentGuard _guard = new();
+
+    // The stores rejected (twice) this cycle, deactivated or not when its validations are done.
+    private readonly List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> _rejected = [];
+    private readonly Lock _rejectedLock = new();
 
     private TableShape T => _shape ?? throw new InvalidOperationException("The table's shape is read first (IsEnabledAsync).");
 
@@ -161,7 +223,7 @@ internal sealed partial class ShopifyValidator(
 
         // Not cancelled by shutdown: a validation that started finishes and its result is recorded.
         var result = await client.ValidateAsync(account.Label!, row.Token, CancellationToken.None);
-        if (result.Status == CallStatus.Rejected && !_guard.Tripped)
+        if (result.Status == CallStatus.Rejected && (!_guard.Tripped || account.Forced))
         {
             // One 401 switches no store off: it is deactivated only when a second call is rejected too.
             result = await client.ValidateAsync(account.Label!, row.Token, CancellationToken.None);
@@ -187,21 +249,22 @@ internal sealed partial class ShopifyValidator(
             return AccountResult.Success(Outcome.Validated);
         }
 
-        // A connection only for the result: none is held while Shopify answers.
-        await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         var hash = AccountState.Hash(row.Token);
-        if (result.Status == CallStatus.Rejected && !_guard.MayDeactivate())
+        if (result.Status == CallStatus.Rejected && !account.Forced)
         {
-            // Too many rejections in one cycle to be the stores' own doing: they stay active, and are tried again next cycle.
-            if (_guard.TrippedNow())
+            // Decided when the cycle's validations are done: only then is it known whether these are a few stores' own
+            // rejections, or a wave (Shopify's incident, a wrong setting) that must switch none of them off.
+            _guard.Rejected();
+            lock (_rejectedLock)
             {
-                Log.DeactivationPaused(logger, _guard.Limit);
+                _rejected.Add((account, row, hash, result.Reason!));
             }
 
-            metrics.DeactivationPaused(Platform);
-            result = CallResult<string>.Transient(DeactivationPaused);
+            return AccountResult.DecidedLater;
         }
 
+        // A connection only for the result: none is held while Shopify answers.
+        await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         switch (result.Status)
         {
             case CallStatus.Ok:
@@ -307,7 +370,10 @@ internal sealed partial class ShopifyValidator(
 
     private static partial class Log
     {
-        [LoggerMessage(302, LogLevel.Error, "Shopify: more than {Limit} stores were rejected (401, confirmed) in this cycle, more than stores uninstall in a few minutes: deactivation is paused for the rest of the cycle, and those stores stay active (reported as deactivation_paused). Check Shopify's status page, SHOPIFY_API_BASE_URL and SHOPIFY_API_VERSION, and whether the app's tokens were revoked (non-expiring offline tokens of public apps stop working on 2027-01-01: `tokenrefresh shopify migrate-expiring`)")]
+        [LoggerMessage(305, LogLevel.Warning, "Shopify: {Count} stores were rejected (401, confirmed) in the cycle after a wave of rejections; they stay active until a calm cycle confirms them (reported as deactivation_paused)")]
+        public static partial void DeactivationHeldAfterWave(ILogger logger, int count);
+
+        [LoggerMessage(302, LogLevel.Error, "Shopify: more than {Limit} stores were rejected (401, confirmed) in this cycle, more than stores uninstall in a few minutes: none of them is deactivated, in this cycle or the next, and those stores stay active (reported as deactivation_paused). Check Shopify's status page, SHOPIFY_API_BASE_URL and SHOPIFY_API_VERSION, and whether the app's tokens were revoked (non-expiring offline tokens of public apps stop working on 2027-01-01: `tokenrefresh shopify migrate-expiring`)")]
         public static partial void DeactivationPaused(ILogger logger, int limit);
 
         [LoggerMessage(303, LogLevel.Error, "Shopify store {Shop}: something unexpected happened once the request may have been sent; the store is left as it is")]
@@ -322,8 +388,8 @@ internal sealed partial class ShopifyValidator(
 }
 
 /// <summary>
-/// The incident guard: a cycle deactivates at most <see cref="Limit"/> stores, the larger of <see cref="Floor"/> and
-/// <see cref="Share"/> of the stores due. Real uninstalls come a few a day; hundreds of 401s in one cycle are Shopify's
+/// The incident guard: a cycle deactivates its rejected stores only if they are at most <see cref="Limit"/>, the larger of
+/// <see cref="Floor"/> and <see cref="Share"/> of the stores due, and the cycle before was no wave (its tail is held too). Real uninstalls come a few a day; hundreds of 401s in one cycle are Shopify's
 /// incident, a wrong base URL or API version, or revoked app tokens, and switching those stores off would stop the
 /// main application for all of them. The floor lets a small shop list (or a handful of real uninstalls) go through.
 /// </summary>
@@ -333,18 +399,15 @@ internal sealed class IncidentGuard
     public const double Share = 0.02;
 
     private int _confirmed;
-    private int _tripped;
 
     /// <summary>Stores due this cycle, from which the limit follows.</summary>
     public int Due { get; set; }
 
     public int Limit => Math.Max(Floor, (int)Math.Ceiling(Due * Share));
 
-    public bool Tripped => Volatile.Read(ref _tripped) == 1;
+    /// <summary>More stores rejected this cycle than the limit: a wave, and none of them is deactivated.</summary>
+    public bool Tripped => Volatile.Read(ref _confirmed) > Limit;
 
-    /// <summary>Counts one confirmed rejection; false once the limit is passed (and from then on, this cycle).</summary>
-    public bool MayDeactivate() => !Tripped && Interlocked.Increment(ref _confirmed) <= Limit;
-
-    /// <summary>True for the one caller that trips the guard (who says so in the log).</summary>
-    public bool TrippedNow() => Interlocked.Exchange(ref _tripped, 1) == 0;
+    /// <summary>Counts one confirmed rejection.</summary>
+    public void Rejected() => Interlocked.Increment(ref _confirmed);
 }
