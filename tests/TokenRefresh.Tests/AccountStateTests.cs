@@ -38,6 +38,21 @@ public sealed class AccountStateTests
         Assert.Equal(2, second.ConsecutiveFailures);
     }
 
+    [Theory]
+    [InlineData("rate_limited")]
+    [InlineData("throttled")]
+    public void Failed_429_WaitsForRetryAfterOnly_HoweverOften(string reason)
+    {
+        var state = new AccountState();
+        for (var i = 0; i < 3; i++)
+        {
+            (state, _) = state.Failed(CallStatus.Transient, reason, false, TimeSpan.FromSeconds(2), Token, Now, Wait);
+        }
+
+        Assert.Equal(Now.AddSeconds(2), state.NextAttemptAt);
+        Assert.Equal(1, state.ConsecutiveFailures);
+    }
+
     [Fact]
     public void Failed_WhileThePlatformIsDown_NeitherCountsNorBacksOff()
     {

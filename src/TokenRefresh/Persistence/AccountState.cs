@@ -48,8 +48,10 @@ internal sealed record AccountState(
         bool platformDown = false)
     {
         var current = For(tokenHash);
-        // A probe that fails again and again while the platform is down is not failing more and more itself.
-        var failures = platformDown ? Math.Max(1, current.ConsecutiveFailures) : current.ConsecutiveFailures + 1;
+        // Neither a probe that fails again and again while the platform is down, nor a 429 (about our pace, not the
+        // account: it waits for Retry-After), is the account failing more and more itself.
+        var notItsOwn = platformDown || reason is "rate_limited" or "throttled";
+        var failures = notItsOwn ? Math.Max(1, current.ConsecutiveFailures) : current.ConsecutiveFailures + 1;
 
         // The unknown-outcome rule: after an attempt with this token whose outcome was unknown, the first
         // invalid_grant is not believed (the lost answer may have rotated the token and someone may yet store
@@ -74,7 +76,7 @@ internal sealed record AccountState(
 
         // A server error or a timeout, the first time or while the platform is down, says nothing about the account: it is
         // tried again next cycle (after the in-flight wait below), so it is refreshed as soon as the platform answers.
-        var wait = platformDown || (failures == 1 && PlatformHealth.IsPlatformSide(reason)) ? TimeSpan.Zero : Backoff(failures);
+        var wait = notItsOwn || (failures == 1 && PlatformHealth.IsPlatformSide(reason)) ? TimeSpan.Zero : Backoff(failures);
         if (retryAfter > wait)
         {
             wait = retryAfter.Value;
