@@ -106,7 +106,7 @@ internal sealed record Report(string Text, IReadOnlyList<string> Misses)
             FROM etsy_users u LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = u.user_id::text
             """);
         return rows.Where(r => !revoked.ContainsKey("etsy:" + r.Id) && !fake.Etsy.IsValid(r.Refresh))
-            .Select(r => new Lost("etsy:" + r.Id, r.Refresh, fake.Etsy.LastCallAt(r.Refresh), r.Flagged))
+            .Select(r => new Lost("etsy:" + r.Id, r.Refresh, fake.Etsy.RotatedAt(r.Refresh), r.Flagged))
             .ToList();
     }
 
@@ -200,6 +200,12 @@ internal sealed record Report(string Text, IReadOnlyList<string> Misses)
 
         var twiceNotLost = allTwice.Count(t => !lostTokens.Contains(t));
         text.AppendLine(CultureInfo.InvariantCulture, $"Refresh tokens sent twice (a second request while the first was in flight, or after the platform had used the token up): {allTwice.Count}; {allTwice.Count - twiceNotLost} of them are lost answers' tokens, sent again once their lease ran out (the unknown-outcome rule: the first invalid_grant is not believed).");
+        foreach (var (at, token) in sentTwice.Where(t => !lostTokens.Contains(t.RefreshToken)).Take(5))
+        {
+            // The fakes' tokens begin with the Etsy user id: which account, for the replicas' logs (never the token).
+            text.AppendLine(CultureInfo.InvariantCulture, $"  sent twice at {at:HH:mm:ss.fff}: a token of Etsy user {token.Split('.')[0]}, sent {fake.Etsy.CallsFor(token)} times, rotated at {fake.Etsy.RotatedAt(token):HH:mm:ss.fff}");
+        }
+
         if (twiceNotLost > 0)
         {
             misses.Add($"{twiceNotLost} refresh tokens sent twice that were not lost answers'");

@@ -21,6 +21,7 @@ public sealed class FakeEtsy
     private readonly ConcurrentQueue<DateTimeOffset> _callTimes = new();
     private readonly ConcurrentDictionary<string, DateTimeOffset> _lastCallAt = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _rotatedAt = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<(DateTimeOffset At, string RefreshToken)> _sentTwice = new();
     // The ledger: every access token issued, its user and when it ends (removed when the user revokes access).
     private readonly ConcurrentDictionary<string, (long UserId, DateTimeOffset ExpiresAt)> _accessTokens = new(StringComparer.Ordinal);
@@ -142,6 +143,9 @@ public sealed class FakeEtsy
 
     /// <summary>How many token requests carried refreshToken, failed ones included.</summary>
     public int CallsFor(string refreshToken) => _calls.TryGetValue(refreshToken, out var n) ? n : 0;
+
+    /// <summary>When Etsy rotated oldRefreshToken (issued the pair that replaced it), if it ever did.</summary>
+    public DateTimeOffset? RotatedAt(string oldRefreshToken) => _rotatedAt.TryGetValue(oldRefreshToken, out var at) ? at : null;
 
     /// <summary>The pair issued in exchange for oldRefreshToken, if it was ever rotated.</summary>
     public (string AccessToken, string RefreshToken)? IssuedFor(string oldRefreshToken) =>
@@ -273,6 +277,7 @@ public sealed class FakeEtsy
         _valid[pair.RefreshToken] = userId;
         _accessTokens[pair.AccessToken] = (userId, DateTimeOffset.UtcNow + AccessTokenLifetime);
         _issued[refreshToken] = pair;
+        _rotatedAt[refreshToken] = DateTimeOffset.UtcNow;
         if (OnRotated is { } onRotated)
         {
             await onRotated(refreshToken);

@@ -76,13 +76,15 @@ internal sealed record AccountState(
 
         // A server error or a timeout, the first time or while the platform is down, says nothing about the account: it is
         // tried again next cycle (after the in-flight wait below), so it is refreshed as soon as the platform answers.
-        var wait = notItsOwn || (failures == 1 && PlatformHealth.IsPlatformSide(reason)) ? TimeSpan.Zero : Backoff(failures);
+        // A suspect invalid_grant is tried once more after the in-flight wait (below): the lease that ran out already
+        // covered every write its holder might still make, and a user who must reconnect is best told soon.
+        var wait = notItsOwn || suspect || (failures == 1 && PlatformHealth.IsPlatformSide(reason)) ? TimeSpan.Zero : Backoff(failures);
         if (retryAfter > wait)
         {
             wait = retryAfter.Value;
         }
 
-        if (outcomeUnknown && minimumWait > wait)
+        if ((outcomeUnknown || suspect) && minimumWait > wait)
         {
             wait = minimumWait;
         }
