@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test from a clean clone: starts a throwaway PostgreSQL (installing the server, python3-dotenv,
 # PgBouncer and openssl with apt-get when they are missing), builds the solution, publishes the container images' outputs (the integration
-# tests run the published Function app under a stand-in for the Functions host), runs every test.
+# tests run the published Function app under a stand-in for the Functions host), runs every test, then the short
+# availability day (scripts/availability.sh --assert).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,10 +42,15 @@ export TEST_FUNCTIONS_APP_DIR=$images/functions
 log=$(mktemp /tmp/tokenrefresh-test-log.XXXXXX)
 dotnet test TokenRefresh.sln -c Release --no-build -nologo 2>&1 | tee "$log" || status=1
 
+# A short day of faults (about four minutes): the CLI as two replicas through PgBouncer, every fault once, and the
+# availability targets asserted, so a regression in any guarantee fails here (README: Availability).
+day=ok
+./scripts/availability.sh --assert || { status=1; day="TARGETS MISSED"; }
+
 # One closing line for people and CI: the totals over both test projects.
 awk '/^(Passed|Failed)!/ {
        for (i = 1; i <= NF; i++) { v = $(i+1); gsub(",", "", v)
          if ($i == "Failed:") f += v; if ($i == "Passed:") p += v; if ($i == "Skipped:") s += v }
-     } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+     } END { printf "%d passed, %d failed, %d skipped; availability day: %s\n", p, f, s, day }' day="$day" "$log"
 rm -f "$log"
 exit "$status"

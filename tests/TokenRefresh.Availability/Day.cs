@@ -94,7 +94,7 @@ internal static class Db
         {
             Host = uri.Host, Port = uri.Port, Database = uri.AbsolutePath.Trim('/'),
             Username = Uri.UnescapeDataString(userInfo[0]), Password = userInfo.Length > 1 ? Uri.UnescapeDataString(userInfo[1]) : null,
-            Pooling = true, MaxPoolSize = 4, Timeout = 5, CommandTimeout = 30,
+            Pooling = false, Timeout = 5, CommandTimeout = 30, // a fresh connection each time: the database restarts during the day
         };
     }
 

@@ -147,6 +147,7 @@ var revoked = new Dictionary<string, DateTimeOffset>(); // "etsy:<user_id>" or "
 var revokedLock = new Lock();
 var reconnects = 0;
 var stop = new CancellationTokenSource();
+var reading = new SemaphoreSlim(1);
 
 async Task TimelineAsync()
 {
@@ -241,6 +242,8 @@ async Task ReconnectsAsync()
             }
         }
 
+        // A sample never sees the row read before the write and the ledger checked after the revocation.
+        await reading.WaitAsync();
         try
         {
             var pair = fake.Etsy.Issue(etsyIds[id], DateTimeOffset.UtcNow);
@@ -258,6 +261,10 @@ async Task ReconnectsAsync()
         {
             // The database restarting: this user reconnects later.
         }
+        finally
+        {
+            reading.Release();
+        }
     }
 }
 
@@ -274,11 +281,11 @@ Console.WriteLine($"Day: {o.EtsyUsers} Etsy users, {o.Stores} Shopify stores wit
 var timeline = TimelineAsync();
 var reconnecting = ReconnectsAsync();
 var samples = new List<Sample>();
-var sampler = new Sampler(adminDb, fake, revoked, revokedLock);
+var sampler = new Sampler(adminDb, fake, revoked, revokedLock, reading);
 while (!stop.IsCancellationRequested)
 {
     var next = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(o.SampleSeconds);
-    if (await sampler.TakeAsync(replicas) is { } s)
+    if (await sampler.TakeAsync() is { } s)
     {
         samples.Add(s);
     }

@@ -15,11 +15,12 @@ internal sealed record Sample(
     DateTimeOffset At, int Eligible, IReadOnlyList<string> Invalid, IReadOnlySet<string> Flagged, double IdleInTransactionSeconds,
     long EtsyCalls, long ShopifyCalls, double CpuSeconds);
 
-internal sealed class Sampler(string adminDb, FakePlatformServer fake, Dictionary<string, DateTimeOffset> revoked, Lock revokedLock)
+internal sealed class Sampler(string adminDb, FakePlatformServer fake, Dictionary<string, DateTimeOffset> revoked, Lock revokedLock, SemaphoreSlim reading)
 {
     /// <summary>A sample, or null while the database cannot be read (it is restarting).</summary>
-    public async Task<Sample?> TakeAsync(IReadOnlyList<Replica> replicas)
+    public async Task<Sample?> TakeAsync()
     {
+        await reading.WaitAsync();
         try
         {
             await using var c = new NpgsqlConnection(adminDb);
@@ -87,6 +88,10 @@ internal sealed class Sampler(string adminDb, FakePlatformServer fake, Dictionar
         catch (Exception e) when (e is NpgsqlException or TimeoutException)
         {
             return null;
+        }
+        finally
+        {
+            reading.Release();
         }
     }
 }
