@@ -143,7 +143,12 @@ internal sealed record Report(string Text, IReadOnlyList<string> Misses)
             var recovery = window.All(s => s.Invalid.Count == 0) ? 0 : Recovery(samples, f.End, to, cycle);
             if (recovery is not { } cycles || cycles > 1)
             {
-                misses.Add($"{f.Name}: every account valid again {(recovery is { } c ? $"after {c} cycles" : "not within its segment")} (target: one cycle)");
+                // Why, where the rate limit decides it: the Etsy accounts that expired together, and the least time their refreshes take.
+                var backlog = window.Select(s => s.Invalid.Count(k => k.StartsWith("etsy:", StringComparison.Ordinal))).DefaultIfEmpty(0).Max();
+                var rate = (int)(10 * scale);
+                var least = backlog / (double)rate;
+                misses.Add(string.Create(CultureInfo.InvariantCulture,
+                    $"{f.Name}: every account valid again {(recovery is { } c ? $"within {c} cycles" : "not within its segment")} (target: one cycle). Up to {backlog:N0} Etsy users' tokens had expired at once; at ETSY_MAX_REQUESTS_PER_SECOND={rate} their refreshes take at least {least:0} s ({Math.Ceiling(least / cycle.TotalSeconds):0} cycles), and a cycle claims for {Math.Max(5, o.CycleSeconds - 2)} s of its {o.CycleSeconds} s"));
             }
 
             var twice = sentTwice.Where(t => t.At >= f.Start && t.At < to).Select(t => t.RefreshToken).Distinct().ToList();
@@ -158,7 +163,13 @@ internal sealed record Report(string Text, IReadOnlyList<string> Misses)
         var outsideAvailability = Availability(outside);
         if (outside.Any(s => s.Invalid.Count > 0))
         {
-            misses.Add($"availability outside outages {outsideAvailability:P3} (target: 100%)");
+            // Where the unavailable account-samples outside outages were: while an outage's backlog drained, or elsewhere, by platform.
+            var etsyOutage = faults.FirstOrDefault(f => f.Name.StartsWith("Etsy outage", StringComparison.Ordinal));
+            var drainedBy = etsyOutage is null ? measureFrom : faults.SkipWhile(f => f != etsyOutage).Skip(1).Select(f => f.Start).DefaultIfEmpty(dayEnd).First();
+            var drainingMisses = etsyOutage is null ? 0 : outside.Where(s => s.At > etsyOutage.End && s.At < drainedBy).Sum(s => s.Invalid.Count);
+            var rest = outside.SelectMany(s => s.Invalid).GroupBy(k => k.StartsWith("etsy:", StringComparison.Ordinal) ? "Etsy" : "Shopify").ToDictionary(g => g.Key, g => g.Count());
+            misses.Add(string.Create(CultureInfo.InvariantCulture,
+                $"availability outside outages {outsideAvailability:P3} (target: 100%): {outside.Sum(s => s.Invalid.Count):N0} unavailable account-samples, {drainingMisses:N0} of them while the Etsy outage's backlog drained; by platform: Etsy {rest.GetValueOrDefault("Etsy"):N0}, Shopify {rest.GetValueOrDefault("Shopify"):N0}"));
         }
 
         var allTwice = sentTwice.Where(t => t.At >= measureFrom).Select(t => t.RefreshToken).Distinct().ToList();
@@ -220,6 +231,13 @@ internal sealed record Report(string Text, IReadOnlyList<string> Misses)
         if (idle > 1)
         {
             misses.Add($"a session stayed idle in a transaction for {idle:0.0} s");
+        }
+
+        text.AppendLine();
+        text.AppendLine(misses.Count == 0 ? "Every target held." : "Targets missed:");
+        foreach (var miss in misses)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"- {miss}");
         }
 
         return new Report(text.ToString(), misses);
