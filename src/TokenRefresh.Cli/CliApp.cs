@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using TokenRefresh.Persistence;
 
@@ -120,12 +121,17 @@ internal static partial class CliApp
         // The process environment wins over .env, as with the original service.
         builder.Configuration.AddInMemoryCollection(DotEnv.Read(Path.Combine(Environment.CurrentDirectory, ".env")));
         builder.Configuration.AddEnvironmentVariables();
-        builder.Logging.AddConsole(o =>
-            {
-                o.FormatterName = CliConsoleFormatter.FormatterName;
-                o.LogToStandardErrorThreshold = logToStandardError ? LogLevel.Trace : LogLevel.None;
-            })
+        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = logToStandardError ? LogLevel.Trace : LogLevel.None)
             .AddConsoleFormatter<CliConsoleFormatter, ConsoleFormatterOptions>();
+        // LOG_FORMAT=json: the built-in JSON formatter, one object per line, with the account's scope (Platform, AccountId).
+        builder.Services.AddOptions<ConsoleLoggerOptions>().Configure<IOptions<TokenRefreshOptions>>((o, options) =>
+            o.FormatterName = options.Value.JsonLogs ? ConsoleFormatterNames.Json : CliConsoleFormatter.FormatterName);
+        builder.Services.Configure<JsonConsoleFormatterOptions>(o =>
+        {
+            o.IncludeScopes = true;
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-dd'T'HH:mm:ss.fff'Z'";
+        });
         builder.AddTokenRefresh();
         return builder.Build();
     }

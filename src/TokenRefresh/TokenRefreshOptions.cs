@@ -33,6 +33,7 @@ public sealed partial record TokenRefreshOptions
         "REFRESH_INTERVAL_MINUTES", "ETSY_REFRESH_MARGIN_MINUTES", "SHOPIFY_REFRESH_MARGIN_MINUTES", "SHOPIFY_API_VERSION", "ETSY_API_BASE_URL",
         "SHOPIFY_API_BASE_URL", "HTTP_TIMEOUT_SECONDS", "CYCLE_BUDGET_SECONDS", "ETSY_MAX_REQUESTS_PER_SECOND", "REFRESH_MAX_CONCURRENCY",
         "SHOPIFY_VALIDATE_INTERVAL_MINUTES", "DATABASE_AUTH", "ETSY_MAX_CONCURRENCY", "SHOPIFY_MAX_CONCURRENCY", "ETSY_QUOTA_WARN_PERCENT",
+        "LOG_FORMAT",
     ];
 
     public required string ConnectionString { get; init; }
@@ -44,6 +45,9 @@ public sealed partial record TokenRefreshOptions
     public required string ShopifyApiKey { get; init; }
     public required string ShopifyApiSecret { get; init; }
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>LOG_FORMAT=json: the CLI writes one JSON object per event (with its scopes), for Railway, Kubernetes and Loki.</summary>
+    public bool JsonLogs { get; init; }
     public string RefreshSchedule { get; init; } = DefaultSchedule;
 
     /// <summary>Whether REFRESH_SCHEDULE was set (the Functions host needs it; the CLI has a default).</summary>
@@ -179,6 +183,12 @@ public sealed partial record TokenRefreshOptions
             ShopifyApiKey = Required("SHOPIFY_API_KEY"),
             ShopifyApiSecret = Required("SHOPIFY_API_SECRET"),
             LogLevel = ParseLogLevel(Get("LOG_LEVEL")),
+            JsonLogs = Get("LOG_FORMAT")?.ToLowerInvariant() switch
+            {
+                null or "text" => false,
+                "json" => true,
+                _ => throw new SettingsException($"LOG_FORMAT '{Get("LOG_FORMAT")}' is not one of text (the default: one readable line per event) or json (one JSON object per event)."),
+            },
             RefreshSchedule = schedule,
             RefreshScheduleSet = Get("REFRESH_SCHEDULE") is not null,
             RefreshInterval = interval,

@@ -55,6 +55,10 @@ public sealed class FakeShopify
     public bool IsAccessTokenValid(string shopDomain, string? accessToken, DateTimeOffset at) =>
         accessToken is not null && Find(shopDomain)?.Accepts(accessToken, at) == true;
 
+    /// <summary>Whether accessToken is the one a refresh replaced less than <paramref name="within"/> before <paramref name="at"/> (the pair's answer may still be on its way to storage).</summary>
+    public bool WasReplacedWithin(string shopDomain, string? accessToken, DateTimeOffset at, TimeSpan within) =>
+        accessToken is not null && Find(shopDomain)?.WasReplacedWithin(accessToken, at, within) == true;
+
     /// <summary>The merchant uninstalls the app: the store's tokens stop working.</summary>
     public void Uninstall(string shopDomain)
     {
@@ -502,6 +506,8 @@ public sealed class FakeShopify
         private string? _previousRefreshToken;
         private DateTimeOffset _previousUsableUntil;
         private string? _exchangedSubject;
+        private string? _replacedAccessToken;
+        private DateTimeOffset _replacedAt;
         private DateTimeOffset _exchangedAt;
         private (string AccessToken, string RefreshToken) _exchangedPair;
 
@@ -537,6 +543,14 @@ public sealed class FakeShopify
                 {
                     return _refreshToken;
                 }
+            }
+        }
+
+        public bool WasReplacedWithin(string accessToken, DateTimeOffset at, TimeSpan within)
+        {
+            lock (_gate)
+            {
+                return accessToken == _replacedAccessToken && at - _replacedAt < within;
             }
         }
 
@@ -633,6 +647,8 @@ public sealed class FakeShopify
 
         private (string AccessToken, string RefreshToken) IssueLocked(DateTimeOffset now)
         {
+            _replacedAccessToken = _accessToken;
+            _replacedAt = now;
             _expiring = true;
             _accessToken = "shpat_" + FakeHttp.NewHex();
             _accessExpiresAt = now + accessTokenLifetime;

@@ -30,6 +30,43 @@ public sealed class CliTests : HarnessTests
     }
 
     [Fact]
+    public async Task Once_LogFormatJson_WritesOneJsonObjectPerEventWithTheAccountsScope_AndNoSecret()
+    {
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Settings["LOG_FORMAT"] = "json";
+
+        var (code, stdout, stderr) = await CliProcess.RunAsync(["once"], H.Settings);
+
+        Assert.Equal(0, code);
+        var events = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        Assert.All(events, e => Assert.StartsWith("TokenRefresh.", e.GetProperty("Category").GetString(), StringComparison.Ordinal));
+        var account = Assert.Single(events, e => e.GetProperty("Message").GetString() == $"Etsy account {id}: refreshed");
+        Assert.Equal("Information", account.GetProperty("LogLevel").GetString());
+        Assert.Equal(3, account.GetProperty("EventId").GetInt32());
+        Assert.Contains(account.GetProperty("Scopes").EnumerateArray(), s => s.TryGetProperty("AccountId", out var a) && a.GetString() == id.ToString());
+        var summary = Assert.Single(events, e => e.GetProperty("EventId").GetInt32() == 10);
+        Assert.Equal("Etsy: 1/1 refreshed, 0 failed; Shopify: 0/0 validated, 0 deactivated, 0 failed", summary.GetProperty("State").GetProperty("Summary").GetString());
+        var issued = H.Fake.Etsy.IssuedFor(refresh)!.Value;
+        foreach (var secret in new[] { refresh, issued.AccessToken, issued.RefreshToken, H.Fake.Etsy.SharedSecret, H.Db.Password })
+        {
+            Assert.DoesNotContain(secret, stdout + stderr, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Once_LogFormatUnknown_ExitsTwoWithOneLineNamingIt()
+    {
+        H.Settings["LOG_FORMAT"] = "xml";
+
+        var (code, _, stderr) = await CliProcess.RunAsync(["once"], H.Settings);
+
+        Assert.Equal(2, code);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal("Configuration error: LOG_FORMAT 'xml' is not one of text (the default: one readable line per event) or json (one JSON object per event).", line.Trim());
+    }
+
+    [Fact]
     public async Task Once_AnAccountFails_ExitsOne()
     {
         var refresh = H.Fake.Etsy.AddAccount(1);
