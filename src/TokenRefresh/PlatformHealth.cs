@@ -66,6 +66,9 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
     public static bool IsPlatformSide(string? reason) =>
         reason is "timeout" or "network_error" or "connection_failed" or "internal_server_error" || reason?.StartsWith("server_error_", StringComparison.Ordinal) == true;
 
+    /// <summary>A 429 or Shopify's THROTTLED: an answer about our pace, neither the account's failure nor the platform's.</summary>
+    public static bool IsRateLimited(string? reason) => reason is "rate_limited" or "throttled";
+
     /// <summary>Records a call's result; true when the platform is down once it is counted (the failure is then the platform's).</summary>
     internal bool Record(CallStatus status, string? reason)
     {
@@ -84,8 +87,8 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
                 return _downSince is not null;
             }
 
-            // A 429 or Shopify's THROTTLED is an answer about our pace, not the platform's health: it neither counts nor ends an outage.
-            if (reason is "rate_limited" or "throttled")
+            // An answer about our pace, not the platform's health: it neither counts nor ends an outage.
+            if (IsRateLimited(reason))
             {
                 return false;
             }

@@ -299,7 +299,7 @@ public sealed partial class RefreshCycle
             {
                 // The accounts in flight finish and are stored, whatever stopped the claiming.
                 await Task.WhenAll(running);
-                foreach (var (account, decided) in await refresher.FinishCycleAsync() ?? [])
+                foreach (var (account, decided) in await refresher.FinishCycleAsync())
                 {
                     using var scope = AccountScope(refresher, account);
                     tally.Add(Record(refresher, account, decided));

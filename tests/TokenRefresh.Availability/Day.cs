@@ -131,15 +131,6 @@ internal sealed class Replica
         }
     }
 
-    /// <summary>Every replica's output, for the lines a report quotes.</summary>
-    public static IReadOnlyList<string> LogFiles()
-    {
-        lock (All)
-        {
-            return All.Select(r => ((FileStream)r._log.BaseStream).Name).ToList();
-        }
-    }
-
     public static Replica Start(string name, string cli, IReadOnlyDictionary<string, string?> settings, string work)
     {
         var process = new Process { StartInfo = Info(cli, ["run"], settings, work) };

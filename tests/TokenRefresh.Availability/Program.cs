@@ -314,7 +314,7 @@ foreach (var replica in replicas)
 // What was lost: Etsy users whose stored refresh token is no longer valid, though nobody revoked it (a rotation whose
 // answer never reached a replica that could store it). Each must be flagged for re-authorisation, never silent.
 var end = await Report.LostAsync(adminDb, fake, etsyIds, revoked);
-var report = Report.Build(o, faults, samples, end, fake, replicas, revoked, reconnects, measureFrom, cycle, scale);
+var report = Report.Build(o, faults, samples, end, fake, revoked, reconnects, measureFrom, cycle, scale);
 Console.WriteLine(report.Text);
 if (o.ReportPath is { } path)
 {

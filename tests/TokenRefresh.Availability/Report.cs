@@ -127,7 +127,7 @@ internal sealed record Report(string Text, IReadOnlyList<string> Misses)
 
     public static Report Build(
         DayOptions o, IReadOnlyList<Fault> faults, IReadOnlyList<Sample> all, IReadOnlyList<Lost> lost, FakePlatformServer fake,
-        IReadOnlyList<Replica> replicas, Dictionary<string, DateTimeOffset> revoked, int reconnects, DateTimeOffset measureFrom, TimeSpan cycle, double scale)
+        Dictionary<string, DateTimeOffset> revoked, int reconnects, DateTimeOffset measureFrom, TimeSpan cycle, double scale)
     {
         var misses = new List<string>();
         var lostKeys = lost.Select(l => l.Key).ToHashSet();

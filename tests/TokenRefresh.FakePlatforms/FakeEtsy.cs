@@ -20,9 +20,8 @@ public sealed class FakeEtsy
     private int _totalCalls;
     private readonly ConcurrentQueue<DateTimeOffset> _callTimes = new();
     private readonly ConcurrentDictionary<string, DateTimeOffset> _lastCallAt = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DateTimeOffset> _rotatedAt = new(StringComparer.Ordinal);
-    private readonly ConcurrentQueue<(DateTimeOffset At, string RefreshToken)> _sentTwice = new();
+    private readonly SendLedger _sends = new();
     // The ledger: every access token issued, its user and when it ends (removed when the user revokes access).
     private readonly ConcurrentDictionary<string, (long UserId, DateTimeOffset ExpiresAt)> _accessTokens = new(StringComparer.Ordinal);
 
@@ -62,7 +61,7 @@ public sealed class FakeEtsy
     /// When a refresh token arrived while another request with it was still being handled, or after Etsy had already
     /// rotated it: the sends that make Etsy revoke a grant. (A retry after a 5xx or a 429, which used nothing up, is not one.)
     /// </summary>
-    public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sentTwice.ToArray();
+    public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sends.SentTwice;
 
     /// <summary>Refresh tokens that were sent in more than one request.</summary>
     public IReadOnlyCollection<string> TokensUsedMoreThanOnce =>
@@ -216,22 +215,7 @@ public sealed class FakeEtsy
 
         FakeHttp.Count(_calls, refreshToken);
         _lastCallAt[refreshToken] = DateTimeOffset.UtcNow;
-        if (_inFlight.AddOrUpdate(refreshToken, 1, static (_, n) => n + 1) > 1 || _issued.ContainsKey(refreshToken))
-        {
-            _sentTwice.Enqueue((DateTimeOffset.UtcNow, refreshToken));
-        }
-
-        try
-        {
-            await AnswerAsync(ctx, form, refreshToken, totalCalls);
-        }
-        finally
-        {
-            if (_inFlight.AddOrUpdate(refreshToken, 0, static (_, n) => n - 1) <= 0)
-            {
-                _inFlight.TryRemove(KeyValuePair.Create(refreshToken, 0));
-            }
-        }
+        await _sends.HandleAsync(refreshToken, _issued.ContainsKey(refreshToken), () => AnswerAsync(ctx, form, refreshToken, totalCalls));
     }
 
     private async Task AnswerAsync(HttpContext ctx, IFormCollection form, string refreshToken, int totalCalls)

@@ -107,3 +107,34 @@ internal sealed class FaultTable(StringComparer comparer)
         return FakeFault.None;
     }
 }
+
+// The refresh tokens each request carried: a second send while the first is still being handled, or after the platform
+// had already used the token for a new pair, is what makes a platform revoke a grant.
+internal sealed class SendLedger
+{
+    private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<(DateTimeOffset At, string RefreshToken)> _sentTwice = new();
+
+    public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sentTwice.ToArray();
+
+    /// <summary>Answers a request carrying <paramref name="refreshToken"/>; <paramref name="usedUp"/>: the platform already rotated it.</summary>
+    public async Task HandleAsync(string refreshToken, bool usedUp, Func<Task> answer)
+    {
+        if (_inFlight.AddOrUpdate(refreshToken, 1, static (_, n) => n + 1) > 1 || usedUp)
+        {
+            _sentTwice.Enqueue((DateTimeOffset.UtcNow, refreshToken));
+        }
+
+        try
+        {
+            await answer();
+        }
+        finally
+        {
+            if (_inFlight.AddOrUpdate(refreshToken, 0, static (_, n) => n - 1) <= 0)
+            {
+                _inFlight.TryRemove(KeyValuePair.Create(refreshToken, 0));
+            }
+        }
+    }
+}

@@ -26,9 +26,8 @@ public sealed class FakeShopify
     private readonly ConcurrentDictionary<string, int> _graphQlCalls = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, int> _oauthCalls = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, int> _refreshCalls = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _rotatedFrom = new(StringComparer.Ordinal);
-    private readonly ConcurrentQueue<(DateTimeOffset At, string RefreshToken)> _sentTwice = new();
+    private readonly SendLedger _sends = new();
     private int _totalCalls;
     private int _totalGraphQlCalls;
     private int _totalOAuthCalls;
@@ -73,7 +72,7 @@ public sealed class FakeShopify
     public string? LastApiVersion => Volatile.Read(ref _lastApiVersion);
 
     /// <summary>When a refresh token arrived while another request with it was still being handled, or after it had been used for a new pair.</summary>
-    public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sentTwice.ToArray();
+    public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sends.SentTwice;
 
     /// <summary>Refresh tokens that were sent in more than one OAuth request.</summary>
     public IReadOnlyCollection<string> RefreshTokensUsedMoreThanOnce =>
@@ -240,22 +239,7 @@ public sealed class FakeShopify
         }
 
         FakeHttp.Count(_refreshCalls, refreshToken);
-        if (_inFlight.AddOrUpdate(refreshToken, 1, static (_, n) => n + 1) > 1 || _rotatedFrom.ContainsKey(refreshToken))
-        {
-            _sentTwice.Enqueue((DateTimeOffset.UtcNow, refreshToken));
-        }
-
-        try
-        {
-            await AnswerOAuthAsync(ctx, shop, fields, refreshToken);
-        }
-        finally
-        {
-            if (_inFlight.AddOrUpdate(refreshToken, 0, static (_, n) => n - 1) <= 0)
-            {
-                _inFlight.TryRemove(KeyValuePair.Create(refreshToken, 0));
-            }
-        }
+        await _sends.HandleAsync(refreshToken, _rotatedFrom.ContainsKey(refreshToken), () => AnswerOAuthAsync(ctx, shop, fields, refreshToken));
     }
 
     private async Task AnswerOAuthAsync(HttpContext ctx, string shop, Dictionary<string, string>? fields, string? refreshToken)

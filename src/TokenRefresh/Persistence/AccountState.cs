@@ -50,7 +50,7 @@ internal sealed record AccountState(
         var current = For(tokenHash);
         // Neither a probe that fails again and again while the platform is down, nor a 429 (about our pace, not the
         // account: it waits for Retry-After), is the account failing more and more itself.
-        var notItsOwn = platformDown || reason is "rate_limited" or "throttled";
+        var notItsOwn = platformDown || PlatformHealth.IsRateLimited(reason);
         var failures = notItsOwn ? Math.Max(1, current.ConsecutiveFailures) : current.ConsecutiveFailures + 1;
 
         // The unknown-outcome rule: after an attempt with this token whose outcome was unknown, the first
