@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Token availability through a compressed day of faults: the real service as two CLI replicas (`tokenrefresh run`) on
 # one throwaway PostgreSQL through PgBouncer, against the fake platforms, which issue short-lived tokens and keep a
-# ledger of which access token is valid when. Prints the report table (docs: README "Availability through a day of faults").
+# ledger of which access token is valid when. Prints the report table (docs: docs/availability.md).
 #   ./scripts/availability.sh                 the short run (a few minutes: 300 + 300 + 100 accounts, every fault once)
 #   ./scripts/availability.sh --assert        the same, exiting 1 when a target is missed (./scripts/test.sh runs this)
 #   ./scripts/availability.sh --full          10,000 Etsy users, 10,000 stores with non-expiring and 2,000 with expiring tokens

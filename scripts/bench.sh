@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark: one refresh cycle over N due Etsy users and N active Shopify stores on a throwaway PostgreSQL,
 # against the fake platforms (a process of their own) with a set latency, through the production wiring.
-#   ./scripts/bench.sh                  the README's table: 10,000 + 10,000 at 50 ms (concurrency 16, 32, 64) and at
+#   ./scripts/bench.sh                  docs/performance.md's table: 10,000 + 10,000 at 50 ms (concurrency 16, 32, 64) and at
 #                                       0 ms; the CLI process (the image's build) over 3,000 + 3,000 and 10,000 + 10,000
 #                                       at 50 ms, concurrency 32; the same
 #                                       backlog under Etsy's default limit (10/s) with a 30 s budget; round trips

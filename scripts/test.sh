@@ -43,7 +43,7 @@ log=$(mktemp /tmp/tokenrefresh-test-log.XXXXXX)
 dotnet test TokenRefresh.sln -c Release --no-build -nologo 2>&1 | tee "$log" || status=1
 
 # A short day of faults (about four minutes): the CLI as two replicas through PgBouncer, every fault once, and the
-# availability targets asserted, so a regression in any guarantee fails here (README: Availability).
+# availability targets asserted, so a regression in any guarantee fails here (docs/availability.md).
 day=ok
 ./scripts/availability.sh --assert || { status=1; day="TARGETS MISSED"; }
 

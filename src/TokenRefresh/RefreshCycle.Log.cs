@@ -12,8 +12,9 @@ public sealed partial class RefreshCycle
         [LoggerMessage(2, LogLevel.Information, "{Platform}: found {Count} accounts due")]
         public static partial void Found(ILogger logger, string platform, int count);
 
-        [LoggerMessage(3, LogLevel.Information, "{Platform} {Account}: {Outcome}")]
-        public static partial void AccountSucceeded(ILogger logger, string platform, DueAccount account, string outcome);
+        // At Information or Debug (LOG_ACCOUNT_SUCCESS): one per account per cycle is most of a large deployment's traces.
+        [LoggerMessage(EventId = 3, Message = "{Platform} {Account}: {Outcome}")]
+        public static partial void AccountSucceeded(ILogger logger, LogLevel level, string platform, DueAccount account, string outcome);
 
         [LoggerMessage(4, LogLevel.Error, "{Platform} {Account}: failed ({Reason}, {FailureKind}); its token is unchanged")]
         public static partial void AccountFailed(ILogger logger, string platform, DueAccount account, string? reason, string failureKind);

@@ -490,7 +490,7 @@ public sealed partial class RefreshCycle
                 Log.AccountDeactivated(_logger, refresher.Platform, account, result.Reason);
                 break;
             default:
-                Log.AccountSucceeded(_logger, refresher.Platform, account, result.Outcome.ToString().ToLowerInvariant());
+                Log.AccountSucceeded(_logger, _options.LogAccountSuccess ? LogLevel.Information : LogLevel.Debug, refresher.Platform, account, result.Outcome.ToString().ToLowerInvariant());
                 break;
         }
 

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using Polly;
 using TokenRefresh.Persistence;
 using TokenRefresh.Etsy;
@@ -54,7 +55,9 @@ public static partial class TokenRefreshExtensions
         // Metrics over OpenTelemetry when an OTLP endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _HEADERS).
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
-            services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(TokenRefreshMetrics.MeterName).AddOtlpExporter());
+            services.AddOpenTelemetry()
+                .ConfigureResource(resource => resource.AddService(TokenRefreshMetrics.ServiceName(builder.Configuration)))
+                .WithMetrics(metrics => metrics.AddMeter(TokenRefreshMetrics.MeterName).AddOtlpExporter());
         }
 
         services.TryAddSingleton(sp =>

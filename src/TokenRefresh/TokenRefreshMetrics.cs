@@ -11,6 +11,14 @@ public sealed class TokenRefreshMetrics
 {
     public const string MeterName = "TokenRefresh";
 
+    /// <summary>
+    /// The one name metrics and traces carry (service.name; Application Insights' cloud_RoleName): OTEL_SERVICE_NAME,
+    /// else the Function app's name as Azure sets it (WEBSITE_SITE_NAME), else "tokenrefresh".
+    /// </summary>
+    public static string ServiceName(Microsoft.Extensions.Configuration.IConfiguration configuration) =>
+        new[] { configuration["OTEL_SERVICE_NAME"], configuration["WEBSITE_SITE_NAME"] }.FirstOrDefault(n => !string.IsNullOrWhiteSpace(n))?.Trim()
+        ?? "tokenrefresh";
+
     private readonly Counter<long> _accounts;
     private readonly Counter<long> _cycles;
     private readonly Histogram<double> _cycleDuration;

@@ -33,7 +33,7 @@ public sealed partial record TokenRefreshOptions
         "REFRESH_INTERVAL_MINUTES", "ETSY_REFRESH_MARGIN_MINUTES", "SHOPIFY_REFRESH_MARGIN_MINUTES", "SHOPIFY_API_VERSION", "ETSY_API_BASE_URL",
         "SHOPIFY_API_BASE_URL", "HTTP_TIMEOUT_SECONDS", "CYCLE_BUDGET_SECONDS", "ETSY_MAX_REQUESTS_PER_SECOND", "REFRESH_MAX_CONCURRENCY",
         "SHOPIFY_VALIDATE_INTERVAL_MINUTES", "DATABASE_AUTH", "ETSY_MAX_CONCURRENCY", "SHOPIFY_MAX_CONCURRENCY", "ETSY_QUOTA_WARN_PERCENT",
-        "LOG_FORMAT",
+        "LOG_FORMAT", "LOG_ACCOUNT_SUCCESS", "HEARTBEAT_FILE", "REAUTH_WEBHOOK_URL", "REAUTH_WEBHOOK_SECRET",
     ];
 
     public required string ConnectionString { get; init; }
@@ -48,6 +48,21 @@ public sealed partial record TokenRefreshOptions
 
     /// <summary>LOG_FORMAT=json: the CLI writes one JSON object per event (with its scopes), for Railway, Kubernetes and Loki.</summary>
     public bool JsonLogs { get; init; }
+
+    /// <summary>
+    /// LOG_ACCOUNT_SUCCESS: each account's success is a line at Information (true) or at Debug (false). The CLI says
+    /// it, as the original did; the Function app does not by default, since Application Insights bills per trace.
+    /// </summary>
+    public bool LogAccountSuccess { get; init; } = true;
+
+    /// <summary>HEARTBEAT_FILE: the file `run` touches after each cycle that ran (the image's HEALTHCHECK reads its age).</summary>
+    public string? HeartbeatFile { get; init; }
+
+    /// <summary>REAUTH_WEBHOOK_URL: where an account that needs its user again is posted (signed with REAUTH_WEBHOOK_SECRET).</summary>
+    public Uri? ReauthWebhookUrl { get; init; }
+
+    /// <summary>REAUTH_WEBHOOK_SECRET: the HMAC-SHA256 key of the webhook's signature; a secret.</summary>
+    public string? ReauthWebhookSecret { get; init; }
     public string RefreshSchedule { get; init; } = DefaultSchedule;
 
     /// <summary>Whether REFRESH_SCHEDULE was set (the Functions host needs it; the CLI has a default).</summary>
@@ -174,6 +189,12 @@ public sealed partial record TokenRefreshOptions
             throw new SettingsException("DATABASE_URL names no user: with DATABASE_AUTH=entra it is the Entra principal's name in PostgreSQL (e.g. the managed identity's).");
         }
 
+        var webhook = Get("REAUTH_WEBHOOK_URL") is { } hook ? WebhookUrl(hook) : null;
+        if (webhook is not null && Get("REAUTH_WEBHOOK_SECRET") is not { Length: >= 16 })
+        {
+            throw new SettingsException("REAUTH_WEBHOOK_SECRET must be set, at least 16 characters, when REAUTH_WEBHOOK_URL is: it signs each request (X-TokenRefresh-Signature).");
+        }
+
         return new TokenRefreshOptions
         {
             ConnectionString = database.ConnectionString,
@@ -189,6 +210,16 @@ public sealed partial record TokenRefreshOptions
                 "json" => true,
                 _ => throw new SettingsException($"LOG_FORMAT '{Get("LOG_FORMAT")}' is not one of text (the default: one readable line per event) or json (one JSON object per event)."),
             },
+            LogAccountSuccess = Get("LOG_ACCOUNT_SUCCESS")?.ToLowerInvariant() switch
+            {
+                null => true,
+                "true" or "1" or "yes" => true,
+                "false" or "0" or "no" => false,
+                _ => throw new SettingsException($"LOG_ACCOUNT_SUCCESS '{Get("LOG_ACCOUNT_SUCCESS")}' is not true (each account's success at Information) or false (at Debug)."),
+            },
+            HeartbeatFile = Get("HEARTBEAT_FILE"),
+            ReauthWebhookUrl = webhook,
+            ReauthWebhookSecret = webhook is null ? null : Get("REAUTH_WEBHOOK_SECRET"),
             RefreshSchedule = schedule,
             RefreshScheduleSet = Get("REFRESH_SCHEDULE") is not null,
             RefreshInterval = interval,
@@ -278,6 +309,12 @@ public sealed partial record TokenRefreshOptions
             ? number
             : throw new SettingsException($"{key} '{value}' must be a whole number from {min} to {max}.");
     }
+
+    // The URL is not repeated: a webhook's address often carries its own key.
+    private static Uri WebhookUrl(string value) =>
+        Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == "https" || (uri.Scheme == "http" && IsLoopback(uri)))
+            ? uri
+            : throw new SettingsException("REAUTH_WEBHOOK_URL must be an absolute https:// URL (plain http only for loopback hosts).");
 
     private static Uri BaseUrl(string key, string value)
     {

@@ -248,7 +248,7 @@ async Task ReconnectsAsync()
         {
             var pair = fake.Etsy.Issue(etsyIds[id], DateTimeOffset.UtcNow);
             await using var c = new NpgsqlConnection(adminDb);
-            // As the README says the main application writes a reconnected user's tokens: the row, nothing else.
+            // As docs/database.md says the main application writes a reconnected user's tokens: the row, nothing else.
             await c.ExecuteAsync("""
                 UPDATE etsy_users SET access_token = @Access, refresh_token = @Refresh, token_expires_at = @ExpiresAt::timestamp,
                        updated_at = now() AT TIME ZONE 'UTC'

@@ -84,7 +84,7 @@ internal sealed class Sampler(string adminDb, FakePlatformServer fake, Dictionar
                 if (active && !fake.Shopify.IsAccessTokenValid(shop, access, at) && fake.Shopify.WasReplacedWithin(shop, access, at, RotationGrace))
                 {
                     // A refresh invalidates Shopify's old access token at once, and the new one is stored a moment later: the main
-                    // application that reads the row again after a 401 (as the README asks) gets the new one. Counted apart.
+                    // application that reads the row again after a 401 (as docs/expiring-tokens.md asks) gets the new one. Counted apart.
                     rotations++;
                 }
                 else if (!active || !fake.Shopify.IsAccessTokenValid(shop, access, at))

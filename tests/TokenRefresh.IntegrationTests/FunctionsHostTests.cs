@@ -88,6 +88,10 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         // What the host receives for this invocation: the summary line, and the cycle's counts by name.
         var logs = host.Logs.Where(l => l.InvocationId == invocationId).ToList();
         var summary = Assert.Single(logs, l => l.EventId == "CycleCompleted");
+        // Each account's success is Debug in the Function app (LOG_ACCOUNT_SUCCESS), below host.json's Information; a deactivation stays.
+        Assert.Equal([RpcLog.Types.Level.Debug, RpcLog.Types.Level.Debug, RpcLog.Types.Level.Debug],
+            logs.Where(l => l.EventId == "AccountSucceeded").Select(l => l.Level));
+        Assert.Single(logs, l => l.EventId == "AccountDeactivated");
         Assert.Equal("TokenRefresh.RefreshCycle", summary.Category);
         Assert.Equal(RpcLog.Types.Level.Information, summary.Level);
         Assert.Matches(@"^Refresh cycle completed in \d+ ms\. Etsy: 2/2 refreshed, 0 failed; Shopify: 1/2 validated, 1 deactivated, 0 failed$", summary.Message);
@@ -109,6 +113,75 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         Assert.Equal(0, await TerminateAsync(host));
         AssertNoSecret(host, secrets);
     }
+
+    [Fact]
+    public async Task Invocation_WithApplicationInsights_SendsSummaryAndFailuresUnsampled_NoDependencies_OneRoleName()
+    {
+        var secrets = new List<string> { H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret, H.Db.Password };
+        var refresh = H.Fake.Etsy.AddAccount(700);
+        await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(2));
+        var unknown = $"unknown-refresh-{Guid.NewGuid():N}";
+        var revoked = await H.Db.AddEtsyUserAsync(unknown, DateTimeOffset.UtcNow.AddMinutes(2));
+        var token = $"shpat_{Guid.NewGuid():N}";
+        H.Fake.Shopify.AddStore("charlie.myshopify.com", token);
+        await H.Db.AddShopifyStoreAsync("charlie.myshopify.com", token);
+        secrets.AddRange([refresh, unknown, token]);
+
+        await using var ingestion = await FakeIngestion.StartAsync();
+        var settings = AppSettings();
+        settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] = ingestion.ConnectionString;
+        settings["WEBSITE_SITE_NAME"] = "tokenrefresh-test-app";
+        // As shipped: LOG_LEVEL at its default (the harness's own is DEBUG).
+        settings.Remove("LOG_LEVEL");
+        await using var host = await HostStandIn.StartAsync(AppDirectory, settings, WorkerArguments.Both);
+        var function = await StartAndLoadAsync(host);
+        var (_, response) = await InvokeAsync(host, function);
+        Assert.True(response.Result.Status == StatusResult.Types.Status.Success, response.Result.ToString());
+        var issued = H.Fake.Etsy.IssuedFor(refresh)!.Value;
+        secrets.AddRange([issued.AccessToken, issued.RefreshToken]);
+        // A graceful stop flushes both the SDK's channel and the metric exporter.
+        Assert.Equal(0, await TerminateAsync(host));
+
+        var summary = await ingestion.WaitForAsync(e => Message(e)?.StartsWith("Refresh cycle completed", StringComparison.Ordinal) == true, Timeout);
+        var metric = await ingestion.WaitForAsync(e => BaseType(e) == "MetricData", Timeout);
+        var traces = ingestion.Envelopes.Where(e => BaseType(e) == "MessageData").ToList();
+        Assert.Equal("CycleCompleted", Property(summary, "EventName"));
+        Assert.Equal("Warning", summary.GetProperty("data").GetProperty("baseData").GetProperty("severityLevel").GetString());
+        Assert.Equal("1", Property(summary, "EtsyRefreshed"));
+        // The failure is a trace of its own; each success is not (Debug in the Function app).
+        Assert.Contains(traces, e => Property(e, "EventName") == "AccountFailed" && Message(e)!.Contains(revoked.ToString(), StringComparison.Ordinal));
+        Assert.DoesNotContain(traces, e => Property(e, "EventName") == "AccountSucceeded");
+        // No platform or database call as a dependency: the one left is the worker's own span of the invocation.
+        var dependency = Assert.Single(ingestion.Envelopes, e => BaseType(e) == "RemoteDependencyData").GetProperty("data").GetProperty("baseData");
+        Assert.Equal(("InProc", "Invoke"), (dependency.GetProperty("type").GetString(), dependency.GetProperty("name").GetString()));
+        // One name for traces and metrics.
+        Assert.All(traces.Append(metric), e => Assert.Equal("tokenrefresh-test-app", e.GetProperty("tags").GetProperty("ai.cloud.role").GetString()));
+        Assert.Contains(ingestion.Envelopes, e => BaseType(e) == "MetricData" &&
+            e.GetProperty("data").GetProperty("baseData").GetProperty("metrics")[0].GetProperty("name").GetString() == "tokenrefresh.accounts");
+        // Nothing sampled away: no envelope carries a sample rate below 100 %.
+        Assert.DoesNotContain(ingestion.Envelopes, e => e.TryGetProperty("sampleRate", out var rate) && rate.GetDouble() < 100);
+        output.WriteLine($"{ingestion.Envelopes.Count} envelopes: " + string.Join(", ", ingestion.Envelopes.GroupBy(BaseType).Select(g => $"{g.Key} {g.Count()} ({g.Sum(e => e.GetRawText().Length) / g.Count()} bytes each)")));
+        foreach (var trace in traces)
+        {
+            output.WriteLine($"  [{trace.GetProperty("data").GetProperty("baseData").GetProperty("severityLevel").GetString()}] {Property(trace, "EventName")}: {trace.GetRawText().Length} bytes");
+        }
+
+        var everything = string.Join('\n', ingestion.Envelopes.Select(e => e.GetRawText()));
+        foreach (var secret in secrets.Distinct())
+        {
+            Assert.False(everything.Contains(secret, StringComparison.Ordinal), $"a secret of length {secret.Length} reached Application Insights");
+        }
+    }
+
+    private static string? BaseType(JsonElement envelope) =>
+        envelope.TryGetProperty("data", out var data) && data.TryGetProperty("baseType", out var type) ? type.GetString() : null;
+
+    private static string? Message(JsonElement envelope) =>
+        BaseType(envelope) == "MessageData" ? envelope.GetProperty("data").GetProperty("baseData").GetProperty("message").GetString() : null;
+
+    private static string? Property(JsonElement envelope, string name) =>
+        envelope.GetProperty("data").GetProperty("baseData").TryGetProperty("properties", out var properties) &&
+        properties.TryGetProperty(name, out var value) ? value.GetString() : null;
 
     [Fact]
     public async Task Invocation_DatabaseUnreachable_FailsWithTheCycleErrorSoTheHostRetries()

@@ -336,13 +336,13 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
     }
 }
 
-/// <summary>The lease contract for the main application's own on-demand refresh, run exactly as the README gives it.</summary>
+/// <summary>The lease contract for the main application's own on-demand refresh, run exactly as docs/database.md gives it.</summary>
 public sealed class MainApplicationLeaseContractTests : HarnessTests
 {
-    // The README's SQL block of the lease contract, statement by statement (the test runs what the README says).
+    // The SQL block of the lease contract in docs/database.md, statement by statement (the test runs what the docs say).
     private static string[] ContractStatements()
     {
-        var readme = File.ReadAllText(Path.Combine(Repo.Root, "README.md"));
+        var readme = File.ReadAllText(Path.Combine(Repo.Root, "docs", "database.md"));
         var at = readme.IndexOf("**Lease contract.**", StringComparison.Ordinal);
         var start = readme.IndexOf("```sql", at, StringComparison.Ordinal) + "```sql".Length;
         var block = readme[start..readme.IndexOf("```", start, StringComparison.Ordinal)];
