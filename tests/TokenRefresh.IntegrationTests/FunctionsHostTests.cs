@@ -163,7 +163,7 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         output.WriteLine($"{ingestion.Envelopes.Count} envelopes: " + string.Join(", ", ingestion.Envelopes.GroupBy(BaseType).Select(g => $"{g.Key} {g.Count()} ({g.Sum(e => e.GetRawText().Length) / g.Count()} bytes each)")));
         foreach (var trace in traces)
         {
-            output.WriteLine($"  [{trace.GetProperty("data").GetProperty("baseData").GetProperty("severityLevel").GetString()}] {Property(trace, "EventName")}: {trace.GetRawText().Length} bytes");
+            output.WriteLine($"  [{trace.GetProperty("data").GetProperty("baseData").GetProperty("severityLevel").GetString()}] {Property(trace, "EventName")}: {trace.GetRawText().Length} bytes: {Message(trace)![..Math.Min(90, Message(trace)!.Length)]}");
         }
 
         var everything = string.Join('\n', ingestion.Envelopes.Select(e => e.GetRawText()));
