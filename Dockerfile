@@ -42,6 +42,10 @@ FROM mcr.microsoft.com/dotnet/runtime:10.0 AS cli
 WORKDIR /app
 COPY --from=build /out/cli .
 RUN ln -s /app/TokenRefresh.Cli /usr/local/bin/tokenrefresh
+# `run` rewrites the heartbeat after each cycle with the time by which the next one will have ended; `health` fails
+# once that time has passed (a stuck process, or a database that has failed every cycle since). /tmp: writable by $APP_UID.
+ENV HEARTBEAT_FILE=/tmp/tokenrefresh.heartbeat
+HEALTHCHECK --interval=1m --timeout=10s --start-period=1m --retries=2 CMD ["tokenrefresh", "health"]
 USER $APP_UID
 ENTRYPOINT ["tokenrefresh"]
 CMD ["run"]

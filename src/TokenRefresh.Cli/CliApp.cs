@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -17,23 +18,10 @@ internal static partial class CliApp
     public const int AccountsFailed = 1;
     public const int CannotRun = 2;
 
-    private const string Usage = """
-        Usage: tokenrefresh <command>
-
-        Commands:
-          once [--metrics] run one refresh cycle and exit (0: all accounts fine, 1: some failed, 2: could not run)
-          run [--metrics]  run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM
-                           (--metrics: print the service's metrics after each cycle)
-          refresh (--etsy-user ID | --shop DOMAIN)
-                           refresh (through the same claim and lease) or validate one account now, due or not
-          migrate          create or upgrade the service's own table (idempotent)
-          status [--json]  accounts due, fine lately, backing off and needing re-authorisation
-          shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]
-                           exchange stores' non-expiring Shopify tokens for expiring ones (irreversible)
-
-        Settings come from environment variables, and from a .env file in the working directory.
-        """;
-
+    /// <summary>
+    /// Runs one command. Usage errors and settings errors exit 2 with one line each on standard error; help and
+    /// --version print on standard output and exit 0.
+    /// </summary>
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {
         // A command written out whole (Railway's pre-deploy `tokenrefresh migrate`, `docker run IMAGE tokenrefresh status`)
@@ -43,38 +31,123 @@ internal static partial class CliApp
             args = rest;
         }
 
-        var migrateExpiring = args is ["shopify", "migrate-expiring", ..] ? MigrateExpiringCommand.Parse(args[2..]) : null;
-        if (args is ["shopify", "migrate-expiring", ..] && migrateExpiring is null)
+        // `tokenrefresh help [COMMAND...]`, as the CLI took it before.
+        if (args is ["help", .. var topic])
         {
-            stderr.WriteLine(MigrateExpiringCommand.Usage);
+            args = [.. topic, "--help"];
+        }
+
+        var parsed = Commands(stdout, stderr).Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var error in parsed.Errors)
+            {
+                stderr.WriteLine(error.Message);
+            }
+
+            stderr.WriteLine($"Run '{CommandPath(parsed)} --help' for usage.");
             return CannotRun;
         }
 
-        var printMetrics = args is ["once" or "run", "--metrics"];
-        if (printMetrics)
-        {
-            args = args[..1];
-        }
+        // No termination timeout: SIGINT and SIGTERM are ours (WithHostAsync), so the calls in flight finish and their
+        // pairs are stored; System.CommandLine would end the process two seconds later.
+        return await parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = null });
+    }
 
-        var force = args switch
+    private static RootCommand Commands(TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand(
+            "TokenRefresh keeps Etsy and Shopify OAuth tokens alive in the main application's PostgreSQL database.\n" +
+            "Settings come from environment variables, and from a .env file in the working directory.\n" +
+            "Exit codes: 0 all fine, 1 some accounts failed (or the heartbeat is stale), 2 could not run (usage, settings, database).")
         {
-            ["refresh", "--etsy-user", var id] => ("etsy-user", id),
-            ["refresh", "--shop", var shop] => ("shop", shop),
-            _ => ((string Kind, string Key)?)null,
+            // The image's command name, whatever the file is called (TokenRefresh.Cli, or dotnet TokenRefresh.Cli.dll).
+            HelpName = "tokenrefresh",
         };
-        if (args is ["refresh", ..] && force is null)
+
+        var onceMetrics = new Option<bool>("--metrics") { Description = "Print the service's metrics after the cycle" };
+        var once = new Command("once", "Run one refresh cycle and exit (0: all accounts fine, 1: some failed, 2: could not run)") { onceMetrics };
+        once.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: false, parse.GetValue(onceMetrics), (services, afterCycle, stop) =>
+            OnceAsync(services, afterCycle is null ? null : () => afterCycle(stdout), stop)));
+
+        var runMetrics = new Option<bool>("--metrics") { Description = "Print the service's metrics after each cycle" };
+        var run = new Command("run", "Run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM (HEARTBEAT_FILE: touched after each cycle)") { runMetrics };
+        run.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: false, parse.GetValue(runMetrics), (services, afterCycle, stop) =>
+            RunScheduledAsync(services, afterCycle is null ? null : () => afterCycle(stdout), stop)));
+
+        var etsyUser = new Option<string>("--etsy-user") { Description = "The Etsy user's id (etsy_users key)", HelpName = "ID" };
+        var shop = new Option<string>("--shop") { Description = "The store's shop_domain", HelpName = "DOMAIN" };
+        var refresh = new Command("refresh", "Refresh (through the same claim and lease) or validate one account now, due or not") { etsyUser, shop };
+        refresh.Validators.Add(result =>
         {
-            stderr.WriteLine("Usage: tokenrefresh refresh (--etsy-user ID | --shop DOMAIN)");
-            return CannotRun;
+            if ((result.GetResult(etsyUser) is null) == (result.GetResult(shop) is null))
+            {
+                result.AddError("Give exactly one of --etsy-user ID or --shop DOMAIN.");
+            }
+        });
+        refresh.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: true, metrics: false, (services, _, stop) =>
+            ForceAsync(services, parse.GetValue(shop) is { } domain ? ("shop", domain) : ("etsy-user", parse.GetValue(etsyUser)!), stdout, stderr, stop)));
+
+        var migrate = new Command("migrate", "Create or upgrade the service's own tables (idempotent)");
+        migrate.SetAction((_, _) => WithHostAsync(stderr, logToStandardError: true, metrics: false, (services, _, stop) => MigrateAsync(services, stdout, stop)));
+
+        var json = new Option<bool>("--json") { Description = "One JSON document instead of the table" };
+        var status = new Command("status", "Accounts due, fine lately, backing off and needing re-authorisation") { json };
+        status.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: true, metrics: false, (services, _, stop) =>
+            StatusAsync(services, stdout, stderr, parse.GetValue(json), stop)));
+
+        var health = new Command("health", "Exit 0 if `run` completed a cycle recently enough (HEARTBEAT_FILE), 1 if not: the image's HEALTHCHECK");
+        health.SetAction(_ => Heartbeat.Check(stdout, stderr));
+
+        var migrateShop = new Option<string>("--shop") { Description = "One store's shop_domain", HelpName = "DOMAIN" };
+        var all = new Option<bool>("--all") { Description = "Every active store with a non-expiring token" };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Say what would be migrated (the default without --yes)" };
+        var yes = new Option<bool>("--yes") { Description = "Migrate: irreversible, the old token stops working" };
+        var migrateExpiring = new Command("migrate-expiring", "Exchange stores' non-expiring Shopify tokens for expiring ones (irreversible)")
+        {
+            migrateShop, all, dryRun, yes,
+        };
+        migrateExpiring.Validators.Add(result =>
+        {
+            if ((result.GetResult(migrateShop) is null) != result.GetValue(all))
+            {
+                result.AddError("Give exactly one of --shop DOMAIN or --all.");
+            }
+
+            if (result.GetValue(dryRun) && result.GetValue(yes))
+            {
+                result.AddError("Give at most one of --dry-run or --yes.");
+            }
+        });
+        migrateExpiring.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: true, metrics: false, (services, _, stop) =>
+            MigrateExpiringCommand.RunAsync(services, (parse.GetValue(migrateShop), parse.GetValue(dryRun), parse.GetValue(yes)), stdout, stderr, stop)));
+        var shopify = new Command("shopify", "Shopify operations") { migrateExpiring };
+
+        root.Subcommands.Add(once);
+        root.Subcommands.Add(run);
+        root.Subcommands.Add(refresh);
+        root.Subcommands.Add(migrate);
+        root.Subcommands.Add(status);
+        root.Subcommands.Add(health);
+        root.Subcommands.Add(shopify);
+        return root;
+    }
+
+    private static string CommandPath(ParseResult parsed)
+    {
+        var names = new List<string>();
+        for (var result = parsed.CommandResult; result is not null; result = result.Parent as System.CommandLine.Parsing.CommandResult)
+        {
+            names.Insert(0, result.Command is RootCommand ? "tokenrefresh" : result.Command.Name);
         }
 
-        if (migrateExpiring is null && force is null && args is not (["once" or "run" or "migrate" or "status"] or ["status", "--json"]))
-        {
-            var help = args is ["help" or "--help" or "-h"];
-            (help ? stdout : stderr).WriteLine(Usage);
-            return help ? Success : CannotRun;
-        }
+        return string.Join(' ', names);
+    }
 
+    /// <summary>Builds the host from the settings (a bad one: its line, exit 2) and runs the command until it ends or a signal stops it.</summary>
+    private static async Task<int> WithHostAsync(
+        TextWriter stderr, bool logToStandardError, bool metrics, Func<IServiceProvider, Action<TextWriter>?, CancellationToken, Task<int>> command)
+    {
         using var stop = new CancellationTokenSource();
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
@@ -83,7 +156,7 @@ internal static partial class CliApp
         try
         {
             // The operations commands print their own results on stdout alone; their logs go to stderr.
-            host = BuildHost(logToStandardError: args[0] is "status" or "migrate" or "shopify" or "refresh");
+            host = BuildHost(logToStandardError);
         }
         catch (SettingsException e)
         {
@@ -91,20 +164,12 @@ internal static partial class CliApp
             return CannotRun;
         }
 
-        using var metrics = printMetrics ? new MetricsPrinter() : null;
+        using var printer = metrics ? new MetricsPrinter() : null;
         using (host)
         {
             // Built now, so that metrics are exported over OTLP when an endpoint is configured; disposing it flushes them.
             host.Services.GetService<OpenTelemetry.Metrics.MeterProvider>();
-            return args switch
-            {
-                ["once"] => await OnceAsync(host.Services, metrics is null ? null : () => metrics.Print(stdout), stop.Token),
-                ["run"] => await RunScheduledAsync(host.Services, metrics is null ? null : () => metrics.Print(stdout), stop.Token),
-                ["migrate"] => await MigrateAsync(host.Services, stdout, stop.Token),
-                ["shopify", ..] => await MigrateExpiringCommand.RunAsync(host.Services, migrateExpiring!.Value, stdout, stderr, stop.Token),
-                ["refresh", ..] => await ForceAsync(host.Services, force!.Value, stdout, stderr, stop.Token),
-                _ => await StatusAsync(host.Services, stdout, stderr, json: args.Length == 2, stop.Token),
-            };
+            return await command(host.Services, printer is null ? null : printer.Print, stop.Token);
         }
 
         void Stop(PosixSignalContext context)
@@ -168,17 +233,20 @@ internal static partial class CliApp
             Log.Started(logger, schedule.RefreshSchedule);
         }
 
+        // The first cycle starts now; a check before it ends finds the process healthy.
+        WriteHeartbeat(time.GetUtcNow(), "starting");
         while (!stopping.IsCancellationRequested)
         {
             DateTimeOffset next;
             var started = time.GetUtcNow();
             try
             {
-                await services.GetRequiredService<RefreshCycle>().RunAsync(stopping);
+                var summary = await services.GetRequiredService<RefreshCycle>().RunAsync(stopping);
                 // REFRESH_INTERVAL_MINUTES alone, as the original ran: every N minutes from the start of the last cycle.
                 next = schedule.RefreshInterval is { } every && !schedule.RefreshScheduleSet
                     ? started + every
                     : new DateTimeOffset(schedule.Schedule.GetNextOccurrence(time.GetUtcNow().UtcDateTime), TimeSpan.Zero);
+                WriteHeartbeat(next, $"last cycle: {summary}");
             }
             catch (CycleFailedException)
             {
@@ -202,6 +270,19 @@ internal static partial class CliApp
 
         Log.Stopped(logger);
         return Success;
+
+        void WriteHeartbeat(DateTimeOffset next, string lastCycle)
+        {
+            try
+            {
+                Heartbeat.Write(schedule, time.GetUtcNow(), next, lastCycle);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The refreshes matter more than the health check: say so, and go on.
+                Log.HeartbeatNotWritten(logger, schedule.HeartbeatFile!, e.Message);
+            }
+        }
     }
 
     private static async Task<int> MigrateAsync(IServiceProvider services, TextWriter stdout, CancellationToken cancellationToken)
@@ -299,6 +380,9 @@ internal static partial class CliApp
 
         [LoggerMessage(205, LogLevel.Error, "{Command} failed: the database could not be used")]
         public static partial void CommandFailed(ILogger logger, Exception exception, string command);
+
+        [LoggerMessage(207, LogLevel.Warning, "The heartbeat could not be written to {Path} (HEARTBEAT_FILE): {Problem}")]
+        public static partial void HeartbeatNotWritten(ILogger logger, string path, string problem);
 
         [LoggerMessage(203, LogLevel.Information, "Stopped")]
         public static partial void Stopped(ILogger logger);

@@ -8,37 +8,6 @@ namespace TokenRefresh.Cli;
 /// <summary>`tokenrefresh shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]`.</summary>
 internal static class MigrateExpiringCommand
 {
-    public const string Usage = "Usage: tokenrefresh shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]";
-
-    /// <summary>The arguments after "shopify migrate-expiring"; null when they do not parse.</summary>
-    public static (string? Shop, bool DryRun, bool Yes)? Parse(IReadOnlyList<string> args)
-    {
-        string? shop = null;
-        bool all = false, dryRun = false, yes = false;
-        for (var i = 0; i < args.Count; i++)
-        {
-            switch (args[i])
-            {
-                case "--shop" when i + 1 < args.Count && shop is null:
-                    shop = args[++i];
-                    break;
-                case "--all":
-                    all = true;
-                    break;
-                case "--dry-run":
-                    dryRun = true;
-                    break;
-                case "--yes":
-                    yes = true;
-                    break;
-                default:
-                    return null;
-            }
-        }
-
-        return (shop is null) == all && !(dryRun && yes) ? (shop, dryRun, yes) : null;
-    }
-
     public static async Task<int> RunAsync(IServiceProvider services, (string? Shop, bool DryRun, bool Yes) o, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
         var exchange = services.GetRequiredService<ShopifyTokenExchange>();

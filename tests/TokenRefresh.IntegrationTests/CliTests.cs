@@ -6,6 +6,7 @@ namespace TokenRefresh.IntegrationTests;
 public sealed class CliTests : HarnessTests
 {
     private const int SigTerm = 15;
+    private const int SigInt = 2;
 
 
     [Fact]
@@ -206,11 +207,167 @@ public sealed class CliTests : HarnessTests
     }
 
     [Fact]
-    public async Task NoCommand_PrintsUsageAndExitsTwo()
+    public async Task NoCommand_SaysSoAndWhereHelpIs_ExitsTwo()
     {
-        var (code, _, stderr) = await CliProcess.RunAsync([], H.Settings);
+        var (code, stdout, stderr) = await CliProcess.RunAsync([], H.Settings);
+
+        Assert.Equal((2, ""), (code, stdout.Trim()));
+        Assert.Equal(["Required command was not provided.", "Run 'tokenrefresh --help' for usage."], Lines(stderr));
+    }
+
+    public static TheoryData<string> CommandPaths => ["", "once", "run", "refresh", "migrate", "status", "health", "shopify", "shopify migrate-expiring"];
+
+    [Theory]
+    [MemberData(nameof(CommandPaths))]
+    public async Task Help_EveryCommand_PrintsItsOwnUsageWithoutSettings_ExitsZero(string path)
+    {
+        string[] command = path.Length == 0 ? [] : path.Split(' ');
+        // No setting at all: help needs none.
+        var (code, stdout, stderr) = await CliProcess.RunAsync([.. command, "--help"], new Dictionary<string, string?>());
+        var (helpCode, helpStdout, _) = await CliProcess.RunAsync(["help", .. command], new Dictionary<string, string?>());
+
+        Assert.Equal((0, ""), (code, stderr.Trim()));
+        Assert.Contains($"Usage:\n  tokenrefresh {path}".TrimEnd() + " ", stdout.Replace("\r", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        Assert.Equal((0, stdout), (helpCode, helpStdout));
+    }
+
+    [Fact]
+    public async Task Version_PrintsTheVersion_ExitsZero()
+    {
+        var (code, stdout, _) = await CliProcess.RunAsync(["--version"], new Dictionary<string, string?>());
+
+        Assert.Equal(0, code);
+        Assert.Matches(@"^\d+\.\d+\.\d+", stdout.Trim());
+    }
+
+    [Theory]
+    [InlineData("bogus", "Unrecognized command or argument 'bogus'.", "tokenrefresh")]
+    [InlineData("refresh", "Give exactly one of --etsy-user ID or --shop DOMAIN.", "tokenrefresh refresh")]
+    [InlineData("refresh --shop a.myshopify.com --etsy-user 1", "Give exactly one of --etsy-user ID or --shop DOMAIN.", "tokenrefresh refresh")]
+    [InlineData("refresh --shop", "Required argument missing for option: '--shop'.", "tokenrefresh refresh")]
+    [InlineData("status --jsn", "Unrecognized command or argument '--jsn'.", "tokenrefresh status")]
+    [InlineData("once --metrics extra", "Unrecognized command or argument 'extra'.", "tokenrefresh once")]
+    [InlineData("shopify migrate-expiring --dry-run", "Give exactly one of --shop DOMAIN or --all.", "tokenrefresh shopify migrate-expiring")]
+    [InlineData("shopify migrate-expiring --yes --all --dry-run", "Give at most one of --dry-run or --yes.", "tokenrefresh shopify migrate-expiring")]
+    public async Task UsageError_ExitsTwoWithTheReasonAndWhereHelpIs_BeforeAnySetting(string args, string reason, string command)
+    {
+        // The usage is judged before the settings: the settings here would fail too.
+        var (code, stdout, stderr) = await CliProcess.RunAsync(args.Split(' '), new Dictionary<string, string?>());
+
+        Assert.Equal((2, ""), (code, stdout.Trim()));
+        // Each error on a line (an unknown word alone may also leave the command missing), then where help is.
+        Assert.Contains(reason, Lines(stderr));
+        Assert.Equal($"Run '{command} --help' for usage.", Lines(stderr)[^1]);
+    }
+
+    [Theory]
+    [InlineData("once")]
+    [InlineData("once --metrics")]
+    [InlineData("run")]
+    [InlineData("refresh --shop a.myshopify.com")]
+    [InlineData("refresh --etsy-user 1")]
+    [InlineData("migrate")]
+    [InlineData("status")]
+    [InlineData("status --json")]
+    [InlineData("shopify migrate-expiring --all --dry-run")]
+    public async Task ConfigurationError_EveryCommand_ExitsTwoWithTheOneLine(string args)
+    {
+        var settings = new Dictionary<string, string?>(H.Settings) { ["DATABASE_URL"] = null };
+
+        var (code, stdout, stderr) = await CliProcess.RunAsync(args.Split(' '), settings);
+
+        Assert.Equal((2, ""), (code, stdout.Trim()));
+        Assert.Equal(["Configuration error: DATABASE_URL is required but not set."], Lines(stderr));
+    }
+
+    [Fact]
+    public async Task OptionsInAnyOrder_TheSameCommand()
+    {
+        await H.Db.AddExpiringColumnsAsync();
+        var token = $"shpat_{Guid.NewGuid():N}";
+        H.Fake.Shopify.AddStore("order.myshopify.com", token);
+        await H.Db.AddShopifyStoreAsync("order.myshopify.com", token);
+
+        var one = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "order.myshopify.com", "--dry-run"], H.Settings);
+        var other = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--dry-run", "--shop", "order.myshopify.com"], H.Settings);
+        var helpFirst = await CliProcess.RunAsync(["status", "--json", "--help"], H.Settings);
+
+        Assert.True(one.ExitCode == 0, one.Stderr);
+        Assert.Contains("would migrate", one.Stdout, StringComparison.Ordinal);
+        Assert.Equal((one.ExitCode, one.Stdout), (other.ExitCode, other.Stdout));
+        Assert.Equal(0, helpFirst.ExitCode);
+        Assert.Contains("tokenrefresh status [options]", helpFirst.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Once_Sigint_TheCallInFlightFinishesAndIsStored_ExitZero()
+    {
+        var refresh = H.Fake.Etsy.AddAccount(77);
+        var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        // Longer than System.CommandLine's own 2 s termination timeout, which the CLI turns off.
+        H.Fake.Latency = TimeSpan.FromSeconds(4);
+        H.Settings["HTTP_TIMEOUT_SECONDS"] = "20";
+        using var cli = CliProcess.Start(["once"], H.Settings);
+        await cli.WaitForOutputAsync("sending the refresh request", TimeSpan.FromSeconds(60));
+
+        cli.Signal(SigInt);
+        var code = await cli.WaitForExitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.True(code == 0, $"exit {code}: {cli.Stdout}");
+        var issued = H.Fake.Etsy.IssuedFor(refresh) ?? throw new InvalidOperationException("the request in flight was not answered");
+        Assert.Equal(issued.RefreshToken, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.Contains("Etsy: 1/1 refreshed", cli.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Run_HeartbeatAsTheImageConfiguresIt_TheImagesHealthcheckPassesWhileItRuns()
+    {
+        // The CLI image's own HEARTBEAT_FILE and HEALTHCHECK command, as the Dockerfile gives them.
+        var dockerfile = File.ReadAllText(Repo.File("Dockerfile"));
+        var heartbeat = System.Text.RegularExpressions.Regex.Match(dockerfile, @"^ENV HEARTBEAT_FILE=(\S+)$", System.Text.RegularExpressions.RegexOptions.Multiline).Groups[1].Value;
+        var check = System.Text.RegularExpressions.Regex.Match(dockerfile, @"^HEALTHCHECK .* CMD (\[.*\])$", System.Text.RegularExpressions.RegexOptions.Multiline).Groups[1].Value;
+        var command = System.Text.Json.JsonSerializer.Deserialize<string[]>(check)!;
+        Assert.Equal("tokenrefresh", command[0]);
+        var refresh = H.Fake.Etsy.AddAccount(78);
+        await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Settings["HEARTBEAT_FILE"] = heartbeat;
+        H.Settings["REFRESH_SCHEDULE"] = "0 0 0 1 1 *"; // the next cycle a long way off
+        File.Delete(heartbeat);
+        try
+        {
+            var before = await CliProcess.RunAsync(command[1..], H.Settings);
+            using var cli = CliProcess.Start(["run"], H.Settings);
+            // The heartbeat is written before the next cycle is announced.
+            await cli.WaitForOutputAsync("Next cycle at", TimeSpan.FromSeconds(60));
+            var during = await CliProcess.RunAsync(command[1..], H.Settings);
+            cli.Signal(SigTerm);
+            Assert.Equal(0, await cli.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+
+            Assert.Equal(1, before.ExitCode);
+            Assert.StartsWith("unhealthy: no heartbeat at", before.Stderr, StringComparison.Ordinal);
+            Assert.True(during.ExitCode == 0, during.Stderr);
+            Assert.Contains("last cycle: Etsy: 1/1 refreshed", during.Stdout, StringComparison.Ordinal);
+
+            // A heartbeat whose next cycle should long have ended.
+            File.WriteAllText(heartbeat, $"{DateTimeOffset.UtcNow.AddMinutes(-1).ToUnixTimeSeconds()}\nstale\n");
+            var stale = await CliProcess.RunAsync(command[1..], H.Settings);
+            Assert.Equal(1, stale.ExitCode);
+            Assert.StartsWith("unhealthy: no cycle has ended since", stale.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(heartbeat);
+        }
+    }
+
+    [Fact]
+    public async Task Health_WithoutHeartbeatFile_ExitsTwoNamingTheSetting()
+    {
+        var (code, _, stderr) = await CliProcess.RunAsync(["health"], new Dictionary<string, string?>());
 
         Assert.Equal(2, code);
-        Assert.Contains("Usage: tokenrefresh", stderr, StringComparison.Ordinal);
+        Assert.Equal(["Configuration error: HEARTBEAT_FILE is not set: `run` writes no heartbeat to check."], Lines(stderr));
     }
+
+    private static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 }

@@ -1,0 +1,68 @@
+using System.Globalization;
+
+namespace TokenRefresh.Cli;
+
+/// <summary>
+/// HEARTBEAT_FILE: `run` writes it after each cycle that ran, with the time by which the next one will have ended;
+/// `tokenrefresh health` (the image's HEALTHCHECK) reads that time, so the check follows any schedule.
+/// </summary>
+internal static class Heartbeat
+{
+    /// <summary>Beyond the next cycle's longest possible end, before the process counts as stuck.</summary>
+    private static readonly TimeSpan Grace = TimeSpan.FromMinutes(1);
+
+    /// <summary>Says the next cycle (due at <paramref name="next"/>) will have ended by then, plus its lease and a grace.</summary>
+    public static void Write(TokenRefreshOptions options, DateTimeOffset now, DateTimeOffset next, string? lastCycle)
+    {
+        if (options.HeartbeatFile is not { } path)
+        {
+            return;
+        }
+
+        var staleAfter = next + options.LeaseLength + Grace;
+        // Written aside and moved, so that a check never reads half a file.
+        var temporary = path + ".tmp";
+        File.WriteAllText(temporary, string.Create(CultureInfo.InvariantCulture,
+            $"{staleAfter.ToUnixTimeSeconds()}\nstale after {staleAfter:yyyy-MM-dd HH:mm:ss} UTC; written {now:yyyy-MM-dd HH:mm:ss} UTC\n{lastCycle}\n"));
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    /// <summary>`tokenrefresh health`: 0 while the heartbeat is fresh, 1 when stale or missing, 2 without HEARTBEAT_FILE.</summary>
+    public static int Check(TextWriter stdout, TextWriter stderr)
+    {
+        var settings = DotEnv.Read(Path.Combine(Environment.CurrentDirectory, ".env"));
+        var path = Environment.GetEnvironmentVariable("HEARTBEAT_FILE") is { Length: > 0 } set ? set : settings.GetValueOrDefault("HEARTBEAT_FILE");
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            stderr.WriteLine("Configuration error: HEARTBEAT_FILE is not set: `run` writes no heartbeat to check.");
+            return CliApp.CannotRun;
+        }
+
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(path.Trim());
+        }
+        catch (IOException)
+        {
+            stderr.WriteLine($"unhealthy: no heartbeat at {path.Trim()} yet (`run` writes it when it starts and after each cycle)");
+            return CliApp.AccountsFailed;
+        }
+
+        if (lines.Length == 0 || !long.TryParse(lines[0], NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+        {
+            stderr.WriteLine($"unhealthy: {path.Trim()} is not a heartbeat");
+            return CliApp.AccountsFailed;
+        }
+
+        var staleAfter = DateTimeOffset.FromUnixTimeSeconds(seconds);
+        if (DateTimeOffset.UtcNow > staleAfter)
+        {
+            stderr.WriteLine($"unhealthy: no cycle has ended since the one due before {staleAfter:yyyy-MM-dd HH:mm:ss} UTC");
+            return CliApp.AccountsFailed;
+        }
+
+        stdout.WriteLine($"healthy: {string.Join("; ", lines.Skip(1).Where(l => l.Length > 0))}");
+        return CliApp.Success;
+    }
+}
