@@ -19,6 +19,9 @@ public sealed record AccountResult(Outcome Outcome, string? Reason = null, bool 
     /// <summary>Decided when the platform's cycle ends (<see cref="IPlatformRefresher.FinishCycleAsync"/> reports it then): not counted now.</summary>
     public bool Pending { get; init; }
 
+    /// <summary>The account was flagged needs_reauth now: only its user can bring it back (announced, docs/reauth.md).</summary>
+    public bool NeedsUser { get; init; }
+
     public static readonly AccountResult DecidedLater = new(Outcome.Skipped, "decided at the end of the cycle") { Pending = true };
 
     public static AccountResult Defer(string reason) => new(Outcome.Skipped, reason) { Deferred = true };

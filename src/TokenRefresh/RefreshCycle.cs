@@ -32,11 +32,16 @@ public sealed partial class RefreshCycle
     private readonly TokenRefreshMetrics _metrics;
     private readonly PlatformHealthRegistry _health;
     private readonly ILogger<RefreshCycle> _logger;
+    private readonly ReauthWebhook _webhook;
+
+    // This cycle's accounts that only their users can bring back, for the webhook (one instance per cycle).
+    private readonly System.Collections.Concurrent.ConcurrentQueue<ReauthEvent> _reauth = new();
 
     public RefreshCycle(
         IEnumerable<IPlatformRefresher> refreshers, TimeProvider time, IOptions<TokenRefreshOptions> options, TokenRefreshMetrics metrics,
-        PlatformHealthRegistry health, ILogger<RefreshCycle> logger)
+        PlatformHealthRegistry health, ReauthWebhook webhook, ILogger<RefreshCycle> logger)
     {
+        _webhook = webhook;
         _metrics = metrics;
         _health = health;
         _refreshers = refreshers;
@@ -66,6 +71,7 @@ public sealed partial class RefreshCycle
             .Where(o => o.Summary is not null)
             .ToList();
 
+        await _webhook.DeliverAsync([.. _reauth]);
         var result = new CycleSummary(outcomes.Select(o => o.Summary!).ToList(), _time.GetElapsedTime(started));
         LogSummary(result);
         _metrics.CycleCompleted(result);
@@ -95,6 +101,7 @@ public sealed partial class RefreshCycle
 
             var claim = (await ClaimAccountsAsync(refresher, [account], deadline, cancellationToken))[0];
             var result = claim.Result ?? await ProcessAccountAsync(refresher, claim.Account!, deadline, cancellationToken);
+            await _webhook.DeliverAsync([.. _reauth]);
             return (refresher.Platform, account, result);
         }
 
@@ -492,6 +499,12 @@ public sealed partial class RefreshCycle
             default:
                 Log.AccountSucceeded(_logger, _options.LogAccountSuccess ? LogLevel.Information : LogLevel.Debug, refresher.Platform, account, result.Outcome.ToString().ToLowerInvariant());
                 break;
+        }
+
+        if (result.NeedsUser || result.Outcome == Outcome.Deactivated)
+        {
+            _reauth.Enqueue(new ReauthEvent(result.NeedsUser ? "needs_reauth" : "deactivated", refresher.Platform.ToLowerInvariant(), account.Id,
+                refresher.Group == "Shopify" ? account.Label : null, result.Reason, _time.GetUtcNow()));
         }
 
         _metrics.AccountProcessed(refresher.Platform, result);

@@ -103,6 +103,11 @@ public static partial class TokenRefreshExtensions
             .RemoveAllLoggers()
             .AddResilienceHandler("shopify", pipeline => pipeline.AddTimeout(options.HttpTimeout));
 
+        // A slow receiver must not hold a cycle's end for long: each attempt gets at most 10 s.
+        services.AddHttpClient<ReauthWebhook>(http => http.Timeout = options.HttpTimeout < TimeSpan.FromSeconds(10) ? options.HttpTimeout : TimeSpan.FromSeconds(10))
+            .ConfigurePrimaryHttpMessageHandler(PrimaryHandler)
+            .RemoveAllLoggers();
+
         // One per process, for every cycle: the limit itself lives in the database, shared by every replica.
         services.AddKeyedSingleton("Etsy", (sp, _) => new SharedRateLimit(sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<TimeProvider>(), "etsy", options.EtsyMaxRequestsPerSecond));
         services.AddSingleton<AppTables>();

@@ -46,7 +46,9 @@ public sealed class RefreshCycleTests
         }
     }
 
-    private RefreshCycle Cycle(params IPlatformRefresher[] platforms) => new(platforms, _time, Options.Create(new TokenRefreshOptions
+    private RefreshCycle Cycle(params IPlatformRefresher[] platforms)
+    {
+        var options = Options.Create(new TokenRefreshOptions
     {
         ConnectionString = "Host=unused",
         EtsyClientId = "id",
@@ -57,7 +59,12 @@ public sealed class RefreshCycleTests
         MaxConcurrency = _concurrency,
         EtsyMaxConcurrency = _groupCaps.GetValueOrDefault("Etsy") is > 0 and var e ? e : null,
         ShopifyMaxConcurrency = _groupCaps.GetValueOrDefault("Shopify") is > 0 and var s ? s : null,
-    }), new TokenRefreshMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()), _health, _logger);
+    });
+        // No REAUTH_WEBHOOK_URL: the webhook sends nothing.
+        var webhook = new ReauthWebhook(new HttpClient(), options, _time, Microsoft.Extensions.Logging.Abstractions.NullLogger<ReauthWebhook>.Instance);
+        return new(platforms, _time, options, new TokenRefreshMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()),
+            _health, webhook, _logger);
+    }
 
     [Fact]
     public async Task RunAsync_OneAccountThrows_OthersStillRun()

@@ -65,7 +65,7 @@ internal sealed record AccountState(
                 ConsecutiveFailures = failures, LastError = reason, LastErrorAt = now, NextAttemptAt = null,
                 NeedsReauth = true, TokenHash = tokenHash, UnknownOutcomeAt = null,
             };
-            return (flagged, AccountResult.PermanentFailure("invalid_grant: needs re-authorisation"));
+            return (flagged, AccountResult.PermanentFailure("invalid_grant: needs re-authorisation") with { NeedsUser = true });
         }
 
         if (suspect)

@@ -339,6 +339,9 @@ internal sealed partial class ShopifyValidator(
         }
     }
 
+    /// <summary>The channel on which flagged accounts and switched-off stores are announced (docs/reauth.md).</summary>
+    public const string ReauthChannel = "tokenrefresh_reauth";
+
     private async Task<AccountResult> DeactivateAsync(NpgsqlConnection connection, DueAccount account, string rejectedToken, string hash, string reason)
     {
         // Only the token that was rejected: if the main application stored a new one meanwhile, the store stays active.
@@ -355,11 +358,16 @@ internal sealed partial class ShopifyValidator(
                 WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active AND st.access_token = @RejectedToken AND NOT EXISTS (SELECT 1 FROM pending)
                 RETURNING {T.Id("st")} AS id),
             cleared AS (
-                DELETE FROM token_refresh_state WHERE platform = '{StatePlatform}' AND account_id IN (SELECT id FROM deactivated))
-            SELECT (SELECT count(*) FROM deactivated) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending
+                DELETE FROM token_refresh_state WHERE platform = '{StatePlatform}' AND account_id IN (SELECT id FROM deactivated)),
+            notified AS (
+                SELECT pg_notify('{ReauthChannel}', json_build_object('event', 'deactivated', 'platform', 'shopify',
+                    'account_id', id::text, 'shop_domain', @Shop, 'reason', @Reason, 'at', @Now)::text) FROM deactivated)
+            -- Counted through the notification (one per store switched off), so that it is sent: a CTE nobody reads does not run.
+            SELECT (SELECT count(*) FROM notified) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending
             """;
         var (deactivated, exchangePending) = await connection.ReadRowAsync<(long, bool)>(new CommandDefinition(
-            sql, new { account.Id, RejectedToken = rejectedToken, Hash = hash, Now = time.GetUtcNow() }, cancellationToken: CancellationToken.None));
+            sql, new { account.Id, RejectedToken = rejectedToken, Hash = hash, Now = time.GetUtcNow(), Shop = account.Label, Reason = reason },
+            cancellationToken: CancellationToken.None));
         return deactivated == 1 ? new AccountResult(Outcome.Deactivated, reason)
             : exchangePending ? AccountResult.PermanentFailure("token_exchange_unanswered: run `tokenrefresh shopify migrate-expiring` again")
             : AccountResult.Skip("its token changed while it was being validated");

@@ -1,0 +1,223 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TokenRefresh.IntegrationTests.Infrastructure;
+
+namespace TokenRefresh.IntegrationTests;
+
+/// <summary>The main application hears about users who must reconnect: the view, NOTIFY, and the signed webhook (docs/reauth.md).</summary>
+public sealed class ReauthSignalsTests : HarnessTests
+{
+    private const string Secret = "a-webhook-secret-of-32-characters";
+
+    /// <summary>One Etsy user whose grant is revoked, one store whose token Shopify rejects, one fine user. The tokens, for the leak checks.</summary>
+    private async Task<(Guid Revoked, Guid Store, List<string> Secrets)> ArrangeAsync()
+    {
+        var fine = H.Fake.Etsy.AddAccount(900);
+        await H.Db.AddEtsyUserAsync(fine, DateTimeOffset.UtcNow.AddMinutes(2));
+        var unknown = $"revoked-refresh-{Guid.NewGuid():N}";
+        var revoked = await H.Db.AddEtsyUserAsync(unknown, DateTimeOffset.UtcNow.AddMinutes(2));
+        var token = $"shpat_{Guid.NewGuid():N}";
+        H.Fake.Shopify.AddStore("bravo.myshopify.com", token);
+        var store = await H.Db.AddShopifyStoreAsync("bravo.myshopify.com", token);
+        H.Fake.Shopify.RevokeAccessToken("bravo.myshopify.com");
+        return (revoked, store, [fine, unknown, token, H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret, H.Db.Password, Secret]);
+    }
+
+    [Fact]
+    public async Task Notify_FlaggedUserAndSwitchedOffStore_AnnouncedAtCommit_AndTheDocumentedQueryFindsThem()
+    {
+        var (revoked, store, secrets) = await ArrangeAsync();
+        var received = new ConcurrentQueue<string>();
+        await using var listener = await H.Db.OpenAsync();
+        listener.Notification += (_, e) => received.Enqueue(e.Payload);
+        await using (var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener))
+        {
+            await listen.ExecuteNonQueryAsync();
+        }
+
+        await H.RunCycleAsync();
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (received.Count < 2)
+        {
+            await listener.WaitAsync(wait.Token);
+        }
+
+        var events = received.Select(p => JsonDocument.Parse(p).RootElement).ToList();
+        var flagged = Assert.Single(events, e => e.GetProperty("event").GetString() == "needs_reauth");
+        Assert.Equal(("etsy", revoked.ToString(), "invalid_grant"),
+            (flagged.GetProperty("platform").GetString(), flagged.GetProperty("account_id").GetString(), flagged.GetProperty("reason").GetString()));
+        var off = Assert.Single(events, e => e.GetProperty("event").GetString() == "deactivated");
+        Assert.Equal(("shopify", store.ToString(), "bravo.myshopify.com"),
+            (off.GetProperty("platform").GetString(), off.GetProperty("account_id").GetString(), off.GetProperty("shop_domain").GetString()));
+        AssertNoSecret(string.Join('\n', received), secrets);
+
+        // The documented query, run as docs/reauth.md gives it.
+        var docs = File.ReadAllText(Repo.File("docs/reauth.md"));
+        var block = Regex.Match(docs, @"\*\*Who must reconnect\*\*.*?```sql\n(.*?)```", RegexOptions.Singleline).Groups[1].Value;
+        var statements = block.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal(2, statements.Length);
+        Assert.Equal([revoked.ToString()], await FirstColumnAsync(statements[0]));
+        Assert.Equal([store.ToString()], await FirstColumnAsync(statements[1]));
+
+        // A user who reconnects (a new refresh token) is no longer asked for, even before the next cycle.
+        await using (var reconnect = await H.Db.OpenAsync())
+        {
+            await using var update = new NpgsqlCommand("UPDATE etsy_users SET refresh_token = 'a-new-grant' WHERE user_id = $1", reconnect);
+            update.Parameters.Add(new NpgsqlParameter { Value = revoked });
+            await update.ExecuteNonQueryAsync();
+        }
+
+        Assert.Empty(await FirstColumnAsync(statements[0]));
+    }
+
+    [Fact]
+    public async Task Notify_RolledBackFlag_SaysNothing()
+    {
+        var received = new ConcurrentQueue<string>();
+        await using var listener = await H.Db.OpenAsync();
+        listener.Notification += (_, e) => received.Enqueue(e.Payload);
+        await using (var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener))
+        {
+            await listen.ExecuteNonQueryAsync();
+        }
+
+        await using (var writer = await H.Db.OpenAsync())
+        {
+            await using var rolledBack = new NpgsqlCommand("""
+                BEGIN;
+                INSERT INTO token_refresh_state (platform, account_id, needs_reauth, last_error) VALUES ('etsy', 'rolled-back', true, 'invalid_grant');
+                ROLLBACK;
+                INSERT INTO token_refresh_state (platform, account_id, needs_reauth, last_error) VALUES ('etsy', 'committed', true, 'invalid_grant');
+                """, writer);
+            await rolledBack.ExecuteNonQueryAsync();
+        }
+
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await listener.WaitAsync(wait.Token);
+        // Both statements ran before the wait; a notification of the rolled-back one would have come first.
+        Assert.Equal("committed", JsonDocument.Parse(Assert.Single(received)).RootElement.GetProperty("account_id").GetString());
+    }
+
+    [Fact]
+    public async Task Webhook_FailsTwiceThenAccepts_RetriedWithBackoff_SameDelivery_SignedBody_NoToken()
+    {
+        var (revoked, store, secrets) = await ArrangeAsync();
+        await using var receiver = await Receiver.StartAsync(failFirst: 2);
+        H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url + "hooks/reauth?key=in-the-url";
+        H.Settings["REAUTH_WEBHOOK_SECRET"] = Secret;
+
+        var (_, logs) = await H.RunCycleAsync();
+
+        var attempts = receiver.Attempts.ToList();
+        Assert.Equal(3, attempts.Count);
+        Assert.Single(attempts.Select(a => a.Delivery).Distinct());
+        Assert.True(attempts[1].At - attempts[0].At >= TimeSpan.FromSeconds(0.9), $"first wait {attempts[1].At - attempts[0].At}");
+        Assert.True(attempts[2].At - attempts[1].At >= TimeSpan.FromSeconds(1.9), $"second wait {attempts[2].At - attempts[1].At}");
+        foreach (var attempt in attempts)
+        {
+            // What a receiver does: the HMAC over "{timestamp}.{raw body}" with the shared secret.
+            Assert.Equal(ReauthWebhook.Sign(Secret, attempt.Timestamp, attempt.Body), attempt.Signature);
+            Assert.Equal("/hooks/reauth?key=in-the-url", attempt.PathAndQuery);
+        }
+
+        var events = JsonDocument.Parse(attempts[^1].Body).RootElement.GetProperty("events").EnumerateArray().ToList();
+        Assert.Equal(2, events.Count);
+        Assert.Contains(events, e => e.GetProperty("event").GetString() == "needs_reauth" && e.GetProperty("account_id").GetString() == revoked.ToString());
+        Assert.Contains(events, e => e.GetProperty("event").GetString() == "deactivated" && e.GetProperty("shop_domain").GetString() == "bravo.myshopify.com"
+            && e.GetProperty("account_id").GetString() == store.ToString());
+        AssertNoSecret(string.Join('\n', attempts.Select(a => System.Text.Encoding.UTF8.GetString(a.Body) + a.Headers)), secrets.Where(s => s != Secret));
+        Assert.Equal(2, logs.Count(l => l.Id.Name == "Retrying"));
+        Assert.Contains(logs, l => l.Id.Name == "Delivered" && l.Message.Contains("(attempt 3)", StringComparison.Ordinal));
+        // The URL's own key is never logged, nor the secret.
+        AssertNoSecret(string.Join('\n', logs.Select(l => l.Message)), ["in-the-url", Secret]);
+    }
+
+    [Fact]
+    public async Task Webhook_ReceiverRefuses_NotRetried_AndTheCycleStillEnds()
+    {
+        await ArrangeAsync();
+        await using var receiver = await Receiver.StartAsync(failFirst: 0, refuse: true);
+        H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url;
+        H.Settings["REAUTH_WEBHOOK_SECRET"] = Secret;
+
+        var (summary, logs) = await H.RunCycleAsync();
+
+        Assert.Single(receiver.Attempts);
+        Assert.Contains(logs, l => l.Id.Name == "NotDelivered" && l.Level == LogLevel.Error && l.Message.Contains("HTTP 401", StringComparison.Ordinal));
+        Assert.Equal(1, summary.Platforms.Single(p => p.Platform == "Shopify").Deactivated);
+    }
+
+    private async Task<List<string>> FirstColumnAsync(string sql)
+    {
+        await using var connection = await H.Db.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var values = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            values.Add(reader.GetValue(0).ToString()!);
+        }
+
+        return values;
+    }
+
+    private static void AssertNoSecret(string text, IEnumerable<string> secrets)
+    {
+        foreach (var secret in secrets)
+        {
+            Assert.False(text.Contains(secret, StringComparison.Ordinal), $"a secret of length {secret.Length} was sent or logged");
+        }
+    }
+
+    private sealed record Attempt(DateTimeOffset At, string Delivery, string Timestamp, string Signature, byte[] Body, string PathAndQuery, string Headers);
+
+    /// <summary>The main application's webhook endpoint on loopback: answers 503 to the first attempts, or 401 to all.</summary>
+    private sealed class Receiver : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+
+        private Receiver(WebApplication app) => _app = app;
+
+        public ConcurrentQueue<Attempt> Attempts { get; } = new();
+
+        public string Url { get; private set; } = "";
+
+        public static async Task<Receiver> StartAsync(int failFirst, bool refuse = false)
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
+            var app = builder.Build();
+            var receiver = new Receiver(app);
+            app.MapPost("/{**path}", async (HttpContext context) =>
+            {
+                using var body = new MemoryStream();
+                await context.Request.Body.CopyToAsync(body);
+                var headers = context.Request.Headers;
+                receiver.Attempts.Enqueue(new Attempt(DateTimeOffset.UtcNow, headers[ReauthWebhook.DeliveryHeader].ToString(),
+                    headers[ReauthWebhook.TimestampHeader].ToString(), headers[ReauthWebhook.SignatureHeader].ToString(), body.ToArray(),
+                    context.Request.Path + context.Request.QueryString, string.Join('\n', headers.Select(h => $"{h.Key}: {h.Value}"))));
+                context.Response.StatusCode = refuse ? 401 : receiver.Attempts.Count <= failFirst ? 503 : 204;
+            });
+            await app.StartAsync();
+            receiver.Url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single() + "/";
+            return receiver;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+    }
+}
