@@ -1,6 +1,6 @@
 -- The main application's tables, exactly as the original service's README documents them ("Database Schema":
 -- etsy_users keyed by user_id, shopify_stores by id), with a few columns of the application's own, and no index
--- beyond the primary keys (recommended-indexes.sql has the ones the README recommends). They belong to the main
+-- beyond the primary keys (recommended-indexes.sql has the ones docs/database.md recommends). They belong to the main
 -- application: this copy is for development, the tests and the demo. The service reads the key and the column
 -- types from the catalog; it works as well on tables keyed id, and with timestamptz columns.
 -- Timestamps are `timestamp without time zone` holding UTC, as a service written with naive UTC datetimes has them.

@@ -36,7 +36,7 @@ internal static class DatabaseRetry
     public static string WhatToFix(Exception e) => e switch
     {
         PostgresException { SqlState: "42501" } p => $"permission denied ({p.SqlState}): grant the service's role UPDATE on the token columns (scripts/sql/service-grants.sql)",
-        PostgresException { SqlState: "42P01" or "42703" } p => $"a table or column is missing ({p.SqlState}): check the main application's table against the README's database section",
+        PostgresException { SqlState: "42P01" or "42703" } p => $"a table or column is missing ({p.SqlState}): check the main application's table against docs/database.md",
         PostgresException p => $"SQLSTATE {p.SqlState}: check the database's health",
         _ => "the database could not be reached until the cycle's budget ended: check its health and the network",
     };
