@@ -187,8 +187,10 @@ public sealed class CliTests : HarnessTests
         }
     }
 
-    [Fact]
-    public async Task Run_Sigterm_StopsPromptlyAfterTheCycleWithExitZero()
+    [Theory]
+    [InlineData(SigTerm)]
+    [InlineData(SigInt)]
+    public async Task Run_SigtermOrSigint_StopsPromptlyAfterTheCycleWithExitZero(int signal)
     {
         var refresh = H.Fake.Etsy.AddAccount(1);
         var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
@@ -197,7 +199,7 @@ public sealed class CliTests : HarnessTests
         await cli.WaitForOutputAsync("Refresh cycle completed", TimeSpan.FromSeconds(60));
 
         var signalled = DateTime.UtcNow;
-        cli.Signal(SigTerm);
+        cli.Signal(signal);
         var code = await cli.WaitForExitAsync(TimeSpan.FromSeconds(30));
 
         Assert.Equal(0, code);

@@ -26,6 +26,9 @@ public sealed class CliRunLoopTests
             .AddSingleton<TimeProvider>(_time)
             .AddSingleton(platform)
             .AddTransient<RefreshCycle>()
+            // No REAUTH_WEBHOOK_URL: it sends nothing.
+            .AddSingleton(sp => new ReauthWebhook(new HttpClient(), sp.GetRequiredService<IOptions<TokenRefreshOptions>>(), _time,
+                Microsoft.Extensions.Logging.Abstractions.NullLogger<ReauthWebhook>.Instance))
             .AddSingleton<PlatformHealthRegistry>()
             .AddMetrics()
             .AddSingleton<TokenRefreshMetrics>()
