@@ -38,6 +38,34 @@ public sealed class AccountStateTests
         Assert.Equal(2, second.ConsecutiveFailures);
     }
 
+    [Fact]
+    public void Failed_PlatformSideAgain_BackoffEndsByHalfTheTimeTheAccessTokenHasLeft()
+    {
+        var (first, _) = new AccountState().Failed(CallStatus.Transient, "server_error_500", outcomeUnknown: false, null, Token, Now, Wait);
+
+        // Its token ends in 50 s: the second failure's 2-minute backoff would outlast it; it waits 25 s.
+        var (soon, _) = first.Failed(CallStatus.Transient, "server_error_500", false, null, Token, Now, Wait, accessExpiresAt: Now.AddSeconds(50));
+        Assert.Equal(Now.AddSeconds(25), soon.NextAttemptAt);
+        Assert.Equal(2, soon.ConsecutiveFailures);
+
+        // An hour left: the usual backoff. Already ended: the first backoff at most.
+        var (later, _) = first.Failed(CallStatus.Transient, "timeout", false, null, Token, Now, Wait, accessExpiresAt: Now.AddHours(1));
+        Assert.Equal(Now + AccountState.Backoff(2), later.NextAttemptAt);
+        var failing = first;
+        for (var i = 0; i < 5; i++)
+        {
+            (failing, _) = failing.Failed(CallStatus.Transient, "network_error", false, null, Token, Now, Wait, accessExpiresAt: Now.AddMinutes(-5));
+        }
+
+        Assert.Equal(Now + AccountState.FirstBackoff, failing.NextAttemptAt);
+
+        // The cap never shortens the in-flight wait after an unknown outcome, nor touches the account's own failures.
+        var (unknown, _) = first.Failed(CallStatus.Transient, "timeout", outcomeUnknown: true, null, Token, Now, Wait, accessExpiresAt: Now.AddSeconds(10));
+        Assert.Equal(Now + Wait, unknown.NextAttemptAt);
+        var (own, _) = first.Failed(CallStatus.Transient, "malformed_response", false, null, Token, Now, Wait, accessExpiresAt: Now.AddSeconds(10));
+        Assert.Equal(Now + AccountState.Backoff(2), own.NextAttemptAt);
+    }
+
     [Theory]
     [InlineData("rate_limited")]
     [InlineData("throttled")]

@@ -211,6 +211,7 @@ internal sealed partial class OAuthRefresher(
         return $"""
             WITH account AS (
                 SELECT {Id} AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+                       {T.Time("a", "token_expires_at")} AS AccessExpiresAt,
                        s.xmin AS version, @Holder AS LeaseHolder, {AccountState.Columns}, {AccountState.LeaseColumns}
                 {Join}
                 WHERE {Key} = ANY({T.IdsParam("@Ids")}) AND {Active} AND a.refresh_token IS NOT NULL {due}
@@ -286,7 +287,8 @@ internal sealed partial class OAuthRefresher(
         }
 
         var (next, failure) = state.Failed(
-            result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, time.GetUtcNow(), options.Value.UnknownOutcomeWait, platformDown);
+            result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, time.GetUtcNow(), options.Value.UnknownOutcomeWait, platformDown,
+            claim.AccessExpiresAt);
         try
         {
             // The lease ends with the failure recorded, so no other process calls the platform before the backoff is visible.

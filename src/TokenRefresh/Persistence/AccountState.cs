@@ -41,11 +41,12 @@ internal sealed record AccountState(
     /// Records a failed call and decides what it means for the account: a backoff, or (for a believed
     /// invalid_grant) the re-authorisation flag. <paramref name="minimumWait"/> keeps a retry from racing
     /// a request that may still be in flight. <paramref name="platformDown"/>: the platform is down (<see cref="PlatformHealth"/>),
-    /// so the failure is the platform's and the account gets no backoff of its own.
+    /// so the failure is the platform's and the account gets no backoff of its own. <paramref name="accessExpiresAt"/>: when the
+    /// account's access token ends, if known; a failure of the platform's never keeps the account waiting past it.
     /// </summary>
     public (AccountState State, AccountResult Result) Failed(
         CallStatus status, string reason, bool outcomeUnknown, TimeSpan? retryAfter, string tokenHash, DateTimeOffset now, TimeSpan minimumWait,
-        bool platformDown = false)
+        bool platformDown = false, DateTimeOffset? accessExpiresAt = null)
     {
         var current = For(tokenHash);
         // Neither a probe that fails again and again while the platform is down, nor a 429 (about our pace, not the
@@ -79,6 +80,15 @@ internal sealed record AccountState(
         // A suspect invalid_grant is tried once more after the in-flight wait (below): the lease that ran out already
         // covered every write its holder might still make, and a user who must reconnect is best told soon.
         var wait = notItsOwn || suspect || (failures == 1 && PlatformHealth.IsPlatformSide(reason)) ? TimeSpan.Zero : Backoff(failures);
+        // A 5xx, timeout or network fault says nothing against the account: its backoff ends by half the time its access
+        // token has left (so a retry comes before it ends), or after the first backoff once it has ended. Two replicas
+        // failing it in turn through an outage that only one of them saw had let its token expire behind a 2-minute wait.
+        if (PlatformHealth.IsPlatformSide(reason) && accessExpiresAt is { } expiry)
+        {
+            var cap = expiry > now ? (expiry - now) / 2 : FirstBackoff;
+            wait = wait > cap ? cap : wait;
+        }
+
         if (retryAfter > wait)
         {
             wait = retryAfter.Value;

@@ -15,6 +15,9 @@ internal sealed class ClaimedToken
     public DateTimeOffset? UnknownOutcomeAt { get; init; }
     public DateTimeOffset? LastSuccessAt { get; init; }
 
+    /// <summary>When the account's access token ends (token_expires_at), where the claim reads it.</summary>
+    public DateTimeOffset? AccessExpiresAt { get; init; }
+
     /// <summary>The lease the claim found, uncleared: its process stopped mid-call (it had run out, or it would not have been claimed).</summary>
     public string? LeaseTokenHash { get; init; }
 
