@@ -54,7 +54,10 @@ public sealed class BackoffAndReauthTests : HarnessTests
     [Fact]
     public async Task TransientFailures_BackOffExponentiallyAcrossCycles_SuccessClearsTheState()
     {
-        var (id, refresh) = await DueUserAsync();
+        // A token with hours left (a wide margin makes it due): its backoff is not shortened by its end (below).
+        H.Settings["ETSY_REFRESH_MARGIN_MINUTES"] = "180";
+        var refresh = H.Fake.Etsy.AddAccount(1);
+        var id = await H.Db.AddEtsyUserAsync(refresh, _time.GetUtcNow().AddHours(2));
         H.Fake.Etsy.SetFault(refresh, FakeFault.ServerError, times: 3);
         var waits = new List<TimeSpan>();
 
@@ -83,6 +86,30 @@ public sealed class BackoffAndReauthTests : HarnessTests
         Assert.Equal(0, cleared.ConsecutiveFailures);
         Assert.Null(cleared.NextAttemptAt);
         Assert.Null(cleared.LastError);
+    }
+
+    [Fact]
+    public async Task ServerErrorsNearTheTokensEnd_RetriedBeforeItEnds_NotBehindABackoff()
+    {
+        var (id, refresh) = await DueUserAsync(); // its access token ends in 2 minutes
+        var expiry = _time.GetUtcNow().AddMinutes(2);
+        H.Fake.Etsy.SetFault(refresh, FakeFault.ServerError, times: 2);
+
+        await H.RunCycleAsync();
+        _time.Advance(TimeSpan.FromSeconds(4)); // the in-flight wait after the first
+        var second = _time.GetUtcNow();
+        await H.RunCycleAsync();
+        var state = (await H.Db.GetStateAsync("etsy", id))!;
+
+        // Not the 2-minute backoff, which would outlast the token: half the time it has left.
+        Assert.Equal(2, state.ConsecutiveFailures);
+        var wait = new DateTimeOffset(state.NextAttemptAt!.Value, TimeSpan.Zero) - second;
+        Assert.Equal(Math.Round((expiry - second).TotalSeconds / 2), Math.Round(wait.TotalSeconds));
+        _time.Advance(wait);
+        await H.RunCycleAsync();
+        Assert.Equal(3, H.Fake.Etsy.CallsFor(refresh));
+        Assert.Equal(H.Fake.Etsy.IssuedFor(refresh)!.Value.RefreshToken, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
+        Assert.True(_time.GetUtcNow() < expiry);
     }
 
     [Xunit.Fact]
