@@ -53,11 +53,11 @@ var rules = [
   {
     name: 'tokenrefresh-reauth-rising'
     displayName: 'TokenRefresh: re-authorisations rising'
-    description: 'More accounts need their user to reconnect than an hour ago (tokenrefresh.accounts.needs_reauth): a revoked app, a changed secret or a platform incident.'
+    description: 'More accounts need their user to reconnect than an hour ago on one platform (tokenrefresh.accounts.needs_reauth): a revoked app, a changed secret or a platform incident.'
     severity: 2
     frequency: 'PT15M'
     window: 'PT2H'
-    query: 'let metric = customMetrics\n${role}| where name == "tokenrefresh.accounts.needs_reauth"\n| extend platform = tostring(customDimensions.platform);\nmetric | where timestamp > ago(15m) | summarize now_ = max(value) by platform\n| join kind=leftouter (metric | where timestamp between (ago(75m) .. ago(60m)) | summarize before = max(value) by platform) on platform\n| extend rise = now_ - iff(isnull(before), 0.0, before)'
+    query: 'let metric = customMetrics\n${role}| where name == "tokenrefresh.accounts.needs_reauth"\n| extend platform = tostring(customDimensions.platform);\nmetric | where timestamp > ago(15m) | summarize now_ = max(value) by platform\n| join kind=leftouter (metric | where timestamp between (ago(75m) .. ago(60m)) | summarize before = max(value) by platform) on platform\n| extend rise = now_ - iff(isnull(before), 0.0, before)\n| summarize rise = max(rise)'
     column: 'rise'
     operator: 'GreaterThanOrEqual'
     threshold: reauthRise

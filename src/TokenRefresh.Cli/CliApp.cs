@@ -51,7 +51,19 @@ internal static partial class CliApp
 
         // No termination timeout: SIGINT and SIGTERM are ours (WithHostAsync), so the calls in flight finish and their
         // pairs are stored; System.CommandLine would end the process two seconds later.
-        return await parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = null });
+        try
+        {
+            return await parsed.InvokeAsync(new InvocationConfiguration
+            {
+                Output = stdout, Error = stderr, ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false,
+            });
+        }
+        catch (Exception e)
+        {
+            // Could not run, whatever went wrong (exit 1 means accounts failed): the exception with its stack trace.
+            stderr.WriteLine($"tokenrefresh: unexpected error: {e}");
+            return CannotRun;
+        }
     }
 
     private static RootCommand Commands(TextWriter stdout, TextWriter stderr)

@@ -29,6 +29,9 @@ public interface IPlatformRefresher
 {
     string Platform { get; }
 
+    /// <summary>Its name in token_refresh_state, the view and the re-authorisation signals: etsy, shopify, shopify_refresh.</summary>
+    string StateKey => Platform.ToLowerInvariant();
+
     /// <summary>Whose concurrency limit applies: "Etsy" (ETSY_MAX_CONCURRENCY) or "Shopify" (SHOPIFY_MAX_CONCURRENCY).</summary>
     string Group { get; }
 

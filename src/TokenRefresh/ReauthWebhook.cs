@@ -21,7 +21,8 @@ public sealed record ReauthEvent(
 /// <summary>
 /// REAUTH_WEBHOOK_URL: a cycle's <see cref="ReauthEvent"/>s posted as one JSON body (100 events at most), signed with
 /// HMAC-SHA256 over "{timestamp}.{body}" with REAUTH_WEBHOOK_SECRET, and retried with backoff on a network error, a
-/// timeout, a 408, a 429 or a 5xx. The same delivery id on every attempt lets the receiver ignore a repeat.
+/// timeout, a 408, a 429 or a 5xx. The same delivery id on every attempt lets the receiver ignore a repeat. All of a
+/// cycle's deliveries share one budget (<see cref="Budget"/>), and stop when the process does.
 /// </summary>
 public sealed partial class ReauthWebhook(HttpClient http, IOptions<TokenRefreshOptions> options, TimeProvider time, ILogger<ReauthWebhook> logger)
 {
@@ -29,6 +30,9 @@ public sealed partial class ReauthWebhook(HttpClient http, IOptions<TokenRefresh
     public const string TimestampHeader = "X-TokenRefresh-Timestamp";
     public const string DeliveryHeader = "X-TokenRefresh-Delivery";
     public const int BatchSize = 100;
+
+    /// <summary>How long a cycle's deliveries may take in all: about two batches' five attempts, well inside a stop's grace.</summary>
+    public static readonly TimeSpan Budget = TimeSpan.FromSeconds(30);
 
     /// <summary>The waits before the 2nd to 5th attempts.</summary>
     public static readonly IReadOnlyList<TimeSpan> Backoff = [TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(8)];
@@ -43,21 +47,47 @@ public sealed partial class ReauthWebhook(HttpClient http, IOptions<TokenRefresh
         return "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), signed));
     }
 
-    /// <summary>Delivers the events, if a webhook is configured. Never throws: the view and NOTIFY stay the record.</summary>
-    public async Task DeliverAsync(IReadOnlyList<ReauthEvent> events)
+    /// <summary>
+    /// Delivers the events, if a webhook is configured. Never throws: the view and NOTIFY stay the record. Once a batch
+    /// has used its attempts, or the budget or <paramref name="stopping"/> ends, the rest are logged as not delivered.
+    /// </summary>
+    public async Task DeliverAsync(IReadOnlyList<ReauthEvent> events, CancellationToken stopping = default)
     {
-        if (options.Value.ReauthWebhookUrl is not { } url || events.Count == 0)
+        if (options.Value is not { ReauthWebhookUrl: { } url, ReauthWebhookSecret: { } secret } || events.Count == 0)
         {
             return;
         }
 
-        foreach (var batch in events.Chunk(BatchSize))
+        using var budget = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        budget.CancelAfter(Budget);
+        var batches = events.Chunk(BatchSize).ToList();
+        for (var i = 0; i < batches.Count; i++)
         {
-            await DeliverBatchAsync(url, batch);
+            string? problem;
+            try
+            {
+                problem = await DeliverBatchAsync(url, secret, batches[i], budget.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                problem = stopping.IsCancellationRequested ? "the process is stopping" : $"out of its {Budget.TotalSeconds} s";
+            }
+            catch (Exception e)
+            {
+                // Whatever it is, a cycle's end is not the place to fail: said, with its type only (no URL, no body).
+                problem = $"unexpected {e.GetType().Name}";
+            }
+
+            if (problem is not null)
+            {
+                Log.NotDelivered(logger, batches.Skip(i).Sum(b => b.Length), url.Host, problem);
+                return;
+            }
         }
     }
 
-    private async Task DeliverBatchAsync(Uri url, ReauthEvent[] batch)
+    /// <returns>Null once delivered; else why not.</returns>
+    private async Task<string?> DeliverBatchAsync(Uri url, string secret, ReauthEvent[] batch, CancellationToken budget)
     {
         var body = JsonSerializer.SerializeToUtf8Bytes(new { events = batch });
         var delivery = Guid.NewGuid().ToString();
@@ -67,44 +97,42 @@ public sealed partial class ReauthWebhook(HttpClient http, IOptions<TokenRefresh
             using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
             request.Content.Headers.ContentType = new("application/json");
             request.Headers.Add(TimestampHeader, timestamp);
-            request.Headers.Add(SignatureHeader, Sign(options.Value.ReauthWebhookSecret!, timestamp, body));
+            request.Headers.Add(SignatureHeader, Sign(secret, timestamp, body));
             request.Headers.Add(DeliveryHeader, delivery);
             string problem;
             try
             {
-                using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, budget);
                 var status = (int)response.StatusCode;
                 if (response.IsSuccessStatusCode)
                 {
                     Log.Delivered(logger, batch.Length, url.Host, attempt);
-                    return;
+                    return null;
                 }
 
                 problem = $"HTTP {status}";
                 if (status is not (408 or 429) && status < 500)
                 {
                     // The receiver refused it (a wrong signature, a wrong address): another attempt would be refused too.
-                    Log.NotDelivered(logger, batch.Length, url.Host, attempt, problem);
-                    return;
+                    return $"{problem}, after {attempt} attempts";
                 }
             }
             catch (HttpRequestException e)
             {
                 problem = e.HttpRequestError == HttpRequestError.Unknown ? "network error" : e.HttpRequestError.ToString();
             }
-            catch (OperationCanceledException)
+            catch (OperationCanceledException) when (!budget.IsCancellationRequested)
             {
                 problem = "timeout";
             }
 
             if (attempt > Backoff.Count)
             {
-                Log.NotDelivered(logger, batch.Length, url.Host, attempt, problem);
-                return;
+                return $"{problem}, after {attempt} attempts";
             }
 
             Log.Retrying(logger, batch.Length, url.Host, problem, Backoff[attempt - 1].TotalSeconds);
-            await Task.Delay(Backoff[attempt - 1], time);
+            await Task.Delay(Backoff[attempt - 1], time, budget);
         }
     }
 
@@ -116,7 +144,7 @@ public sealed partial class ReauthWebhook(HttpClient http, IOptions<TokenRefresh
         [LoggerMessage(702, LogLevel.Warning, "Re-authorisation webhook: {Count} events to {Host} failed ({Problem}); trying again in {Seconds} s")]
         public static partial void Retrying(ILogger logger, int count, string host, string problem, double seconds);
 
-        [LoggerMessage(703, LogLevel.Error, "Re-authorisation webhook: {Count} events not delivered to {Host} after {Attempts} attempts ({Problem}); they stay in token_refresh_needs_reauth and were announced by NOTIFY")]
-        public static partial void NotDelivered(ILogger logger, int count, string host, int attempts, string problem);
+        [LoggerMessage(703, LogLevel.Error, "Re-authorisation webhook: {Count} events not delivered to {Host} ({Problem}); they stay in token_refresh_needs_reauth and were announced by NOTIFY")]
+        public static partial void NotDelivered(ILogger logger, int count, string host, string problem);
     }
 }

@@ -71,10 +71,11 @@ public sealed partial class RefreshCycle
             .Where(o => o.Summary is not null)
             .ToList();
 
-        await _webhook.DeliverAsync([.. _reauth]);
         var result = new CycleSummary(outcomes.Select(o => o.Summary!).ToList(), _time.GetElapsedTime(started));
         LogSummary(result);
         _metrics.CycleCompleted(result);
+        // After the summary, within its own short budget: a receiver that is down delays the cycle's end by at most that.
+        await _webhook.DeliverAsync([.. _reauth], stopping);
         var failure = outcomes.Select(o => o.Error).FirstOrDefault(e => e is not null);
         return failure is null ? result : throw new CycleFailedException(result, failure);
     }
@@ -101,7 +102,7 @@ public sealed partial class RefreshCycle
 
             var claim = (await ClaimAccountsAsync(refresher, [account], deadline, cancellationToken))[0];
             var result = claim.Result ?? await ProcessAccountAsync(refresher, claim.Account!, deadline, cancellationToken);
-            await _webhook.DeliverAsync([.. _reauth]);
+            await _webhook.DeliverAsync([.. _reauth], cancellationToken);
             return (refresher.Platform, account, result);
         }
 
@@ -503,7 +504,7 @@ public sealed partial class RefreshCycle
 
         if (result.NeedsUser || result.Outcome == Outcome.Deactivated)
         {
-            _reauth.Enqueue(new ReauthEvent(result.NeedsUser ? "needs_reauth" : "deactivated", refresher.Platform.ToLowerInvariant(), account.Id,
+            _reauth.Enqueue(new ReauthEvent(result.NeedsUser ? "needs_reauth" : "deactivated", refresher.StateKey, account.Id,
                 refresher.Group == "Shopify" ? account.Label : null, result.Reason, _time.GetUtcNow()));
         }
 

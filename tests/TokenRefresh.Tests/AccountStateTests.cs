@@ -48,7 +48,7 @@ public sealed class AccountStateTests
         Assert.Equal(Now.AddSeconds(25), soon.NextAttemptAt);
         Assert.Equal(2, soon.ConsecutiveFailures);
 
-        // An hour left: the usual backoff. Already ended: the first backoff at most.
+        // An hour left, or already ended: the usual backoff.
         var (later, _) = first.Failed(CallStatus.Transient, "timeout", false, null, Token, Now, Wait, accessExpiresAt: Now.AddHours(1));
         Assert.Equal(Now + AccountState.Backoff(2), later.NextAttemptAt);
         var failing = first;
@@ -57,7 +57,7 @@ public sealed class AccountStateTests
             (failing, _) = failing.Failed(CallStatus.Transient, "network_error", false, null, Token, Now, Wait, accessExpiresAt: Now.AddMinutes(-5));
         }
 
-        Assert.Equal(Now + AccountState.FirstBackoff, failing.NextAttemptAt);
+        Assert.Equal(Now + AccountState.Backoff(6), failing.NextAttemptAt);
 
         // The cap never shortens the in-flight wait after an unknown outcome, nor touches the account's own failures.
         var (unknown, _) = first.Failed(CallStatus.Transient, "timeout", outcomeUnknown: true, null, Token, Now, Wait, accessExpiresAt: Now.AddSeconds(10));

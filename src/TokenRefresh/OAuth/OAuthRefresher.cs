@@ -35,6 +35,8 @@ internal sealed partial class OAuthRefresher(
 
     public string Platform => platform.Platform;
 
+    public string StateKey => platform.StateKey;
+
     public string Group => platform.Group;
 
     public Outcome SuccessOutcome => Outcome.Refreshed;
@@ -298,6 +300,8 @@ internal sealed partial class OAuthRefresher(
         catch (NpgsqlException e)
         {
             Log.StateNotSaved(logger, e, platform.Platform, account);
+            // Not flagged in the database, so not announced either: the next attempt decides again.
+            return failure with { NeedsUser = false };
         }
 
         return failure;

@@ -80,13 +80,12 @@ internal sealed record AccountState(
         // A suspect invalid_grant is tried once more after the in-flight wait (below): the lease that ran out already
         // covered every write its holder might still make, and a user who must reconnect is best told soon.
         var wait = notItsOwn || suspect || (failures == 1 && PlatformHealth.IsPlatformSide(reason)) ? TimeSpan.Zero : Backoff(failures);
-        // A 5xx, timeout or network fault says nothing against the account: its backoff ends by half the time its access
-        // token has left (so a retry comes before it ends), or after the first backoff once it has ended. Two replicas
+        // A 5xx, timeout or network fault says nothing against the account: while its access token lasts, its backoff ends
+        // by half the time left, so a retry comes before the end (the in-flight wait below still applies). Two replicas
         // failing it in turn through an outage that only one of them saw had let its token expire behind a 2-minute wait.
-        if (PlatformHealth.IsPlatformSide(reason) && accessExpiresAt is { } expiry)
+        if (PlatformHealth.IsPlatformSide(reason) && accessExpiresAt is { } expiry && expiry > now && wait > (expiry - now) / 2)
         {
-            var cap = expiry > now ? (expiry - now) / 2 : FirstBackoff;
-            wait = wait > cap ? cap : wait;
+            wait = (expiry - now) / 2;
         }
 
         if (retryAfter > wait)

@@ -25,6 +25,8 @@ internal sealed partial class ShopifyValidator(
 
     public string Platform => "Shopify";
 
+    public string StateKey => StatePlatform;
+
     public string Group => "Shopify";
 
     // Shopify's limits are per store: no permit. Validation sends the token it read with the page and writes only its
