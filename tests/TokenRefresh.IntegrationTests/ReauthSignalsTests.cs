@@ -109,6 +109,73 @@ public sealed class ReauthSignalsTests : HarnessTests
     }
 
     [Fact]
+    public async Task Notify_TheTriggerSpeaksOnlyWhenTheFlagIsNew_OrForANewToken()
+    {
+        var received = new ConcurrentQueue<string>();
+        await using var listener = await H.Db.OpenAsync();
+        listener.Notification += (_, e) => received.Enqueue(JsonDocument.Parse(e.Payload).RootElement.GetProperty("reason").GetString()!);
+        await using (var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener))
+        {
+            await listen.ExecuteNonQueryAsync();
+        }
+
+        await using (var writer = await H.Db.OpenAsync())
+        {
+            await using var writes = new NpgsqlCommand("""
+                INSERT INTO token_refresh_state (platform, account_id, needs_reauth, last_error, token_hash) VALUES ('etsy', 'a', true, 'flagged', 'h1');
+                UPDATE token_refresh_state SET needs_reauth = true, last_error = 'saved again' WHERE account_id = 'a';
+                UPDATE token_refresh_state SET token_hash = 'h1', last_error = 'same token' WHERE account_id = 'a';
+                UPDATE token_refresh_state SET token_hash = 'h2', last_error = 'a new token, refused too' WHERE account_id = 'a';
+                UPDATE token_refresh_state SET needs_reauth = false, last_error = 'cleared' WHERE account_id = 'a';
+                INSERT INTO token_refresh_state (platform, account_id, needs_reauth, last_error) VALUES ('etsy', 'b', true, 'last');
+                """, writer);
+            await writes.ExecuteNonQueryAsync();
+        }
+
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (!received.Contains("last"))
+        {
+            await listener.WaitAsync(wait.Token);
+        }
+
+        Assert.Equal(["flagged", "a new token, refused too", "last"], received);
+    }
+
+    [Fact]
+    public async Task ExpiringStoreMustReconnect_NamedShopifyRefresh_InTheViewNotifyAndWebhook()
+    {
+        await H.Db.AddExpiringColumnsAsync();
+        var (access, refresh) = H.Fake.Shopify.AddExpiringStore("expiring.myshopify.com");
+        var now = DateTimeOffset.UtcNow;
+        var id = await H.Db.AddExpiringStoreAsync("expiring.myshopify.com", access, refresh, now.AddMinutes(2), now.AddDays(80));
+        H.Fake.Shopify.RevokeRefreshToken("expiring.myshopify.com");
+        var received = new ConcurrentQueue<string>();
+        await using var listener = await H.Db.OpenAsync();
+        listener.Notification += (_, e) => received.Enqueue(e.Payload);
+        await using (var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener))
+        {
+            await listen.ExecuteNonQueryAsync();
+        }
+
+        await using var receiver = await Receiver.StartAsync(failFirst: 0);
+        H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url;
+        H.Settings["REAUTH_WEBHOOK_SECRET"] = Secret;
+        await H.RunCycleAsync();
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (received.IsEmpty)
+        {
+            await listener.WaitAsync(wait.Token);
+        }
+
+        var notified = JsonDocument.Parse(Assert.Single(received)).RootElement;
+        var posted = Assert.Single(JsonDocument.Parse(Assert.Single(receiver.Attempts).Body).RootElement.GetProperty("events").EnumerateArray());
+        Assert.Equal(("shopify_refresh", id.ToString()), (notified.GetProperty("platform").GetString(), notified.GetProperty("account_id").GetString()));
+        Assert.Equal(("needs_reauth", "shopify_refresh", id.ToString(), "expiring.myshopify.com"), (posted.GetProperty("event").GetString(),
+            posted.GetProperty("platform").GetString(), posted.GetProperty("account_id").GetString(), posted.GetProperty("shop_domain").GetString()));
+        Assert.Equal(["shopify_refresh"], await FirstColumnAsync($"SELECT platform FROM token_refresh_needs_reauth WHERE account_id = '{id}'"));
+    }
+
+    [Fact]
     public async Task Webhook_FailsTwiceThenAccepts_RetriedWithBackoff_SameDelivery_SignedBody_NoToken()
     {
         var (revoked, store, secrets) = await ArrangeAsync();
