@@ -79,13 +79,11 @@ internal static partial class CliApp
 
         var onceMetrics = new Option<bool>("--metrics") { Description = "Print the service's metrics after the cycle" };
         var once = new Command("once", "Run one refresh cycle and exit (0: all accounts fine, 1: some failed, 2: could not run)") { onceMetrics };
-        once.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: false, parse.GetValue(onceMetrics), (services, afterCycle, stop) =>
-            OnceAsync(services, afterCycle is null ? null : () => afterCycle(stdout), stop)));
+        once.SetAction((parse, _) => WithHostAsync(stdout, stderr, logToStandardError: false, parse.GetValue(onceMetrics), OnceAsync));
 
         var runMetrics = new Option<bool>("--metrics") { Description = "Print the service's metrics after each cycle" };
         var run = new Command("run", "Run a cycle now and then on REFRESH_SCHEDULE until Ctrl+C or SIGTERM (HEARTBEAT_FILE: touched after each cycle)") { runMetrics };
-        run.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: false, parse.GetValue(runMetrics), (services, afterCycle, stop) =>
-            RunScheduledAsync(services, afterCycle is null ? null : () => afterCycle(stdout), stop)));
+        run.SetAction((parse, _) => WithHostAsync(stdout, stderr, logToStandardError: false, parse.GetValue(runMetrics), RunScheduledAsync));
 
         var etsyUser = new Option<string>("--etsy-user") { Description = "The Etsy user's id (etsy_users key)", HelpName = "ID" };
         var shop = new Option<string>("--shop") { Description = "The store's shop_domain", HelpName = "DOMAIN" };
@@ -97,15 +95,15 @@ internal static partial class CliApp
                 result.AddError("Give exactly one of --etsy-user ID or --shop DOMAIN.");
             }
         });
-        refresh.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: true, metrics: false, (services, _, stop) =>
+        refresh.SetAction((parse, _) => WithHostAsync(stdout, stderr, logToStandardError: true, metrics: false, (services, _, stop) =>
             ForceAsync(services, parse.GetValue(shop) is { } domain ? ("shop", domain) : ("etsy-user", parse.GetValue(etsyUser)!), stdout, stderr, stop)));
 
         var migrate = new Command("migrate", "Create or upgrade the service's own tables (idempotent)");
-        migrate.SetAction((_, _) => WithHostAsync(stderr, logToStandardError: true, metrics: false, (services, _, stop) => MigrateAsync(services, stdout, stop)));
+        migrate.SetAction((_, _) => WithHostAsync(stdout, stderr, logToStandardError: true, metrics: false, (services, _, stop) => MigrateAsync(services, stdout, stop)));
 
         var json = new Option<bool>("--json") { Description = "One JSON document instead of the table" };
         var status = new Command("status", "Accounts due, fine lately, backing off and needing re-authorisation") { json };
-        status.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: true, metrics: false, (services, _, stop) =>
+        status.SetAction((parse, _) => WithHostAsync(stdout, stderr, logToStandardError: true, metrics: false, (services, _, stop) =>
             StatusAsync(services, stdout, stderr, parse.GetValue(json), stop)));
 
         var health = new Command("health", "Exit 0 if `run` completed a cycle recently enough (HEARTBEAT_FILE), 1 if not: the image's HEALTHCHECK");
@@ -131,7 +129,7 @@ internal static partial class CliApp
                 result.AddError("Give at most one of --dry-run or --yes.");
             }
         });
-        migrateExpiring.SetAction((parse, _) => WithHostAsync(stderr, logToStandardError: true, metrics: false, (services, _, stop) =>
+        migrateExpiring.SetAction((parse, _) => WithHostAsync(stdout, stderr, logToStandardError: true, metrics: false, (services, _, stop) =>
             MigrateExpiringCommand.RunAsync(services, (parse.GetValue(migrateShop), parse.GetValue(dryRun), parse.GetValue(yes)), stdout, stderr, stop)));
         var shopify = new Command("shopify", "Shopify operations") { migrateExpiring };
 
@@ -156,9 +154,12 @@ internal static partial class CliApp
         return string.Join(' ', names);
     }
 
-    /// <summary>Builds the host from the settings (a bad one: its line, exit 2) and runs the command until it ends or a signal stops it.</summary>
+    /// <summary>
+    /// Builds the host from the settings (a bad one: its line, exit 2) and runs the command until it ends or a signal
+    /// stops it; with <paramref name="metrics"/>, the command is given what prints them on standard output after a cycle.
+    /// </summary>
     private static async Task<int> WithHostAsync(
-        TextWriter stderr, bool logToStandardError, bool metrics, Func<IServiceProvider, Action<TextWriter>?, CancellationToken, Task<int>> command)
+        TextWriter stdout, TextWriter stderr, bool logToStandardError, bool metrics, Func<IServiceProvider, Action?, CancellationToken, Task<int>> command)
     {
         using var stop = new CancellationTokenSource();
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
@@ -181,7 +182,7 @@ internal static partial class CliApp
         {
             // Built now, so that metrics are exported over OTLP when an endpoint is configured; disposing it flushes them.
             host.Services.GetService<OpenTelemetry.Metrics.MeterProvider>();
-            return await command(host.Services, printer is null ? null : printer.Print, stop.Token);
+            return await command(host.Services, printer is null ? null : () => printer.Print(stdout), stop.Token);
         }
 
         void Stop(PosixSignalContext context)
@@ -192,12 +193,14 @@ internal static partial class CliApp
         }
     }
 
+    /// <summary>The CLI's settings: a .env file in the working directory, and the process environment, which wins over it (as with the original service).</summary>
+    internal static IConfigurationBuilder AddSettings(IConfigurationBuilder configuration) =>
+        configuration.AddInMemoryCollection(DotEnv.Read(Path.Combine(Environment.CurrentDirectory, ".env"))).AddEnvironmentVariables();
+
     internal static IHost BuildHost(bool logToStandardError = false)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        // The process environment wins over .env, as with the original service.
-        builder.Configuration.AddInMemoryCollection(DotEnv.Read(Path.Combine(Environment.CurrentDirectory, ".env")));
-        builder.Configuration.AddEnvironmentVariables();
+        AddSettings(builder.Configuration);
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = logToStandardError ? LogLevel.Trace : LogLevel.None)
             .AddConsoleFormatter<CliConsoleFormatter, ConsoleFormatterOptions>();
         // LOG_FORMAT=json: the built-in JSON formatter, one object per line, with the account's scope (Platform, AccountId).

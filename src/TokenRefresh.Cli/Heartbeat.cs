@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.Configuration;
 
 namespace TokenRefresh.Cli;
 
@@ -30,9 +31,9 @@ internal static class Heartbeat
     /// <summary>`tokenrefresh health`: 0 while the heartbeat is fresh, 1 when stale or missing, 2 without HEARTBEAT_FILE.</summary>
     public static int Check(TextWriter stdout, TextWriter stderr)
     {
-        var settings = DotEnv.Read(Path.Combine(Environment.CurrentDirectory, ".env"));
-        var path = Environment.GetEnvironmentVariable("HEARTBEAT_FILE") is { Length: > 0 } set ? set : settings.GetValueOrDefault("HEARTBEAT_FILE");
-        if (string.IsNullOrWhiteSpace(path))
+        // Only this setting: the check needs no database, nor any other setting.
+        var path = CliApp.AddSettings(new ConfigurationBuilder()).Build()["HEARTBEAT_FILE"]?.Trim();
+        if (string.IsNullOrEmpty(path))
         {
             stderr.WriteLine("Configuration error: HEARTBEAT_FILE is not set: `run` writes no heartbeat to check.");
             return CliApp.CannotRun;
@@ -41,17 +42,17 @@ internal static class Heartbeat
         string[] lines;
         try
         {
-            lines = File.ReadAllLines(path.Trim());
+            lines = File.ReadAllLines(path);
         }
         catch (IOException)
         {
-            stderr.WriteLine($"unhealthy: no heartbeat at {path.Trim()} yet (`run` writes it when it starts and after each cycle)");
+            stderr.WriteLine($"unhealthy: no heartbeat at {path} yet (`run` writes it when it starts and after each cycle)");
             return CliApp.AccountsFailed;
         }
 
         if (lines.Length == 0 || !long.TryParse(lines[0], NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
         {
-            stderr.WriteLine($"unhealthy: {path.Trim()} is not a heartbeat");
+            stderr.WriteLine($"unhealthy: {path} is not a heartbeat");
             return CliApp.AccountsFailed;
         }
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -58,8 +57,8 @@ public sealed partial class ReauthWebhook(HttpClient http, IOptions<TokenRefresh
             return;
         }
 
-        using var budget = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        budget.CancelAfter(Budget);
+        using var outOfTime = new CancellationTokenSource(Budget, time);
+        using var budget = CancellationTokenSource.CreateLinkedTokenSource(stopping, outOfTime.Token);
         var batches = events.Chunk(BatchSize).ToList();
         for (var i = 0; i < batches.Count; i++)
         {

@@ -1,13 +1,8 @@
 using System.Collections.Concurrent;
-using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using TokenRefresh.IntegrationTests.Infrastructure;
@@ -38,12 +33,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     {
         var (revoked, store, secrets) = await ArrangeAsync();
         var received = new ConcurrentQueue<string>();
-        await using var listener = await H.Db.OpenAsync();
-        listener.Notification += (_, e) => received.Enqueue(e.Payload);
-        await using (var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener))
-        {
-            await listen.ExecuteNonQueryAsync();
-        }
+        await using var listener = await ListenAsync(received.Enqueue);
 
         await H.RunCycleAsync();
         using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
@@ -84,12 +74,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     public async Task Notify_RolledBackFlag_SaysNothing()
     {
         var received = new ConcurrentQueue<string>();
-        await using var listener = await H.Db.OpenAsync();
-        listener.Notification += (_, e) => received.Enqueue(e.Payload);
-        await using (var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener))
-        {
-            await listen.ExecuteNonQueryAsync();
-        }
+        await using var listener = await ListenAsync(received.Enqueue);
 
         await using (var writer = await H.Db.OpenAsync())
         {
@@ -112,12 +97,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     public async Task Notify_TheTriggerSpeaksOnlyWhenTheFlagIsNew_OrForANewToken()
     {
         var received = new ConcurrentQueue<string>();
-        await using var listener = await H.Db.OpenAsync();
-        listener.Notification += (_, e) => received.Enqueue(JsonDocument.Parse(e.Payload).RootElement.GetProperty("reason").GetString()!);
-        await using (var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener))
-        {
-            await listen.ExecuteNonQueryAsync();
-        }
+        await using var listener = await ListenAsync(payload => received.Enqueue(JsonDocument.Parse(payload).RootElement.GetProperty("reason").GetString()!));
 
         await using (var writer = await H.Db.OpenAsync())
         {
@@ -150,12 +130,7 @@ public sealed class ReauthSignalsTests : HarnessTests
         var id = await H.Db.AddExpiringStoreAsync("expiring.myshopify.com", access, refresh, now.AddMinutes(2), now.AddDays(80));
         H.Fake.Shopify.RevokeRefreshToken("expiring.myshopify.com");
         var received = new ConcurrentQueue<string>();
-        await using var listener = await H.Db.OpenAsync();
-        listener.Notification += (_, e) => received.Enqueue(e.Payload);
-        await using (var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener))
-        {
-            await listen.ExecuteNonQueryAsync();
-        }
+        await using var listener = await ListenAsync(received.Enqueue);
 
         await using var receiver = await Receiver.StartAsync(failFirst: 0);
         H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url;
@@ -224,6 +199,16 @@ public sealed class ReauthSignalsTests : HarnessTests
         Assert.Equal(1, summary.Platforms.Single(p => p.Platform == "Shopify").Deactivated);
     }
 
+    /// <summary>A session of the main application's listening on the documented channel; each payload goes to <paramref name="received"/>.</summary>
+    private async Task<NpgsqlConnection> ListenAsync(Action<string> received)
+    {
+        var listener = await H.Db.OpenAsync();
+        listener.Notification += (_, e) => received(e.Payload);
+        await using var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener);
+        await listen.ExecuteNonQueryAsync();
+        return listener;
+    }
+
     private async Task<List<string>> FirstColumnAsync(string sql)
     {
         await using var connection = await H.Db.OpenAsync();
@@ -251,22 +236,16 @@ public sealed class ReauthSignalsTests : HarnessTests
     /// <summary>The main application's webhook endpoint on loopback: answers 503 to the first attempts, or 401 to all.</summary>
     private sealed class Receiver : IAsyncDisposable
     {
-        private readonly WebApplication _app;
-
-        private Receiver(WebApplication app) => _app = app;
+        private LoopbackHttp? _server;
 
         public ConcurrentQueue<Attempt> Attempts { get; } = new();
 
-        public string Url { get; private set; } = "";
+        public string Url => _server!.BaseUrl + "/";
 
         public static async Task<Receiver> StartAsync(int failFirst, bool refuse = false)
         {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
-            var app = builder.Build();
-            var receiver = new Receiver(app);
-            app.MapPost("/{**path}", async (HttpContext context) =>
+            var receiver = new Receiver();
+            receiver._server = await LoopbackHttp.StartAsync(app => app.MapPost("/{**path}", async (HttpContext context) =>
             {
                 using var body = new MemoryStream();
                 await context.Request.Body.CopyToAsync(body);
@@ -275,16 +254,16 @@ public sealed class ReauthSignalsTests : HarnessTests
                     headers[ReauthWebhook.TimestampHeader].ToString(), headers[ReauthWebhook.SignatureHeader].ToString(), body.ToArray(),
                     context.Request.Path + context.Request.QueryString, string.Join('\n', headers.Select(h => $"{h.Key}: {h.Value}"))));
                 context.Response.StatusCode = refuse ? 401 : receiver.Attempts.Count <= failFirst ? 503 : 204;
-            });
-            await app.StartAsync();
-            receiver.Url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single() + "/";
+            }));
             return receiver;
         }
 
         public async ValueTask DisposeAsync()
         {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
+            if (_server is not null)
+            {
+                await _server.DisposeAsync();
+            }
         }
     }
 }

@@ -1,14 +1,9 @@
 using System.IO.Compression;
-using System.Net;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
+using TokenRefresh.IntegrationTests.Infrastructure;
 
 namespace TokenRefresh.IntegrationTests.FunctionsHost;
 
@@ -18,11 +13,9 @@ namespace TokenRefresh.IntegrationTests.FunctionsHost;
 /// </summary>
 public sealed class FakeIngestion : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    private LoopbackHttp? _server;
     private readonly Channel<JsonElement> _arrived = Channel.CreateUnbounded<JsonElement>();
     private readonly List<JsonElement> _envelopes = [];
-
-    private FakeIngestion(WebApplication app) => _app = app;
 
     public string ConnectionString { get; private set; } = "";
 
@@ -39,17 +32,15 @@ public sealed class FakeIngestion : IAsyncDisposable
 
     public static async Task<FakeIngestion> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
-        var app = builder.Build();
-        var ingestion = new FakeIngestion(app);
-        app.MapPost("/v2/track", ingestion.TrackAsync);
-        app.MapPost("/v2.1/track", ingestion.TrackAsync);
-        // Anything else (Live Metrics, profiler) is refused, so nothing of it is mistaken for telemetry.
-        app.MapFallback(context => { context.Response.StatusCode = 404; return Task.CompletedTask; });
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        var ingestion = new FakeIngestion();
+        ingestion._server = await LoopbackHttp.StartAsync(app =>
+        {
+            app.MapPost("/v2/track", ingestion.TrackAsync);
+            app.MapPost("/v2.1/track", ingestion.TrackAsync);
+            // Anything else (Live Metrics, profiler) is refused, so nothing of it is mistaken for telemetry.
+            app.MapFallback(context => { context.Response.StatusCode = 404; return Task.CompletedTask; });
+        });
+        var address = ingestion._server.BaseUrl;
         ingestion.ConnectionString = $"InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint={address}/;LiveEndpoint={address}/";
         return ingestion;
     }
@@ -113,7 +104,9 @@ public sealed class FakeIngestion : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
     }
 }
