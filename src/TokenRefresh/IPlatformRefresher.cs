@@ -6,7 +6,7 @@ public sealed record DueAccount(string Id, string? Label = null, string? Problem
     /// <summary>Forced by an operator (`tokenrefresh refresh`): due or not, backing off or not; the claim still holds.</summary>
     internal bool Forced { get; init; }
 
-    /// <summary>When the cycle got the rate-limit permit for this account's call (a <see cref="TimeProvider"/> timestamp); null: none was needed.</summary>
+    /// <summary>The moment of the rate-limit permit for this account's call (a <see cref="TimeProvider"/> timestamp); null: none was needed.</summary>
     internal long? PermittedAt { get; init; }
 
     /// <summary>The token and state the claim read (for validation, which needs no claim: the page).</summary>
@@ -55,13 +55,17 @@ public interface IPlatformRefresher
 
     /// <summary>
     /// Waits until one more call of this platform may start: a rate-limit permit, shared by every replica, after any
-    /// 429 pause. Null once it may; else why not, and the platform's other accounts are left for a later cycle.
-    /// Comes before the claim, so that no account is claimed while it waits.
+    /// 429 pause. Once it may: no reason, and how long ago the permit's moment was (its call must leave within
+    /// <see cref="RefreshCycle.PermitGrace"/> of it); else why not, and the platform's other accounts are left for a
+    /// later cycle. Comes before the claim, so that no account is claimed while it waits.
     /// </summary>
-    Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming);
+    Task<(string? NotNow, TimeSpan Late)> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming);
 
-    /// <summary>A permit if one can be had now, without waiting or asking the database; true for a platform without a rate limit.</summary>
-    bool TryTakePermit();
+    /// <summary>
+    /// A permit if one can be had now, without waiting or asking the database: how long ago its moment was; null when
+    /// there is none now. Zero for a platform without a rate limit.
+    /// </summary>
+    TimeSpan? TryTakePermit();
 
     /// <summary>
     /// Claims accounts for this process, in the database and before anything is sent, so that no other process or

@@ -23,8 +23,11 @@ public sealed partial class RefreshCycle
     /// <summary>The most accounts claimed in one statement.</summary>
     private const int MaxClaimBatch = 32;
 
-    /// <summary>An account's turn: its call slot, and when its rate-limit permit was given (a <see cref="TimeProvider"/> timestamp).</summary>
+    /// <summary>An account's turn: its call slot, and its rate-limit permit's moment (a <see cref="TimeProvider"/> timestamp).</summary>
     private sealed record Turn(CallSlots.Slot Slot, long PermittedAt);
+
+    // The timestamp of a permit's moment that was late ago: its grace runs from the moment, not from when it was taken.
+    private long MomentAgo(TimeSpan late) => _time.GetTimestamp() - (long)(late.TotalSeconds * _time.TimestampFrequency);
 
     private readonly IEnumerable<IPlatformRefresher> _refreshers;
     private readonly TimeProvider _time;
@@ -95,13 +98,15 @@ public sealed partial class RefreshCycle
                 continue;
             }
 
-            if (await refresher.WaitForPermitAsync(deadline, cancellationToken) is { } notNow)
+            var (notNow, late) = await refresher.WaitForPermitAsync(deadline, cancellationToken);
+            if (notNow is not null)
             {
                 return (refresher.Platform, account, AccountResult.Skip(notNow));
             }
 
+            var permittedAt = MomentAgo(late);
             var claim = (await ClaimAccountsAsync(refresher, [account], deadline, cancellationToken))[0];
-            var result = claim.Result ?? await ProcessAccountAsync(refresher, claim.Account!, deadline, cancellationToken);
+            var result = claim.Result ?? await ProcessAccountAsync(refresher, claim.Account! with { PermittedAt = permittedAt }, deadline, cancellationToken);
             await _webhook.DeliverAsync([.. _reauth], cancellationToken);
             return (refresher.Platform, account, result);
         }
@@ -262,9 +267,9 @@ public sealed partial class RefreshCycle
                         return null;
                     }
 
-                    if (refresher.TryTakePermit())
+                    if (refresher.TryTakePermit() is { } late)
                     {
-                        return new Turn(slot, _time.GetTimestamp());
+                        return new Turn(slot, MomentAgo(late));
                     }
 
                     slot.Dispose();
@@ -280,13 +285,14 @@ public sealed partial class RefreshCycle
                     {
                         while (true)
                         {
-                            if (await refresher.WaitForPermitAsync(deadline, platformClaiming.Token) is { } notNow)
+                            var (notNow, late) = await refresher.WaitForPermitAsync(deadline, platformClaiming.Token);
+                            if (notNow is not null)
                             {
                                 slot?.Dispose();
                                 return (null, notNow);
                             }
 
-                            var permittedAt = _time.GetTimestamp();
+                            var permittedAt = MomentAgo(late);
                             slot ??= await lane.EnterAsync(platformClaiming.Token);
                             platformClaiming.Token.ThrowIfCancellationRequested();
                             if (_time.GetElapsedTime(permittedAt) <= PermitGrace)

@@ -326,6 +326,37 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         Assert.Contains("Refreshing 30 accounts takes about 864 requests a day, 86.4% of it: more than the 50%", table, StringComparison.Ordinal);
     }
 
+    // A process whose clock is seconds off the database's still starts its calls a tenth of a second apart, in the moments
+    // the database gave it: they are placed by the database's clock as this process reads it (after a few bare readings
+    // on its first reservation), not by when an answer arrived.
+    [Xunit.Theory]
+    [InlineData(3.0)]
+    [InlineData(-3.0)]
+    public async Task SharedRateLimit_ProcessClockSecondsOffTheDatabases_MomentsStillATenthOfASecondApart(double skewSeconds)
+    {
+        await using var db = Npgsql.NpgsqlDataSource.Create(H.Db.ConnectionString);
+        var limit = new Persistence.SharedRateLimit(db, TimeProvider.System, "etsy", 10, new SkewedTime(TimeSpan.FromSeconds(skewSeconds)));
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var moments = new List<TimeSpan>();
+        for (var i = 0; i < 8; i++)
+        {
+            var (notNow, late) = await limit.WaitAsync(DateTimeOffset.UtcNow.AddSeconds(30), CancellationToken.None);
+            Assert.Null(notNow);
+            Assert.InRange(late, TimeSpan.Zero, RefreshCycle.PermitGrace);
+            moments.Add(System.Diagnostics.Stopwatch.GetElapsedTime(started) - late);
+        }
+
+        output.WriteLine($"offset {limit.ClockOffset!.Value.TotalMilliseconds:0.0} ms; moments at {string.Join(", ", moments.Select(m => $"{m.TotalMilliseconds:0}"))} ms");
+        Assert.InRange(limit.ClockOffset!.Value.TotalSeconds, skewSeconds - 0.01, skewSeconds + 0.01);
+        Assert.All(moments.Zip(moments.Skip(1)), m => Assert.True(m.Second - m.First >= TimeSpan.FromMilliseconds(95), $"moments {(m.Second - m.First).TotalMilliseconds:0} ms apart"));
+        Assert.True(moments[^1] < TimeSpan.FromSeconds(2.5), $"8 permits took {moments[^1].TotalSeconds:0.00} s");
+    }
+
+    private sealed class SkewedTime(TimeSpan skew) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + skew;
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));

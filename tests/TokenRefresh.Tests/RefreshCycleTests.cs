@@ -22,8 +22,8 @@ public sealed class RefreshCycleTests
         p.CountDueAsync(Arg.Any<CancellationToken>()).Returns(due.Length);
         p.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Async(due));
         p.Group.Returns(name);
-        p.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<string?>(null));
-        p.TryTakePermit().Returns(true);
+        p.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<(string?, TimeSpan)>((null, default)));
+        p.TryTakePermit().Returns(TimeSpan.Zero);
         p.ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
             .Returns(ci => (IReadOnlyList<Claim>)ci.Arg<IReadOnlyList<DueAccount>>().Select(a => new Claim(a)).ToList());
         p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
@@ -133,8 +133,8 @@ public sealed class RefreshCycleTests
     public async Task RunAsync_NoPermitWithinTheBudget_StopsClaimingForThatPlatformOnly_RestIsLeftOver()
     {
         var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
-        etsy.TryTakePermit().Returns(false);
-        etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<string?>("paused"));
+        etsy.TryTakePermit().Returns((TimeSpan?)null);
+        etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<(string?, TimeSpan)>(("paused", default)));
         var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
 
         var summary = await Cycle(etsy, shopify).RunAsync();
@@ -327,9 +327,9 @@ public sealed class RefreshCycleTests
     public async Task RunAsync_PlatformWaitingForPermits_HoldsNoSlot()
     {
         _concurrency = 1;
-        var permit = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var permit = new TaskCompletionSource<(string?, TimeSpan)>(TaskCreationOptions.RunContinuationsAsynchronously);
         var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()));
-        etsy.TryTakePermit().Returns(false);
+        etsy.TryTakePermit().Returns((TimeSpan?)null);
         etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ => permit.Task);
         var validated = 0;
         var allValidated = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -348,11 +348,32 @@ public sealed class RefreshCycleTests
         // With one slot in all, the six stores go through while Etsy waits for its permit.
         await allValidated.Task.WaitAsync(TimeSpan.FromSeconds(10));
         await etsy.DidNotReceive().ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
-        permit.SetResult(null);
+        permit.SetResult((null, default));
         var summary = await run.WaitAsync(TimeSpan.FromSeconds(10));
 
         Assert.Equal(1, summary.Platforms[0].Succeeded);
         Assert.Equal(6, summary.Platforms[1].Succeeded);
+    }
+
+    [Fact]
+    public async Task RunAsync_PermitWhoseMomentIsPastTheGrace_IsNotUsed_AnotherIsTaken()
+    {
+        var account = new DueAccount(Guid.NewGuid().ToString());
+        var etsy = Platform("Etsy", account);
+        etsy.TryTakePermit().Returns((TimeSpan?)null);
+        // The first permit's moment was 30 ms ago by the time it came (a busy machine): its call would go out beside the next one's.
+        etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(
+            Task.FromResult<(string?, TimeSpan)>((null, TimeSpan.FromMilliseconds(30))),
+            Task.FromResult<(string?, TimeSpan)>((null, TimeSpan.FromMilliseconds(5))));
+        DueAccount? processed = null;
+        etsy.ProcessAsync(Arg.Do<DueAccount>(a => processed = a), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
+
+        var summary = await Cycle(etsy).RunAsync();
+
+        Assert.Equal(1, summary.Platforms[0].Succeeded);
+        await etsy.Received(2).WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        // The call carries the second permit's moment, 5 ms back: its grace runs from the moment, not from when it was taken.
+        Assert.Equal(TimeSpan.FromMilliseconds(5), _time.GetElapsedTime(processed!.PermittedAt!.Value));
     }
 
     [Fact]

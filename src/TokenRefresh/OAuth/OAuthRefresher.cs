@@ -164,10 +164,10 @@ internal sealed partial class OAuthRefresher(
         };
     }
 
-    public Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming) =>
-        platform.RateLimit is { } limit ? limit.WaitAsync(deadline, claiming) : Task.FromResult<string?>(null);
+    public Task<(string? NotNow, TimeSpan Late)> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming) =>
+        platform.RateLimit is { } limit ? limit.WaitAsync(deadline, claiming) : Task.FromResult<(string?, TimeSpan)>((null, default));
 
-    public bool TryTakePermit() => platform.RateLimit?.TryTake() ?? true;
+    public TimeSpan? TryTakePermit() => platform.RateLimit is { } limit ? limit.TryTake() : TimeSpan.Zero;
 
     /// <summary>
     /// Claims accounts in one autocommit statement: each lease (this account's token may be in flight until lease_until) is
@@ -250,7 +250,7 @@ internal sealed partial class OAuthRefresher(
         // A permit is for its moment: if this call could not leave within the grace (a busy machine), it takes a new
         // one rather than go out beside the next call's, and waits for it with its lease.
         if (platform.RateLimit is { } rate && account.PermittedAt is { } permittedAt && time.GetElapsedTime(permittedAt) > RefreshCycle.PermitGrace
-            && await rate.WaitAsync(deadline, CancellationToken.None) is { } notNow)
+            && (await rate.WaitAsync(deadline, CancellationToken.None)).NotNow is { } notNow)
         {
             await ReleaseAsync(account, claim);
             return AccountResult.Skip(notNow);

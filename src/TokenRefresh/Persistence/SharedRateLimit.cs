@@ -12,10 +12,10 @@ namespace TokenRefresh.Persistence;
 /// process never holds a moment it cannot use at once, and one that passed unused is let go.
 /// The daily quota that the platform's last answer gave rides along with the next reservation.
 /// </summary>
-internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, string platform, int perSecond)
+internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, string platform, int perSecond, TimeProvider? realTime = null)
 {
     // Waits are real time, as the database's clock is (the service's clock may be a test's).
-    private static readonly TimeProvider Clock = TimeProvider.System;
+    private readonly TimeProvider _clock = realTime ?? TimeProvider.System;
 
     private readonly TimeSpan _interval = TimeSpan.FromSeconds(1.0 / perSecond);
     private readonly int _perReservation = Math.Clamp((int)(perSecond * RefreshCycle.PermitGrace.TotalSeconds), 1, 64);
@@ -24,6 +24,11 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     private Quota? _quota;
     private long _pausedUntilTicks;
 
+    // The database's clock against this process's, from the quickest round trip lately: a moment is placed by it, not
+    // by when the answer arrived (a slow answer, as a process's first is while its code compiles, would put the moment
+    // late, beside the next one another replica holds).
+    private (TimeSpan Offset, TimeSpan RoundTrip, DateTimeOffset At)? _databaseClock;
+
     public string Platform => platform;
 
     public int PerSecond => perSecond;
@@ -31,10 +36,13 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     /// <summary>The platform's daily quota as an answer gave it.</summary>
     public sealed record Quota(int PerDay, int Remaining, DateTimeOffset SeenAt);
 
-    /// <summary>A moment reserved earlier that has come and is not past its grace, if there is one (no wait, no database).</summary>
-    public bool TryTake()
+    /// <summary>
+    /// A moment reserved earlier that has come and is not past its grace, if there is one (no wait, no database):
+    /// how long ago it was, for the call's own check that it leaves within the grace of its moment.
+    /// </summary>
+    public TimeSpan? TryTake()
     {
-        var now = Clock.GetUtcNow();
+        var now = _clock.GetUtcNow();
         lock (_lock)
         {
             while (_moments.TryPeek(out var moment) && (now - moment > RefreshCycle.PermitGrace || Paused(now)))
@@ -42,21 +50,22 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
                 _moments.Dequeue(); // passed unused, or reserved before this process's own 429: let go
             }
 
-            return _moments.TryPeek(out var next) && next <= now && _moments.Dequeue() == next;
+            return _moments.TryPeek(out var next) && next <= now && _moments.Dequeue() == next ? now - next : null;
         }
     }
 
     /// <summary>
-    /// Waits until a call may start: a reserved moment, after any pause. Null once it may; else why not, without a
-    /// reservation, when the wait would end after <paramref name="deadline"/> (the call is then left for a later cycle).
+    /// Waits until a call may start: a reserved moment, after any pause. Once it may: no reason, and how long ago the
+    /// moment was; else why not, without a reservation, when the wait would end after <paramref name="deadline"/> (the
+    /// call is then left for a later cycle).
     /// </summary>
-    public async Task<string?> WaitAsync(DateTimeOffset deadline, CancellationToken cancellationToken)
+    public async Task<(string? NotNow, TimeSpan Late)> WaitAsync(DateTimeOffset deadline, CancellationToken cancellationToken)
     {
         while (true)
         {
-            if (TryTake())
+            if (TryTake() is { } late)
             {
-                return null;
+                return (null, late);
             }
 
             DateTimeOffset? upcoming;
@@ -73,7 +82,7 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
                 {
                     if (wait > maxWait)
                     {
-                        return paused ? "asked to pause (429 Retry-After) past this cycle's budget" : "cycle budget spent";
+                        return (paused ? "asked to pause (429 Retry-After) past this cycle's budget" : "cycle budget spent", default);
                     }
 
                     continue; // another replica took those moments first
@@ -92,9 +101,9 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
             }
 
             // Woken late (a busy machine), a moment is let go by TryTake, rather than put a call beside the next one's.
-            if (upcoming.Value - Clock.GetUtcNow() is { Ticks: > 0 } delay)
+            if (upcoming.Value - _clock.GetUtcNow() is { Ticks: > 0 } delay)
             {
-                await Task.Delay(delay, Clock, cancellationToken);
+                await Task.Delay(delay, _clock, cancellationToken);
             }
         }
     }
@@ -104,7 +113,7 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     /// <summary>A 429's Retry-After: no replica's next call starts before it has passed.</summary>
     public async Task PauseAsync(TimeSpan retryAfter)
     {
-        var until = (Clock.GetUtcNow() + retryAfter).UtcTicks;
+        var until = (_clock.GetUtcNow() + retryAfter).UtcTicks;
         long seen;
         while ((seen = Interlocked.Read(ref _pausedUntilTicks)) < until && Interlocked.CompareExchange(ref _pausedUntilTicks, until, seen) != seen)
         {
@@ -183,7 +192,8 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
                 WHERE GREATEST(r.next_at, r.paused_until, clock_timestamp()) <= clock_timestamp() + make_interval(secs => @MaxWait)
                 RETURNING r.next_at - make_interval(secs => @Interval * @Count) AS slot)
             SELECT EXISTS (SELECT 1 FROM reserved) AS Reserved,
-                   extract(epoch FROM COALESCE((SELECT slot FROM reserved), c.slot, clock_timestamp()) - clock_timestamp())::float8 AS Wait,
+                   extract(epoch FROM COALESCE((SELECT slot FROM reserved), c.slot, clock_timestamp()))::float8 AS Slot,
+                   extract(epoch FROM clock_timestamp())::float8 AS Now,
                    COALESCE(c.paused, false) AS Paused
             FROM current c
             """;
@@ -199,15 +209,28 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
             quota?.PerDay, quota?.Remaining, SeenAt = quota?.SeenAt,
         };
         // Retried through a dropped connection or a restart, as the cycle's other reads are: a lost reservation only costs a moment.
-        var (reserved, wait, paused) = await DatabaseRetry.ReadAsync(Clock, async ct =>
+        var (reserved, slot, paused) = await DatabaseRetry.ReadAsync(_clock, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
-            return await connection.ReadRowAsync<(bool Reserved, double Wait, bool Paused)>(new CommandDefinition(sql, parameters, cancellationToken: ct));
+            if (ClockOffset is null)
+            {
+                // The first reservation: a few bare readings of the clock, so that the first moments are placed right too.
+                for (var i = 0; i < 3; i++)
+                {
+                    var sent = _clock.GetUtcNow();
+                    SawClock(sent, await connection.ExecuteScalarAsync<double>(new CommandDefinition("SELECT extract(epoch FROM clock_timestamp())::float8", cancellationToken: ct)));
+                }
+            }
+
+            var asked = _clock.GetUtcNow();
+            var row = await connection.ReadRowAsync<(bool Reserved, double Slot, double Now, bool Paused)>(new CommandDefinition(sql, parameters, cancellationToken: ct));
+            SawClock(asked, row.Now);
+            return (row.Reserved, row.Slot, row.Paused);
         }, cancellationToken);
-        var first = TimeSpan.FromSeconds(Math.Max(0, wait));
+        var at = DateTimeOffset.UnixEpoch + TimeSpan.FromSeconds(slot) + ClockOffset!.Value;
+        var first = at - _clock.GetUtcNow() is { Ticks: > 0 } wait ? wait : TimeSpan.Zero;
         if (reserved)
         {
-            var at = Clock.GetUtcNow() + first;
             lock (_lock)
             {
                 for (var i = 0; i < _perReservation; i++)
@@ -218,5 +241,32 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
         }
 
         return (reserved, first, paused);
+    }
+
+    // A reading of the database's clock taken between sent and now: it read it about halfway. Kept if its round trip
+    // was the quickest yet, or the one kept is a minute old (clocks drift, and may be set).
+    private void SawClock(DateTimeOffset sent, double databaseNow)
+    {
+        var now = _clock.GetUtcNow();
+        var roundTrip = now - sent;
+        lock (_lock)
+        {
+            if (_databaseClock is not { } kept || roundTrip <= kept.RoundTrip || now - kept.At > TimeSpan.FromMinutes(1))
+            {
+                _databaseClock = (sent + roundTrip / 2 - (DateTimeOffset.UnixEpoch + TimeSpan.FromSeconds(databaseNow)), roundTrip, now);
+            }
+        }
+    }
+
+    /// <summary>How far this process's clock is ahead of the database's, as best seen; null before the first reading.</summary>
+    internal TimeSpan? ClockOffset
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _databaseClock?.Offset;
+            }
+        }
     }
 }

@@ -31,9 +31,9 @@ internal sealed partial class ShopifyValidator(
 
     // Shopify's limits are per store: no permit. Validation sends the token it read with the page and writes only its
     // state and is_active, guarded by that token, so it needs no claim.
-    public Task<string?> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming) => Task.FromResult<string?>(null);
+    public Task<(string? NotNow, TimeSpan Late)> WaitForPermitAsync(DateTimeOffset deadline, CancellationToken claiming) => Task.FromResult<(string?, TimeSpan)>((null, default));
 
-    public bool TryTakePermit() => true;
+    public TimeSpan? TryTakePermit() => TimeSpan.Zero;
 
     public Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming) =>
         Task.FromResult<IReadOnlyList<Claim>>(accounts.Select(a => new Claim(a)).ToList());
