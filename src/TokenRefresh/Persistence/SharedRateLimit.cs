@@ -258,6 +258,18 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
         }
     }
 
+    /// <summary>The round trip of the reading <see cref="ClockOffset"/> comes from: the offset is right to within half of it.</summary>
+    internal TimeSpan? ClockRoundTrip
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _databaseClock?.RoundTrip;
+            }
+        }
+    }
+
     /// <summary>How far this process's clock is ahead of the database's, as best seen; null before the first reading.</summary>
     internal TimeSpan? ClockOffset
     {
