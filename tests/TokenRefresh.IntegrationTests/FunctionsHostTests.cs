@@ -120,10 +120,7 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
     public async Task Invocation_WithApplicationInsights_SendsSummaryAndFailuresUnsampled_NoDependencies_OneRoleName()
     {
         var secrets = new List<string> { H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret, H.Db.Password };
-        var refresh = H.Fake.Etsy.AddAccount(700);
-        await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(2));
-        var unknown = $"unknown-refresh-{Guid.NewGuid():N}";
-        var revoked = await H.Db.AddEtsyUserAsync(unknown, DateTimeOffset.UtcNow.AddMinutes(2));
+        var (refresh, revoked, unknown) = await Chains.FineAndRevokedUsersAsync(H, 700);
         var token = $"shpat_{Guid.NewGuid():N}";
         H.Fake.Shopify.AddStore("charlie.myshopify.com", token);
         await H.Db.AddShopifyStoreAsync("charlie.myshopify.com", token);

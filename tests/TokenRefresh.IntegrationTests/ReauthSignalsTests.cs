@@ -17,10 +17,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     /// <summary>One Etsy user whose grant is revoked, one store whose token Shopify rejects, one fine user. The tokens, for the leak checks.</summary>
     private async Task<(Guid Revoked, Guid Store, List<string> Secrets)> ArrangeAsync()
     {
-        var fine = H.Fake.Etsy.AddAccount(900);
-        await H.Db.AddEtsyUserAsync(fine, DateTimeOffset.UtcNow.AddMinutes(2));
-        var unknown = $"revoked-refresh-{Guid.NewGuid():N}";
-        var revoked = await H.Db.AddEtsyUserAsync(unknown, DateTimeOffset.UtcNow.AddMinutes(2));
+        var (fine, revoked, unknown) = await Chains.FineAndRevokedUsersAsync(H, 900);
         var token = $"shpat_{Guid.NewGuid():N}";
         H.Fake.Shopify.AddStore("bravo.myshopify.com", token);
         var store = await H.Db.AddShopifyStoreAsync("bravo.myshopify.com", token);

@@ -16,6 +16,19 @@ internal static class Chains
         return gone;
     }
 
+    /// <summary>
+    /// Two Etsy users due within the margin: one whose refresh token the fake issued (user <paramref name="fineUserId"/>),
+    /// and one whose refresh token it never issued, as when a user revoked the grant (invalid_grant).
+    /// </summary>
+    public static async Task<(string FineRefresh, Guid Revoked, string RevokedRefresh)> FineAndRevokedUsersAsync(ServiceHarness h, long fineUserId)
+    {
+        var fine = h.Fake.Etsy.AddAccount(fineUserId);
+        await h.Db.AddEtsyUserAsync(fine, DateTimeOffset.UtcNow.AddMinutes(2));
+        var unknown = $"revoked-refresh-{Guid.NewGuid():N}";
+        var revoked = await h.Db.AddEtsyUserAsync(unknown, DateTimeOffset.UtcNow.AddMinutes(2));
+        return (fine, revoked, unknown);
+    }
+
     /// <summary>Runs <paramref name="count"/> cycles at once, each in a host of its own, as replicas do.</summary>
     public static async Task<CycleSummary[]> ConcurrentCyclesAsync(ServiceHarness h, int count)
     {
