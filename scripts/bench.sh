@@ -3,13 +3,15 @@
 # against the fake platforms (a process of their own) with a set latency, through the production wiring.
 #   ./scripts/bench.sh                  docs/performance.md's table: 10,000 + 10,000 at 50 ms (concurrency 16, 32, 64) and at
 #                                       0 ms; the CLI process (the image's build) over 3,000 + 3,000 and 10,000 + 10,000
-#                                       at 50 ms, concurrency 32; the same
-#                                       backlog under Etsy's default limit (10/s) with a 30 s budget; round trips
-#   ./scripts/bench.sh N LATENCY_MS C [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pgbouncer MODE] [--url-query QUERY]
+#                                       at 50 ms, concurrency 32; the floor over 3,000 + 3,000 (JIT-compiled and native);
+#                                       the same backlog under Etsy's default limit (10/s) with a 30 s budget; round trips
+#   ./scripts/bench.sh N LATENCY_MS C [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pgbouncer MODE] [--url-query QUERY] [--floor|--floor-aot]
 #                                       one run: N + N accounts, latency, REFRESH_MAX_CONCURRENCY; as the CLI process;
 #                                       with ETSY_MAX_REQUESTS_PER_SECOND=R (by default lifted to 100,000) and
 #                                       CYCLE_BUDGET_SECONDS=S (by default an hour); through a PgBouncer (transaction or
-#                                       session mode); with QUERY added to DATABASE_URL (max_auto_prepare=32)
+#                                       session mode); with QUERY added to DATABASE_URL (max_auto_prepare=32);
+#                                       or, instead of the service, the floor: only the platform calls and the UPDATE of
+#                                       each refreshed row, in plain .NET (tests/TokenRefresh.Floor), JIT-compiled or native
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -19,12 +21,21 @@ bouncer=$(mktemp -d /tmp/tokenrefresh-bench-pgbouncer.XXXXXX)
 images=$(mktemp -d /tmp/tokenrefresh-bench-images.XXXXXX)
 trap 'scripts/pgbouncer.sh stop "$bouncer"; scripts/pg.sh stop "$pgdir"; rm -rf "$images"' EXIT
 admin_url=$(scripts/pg.sh start "$pgdir")
-for project in tests/TokenRefresh.Benchmarks tests/TokenRefresh.FakePlatforms; do
+for project in tests/TokenRefresh.Benchmarks tests/TokenRefresh.FakePlatforms tests/TokenRefresh.Floor; do
   dotnet build "$project" -c Release -nologo -v quiet >/dev/null
 done
 # The CLI as its image runs it: the Dockerfile's publish (compiled ahead of time for this machine), made when a row needs it.
 cli=(--cli-dll "$images/cli/TokenRefresh.Cli.dll")
 publish_cli() { [ -e "$images/cli/TokenRefresh.Cli.dll" ] || scripts/check-images.sh "$images" >/dev/null; }
+# The floor compiled natively (Native AOT links with clang, and zlib), made when a row needs it.
+floor_aot=(--floor-exe "$images/floor/TokenRefresh.Floor")
+publish_floor_aot() {
+  if [ ! -e "$images/floor/TokenRefresh.Floor" ]; then
+    command -v clang >/dev/null && [ -e /usr/include/zlib.h ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang zlib1g-dev; } >/dev/null
+    dotnet publish tests/TokenRefresh.Floor -c Release -r "linux-$(uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/')" -p:PublishAot=true \
+      -o "$images/floor" -nologo -v quiet >/dev/null
+  fi
+}
 bench() { dotnet tests/TokenRefresh.Benchmarks/bin/Release/net10.0/TokenRefresh.Benchmarks.dll "$admin_url" "$@"; }
 
 echo "| run | accounts (Etsy + Shopify) | latency | concurrency | Etsy limit | wall time | bound | ratio | Etsy time | Shopify time | accounts/s | service CPU ms/account | DB round trips/account | peak memory |"
@@ -38,7 +49,8 @@ if [ $# -ge 3 ]; then
       --pgbouncer) scripts/pgbouncer.sh start "$bouncer" "$admin_url" "$2" >/dev/null; extra+=(--pooler-port "$(cat "$bouncer/port")"); shift 2 ;;
       --url-query|--etsy-rate|--budget) extra+=("$1" "$2"); shift 2 ;;
       --cli) publish_cli; extra+=("${cli[@]}"); shift ;;
-      --round-trips) extra+=("$1"); shift ;;
+      --round-trips|--floor) extra+=("$1"); shift ;;
+      --floor-aot) publish_floor_aot; extra+=("${floor_aot[@]}"); shift ;;
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
@@ -51,6 +63,9 @@ else
   publish_cli
   bench 3000 3000 50 32 "${cli[@]}" | grep '^|'
   bench 10000 10000 50 32 "${cli[@]}" | grep '^|'
+  bench 3000 3000 50 32 --floor | grep '^|'
+  publish_floor_aot
+  bench 3000 3000 50 32 "${floor_aot[@]}" | grep '^|'
   bench 3000 3000 50 16 --etsy-rate 10 --budget 30 | grep '^|'
   bench 1000 0 0 16 --round-trips | grep '^|'
   bench 0 1000 0 16 --round-trips | grep '^|'

@@ -2,13 +2,15 @@
 // own, so that only the service's CPU is counted) with a set latency, through the production wiring (AddTokenRefresh).
 // Driven by ./scripts/bench.sh.
 //   dotnet TokenRefresh.Benchmarks.dll ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY
-//     [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port PORT] [--url-query QUERY]
+//     [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port PORT] [--url-query QUERY] [--floor]
 //   --cli: the cycle runs as the CLI does, `tokenrefresh once` as a process of its own, startup included;
 //   --cli-dll: the same, with that build of the CLI (the image's, from scripts/check-images.sh) instead of the project's;
 //   --etsy-rate: ETSY_MAX_REQUESTS_PER_SECOND (by default lifted to 100,000: a limit a deployment sets for its app);
 //   --budget: CYCLE_BUDGET_SECONDS (by default an hour);
 //   --pooler-port: the service reaches the database through a pooler (scripts/pgbouncer.sh) listening there;
-//   --url-query: appended to DATABASE_URL, e.g. max_auto_prepare=32.
+//   --url-query: appended to DATABASE_URL, e.g. max_auto_prepare=32;
+//   --floor: instead of the service, the floor (tests/TokenRefresh.Floor): only the platform calls and the UPDATE of each
+//   refreshed row, in plain .NET, as a process of its own; --floor-exe: the same, with that build of it (compiled natively).
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -24,7 +26,7 @@ using TokenRefresh.Benchmarks;
 
 if (args.Length < 5)
 {
-    Console.Error.WriteLine("usage: ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port P] [--url-query Q]");
+    Console.Error.WriteLine("usage: ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port P] [--url-query Q] [--floor] [--floor-exe PATH]");
     return 2;
 }
 
@@ -34,7 +36,8 @@ var shopifyCount = int.Parse(args[2], CultureInfo.InvariantCulture);
 var latency = TimeSpan.FromMilliseconds(int.Parse(args[3], CultureInfo.InvariantCulture));
 var concurrency = int.Parse(args[4], CultureInfo.InvariantCulture);
 var countRoundTrips = args.Contains("--round-trips");
-var asCli = args.Contains("--cli") || args.Contains("--cli-dll");
+var asFloor = args.Contains("--floor") || args.Contains("--floor-exe");
+var asCli = args.Contains("--cli") || args.Contains("--cli-dll") || asFloor;
 string? Option(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
 var poolerPort = Option("--pooler-port") is { } p ? int.Parse(p, CultureInfo.InvariantCulture) : (int?)null;
 var urlQuery = Option("--url-query");
@@ -104,13 +107,16 @@ if (asCli)
     // The CLI as cron or a container runs it: a process of its own, from its start to its exit.
     var before = Child.Usage();
     var clock = Stopwatch.StartNew();
-    using var cli = Child.Start(Option("--cli-dll") ?? Path.Combine(TokenRefreshBench.Root, "src", "TokenRefresh.Cli", "bin", "Release", "net10.0", "TokenRefresh.Cli.dll"), ["once"], settings);
+    using var cli = asFloor
+        ? Child.Start(Option("--floor-exe") ?? Path.Combine(TokenRefreshBench.Root, "tests", "TokenRefresh.Floor", "bin", "Release", "net10.0", "TokenRefresh.Floor.dll"),
+            [fakeUrl, $"{etsyCount}", $"{shopifyCount}", $"{concurrency}"], new Dictionary<string, string?> { ["FLOOR_CONNECTION_STRING"] = DatabaseUrl.Parse(serviceUrl).ConnectionString })
+        : Child.Start(Option("--cli-dll") ?? Path.Combine(TokenRefreshBench.Root, "src", "TokenRefresh.Cli", "bin", "Release", "net10.0", "TokenRefresh.Cli.dll"), ["once"], settings);
     var code = await cli.WaitForExitAsync(TimeSpan.FromHours(2));
     wall = clock.Elapsed;
     var after = Child.Usage();
     cpu = after.Cpu - before.Cpu;
     peakMemory = after.MaxRssKb / 1024;
-    summaryText = cli.Output.Split('\n').LastOrDefault(l => l.Contains("Refresh cycle completed", StringComparison.Ordinal))?.Trim() ?? $"exit {code}";
+    summaryText = cli.Output.Split('\n').LastOrDefault(l => l.Contains("Refresh cycle completed", StringComparison.Ordinal) || l.StartsWith("floor:", StringComparison.Ordinal))?.Trim() ?? $"exit {code}: {string.Join(" / ", cli.Output.Split('\n').Where(l => l.Trim().Length > 0).Where(l => !l.StartsWith("   at ", StringComparison.Ordinal)).Take(3))}";
     succeeded = code == 0 ? etsyCount + shopifyCount : 0;
 }
 else
@@ -147,7 +153,7 @@ var bound = latencyBound > rateBound ? latencyBound : rateBound;
 string Seconds(TimeSpan? t) => t is { } x ? x.TotalSeconds.ToString("0.00", CultureInfo.InvariantCulture) + " s" : "-";
 Console.WriteLine($"summary: {summaryText}");
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"| {(asCli ? "CLI `once`" : "in-process")} | {accounts:N0} ({etsyCount:N0} + {shopifyCount:N0}) | {latency.TotalMilliseconds:0} ms | {concurrency} | {etsyRate:N0}/s | " +
+    $"| {(asFloor ? (Option("--floor-exe") is null ? "floor" : "floor, native") : asCli ? "CLI `once`" : "in-process")} | {accounts:N0} ({etsyCount:N0} + {shopifyCount:N0}) | {latency.TotalMilliseconds:0} ms | {concurrency} | {etsyRate:N0}/s | " +
     $"{wall.TotalSeconds:0.00} s | {bound.TotalSeconds:0.00} s | " +
     $"{(bound > TimeSpan.Zero ? (wall / bound).ToString("0.00", CultureInfo.InvariantCulture) + "x" : "n/a")} | {Seconds(etsyTime)} | {Seconds(shopifyTime)} | " +
     $"{accounts / wall.TotalSeconds:N0} | {cpu.TotalMilliseconds / accounts:0.000} | " +
@@ -206,7 +212,10 @@ internal sealed class Child : IDisposable
 
     public static Child Start(string dll, string[] args, IReadOnlyDictionary<string, string?> environment)
     {
-        var info = new ProcessStartInfo("dotnet", [dll, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        // A .dll runs under dotnet; anything else (the image's native CLI) runs as itself.
+        var info = dll.EndsWith(".dll", StringComparison.Ordinal) ? new ProcessStartInfo("dotnet", [dll, .. args]) : new ProcessStartInfo(dll, args);
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
         foreach (var (key, value) in environment)
         {
             info.Environment[key] = value;
