@@ -40,6 +40,34 @@ public sealed class PlatformHostTests : HarnessTests
     }
 
     [Fact]
+    public async Task Cycle_EveryStoreItsOwnHost_NoShopifyConnectionStaysOpenAfterItsCall_EtsysIsKeptForReuse()
+    {
+        // Each store is a host of its own, so a connection kept for reuse is never reused: 20,000 stores would
+        // otherwise leave thousands of idle TLS connections (file descriptors, an Azure instance's outbound connections).
+        await H.Db.AddExpiringColumnsAsync();
+        for (var i = 0; i < 30; i++)
+        {
+            H.Fake.Shopify.AddStore($"store-{i}.myshopify.com", $"shpat_store_{i}");
+            await H.Db.AddShopifyStoreAsync($"store-{i}.myshopify.com", $"shpat_store_{i}");
+        }
+
+        var (access, refresh) = H.Fake.Shopify.AddExpiringStore("expiring.myshopify.com");
+        await H.Db.AddExpiringStoreAsync("expiring.myshopify.com", access, refresh, DateTimeOffset.UtcNow.AddMinutes(1), DateTimeOffset.UtcNow.AddDays(80));
+        for (var i = 0; i < 3; i++)
+        {
+            await H.Db.AddEtsyUserAsync(H.Fake.Etsy.AddAccount(i), DateTimeOffset.UtcNow.AddMinutes(1));
+        }
+
+        var (summary, _) = await H.RunCycleAsync();
+
+        Assert.Equal("Etsy: 3/3 refreshed, 0 failed; Shopify: 30/30 validated, 0 deactivated, 0 failed; Shopify expiring: 1/1 refreshed, 0 failed", summary.ToString());
+        Assert.Equal(31, H.Network.Connections.Count(c => c.EndsWith(".myshopify.com:443", StringComparison.Ordinal)));
+        Assert.DoesNotContain(H.Network.OpenConnections, c => c.EndsWith(".myshopify.com:443", StringComparison.Ordinal));
+        Assert.InRange(H.Network.PeakOpenToStores, 1, 16); // REFRESH_MAX_CONCURRENCY's default: no more than the calls in flight
+        Assert.Contains("api.etsy.com:443", H.Network.OpenConnections);
+    }
+
+    [Fact]
     public async Task Cycle_ACertificateFromAnUntrustedAuthority_IsRefusedBeforeAnythingIsSent()
     {
         await using var h = await ServiceHarness.StartAsync(serverCertificate: TestCertificates.Impostor);

@@ -101,4 +101,13 @@ public sealed class ClassificationTests
         Assert.Equal(expected, r.Status);
         Assert.Equal(reason, r.Reason);
     }
+
+    [Theory]
+    [InlineData("https://{shop}", true)]
+    [InlineData("https://{shop}:8443", true)]
+    [InlineData("https://{shop}/prefix", true)]
+    [InlineData("http://127.0.0.1:9000/shopify/{shop}", false)]
+    [InlineData("https://egress-proxy.internal/{shop}", false)]
+    public void Shopify_ConnectionsClosedAfterEachCall_OnlyWhenEachStoreIsItsOwnHost(string template, bool hostPerStore) =>
+        Assert.Equal(hostPerStore, ShopifyClient.HostPerStore(template));
 }

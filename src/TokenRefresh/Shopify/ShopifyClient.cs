@@ -19,11 +19,24 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
             Content = new StringContent(ShopQuery, Encoding.UTF8, new MediaTypeHeaderValue("application/json")),
         };
         request.Headers.Add("X-Shopify-Access-Token", accessToken);
+        request.Headers.ConnectionClose = HostPerStore(o.ShopifyApiBaseUrl);
 
         var started = time.GetTimestamp();
         var result = await PlatformHttp.CallAsync(http, request, Classify, cancellationToken);
         metrics.PlatformCall("Shopify", "validate", result.Status, time.GetElapsedTime(started));
         return result;
+    }
+
+    /// <summary>
+    /// Whether each store is a host of its own (https://{shop}, as in production), not a path under one host (a proxy,
+    /// the demo). A store is called about once a cycle, so its own host's connection is never reused: it is closed with
+    /// its response instead of idling a minute (thousands of sockets for a big backlog; an Azure instance counts them).
+    /// </summary>
+    internal static bool HostPerStore(string baseUrlTemplate)
+    {
+        var start = baseUrlTemplate.IndexOf("://", StringComparison.Ordinal) + 3;
+        var end = baseUrlTemplate.IndexOf('/', start);
+        return baseUrlTemplate.AsSpan(start, (end < 0 ? baseUrlTemplate.Length : end) - start).Contains("{shop}", StringComparison.Ordinal);
     }
 
     /// <summary>Taken when Shopify omits or garbles expires_in: half the documented hour.</summary>
@@ -54,6 +67,7 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
         {
             Content = new FormUrlEncodedContent([new("client_id", o.ShopifyApiKey), new("client_secret", o.ShopifyApiSecret), .. fields]),
         };
+        request.Headers.ConnectionClose = HostPerStore(o.ShopifyApiBaseUrl);
         var started = time.GetTimestamp();
         var result = await PlatformHttp.CallAsync(http, request, ClassifyToken, cancellationToken);
         metrics.PlatformCall("Shopify", operation, result.Status, time.GetElapsedTime(started));

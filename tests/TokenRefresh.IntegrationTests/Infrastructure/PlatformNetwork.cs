@@ -18,9 +18,18 @@ namespace TokenRefresh.IntegrationTests.Infrastructure;
 public sealed class PlatformNetwork(int httpsPort)
 {
     private readonly ConcurrentQueue<string> _connections = new();
+    private readonly ConcurrentDictionary<TrackedStream, string> _open = new();
 
     /// <summary>Every host:port the service opened a connection to (or tried to), in order.</summary>
     public IReadOnlyCollection<string> Connections => _connections.ToArray();
+
+    private int _peakOpenToStores;
+
+    /// <summary>The host:port of every connection the service holds open now (idle in its pool or in use).</summary>
+    public IReadOnlyCollection<string> OpenConnections => _open.Values.ToArray();
+
+    /// <summary>The most connections to stores (*.myshopify.com) the service held open at once.</summary>
+    public int PeakOpenToStores => Volatile.Read(ref _peakOpenToStores);
 
     public static bool IsPlatformHost(string host) =>
         host == "api.etsy.com" || host.EndsWith(".myshopify.com", StringComparison.Ordinal);
@@ -50,13 +59,30 @@ public sealed class PlatformNetwork(int httpsPort)
         try
         {
             await socket.ConnectAsync(target, cancellationToken);
-            return new NetworkStream(socket, ownsSocket: true);
+            var stream = new TrackedStream(socket, s => _open.TryRemove(s, out _));
+            _open[stream] = $"{host}:{port}";
+            lock (_open)
+            {
+                _peakOpenToStores = Math.Max(_peakOpenToStores, _open.Values.Count(c => c.EndsWith(".myshopify.com:443", StringComparison.Ordinal)));
+            }
+
+            return stream;
         }
         catch
         {
             socket.Dispose();
             throw;
         }
+    }
+}
+
+/// <summary>A connection that says when the service closes it.</summary>
+internal sealed class TrackedStream(Socket socket, Action<TrackedStream> closed) : NetworkStream(socket, ownsSocket: true)
+{
+    protected override void Dispose(bool disposing)
+    {
+        closed(this);
+        base.Dispose(disposing);
     }
 }
 
