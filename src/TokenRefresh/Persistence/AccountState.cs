@@ -213,5 +213,8 @@ internal sealed record AccountState(
         """;
 
     /// <summary>Names a new lease: the host and process that take it (for operators), and a random part that makes it unique.</summary>
-    public static string NewLeaseHolder() => $"{Environment.MachineName}/{Environment.ProcessId}/{Random.Shared.NextInt64():x16}";
+    public static string NewLeaseHolder() => $"{LeaseHolderPrefix}{Random.Shared.NextInt64():x16}";
+
+    // Read once: Environment.MachineName asks the kernel (uname) at every call, and a claim is made many times a second.
+    private static readonly string LeaseHolderPrefix = $"{Environment.MachineName}/{Environment.ProcessId}/";
 }
