@@ -17,6 +17,12 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     // Waits are real time, as the database's clock is (the service's clock may be a test's).
     private readonly TimeProvider _clock = realTime ?? TimeProvider.System;
 
+    /// <summary>
+    /// How far ahead a moment may be reserved. A 429 another replica gets reaches this process only through the
+    /// database, at its next reservation, so a moment held longer could go out in the middle of that pause.
+    /// </summary>
+    public static readonly TimeSpan Lookahead = TimeSpan.FromMilliseconds(250);
+
     private readonly TimeSpan _interval = TimeSpan.FromSeconds(1.0 / perSecond);
     private readonly int _perReservation = Math.Clamp((int)(perSecond * RefreshCycle.PermitGrace.TotalSeconds), 1, 64);
     private readonly Lock _lock = new();
@@ -77,7 +83,7 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
             if (upcoming is null)
             {
                 var maxWait = deadline - time.GetUtcNow();
-                var (reserved, wait, paused) = await ReserveAsync(maxWait, cancellationToken);
+                var (reserved, wait, paused) = await ReserveAsync(maxWait < Lookahead ? maxWait : Lookahead, cancellationToken);
                 if (!reserved)
                 {
                     if (wait > maxWait)
@@ -85,7 +91,13 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
                         return (paused ? "asked to pause (429 Retry-After) past this cycle's budget" : "cycle budget spent", default);
                     }
 
-                    continue; // another replica took those moments first
+                    // Too far ahead to hold (or another replica took those moments first): asked again once it is near.
+                    if (wait > Lookahead)
+                    {
+                        await Task.Delay(wait - Lookahead, _clock, cancellationToken);
+                    }
+
+                    continue;
                 }
 
                 lock (_lock)
