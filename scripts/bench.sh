@@ -3,7 +3,8 @@
 # against the fake platforms (a process of their own) with a set latency, through the production wiring.
 #   ./scripts/bench.sh                  docs/performance.md's table: 10,000 + 10,000 at 50 ms (concurrency 16, 32, 64) and at
 #                                       0 ms; the CLI process (the image's build) over 3,000 + 3,000 and 10,000 + 10,000
-#                                       at 50 ms, concurrency 32; the floor over 3,000 + 3,000 (JIT-compiled and native);
+#                                       at 50 ms, concurrency 32; the floor over 3,000 + 3,000 (JIT-compiled and native:
+#                                       Native AOT needs clang and zlib1g-dev, which it installs with apt-get if missing);
 #                                       the same backlog under Etsy's default limit (10/s) with a 30 s budget; round trips
 #   ./scripts/bench.sh N LATENCY_MS C [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pgbouncer MODE] [--url-query QUERY] [--floor|--floor-aot]
 #                                       one run: N + N accounts, latency, REFRESH_MAX_CONCURRENCY; as the CLI process;

@@ -10,7 +10,7 @@ namespace TokenRefresh.Floor;
 /// The floor (`--floor`): a process that does only the I/O the cycle cannot do without, in the plainest .NET, to show
 /// what this machine charges for it: per Etsy user one token POST and one UPDATE of its row, per store one GraphQL
 /// POST, at the same concurrency, with no claim, permit, state, log line, metric or resilience pipeline. Its CPU per
-/// account, startup included, is a lower bound for any .NET service held to the same contract on the same machine.
+/// account, startup included, is a reference point for a .NET service held to the same contract on the same machine.
 /// </summary>
 internal static class Floor
 {
@@ -90,7 +90,12 @@ internal static class Floor
         };
         request.Headers.Add("X-Shopify-Access-Token", $"shpat_bench_{id}");
         using var response = await http.SendAsync(request, ct);
+        if (!response.IsSuccessStatusCode)
+        {
+            return false;
+        }
+
         using var json = JsonDocument.Parse(await response.Content.ReadAsStreamAsync(ct));
-        return response.IsSuccessStatusCode && json.RootElement.TryGetProperty("data", out _);
+        return json.RootElement.TryGetProperty("data", out _);
     }
 }

@@ -265,16 +265,18 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         // The process that got the 429 reports that account as failed (exit 1); the other exits 0.
         Assert.Equal([0, 1], codes.Order());
         Assert.Single(outputs, o => o.Contains("failed (rate_limited, transient)", StringComparison.Ordinal));
-        // When each call left, by the processes' DEBUG lines, after the refused one: the fake runs in this process, which
-        // a loaded machine may hold back for a second and then serve several at once (seen: seven calls stamped at one
-        // instant, and a call sent before the pause stamped 1.16 s after it).
+        // When each call left, by the processes' DEBUG lines (the fake, in this busy process, may stamp calls a second
+        // late), from when the pause was written: the database's clock, on this machine as the processes' are.
+        var pausedAt = (await H.Db.ScalarAsync<DateTime>("SELECT paused_until FROM token_refresh_rate WHERE platform = 'etsy'")).TimeOfDay - TimeSpan.FromSeconds(2);
         var matches = outputs.SelectMany(o => SentAt().Matches(o)).ToList();
-        var refused = SentTime(Assert.Single(matches, m => m.Value.Contains(users[10].Id.ToString(), StringComparison.Ordinal)));
-        var times = matches.Select(m => After(refused, SentTime(m))).Order().ToList();
-        output.WriteLine(string.Join(", ", times.Select(t => $"{t.TotalSeconds:0.00}")));
-        // A call whose moment was reserved just before the pause reached the database may still leave (a moment is held
-        // at most SharedRateLimit.Lookahead); after that, neither process calls until the Retry-After has passed.
-        Assert.DoesNotContain(times, t => t > TimeSpan.FromSeconds(0.4) && t < TimeSpan.FromSeconds(1.95));
+        var refused = After(pausedAt, SentTime(Assert.Single(matches, m => m.Value.Contains(users[10].Id.ToString(), StringComparison.Ordinal))));
+        var times = matches.Select(m => After(pausedAt, SentTime(m))).Order().ToList();
+        output.WriteLine($"refused call sent at {refused.TotalSeconds:0.000}: " + string.Join(", ", times.Select(t => $"{t.TotalSeconds:0.00}")));
+        Assert.True(refused <= TimeSpan.Zero, "the pause was written before the refused call was sent");
+        // A call whose moment was reserved before the pause was written may still leave (moments are reserved at most
+        // SharedRateLimit.Lookahead ahead, and used within the permit's grace); after that, none until the 2 s have passed.
+        var reservedBefore = Persistence.SharedRateLimit.Lookahead + RefreshCycle.PermitGrace + TimeSpan.FromMilliseconds(100);
+        Assert.DoesNotContain(times, t => t > reservedBefore && t < TimeSpan.FromSeconds(1.95));
         Assert.Contains(times, t => t >= TimeSpan.FromSeconds(1.95));
         Assert.Equal(users.Count - 1, users.Count(u => H.Fake.Etsy.IssuedFor(u.Refresh) is not null));
     }

@@ -108,6 +108,9 @@ public sealed class ClassificationTests
     [InlineData("https://{shop}/prefix", true)]
     [InlineData("http://127.0.0.1:9000/shopify/{shop}", false)]
     [InlineData("https://egress-proxy.internal/{shop}", false)]
+    [InlineData("https://{shop}@egress-proxy.internal", false)]
+    [InlineData("https://egress-proxy.internal#{shop}", false)]
+    [InlineData("http://[::1]:9000/shopify/{shop}", false)]
     public void Shopify_ConnectionsClosedAfterEachCall_OnlyWhenEachStoreIsItsOwnHost(string template, bool hostPerStore) =>
         Assert.Equal(hostPerStore, ShopifyClient.HostPerStore(template));
 }

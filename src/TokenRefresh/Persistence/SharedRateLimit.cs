@@ -17,10 +17,7 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     // Waits are real time, as the database's clock is (the service's clock may be a test's).
     private readonly TimeProvider _clock = realTime ?? TimeProvider.System;
 
-    /// <summary>
-    /// How far ahead a moment may be reserved. A 429 another replica gets reaches this process only through the
-    /// database, at its next reservation, so a moment held longer could go out in the middle of that pause.
-    /// </summary>
+    /// <summary>How far ahead a moment may be reserved: another replica's 429 pause reaches a moment reserved before it.</summary>
     public static readonly TimeSpan Lookahead = TimeSpan.FromMilliseconds(250);
 
     private readonly TimeSpan _interval = TimeSpan.FromSeconds(1.0 / perSecond);
@@ -86,7 +83,8 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
                 var (reserved, wait, paused) = await ReserveAsync(maxWait < Lookahead ? maxWait : Lookahead, cancellationToken);
                 if (!reserved)
                 {
-                    if (wait > maxWait)
+                    // Within the last Lookahead of the budget, the database's no is the budget's: asking again would only spin.
+                    if (wait > maxWait || maxWait <= Lookahead)
                     {
                         return (paused ? "asked to pause (429 Retry-After) past this cycle's budget" : "cycle budget spent", default);
                     }

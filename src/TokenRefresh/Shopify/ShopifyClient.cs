@@ -28,16 +28,12 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
     }
 
     /// <summary>
-    /// Whether each store is a host of its own (https://{shop}, as in production), not a path under one host (a proxy,
-    /// the demo). A store is called about once a cycle, so its own host's connection is never reused: it is closed with
-    /// its response instead of idling a minute (thousands of sockets for a big backlog; an Azure instance counts them).
+    /// Whether each store is a host of its own (https://{shop}), not a path under one (a proxy, the demo): a store's own
+    /// host is called about once a cycle, so its connection is closed with its response rather than idle a minute.
     /// </summary>
-    internal static bool HostPerStore(string baseUrlTemplate)
-    {
-        var start = baseUrlTemplate.IndexOf("://", StringComparison.Ordinal) + 3;
-        var end = baseUrlTemplate.IndexOf('/', start);
-        return baseUrlTemplate.AsSpan(start, (end < 0 ? baseUrlTemplate.Length : end) - start).Contains("{shop}", StringComparison.Ordinal);
-    }
+    internal static bool HostPerStore(string baseUrlTemplate) =>
+        new Uri(baseUrlTemplate.Replace("{shop}", "a.myshopify.com", StringComparison.Ordinal)).IdnHost
+        != new Uri(baseUrlTemplate.Replace("{shop}", "b.myshopify.com", StringComparison.Ordinal)).IdnHost;
 
     /// <summary>Taken when Shopify omits or garbles expires_in: half the documented hour.</summary>
     public static readonly TimeSpan AssumedLifetime = TimeSpan.FromMinutes(30);

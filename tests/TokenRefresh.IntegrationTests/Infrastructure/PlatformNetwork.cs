@@ -19,11 +19,10 @@ public sealed class PlatformNetwork(int httpsPort)
 {
     private readonly ConcurrentQueue<string> _connections = new();
     private readonly ConcurrentDictionary<TrackedStream, string> _open = new();
+    private int _peakOpenToStores;
 
     /// <summary>Every host:port the service opened a connection to (or tried to), in order.</summary>
     public IReadOnlyCollection<string> Connections => _connections.ToArray();
-
-    private int _peakOpenToStores;
 
     /// <summary>The host:port of every connection the service holds open now (idle in its pool or in use).</summary>
     public IReadOnlyCollection<string> OpenConnections => _open.Values.ToArray();
