@@ -282,6 +282,37 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
     }
 
     [Xunit.Fact]
+    public async Task PermitGoneStaleDuringAnotherReplicasPause_AStopEndsTheWait_TheLeaseIsLetGo_NothingSent()
+    {
+        var users = await Chains.DueUsersAsync(H, 1);
+        using var host = H.BuildHost();
+        var etsy = host.Services.GetServices<IPlatformRefresher>().Single(p => p.Platform == "Etsy");
+        Assert.True(await etsy.IsEnabledAsync(CancellationToken.None));
+        DueAccount? due = null;
+        await foreach (var account in etsy.FindDueAsync(CancellationToken.None))
+        {
+            due ??= account;
+        }
+
+        var deadline = DateTimeOffset.UtcNow.AddMinutes(5);
+        var claimed = Assert.Single(await etsy.ClaimAsync([due!], deadline, CancellationToken.None)).Account!;
+        // A 60 s Retry-After, and this account's permit a second old when its claim came back: it must wait for a new one.
+        await host.Services.GetRequiredKeyedService<Persistence.SharedRateLimit>("Etsy").PauseAsync(TimeSpan.FromSeconds(60));
+        var time = host.Services.GetRequiredService<TimeProvider>();
+        using var stop = new CancellationTokenSource();
+        var processing = etsy.ProcessAsync(claimed with { PermittedAt = time.GetTimestamp() - time.TimestampFrequency }, deadline, stop.Token);
+
+        await stop.CancelAsync();
+        var finished = await Task.WhenAny(processing, Task.Delay(TimeSpan.FromSeconds(10)));
+
+        Assert.Same(processing, finished);
+        Assert.Equal(AccountResult.Skip("stopped before it was sent"), await processing);
+        Assert.Equal(0, H.Fake.Etsy.CallsFor(users[0].Refresh));
+        Assert.Equal(0, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE lease_until IS NOT NULL"));
+        await Chains.AssertNoTokenLostAsync(H, users);
+    }
+
+    [Xunit.Fact]
     public async Task ShopifyMaxConcurrency_BoundsShopifyAlone()
     {
         for (var i = 0; i < 12; i++)

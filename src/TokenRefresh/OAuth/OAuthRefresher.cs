@@ -194,6 +194,19 @@ internal sealed partial class OAuthRefresher(
             : new Claim(null, AccountResult.Skip("not claimed: no longer due, or another process has it"))).ToList();
     }
 
+    // Nothing is sent yet, so a shutdown (or the end of claiming) ends this wait, which may last a whole 429 pause.
+    private static async Task<string?> NewPermitAsync(SharedRateLimit rate, DateTimeOffset deadline, CancellationToken claiming)
+    {
+        try
+        {
+            return (await rate.WaitAsync(deadline, claiming)).NotNow;
+        }
+        catch (OperationCanceledException) when (claiming.IsCancellationRequested)
+        {
+            return "stopped before it was sent";
+        }
+    }
+
     private object ClaimParameters(string[] ids, DateTimeOffset now, string holder, DateTimeOffset cycleStart) => new
     {
         Ids = ids, DueBefore = now + platform.Margin, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder,
@@ -250,7 +263,7 @@ internal sealed partial class OAuthRefresher(
         // A permit is for its moment: if this call could not leave within the grace (a busy machine), it takes a new
         // one rather than go out beside the next call's, and waits for it with its lease.
         if (platform.RateLimit is { } rate && account.PermittedAt is { } permittedAt && time.GetElapsedTime(permittedAt) > RefreshCycle.PermitGrace
-            && (await rate.WaitAsync(deadline, CancellationToken.None)).NotNow is { } notNow)
+            && await NewPermitAsync(rate, deadline, claiming) is { } notNow)
         {
             await ReleaseAsync(account, claim);
             return AccountResult.Skip(notNow);
