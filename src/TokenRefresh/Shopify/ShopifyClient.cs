@@ -8,6 +8,8 @@ namespace TokenRefresh.Shopify;
 /// <summary>Shopify's Admin GraphQL API, used for the cheapest call that proves a token works (CONTRACTS.md).</summary>
 internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOptions> options, TokenRefreshMetrics metrics, TimeProvider time)
 {
+    private readonly bool _hostPerStore = HostPerStore(options.Value.ShopifyApiBaseUrl);
+
     private const string ShopQuery = """{"query":"{ shop { name } }"}""";
 
     /// <summary>Validates an offline access token; Rejected only on a definitive 401.</summary>
@@ -19,7 +21,7 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
             Content = new StringContent(ShopQuery, Encoding.UTF8, new MediaTypeHeaderValue("application/json")),
         };
         request.Headers.Add("X-Shopify-Access-Token", accessToken);
-        request.Headers.ConnectionClose = HostPerStore(o.ShopifyApiBaseUrl);
+        request.Headers.ConnectionClose = _hostPerStore;
 
         var started = time.GetTimestamp();
         var result = await PlatformHttp.CallAsync(http, request, Classify, cancellationToken);
@@ -63,7 +65,7 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
         {
             Content = new FormUrlEncodedContent([new("client_id", o.ShopifyApiKey), new("client_secret", o.ShopifyApiSecret), .. fields]),
         };
-        request.Headers.ConnectionClose = HostPerStore(o.ShopifyApiBaseUrl);
+        request.Headers.ConnectionClose = _hostPerStore;
         var started = time.GetTimestamp();
         var result = await PlatformHttp.CallAsync(http, request, ClassifyToken, cancellationToken);
         metrics.PlatformCall("Shopify", operation, result.Status, time.GetElapsedTime(started));
