@@ -31,5 +31,5 @@ BEGIN
 END $$;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON token_refresh_state TO tokenrefresh;
-GRANT SELECT, INSERT, UPDATE ON token_refresh_rate TO tokenrefresh;
+GRANT SELECT, INSERT, UPDATE ON token_refresh_rate, token_refresh_notices TO tokenrefresh;
 GRANT SELECT ON token_refresh_migrations TO tokenrefresh;

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using TokenRefresh.Persistence;
 using TokenRefresh.Shopify;
@@ -8,16 +9,26 @@ namespace TokenRefresh.Cli;
 /// <summary>`tokenrefresh shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]`.</summary>
 internal static class MigrateExpiringCommand
 {
-    public static async Task<int> RunAsync(IServiceProvider services, (string? Shop, bool DryRun, bool Yes) o, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(IServiceProvider services, (string? Shop, bool DryRun, bool Yes) o, TextWriter stdout, TextWriter stderr, CancellationToken stopping)
     {
         var exchange = services.GetRequiredService<ShopifyTokenExchange>();
-        IReadOnlyList<ExchangeCandidate> stores;
+        long left, expiring;
         try
         {
-            stores = await exchange.CandidatesAsync(o.Shop, cancellationToken);
-            if (stores.Count == 0)
+            (left, expiring) = await exchange.PrepareAsync(stopping);
+            if (o.Shop is not null)
             {
-                if (o.Shop is not null && !await exchange.AlreadyExpiringAsync(o.Shop, cancellationToken))
+                // One store: whether it is left to migrate, from the same query as --all.
+                left = 0;
+                await foreach (var _ in exchange.CandidatesAsync(o.Shop, stopping))
+                {
+                    left++;
+                }
+            }
+
+            if (left == 0)
+            {
+                if (o.Shop is not null && !await exchange.AlreadyExpiringAsync(o.Shop, stopping))
                 {
                     stderr.WriteLine($"No active store with shop_domain {o.Shop}.");
                     return CliApp.CannotRun;
@@ -27,6 +38,11 @@ internal static class MigrateExpiringCommand
                     ? "Every active store already has an expiring token; nothing to migrate."
                     : $"{o.Shop} already has an expiring token; nothing to migrate.");
                 return CliApp.Success;
+            }
+
+            if (!o.Yes)
+            {
+                return await ListAsync(exchange, o, left, stdout, stderr, stopping);
             }
         }
         catch (SchemaException e)
@@ -40,54 +56,27 @@ internal static class MigrateExpiringCommand
             return CliApp.CannotRun;
         }
 
-        if (!o.Yes)
+        var options = services.GetRequiredService<IOptions<TokenRefreshOptions>>().Value;
+        // Shopify's limits are per store: SHOPIFY_MAX_CONCURRENCY (or REFRESH_MAX_CONCURRENCY) bounds our own side.
+        var run = new MigrationRun(exchange, options.GroupConcurrency["Shopify"], services.GetRequiredService<TimeProvider>(), stdout, stderr, eachStore: o.Shop is not null);
+        return await run.RunAsync(exchange.CandidatesAsync(o.Shop, CancellationToken.None), left, o.Shop is null ? expiring : 0, stopping);
+    }
+
+    private static async Task<int> ListAsync(
+        ShopifyTokenExchange exchange, (string? Shop, bool DryRun, bool Yes) o, long left, TextWriter stdout, TextWriter stderr, CancellationToken stopping)
+    {
+        await foreach (var store in exchange.CandidatesAsync(o.Shop, stopping))
         {
-            foreach (var store in stores)
-            {
-                stdout.WriteLine($"would migrate {store}: exchange its non-expiring offline token for an expiring pair{(store.Pending ? " (an earlier exchange went unanswered: this completes it)" : "")}");
-            }
-
-            if (o.DryRun)
-            {
-                stdout.WriteLine($"{stores.Count} store(s) would be migrated. Nothing was changed (--dry-run).");
-                return CliApp.Success;
-            }
-
-            stderr.WriteLine($"This is irreversible: Shopify revokes each store's non-expiring token. Run again with --yes to migrate {stores.Count} store(s), or with --dry-run to only list them.");
-            return CliApp.CannotRun;
+            stdout.WriteLine($"would migrate {store}: exchange its non-expiring offline token for an expiring pair{(store.Pending ? " (an earlier exchange went unanswered: this completes it)" : "")}");
         }
 
-        var failed = 0;
-        var done = 0;
-        foreach (var store in stores)
+        if (o.DryRun)
         {
-            if (cancellationToken.IsCancellationRequested)
-            {
-                stdout.WriteLine($"stopped: {stores.Count - done} store(s) not started; run the command again for them.");
-                break;
-            }
-
-            done++;
-            AccountResult result;
-            try
-            {
-                result = await exchange.MigrateAsync(store, cancellationToken);
-            }
-            catch (Exception e) when (e is NpgsqlException or OperationCanceledException)
-            {
-                result = AccountResult.TransientFailure($"the database could not be used ({e.GetType().Name}); run the migration again");
-            }
-
-            failed += result.Outcome == Outcome.Failed ? 1 : 0;
-            stdout.WriteLine(result.Outcome switch
-            {
-                Outcome.Refreshed => $"migrated {store}: it now has an expiring token, which the service refreshes",
-                Outcome.Skipped => $"skipped {store}: {result.Reason}",
-                _ => $"failed {store}: {result.Reason}",
-            });
+            stdout.WriteLine($"{left} store(s) would be migrated. Nothing was changed (--dry-run).");
+            return CliApp.Success;
         }
 
-        stdout.WriteLine($"{done - failed}/{stores.Count} store(s) migrated or skipped, {failed} failed.");
-        return failed == 0 && done == stores.Count ? CliApp.Success : CliApp.AccountsFailed;
+        stderr.WriteLine($"This is irreversible: Shopify revokes each store's non-expiring token. Run again with --yes to migrate {left} store(s), or with --dry-run to only list them.");
+        return CliApp.CannotRun;
     }
 }

@@ -44,6 +44,15 @@ internal static class StatusCommand
                 $"{(q.SharePercent > q.WarnPercent ? $": more than the {q.WarnPercent}% that leaves room for the main application's own calls" : "")}."));
         }
 
+        foreach (var p in platforms)
+        {
+            if (p.NonExpiringCutoff is { } cutoff)
+            {
+                output.WriteLine();
+                output.WriteLine($"Shopify non-expiring tokens: {cutoff}");
+            }
+        }
+
         foreach (var p in platforms.Where(p => p.DeactivationPaused > 0))
         {
             output.WriteLine();

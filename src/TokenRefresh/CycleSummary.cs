@@ -19,6 +19,9 @@ public sealed record AccountResult(Outcome Outcome, string? Reason = null, bool 
     /// <summary>Decided when the platform's cycle ends (<see cref="IPlatformRefresher.FinishCycleAsync"/> reports it then): not counted now.</summary>
     public bool Pending { get; init; }
 
+    /// <summary>Its line is at Debug: its platform says the cycle's failures of this kind in one line (a wave of them is one line, not thousands).</summary>
+    public bool Quiet { get; init; }
+
     /// <summary>The account was flagged needs_reauth now: only its user can bring it back (announced, docs/reauth.md).</summary>
     public bool NeedsUser { get; init; }
 

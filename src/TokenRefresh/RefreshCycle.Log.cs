@@ -16,8 +16,9 @@ public sealed partial class RefreshCycle
         [LoggerMessage(EventId = 3, Message = "{Platform} {Account}: {Outcome}")]
         public static partial void AccountSucceeded(ILogger logger, LogLevel level, string platform, DueAccount account, string outcome);
 
-        [LoggerMessage(4, LogLevel.Error, "{Platform} {Account}: failed ({Reason}, {FailureKind}); its token is unchanged")]
-        public static partial void AccountFailed(ILogger logger, string platform, DueAccount account, string? reason, string failureKind);
+        // At Error, or at Debug for a failure its platform sums up in one line for the cycle (AccountResult.Quiet).
+        [LoggerMessage(EventId = 4, Message = "{Platform} {Account}: failed ({Reason}, {FailureKind}); its token is unchanged")]
+        public static partial void AccountFailed(ILogger logger, LogLevel level, string platform, DueAccount account, string? reason, string failureKind);
 
         [LoggerMessage(5, LogLevel.Warning, "{Platform} {Account}: skipped ({Reason})")]
         public static partial void AccountSkipped(ILogger logger, string platform, DueAccount account, string? reason);

@@ -495,7 +495,7 @@ public sealed partial class RefreshCycle
         switch (result.Outcome)
         {
             case Outcome.Failed:
-                Log.AccountFailed(_logger, refresher.Platform, account, result.Reason, result.Transient ? "transient" : "permanent");
+                Log.AccountFailed(_logger, result.Quiet ? LogLevel.Debug : LogLevel.Error, refresher.Platform, account, result.Reason, result.Transient ? "transient" : "permanent");
                 break;
             case Outcome.Skipped:
                 Log.AccountSkipped(_logger, refresher.Platform, account, result.Reason);

@@ -113,6 +113,7 @@ public static partial class TokenRefreshExtensions
         services.AddSingleton<AppTables>();
         services.AddSingleton<PlatformHealthRegistry>();
         services.AddSingleton<ShopifySchema>();
+        services.AddSingleton<NonExpiringCutoff>();
         services.AddSingleton<PairWriter>();
 
         // Transient, so each cycle gets fresh typed HttpClients from the factory.

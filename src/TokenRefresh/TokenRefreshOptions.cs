@@ -33,7 +33,7 @@ public sealed partial record TokenRefreshOptions
         "REFRESH_INTERVAL_MINUTES", "ETSY_REFRESH_MARGIN_MINUTES", "SHOPIFY_REFRESH_MARGIN_MINUTES", "SHOPIFY_API_VERSION", "ETSY_API_BASE_URL",
         "SHOPIFY_API_BASE_URL", "HTTP_TIMEOUT_SECONDS", "CYCLE_BUDGET_SECONDS", "ETSY_MAX_REQUESTS_PER_SECOND", "REFRESH_MAX_CONCURRENCY",
         "SHOPIFY_VALIDATE_INTERVAL_MINUTES", "DATABASE_AUTH", "ETSY_MAX_CONCURRENCY", "SHOPIFY_MAX_CONCURRENCY", "ETSY_QUOTA_WARN_PERCENT",
-        "LOG_FORMAT", "LOG_ACCOUNT_SUCCESS", "HEARTBEAT_FILE", "REAUTH_WEBHOOK_URL", "REAUTH_WEBHOOK_SECRET",
+        "LOG_FORMAT", "LOG_ACCOUNT_SUCCESS", "HEARTBEAT_FILE", "REAUTH_WEBHOOK_URL", "REAUTH_WEBHOOK_SECRET", "SHOPIFY_NON_EXPIRING_CUTOFF",
     ];
 
     public required string ConnectionString { get; init; }
@@ -104,6 +104,14 @@ public sealed partial record TokenRefreshOptions
 
     /// <summary>Validate each non-expiring Shopify token at most this often; zero: every cycle.</summary>
     public TimeSpan ShopifyValidateInterval { get; init; } = TimeSpan.Zero;
+
+    /// <summary>
+    /// SHOPIFY_NON_EXPIRING_CUTOFF: the day from which Shopify refuses the app's non-expiring offline tokens (public apps:
+    /// 2027-01-01); null (<c>none</c>) for custom and merchant-created apps, which are exempt.
+    /// </summary>
+    public DateOnly? ShopifyNonExpiringCutoff { get; init; } = DefaultNonExpiringCutoff;
+
+    public static readonly DateOnly DefaultNonExpiringCutoff = new(2027, 1, 1);
 
     /// <summary>Bound on Etsy calls per second, for every replica together (shared through the database).</summary>
     public int EtsyMaxRequestsPerSecond { get; init; } = 10;
@@ -236,6 +244,7 @@ public sealed partial record TokenRefreshOptions
             ShopifyMaxConcurrency = Get("SHOPIFY_MAX_CONCURRENCY") is null ? null : WholeNumber(Get, "SHOPIFY_MAX_CONCURRENCY", 16, 1, 256),
             EtsyQuotaWarnPercent = WholeNumber(Get, "ETSY_QUOTA_WARN_PERCENT", 50, 1, 100),
             ShopifyValidateInterval = TimeSpan.FromMinutes(WholeNumber(Get, "SHOPIFY_VALIDATE_INTERVAL_MINUTES", 0, 0, 10080)),
+            ShopifyNonExpiringCutoff = Cutoff(Get("SHOPIFY_NON_EXPIRING_CUTOFF")),
         };
     }
 
@@ -309,6 +318,15 @@ public sealed partial record TokenRefreshOptions
             ? number
             : throw new SettingsException($"{key} '{value}' must be a whole number from {min} to {max}.");
     }
+
+    private static DateOnly? Cutoff(string? value) => value switch
+    {
+        null => DefaultNonExpiringCutoff,
+        _ when value.Equals("none", StringComparison.OrdinalIgnoreCase) => null,
+        _ when DateOnly.TryParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var date) => date,
+        _ => throw new SettingsException(
+            $"SHOPIFY_NON_EXPIRING_CUTOFF '{value}' is not a date (YYYY-MM-DD, e.g. {DefaultNonExpiringCutoff:yyyy-MM-dd}) or none (custom and merchant-created apps, which Shopify exempts)."),
+    };
 
     // The URL is not repeated: a webhook's address often carries its own key.
     private static Uri WebhookUrl(string value) =>

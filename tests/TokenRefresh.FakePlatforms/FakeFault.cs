@@ -53,6 +53,8 @@ public enum FakeFault
     HugeRetryAfter,
     /// <summary>Shopify GraphQL: THROTTLED with a restoreRate of 1e-300 (a wait that overflows any clock).</summary>
     AbsurdThrottle,
+    /// <summary>Shopify, GraphQL and OAuth: 403 {"errors":"Non-expiring access tokens are no longer accepted for the Admin API. ..."}.</summary>
+    NonExpiringRefused,
 }
 
 // Faults per key, each with how many requests it still applies to (int.MaxValue = until changed).

@@ -7,6 +7,8 @@ namespace TokenRefresh.FakePlatforms;
 /// <summary>Fake Shopify Admin API: GraphQL shop query and the OAuth token endpoint (CONTRACTS.md "Shopify Admin API").</summary>
 public sealed class FakeShopify
 {
+    /// <summary>What Shopify answers a non-expiring offline token where it requires an expiring one (CONTRACTS.md).</summary>
+    public const string NonExpiringRefusedBody = """{"errors":"Non-expiring access tokens are no longer accepted for the Admin API. Start using expiring offline tokens."}""";
     private const string UnauthorizedBody = """{"errors":"[API] Invalid API key or access token (unrecognized login or wrong password)"}""";
     private const string InvalidGrantBody = """{"error":"invalid_grant","error_description":"The refresh token or subject token is invalid, expired or revoked."}""";
     private const string CostBody = """{"requestedQueryCost":1,"actualQueryCost":1,"throttleStatus":{"maximumAvailable":2000.0,"currentlyAvailable":1999,"restoreRate":100.0}}""";
@@ -28,6 +30,9 @@ public sealed class FakeShopify
     private readonly ConcurrentDictionary<string, int> _refreshCalls = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _rotatedFrom = new(StringComparer.Ordinal);
     private readonly SendLedger _sends = new();
+    private readonly ConcurrentDictionary<string, int> _exchanges = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _exchangeAnswered = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _sentAfterAnswer = new(StringComparer.Ordinal);
     private int _totalCalls;
     private int _totalGraphQlCalls;
     private int _totalOAuthCalls;
@@ -49,6 +54,24 @@ public sealed class FakeShopify
     /// an incident); the token endpoint takes only ServerError, Hang and RateLimited from it. None by default.
     /// </summary>
     public FakeFault PlatformFault { get; set; }
+
+    /// <summary>
+    /// From this moment the Admin API refuses non-expiring offline tokens with 403 (<see cref="NonExpiringRefusedBody"/>), as
+    /// Shopify does for public apps from 2027-01-01; the token exchange still accepts them. None by default.
+    /// </summary>
+    public DateTimeOffset? NonExpiringCutoff { get; set; }
+
+    /// <summary>The fake's clock (the 7-day window of a repeated exchange, the cut-off); the system's by default.</summary>
+    public TimeProvider Time { get; set; } = TimeProvider.System;
+
+    /// <summary>Token exchanges received for this subject token (the old non-expiring token), answered or not.</summary>
+    public int ExchangesFor(string subjectToken) => _exchanges.TryGetValue(subjectToken, out var n) ? n : 0;
+
+    /// <summary>
+    /// Subject tokens sent again after an exchange of theirs had been answered with a pair: a store sent twice beyond the
+    /// documented repeat of a lost answer (a client that died before reading its answer repeats it too).
+    /// </summary>
+    public IReadOnlyCollection<string> ExchangedAgainAfterAnswer => _sentAfterAnswer.Keys.ToArray();
 
     /// <summary>Whether the main application could call Shopify for this store with this access token at that moment.</summary>
     public bool IsAccessTokenValid(string shopDomain, string? accessToken, DateTimeOffset at) =>
@@ -138,7 +161,7 @@ public sealed class FakeShopify
         app.MapPost("/_fake/shopify/stores", ctx => FakeHttp.HandleControlAsync(ctx, AddFromJson));
     }
 
-    // Control API and seed file: {"shop":"..","accessToken":"..","fault":"None","expiring":false}.
+    // Control API and seed file: {"shop":"..","accessToken":"..","fault":"None","faultTimes":1,"expiring":false,"uninstalled":false}.
     internal JsonObject AddFromJson(JsonElement store)
     {
         var shop = FakeHttp.StringProperty(store, "shop");
@@ -171,7 +194,12 @@ public sealed class FakeShopify
             result["accessToken"] = accessToken;
         }
 
-        SetFault(shop, fault);
+        SetFault(shop, fault, FakeHttp.Property(store, "faultTimes") is { ValueKind: JsonValueKind.Number } times ? times.GetInt32() : int.MaxValue);
+        if (FakeHttp.Property(store, "uninstalled") is { ValueKind: JsonValueKind.True })
+        {
+            Uninstall(shop);
+        }
+
         return result;
     }
 
@@ -183,6 +211,8 @@ public sealed class FakeShopify
         ["stores"] = _stores.Count,
         ["expiringStores"] = _stores.Values.Count(s => s.IsExpiring),
         ["refreshTokensUsedMoreThanOnce"] = _refreshCalls.Count(c => c.Value > 1),
+        ["exchanges"] = _exchanges.Values.Sum(),
+        ["exchangedAgainAfterAnswer"] = _sentAfterAnswer.Count,
         ["lastApiVersion"] = LastApiVersion,
     };
 
@@ -209,9 +239,16 @@ public sealed class FakeShopify
         }
 
         var accessToken = ctx.Request.Headers["X-Shopify-Access-Token"].ToString();
-        if (store is null || accessToken.Length == 0 || !store.Accepts(accessToken, DateTimeOffset.UtcNow))
+        var now = Time.GetUtcNow();
+        if (store is null || accessToken.Length == 0 || !store.Accepts(accessToken, now))
         {
             await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status401Unauthorized, UnauthorizedBody);
+            return;
+        }
+
+        if (!store.IsExpiring && now >= NonExpiringCutoff)
+        {
+            await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status403Forbidden, NonExpiringRefusedBody);
             return;
         }
 
@@ -278,7 +315,7 @@ public sealed class FakeShopify
         }
 
         var store = Find(shop);
-        var now = DateTimeOffset.UtcNow;
+        var now = Time.GetUtcNow();
         (string AccessToken, string RefreshToken)? pair;
         switch (fields.GetValueOrDefault("grant_type"))
         {
@@ -300,7 +337,19 @@ public sealed class FakeShopify
                     return;
                 }
 
-                pair = store?.Exchange(fields.GetValueOrDefault("subject_token") ?? "", now);
+                var subject = fields.GetValueOrDefault("subject_token") ?? "";
+                FakeHttp.Count(_exchanges, subject);
+                if (_exchangeAnswered.ContainsKey(subject))
+                {
+                    _sentAfterAnswer[subject] = true;
+                }
+
+                pair = store?.Exchange(subject, now);
+                if (pair is not null && fault != FakeFault.RotateThenReset)
+                {
+                    _exchangeAnswered[subject] = true;
+                }
+
                 break;
             default:
                 await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status400BadRequest, """{"error":"unsupported_grant_type"}""");
@@ -377,6 +426,9 @@ public sealed class FakeShopify
             case FakeFault.AbsurdThrottle:
                 await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK,
                     """{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED"}}],"extensions":{"cost":{"requestedQueryCost":1000,"actualQueryCost":null,"throttleStatus":{"maximumAvailable":2000.0,"currentlyAvailable":0,"restoreRate":1e-300}}}}""");
+                return true;
+            case FakeFault.NonExpiringRefused:
+                await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status403Forbidden, NonExpiringRefusedBody);
                 return true;
             case FakeFault.ShopInactive:
                 await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK,

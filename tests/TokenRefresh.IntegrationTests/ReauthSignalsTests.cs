@@ -52,9 +52,10 @@ public sealed class ReauthSignalsTests : HarnessTests
         var docs = File.ReadAllText(Repo.File("docs/reauth.md"));
         var block = Regex.Match(docs, @"\*\*Who must reconnect\*\*.*?```sql\n(.*?)```", RegexOptions.Singleline).Groups[1].Value;
         var statements = block.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        Assert.Equal(2, statements.Length);
+        Assert.Equal(3, statements.Length);
         Assert.Equal([revoked.ToString()], await FirstColumnAsync(statements[0]));
         Assert.Equal([store.ToString()], await FirstColumnAsync(statements[1]));
+        Assert.Empty(await FirstColumnAsync(statements[2]));
 
         // A user who reconnects (a new refresh token) is no longer asked for, even before the next cycle.
         await using (var reconnect = await H.Db.OpenAsync())
@@ -145,6 +146,51 @@ public sealed class ReauthSignalsTests : HarnessTests
         Assert.Equal(("needs_reauth", "shopify_refresh", id.ToString(), "expiring.myshopify.com"), (posted.GetProperty("event").GetString(),
             posted.GetProperty("platform").GetString(), posted.GetProperty("account_id").GetString(), posted.GetProperty("shop_domain").GetString()));
         Assert.Equal(["shopify_refresh"], await FirstColumnAsync($"SELECT platform FROM token_refresh_needs_reauth WHERE account_id = '{id}'"));
+    }
+
+    [Fact]
+    public async Task NonExpiringTokenRefused_InTheViewNotifyAndWebhook_AnnouncedOnce_StaysActive_ClearedByTheMigration()
+    {
+        await H.Db.AddExpiringColumnsAsync();
+        var token = $"shpat_{Guid.NewGuid():N}";
+        H.Fake.Shopify.AddStore("charlie.myshopify.com", token);
+        var store = await H.Db.AddShopifyStoreAsync("charlie.myshopify.com", token);
+        H.Fake.Shopify.NonExpiringCutoff = DateTimeOffset.UtcNow.AddDays(-1);
+        var received = new ConcurrentQueue<string>();
+        await using var listener = await ListenAsync(received.Enqueue);
+        await using var receiver = await Receiver.StartAsync(failFirst: 0);
+        H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url;
+        H.Settings["REAUTH_WEBHOOK_SECRET"] = Secret;
+        var query = Regex.Match(File.ReadAllText(Repo.File("docs/reauth.md")), @"\*\*Who must reconnect\*\*.*?```sql\n(.*?)```", RegexOptions.Singleline)
+            .Groups[1].Value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)[2];
+
+        var (first, _) = await H.RunCycleAsync();
+        var documented = await FirstColumnAsync(query);
+        // Its backoff over, it is tried again: refused again, still flagged, and not announced a second time.
+        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = now() WHERE platform = 'shopify'");
+        var (second, _) = await H.RunCycleAsync();
+        await H.Db.ExecuteAsync("SELECT pg_notify('tokenrefresh_reauth', '{\"event\":\"sentinel\"}')");
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (!received.Any(p => p.Contains("sentinel", StringComparison.Ordinal)))
+        {
+            await listener.WaitAsync(wait.Token);
+        }
+
+        var migrate = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "charlie.myshopify.com", "--yes"], H.Settings);
+
+        Assert.Equal((1, 1), (first.Platforms[1].Failed, second.Platforms[1].Failed));
+        Assert.Equal(2, H.Fake.Shopify.GraphQlCallsFor("charlie.myshopify.com"));
+        Assert.True((await H.Db.GetShopifyStoreAsync(store)).IsActive);
+        var notified = JsonDocument.Parse(Assert.Single(received, p => !p.Contains("sentinel", StringComparison.Ordinal))).RootElement;
+        Assert.Equal(("needs_reauth", "shopify", store.ToString(), "non_expiring_token_refused"), (notified.GetProperty("event").GetString(),
+            notified.GetProperty("platform").GetString(), notified.GetProperty("account_id").GetString(), notified.GetProperty("reason").GetString()));
+        var posted = Assert.Single(JsonDocument.Parse(Assert.Single(receiver.Attempts).Body).RootElement.GetProperty("events").EnumerateArray());
+        Assert.Equal(("needs_reauth", "shopify", "charlie.myshopify.com", "non_expiring_token_refused"), (posted.GetProperty("event").GetString(),
+            posted.GetProperty("platform").GetString(), posted.GetProperty("shop_domain").GetString(), posted.GetProperty("reason").GetString()));
+        Assert.Equal([store.ToString()], documented);
+        Assert.True(migrate.ExitCode == 0, migrate.Stdout + migrate.Stderr);
+        Assert.Empty(await FirstColumnAsync(query));
+        Assert.Empty(await FirstColumnAsync("SELECT account_id FROM token_refresh_needs_reauth"));
     }
 
     [Fact]

@@ -182,7 +182,8 @@ public sealed class ShopifyExpiringTests : HarnessTests
         await H.Db.AddExpiringColumnsAsync();
         H.Fake.Shopify.AddStore("lost.myshopify.com", "shpat_lost_nonexpiring");
         var id = await H.Db.AddShopifyStoreAsync("lost.myshopify.com", "shpat_lost_nonexpiring");
-        H.Fake.Shopify.SetFault("lost.myshopify.com", FakeFault.RotateThenReset, times: 1);
+        // Lost twice: the run's own second try (the documented repeat) is lost too.
+        H.Fake.Shopify.SetFault("lost.myshopify.com", FakeFault.RotateThenReset, times: 2);
 
         var first = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--yes"], H.Settings);
         // The exchange happened at Shopify: the old token is revoked, so validating it now gets a 401.
@@ -192,10 +193,15 @@ public sealed class ShopifyExpiringTests : HarnessTests
         var second = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--yes"], H.Settings);
 
         Assert.Equal(1, first.ExitCode);
-        Assert.Contains("the answer was lost; run the migration again", first.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"unanswered lost.myshopify.com ({id}): network_error: the answer was lost; run the migration again", first.Stdout, StringComparison.Ordinal);
+        Assert.Contains("1 store(s) to migrate: migrated 0, already migrated 0, uninstalled 0, refused 0, unanswered 1.", first.Stdout, StringComparison.Ordinal);
         Assert.True(pending.IsActive);
         Assert.Equal("Shopify: 0/1 validated, 0 deactivated, 1 failed", cycle.Platforms[1].ToString());
         Assert.Equal(0, second.ExitCode);
+        Assert.Contains("1 store(s) to migrate: migrated 1, already migrated 0, uninstalled 0, refused 0, unanswered 0.", second.Stdout, StringComparison.Ordinal);
+        // Two in the first run (the second the run's own repeat), one in the second: each after a lost answer.
+        Assert.Equal(3, H.Fake.Shopify.ExchangesFor("shpat_lost_nonexpiring"));
+        Assert.Empty(H.Fake.Shopify.ExchangedAgainAfterAnswer);
         Assert.Contains($"would migrate lost.myshopify.com ({id}): exchange its non-expiring offline token for an expiring pair (an earlier exchange went unanswered", dry.Stdout, StringComparison.Ordinal);
         var row = await H.Db.GetExpiringStoreAsync(id);
         Assert.Equal(H.Fake.Shopify.CurrentRefreshToken("lost.myshopify.com"), row.RefreshToken);

@@ -114,6 +114,21 @@ public sealed class AccountStateTests
     }
 
     [Fact]
+    public void FlaggedAndRetried_FlagsAndBacksOff_AnnouncedOnlyWhenNewForTheToken()
+    {
+        var (first, announced) = new AccountState().FlaggedAndRetried("non_expiring_token_refused", Token, Now);
+        var (second, again) = first.FlaggedAndRetried("non_expiring_token_refused", Token, Now.AddMinutes(1));
+        var (other, newToken) = second.FlaggedAndRetried("non_expiring_token_refused", "another-token-hash", Now.AddMinutes(3));
+
+        Assert.Equal((true, Now.AddMinutes(1), "non_expiring_token_refused"), (first.NeedsReauth, first.NextAttemptAt, first.LastError));
+        Assert.Equal((true, Outcome.Failed, false), (announced.NeedsUser, announced.Outcome, announced.Transient));
+        Assert.Equal((true, Now.AddMinutes(3), 2), (second.NeedsReauth, second.NextAttemptAt, second.ConsecutiveFailures));
+        Assert.False(again.NeedsUser);
+        Assert.Equal((1, Now.AddMinutes(4)), (other.ConsecutiveFailures, other.NextAttemptAt));
+        Assert.True(newToken.NeedsUser);
+    }
+
+    [Fact]
     public void Failed_InvalidGrantAfterUnknownOutcome_NotBelievedOnce_ThenBelieved()
     {
         var (unknown, _) = new AccountState().Failed(CallStatus.Transient, "timeout", outcomeUnknown: true, null, Token, Now, Wait);

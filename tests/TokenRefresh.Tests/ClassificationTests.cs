@@ -94,12 +94,30 @@ public sealed class ClassificationTests
     [InlineData(200, """{"data":{"shopp":{}}}""", CallStatus.Transient, "malformed_response")]
     [InlineData(200, "<html>", CallStatus.Transient, "malformed_response")]
     [InlineData(200, """{"data":{"shop":{"name":"My Shop"}}}""", CallStatus.Ok, null)]
+    // Shopify refusing a non-expiring offline token (CONTRACTS.md): not the token being invalid, so never a deactivation.
+    [InlineData(403, """{"errors":"Non-expiring access tokens are no longer accepted for the Admin API. Start using expiring offline tokens."}""", CallStatus.Permanent, "non_expiring_token_refused")]
+    [InlineData(401, """{"errors":"Non-expiring access tokens are no longer accepted."}""", CallStatus.Permanent, "non_expiring_token_refused")]
+    [InlineData(403, """{"errors":["Non expiring offline tokens are not supported for this app"]}""", CallStatus.Permanent, "non_expiring_token_refused")]
+    [InlineData(200, """{"errors":[{"message":"NonExpiring tokens are no longer accepted","extensions":{"code":"ACCESS_DENIED"}}]}""", CallStatus.Permanent, "non_expiring_token_refused")]
+    [InlineData(500, """{"errors":"Non-expiring tokens: an unexpected error occurred"}""", CallStatus.Transient, "server_error_500")]
     public void Shopify_OnlyA401RejectsTheToken(int status, string body, CallStatus expected, string? reason)
     {
         var r = ShopifyClient.Classify(Response(status, body));
 
         Assert.Equal(expected, r.Status);
         Assert.Equal(reason, r.Reason);
+    }
+
+    [Theory]
+    [InlineData(403, """{"errors":"Non-expiring access tokens are no longer accepted for the Admin API. Start using expiring offline tokens."}""", "non_expiring_token_refused")]
+    [InlineData(400, """{"error":"invalid_grant","error_description":"The subject token is invalid"}""", "invalid_grant")]
+    [InlineData(401, """{"errors":"[API] Invalid API key or access token (unrecognized login or wrong password)"}""", "unauthorized_401")]
+    [InlineData(402, """{"errors":"Unavailable Shop"}""", "shop_unavailable_402")]
+    public void Shopify_TokenEndpointRefusals_KeepWhyForTheMigration(int status, string body, string reason)
+    {
+        var r = ShopifyClient.ClassifyToken(Response(status, body));
+
+        Assert.Equal((CallStatus.Permanent, reason), (r.Status, r.Reason));
     }
 
     [Theory]

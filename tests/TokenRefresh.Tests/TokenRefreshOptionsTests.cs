@@ -70,12 +70,27 @@ public sealed class TokenRefreshOptionsTests
     [InlineData("ETSY_MAX_CONCURRENCY", "0")]
     [InlineData("SHOPIFY_MAX_CONCURRENCY", "many")]
     [InlineData("ETSY_QUOTA_WARN_PERCENT", "150")]
+    [InlineData("SHOPIFY_NON_EXPIRING_CUTOFF", "2027-13-01")]
+    [InlineData("SHOPIFY_NON_EXPIRING_CUTOFF", "01/01/2027")]
+    [InlineData("SHOPIFY_NON_EXPIRING_CUTOFF", "never")]
     public void Load_MalformedSetting_OneLineNamingIt(string key, string value)
     {
         var e = Assert.Throws<SettingsException>(() => Load((key, value)));
 
         Assert.StartsWith(key, e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData(null, "2027-01-01")]
+    [InlineData("2026-12-20", "2026-12-20")]
+    [InlineData("none", null)]
+    [InlineData("NONE", null)]
+    public void Load_ShopifyNonExpiringCutoff_ShopifysDayByDefault_NoneForExemptApps(string? value, string? expected)
+    {
+        var o = Load(("SHOPIFY_NON_EXPIRING_CUTOFF", value));
+
+        Assert.Equal(expected, o.ShopifyNonExpiringCutoff?.ToString("yyyy-MM-dd", null));
     }
 
     [Fact]

@@ -108,6 +108,23 @@ internal sealed record AccountState(
     }
 
     /// <summary>
+    /// A refusal that only another token ends (Shopify refusing a non-expiring offline token): flagged needs_reauth, so the
+    /// main application hears of it, yet tried again after the usual backoff, since the refusal is read from the answer's
+    /// wording. Announced (<see cref="AccountResult.NeedsUser"/>) only when the flag is new for this token.
+    /// </summary>
+    public (AccountState State, AccountResult Result) FlaggedAndRetried(string reason, string tokenHash, DateTimeOffset now)
+    {
+        var current = For(tokenHash);
+        var failures = current.ConsecutiveFailures + 1;
+        var state = current with
+        {
+            ConsecutiveFailures = failures, LastError = reason, LastErrorAt = now, NextAttemptAt = now + Backoff(failures),
+            NeedsReauth = true, TokenHash = tokenHash,
+        };
+        return (state, AccountResult.PermanentFailure(reason) with { NeedsUser = !current.NeedsReauth });
+    }
+
+    /// <summary>
     /// A lease on this token ran out uncleared: the process that held it stopped after it may have sent the token, at
     /// <paramref name="leasedAt"/> at the latest; that attempt's outcome is unknown, as if its answer had been lost.
     /// </summary>
@@ -188,12 +205,13 @@ internal sealed record AccountState(
 
     /// <summary>
     /// The SQL condition, on a row joined to its state as <c>s</c>, under which an account may be called now:
-    /// no state, state about another token, or neither flagged nor backing off.
+    /// no state, state about another token, or not backing off and not flagged (unless flagged with a next attempt,
+    /// <see cref="FlaggedAndRetried"/>).
     /// </summary>
     public static string EligibleSql(string tokenColumn) => $"""
         (s.account_id IS NULL
          OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to({tokenColumn}, 'UTF8')), 'hex')
-         OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
+         OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
         """;
 
     /// <summary>The state columns, aliased for <see cref="AccountState"/>'s constructor, from a join as <c>s</c>.</summary>

@@ -25,6 +25,9 @@ public sealed record PlatformStatus(
 {
     /// <summary>The platform's daily quota and what the refreshes take of it (Etsy); null for platforms without one.</summary>
     public QuotaStatus? Quota { get; init; }
+
+    /// <summary>Shopify's cut-off for non-expiring offline tokens and the active stores still holding one; null elsewhere, or with none set.</summary>
+    public CutoffStatus? NonExpiringCutoff { get; init; }
 }
 
 /// <summary>
@@ -34,7 +37,8 @@ public sealed record PlatformStatus(
 public sealed record QuotaStatus(int? PerDay, int? Remaining, DateTimeOffset? SeenAt, long Accounts, double RefreshesPerDay, double? SharePercent, int WarnPercent);
 
 /// <summary>Reads what <c>tokenrefresh status</c> shows, straight from the main tables and the service's state.</summary>
-internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, ShopifySchema shopify, IOptions<TokenRefreshOptions> options, TimeProvider time)
+internal sealed class StatusReader(
+    NpgsqlDataSource db, AppTables tables, ShopifySchema shopify, NonExpiringCutoff cutoff, IOptions<TokenRefreshOptions> options, TimeProvider time)
 {
     /// <summary>"Fine lately" means a success within this window: an access token lives an hour.</summary>
     public static readonly TimeSpan RecentWindow = TimeSpan.FromHours(1);
@@ -114,6 +118,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, AppTables tables, Shopif
                 source.Platform, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, counts.Ending, counts.NotCalled, counts.Paused, accounts.ToList())
             {
                 Quota = source.StateKey == "etsy" ? await QuotaAsync(connection, source, cancellationToken) : null,
+                NonExpiringCutoff = source.StateKey == "shopify" ? await cutoff.ReadAsync(connection, stores, cancellationToken) : null,
             });
         }
 

@@ -86,6 +86,11 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
             return transient;
         }
 
+        if (RefusesNonExpiring(response))
+        {
+            return CallResult<TokenPair>.Permanent(NonExpiringRefused);
+        }
+
         // Classify on the OAuth error code, never on its description; the shop's own state otherwise.
         return response.OAuthError switch
         {
@@ -107,11 +112,22 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
         return response.Code switch
         {
             200 => ClassifyGraphQl(response),
+            // Not the store's token being invalid: Shopify wants an expiring one (any wording or status it may use).
+            >= 400 and < 500 when RefusesNonExpiring(response) => CallResult<string>.Permanent(NonExpiringRefused),
             401 => new CallResult<string>(CallStatus.Rejected, Reason: Reason(401)),
             // 402, 403, 404, 423 say something about the shop, not the token: report, never deactivate.
             _ => PlatformHttp.Transient<string>(response) ?? CallResult<string>.Permanent(Reason(response.Code)),
         };
     }
+
+    /// <summary>Shopify no longer accepts the store's non-expiring offline token (CONTRACTS.md): the store must move to an expiring one.</summary>
+    public const string NonExpiringRefused = "non_expiring_token_refused";
+
+    // "Non-expiring access tokens are no longer accepted for the Admin API..." (its wording may vary).
+    private static bool RefusesNonExpiring(PlatformResponse response) =>
+        response.Body.Contains("non-expiring", StringComparison.OrdinalIgnoreCase)
+        || response.Body.Contains("non expiring", StringComparison.OrdinalIgnoreCase)
+        || response.Body.Contains("nonexpiring", StringComparison.OrdinalIgnoreCase);
 
     private static string Reason(int code) => code switch
     {
@@ -133,6 +149,11 @@ internal sealed class ShopifyClient(HttpClient http, IOptions<TokenRefreshOption
 
         if (root.TryGetProperty("errors", out var errors))
         {
+            if (RefusesNonExpiring(response))
+            {
+                return CallResult<string>.Permanent(NonExpiringRefused);
+            }
+
             var code = FirstErrorCode(errors);
             return code switch
             {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Dapper;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -12,6 +13,40 @@ public sealed record ExchangeCandidate(string Id, string ShopDomain, bool Pendin
 {
     public override string ToString() => $"{ShopDomain} ({Id})";
 }
+
+/// <summary>How one store's exchange ended.</summary>
+public enum ExchangeOutcome
+{
+    /// <summary>It holds an expiring pair now.</summary>
+    Migrated,
+
+    /// <summary>It already held an expiring token when its turn came.</summary>
+    AlreadyMigrated,
+
+    /// <summary>Shopify refused the old token as unknown (invalid_grant, 401): the app was uninstalled or the token revoked.</summary>
+    Uninstalled,
+
+    /// <summary>Shopify refused the exchange for another lasting reason (the token already refused, the shop unavailable).</summary>
+    Refused,
+
+    /// <summary>The request may have been processed but its answer was lost: repeat within 7 days for the same pair.</summary>
+    Unanswered,
+
+    /// <summary>Not exchanged, and nothing was done at Shopify (a 429, no connection, the database): try again.</summary>
+    TryAgain,
+
+    /// <summary>Another process holds the store's claim (or held it and stopped: the claim then runs out).</summary>
+    Busy,
+
+    /// <summary>Not sent: its shop_domain cannot be called, or the row changed meanwhile.</summary>
+    Skipped,
+
+    /// <summary>Shopify refused the app's credentials: nothing else should be sent.</summary>
+    CredentialsRefused,
+}
+
+/// <summary>One store's exchange: how it ended, and why (never a token).</summary>
+public sealed record ExchangeResult(ExchangeOutcome Outcome, string? Reason = null);
 
 /// <summary>
 /// Moves stores from a non-expiring offline token to an expiring pair (token exchange, CONTRACTS.md).
@@ -31,32 +66,55 @@ internal sealed partial class ShopifyTokenExchange(
 {
     private const string Marker = ShopifyValidator.ExchangeStateKey;
 
-    /// <summary>shopify_stores as the catalog describes it, read by <see cref="CandidatesAsync"/>.</summary>
+    /// <summary>shopify_stores as the catalog describes it, read by <see cref="PrepareAsync"/>.</summary>
     private TableShape? _shape;
 
-    private TableShape T => _shape ?? throw new InvalidOperationException("The table's shape is read first (CandidatesAsync).");
+    private TableShape T => _shape ?? throw new InvalidOperationException("The table's shape is read first (PrepareAsync).");
 
+    private const string Candidate = "st.is_active AND st.refresh_token IS NULL AND st.access_token IS NOT NULL AND st.access_token <> ''";
+
+    /// <summary>Reads the table's shape; returns how many stores are left to migrate, and how many hold an expiring token already.</summary>
     /// <exception cref="SchemaException">shopify_stores lacks the expiring-token columns, or what validation needs.</exception>
-    public async Task<IReadOnlyList<ExchangeCandidate>> CandidatesAsync(string? shopDomain, CancellationToken cancellationToken)
+    public async Task<(long Left, long Expiring)> PrepareAsync(CancellationToken cancellationToken)
     {
         _shape = await schema.ReadAsync(cancellationToken);
         if (!ShopifySchema.HasExpiringTokens(T))
         {
             throw new SchemaException(
-                $"shopify_stores cannot hold expiring tokens ({T.OptionalMissing}): apply scripts/sql/shopify-expiring-tokens.sql, then scripts/sql/service-grants.sql, first");
+                $"shopify_stores cannot hold expiring tokens ({T.OptionalMissing}): apply {NonExpiringCutoff.ColumnsScript}, then scripts/sql/service-grants.sql, first");
         }
 
+        var sql = $"""
+            SELECT count(*) FILTER (WHERE {Candidate}) AS Left, count(*) FILTER (WHERE st.is_active AND st.refresh_token IS NOT NULL) AS Expiring
+            FROM shopify_stores st
+            """;
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        return await connection.ReadRowAsync<(long, long)>(new CommandDefinition(sql, cancellationToken: cancellationToken));
+    }
+
+    /// <summary>The stores left to migrate (one, by its shop_domain, or all), in key order, a page at a time.</summary>
+    public async IAsyncEnumerable<ExchangeCandidate> CandidatesAsync(string? shopDomain, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
         var sql = $"""
             SELECT {T.Id("st")} AS Id, st.shop_domain AS ShopDomain, (s.account_id IS NOT NULL) AS Pending
             FROM shopify_stores st
             LEFT JOIN token_refresh_state s ON s.platform = '{Marker}' AND s.account_id = {T.Id("st")}
                 AND s.token_hash = encode(sha256(convert_to(st.access_token, 'UTF8')), 'hex')
-            WHERE st.is_active AND st.refresh_token IS NULL AND st.access_token IS NOT NULL AND st.access_token <> ''
-              AND (@ShopDomain::text IS NULL OR st.shop_domain = @ShopDomain)
-            ORDER BY st.shop_domain
+            WHERE {Candidate} AND (@ShopDomain::text IS NULL OR st.shop_domain = @ShopDomain) AND {T.After("st", "@AfterId")}
+            ORDER BY {T.Key("st")}
+            LIMIT {Paging.PageSize}
             """;
-        await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        return (await connection.ReadRowsAsync<ExchangeCandidate>(new CommandDefinition(sql, new { ShopDomain = shopDomain }, cancellationToken: cancellationToken))).ToList();
+        await foreach (var store in Paging.ReadAsync<ExchangeCandidate>(PageAsync).WithCancellation(cancellationToken))
+        {
+            yield return store;
+        }
+
+        async Task<IReadOnlyList<ExchangeCandidate>> PageAsync(ExchangeCandidate? after)
+        {
+            await using var connection = await db.OpenConnectionAsync(cancellationToken);
+            return await connection.ReadRowsAsync<ExchangeCandidate>(new CommandDefinition(
+                sql, new { ShopDomain = shopDomain, AfterId = after?.Id }, cancellationToken: cancellationToken));
+        }
     }
 
     /// <summary>Whether an active store of that domain already has an expiring token (a repeat after success).</summary>
@@ -67,21 +125,57 @@ internal sealed partial class ShopifyTokenExchange(
         return await connection.ExecuteScalarAsync<bool>(new CommandDefinition(sql, new { shopDomain }, cancellationToken: cancellationToken));
     }
 
-    public async Task<AccountResult> MigrateAsync(ExchangeCandidate store, CancellationToken cancellationToken)
+    /// <summary>Exchanges one store's token and stores the pair. Once sent, the answer is awaited and stored whatever <paramref name="cancellationToken"/> says.</summary>
+    public async Task<ExchangeResult> MigrateAsync(ExchangeCandidate store, CancellationToken cancellationToken)
     {
         if (ShopDomain.Problem(store.ShopDomain) is { } problem)
         {
-            return AccountResult.Skip(problem);
+            return new(ExchangeOutcome.Skipped, problem);
         }
 
-        // The marker is the claim: committed in one statement, with a lease, before the request is sent, and only while
-        // no other process holds one (a second `migrate-expiring` running at once skips the store).
-        var claimSql = $"""
+        var holder = AccountState.NewLeaseHolder();
+        cancellationToken.ThrowIfCancellationRequested();
+        var old = await ClaimAsync(store, holder);
+        if (old is null)
+        {
+            return await WhyNotClaimedAsync(store);
+        }
+
+        Log.Sent(logger, store.Id);
+        // Not cancelled by Ctrl+C: the exchange is irreversible, so once sent its answer is awaited and stored.
+        var result = await client.ExchangeAsync(store.ShopDomain, old, CancellationToken.None);
+        if (result.Status == CallStatus.Ok)
+        {
+            return await StoreAsync(store, old, holder, result.Value!);
+        }
+
+        if (result.OutcomeUnknown)
+        {
+            // The marker stays (the validator will not deactivate the store for its revoked token); the lease ends.
+            await AccountState.ReleaseAsync(db, Marker, store.Id, holder);
+            return new(ExchangeOutcome.Unanswered, $"{result.Reason}: the answer was lost; run the migration again within 7 days");
+        }
+
+        await UnmarkAsync(store.Id, holder);
+        return result switch
+        {
+            { CredentialsRefused: true } => new(ExchangeOutcome.CredentialsRefused, result.Reason),
+            { Status: CallStatus.Transient } => new(ExchangeOutcome.TryAgain, result.Reason),
+            { Reason: "invalid_grant" or "unauthorized_401" } => new(ExchangeOutcome.Uninstalled, result.Reason),
+            _ => new(ExchangeOutcome.Refused, result.Reason),
+        };
+    }
+
+    // The marker is the claim: committed in one statement, with a lease, before the request is sent, and only while no
+    // other process holds one (a second `migrate-expiring` running at once gets Busy). Returns the token to send.
+    private async Task<string?> ClaimAsync(ExchangeCandidate store, string holder)
+    {
+        var sql = $"""
             WITH store AS (
                 SELECT {T.Id("st")} AS id, st.access_token AS Token, encode(sha256(convert_to(st.access_token, 'UTF8')), 'hex') AS hash, s.xmin AS version
                 FROM shopify_stores st
                 LEFT JOIN token_refresh_state s ON s.platform = '{Marker}' AND s.account_id = {T.Id("st")}
-                WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active AND st.refresh_token IS NULL AND st.access_token IS NOT NULL),
+                WHERE {T.Key("st")} = {T.IdParam("@Id")} AND {Candidate}),
             marked AS (
                 INSERT INTO token_refresh_state AS s (platform, account_id, last_error, last_error_at, token_hash, unknown_outcome_at,
                     lease_until, lease_token_hash, lease_holder, updated_at)
@@ -94,40 +188,35 @@ internal sealed partial class ShopifyTokenExchange(
                 RETURNING 1)
             SELECT Token FROM store WHERE EXISTS (SELECT 1 FROM marked)
             """;
-        var holder = AccountState.NewLeaseHolder();
         var now = time.GetUtcNow();
-        string? old;
-        cancellationToken.ThrowIfCancellationRequested();
         // Not cancelled once begun: a marker that the server committed is always known to this process, which then ends its lease.
-        await using (var connection = await db.OpenConnectionAsync(CancellationToken.None))
+        await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
+        return await connection.ReadRowOrDefaultAsync<string>(new CommandDefinition(
+            sql, new { store.Id, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder }));
+    }
+
+    private async Task<ExchangeResult> WhyNotClaimedAsync(ExchangeCandidate store)
+    {
+        var sql = $"""
+            SELECT (st.refresh_token IS NOT NULL) AS Expiring,
+                   (SELECT s.lease_until FROM token_refresh_state s
+                    WHERE s.platform = '{Marker}' AND s.account_id = {T.Id("st")} AND s.lease_until > @Now) AS LeasedUntil
+            FROM shopify_stores st WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active
+            """;
+        await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
+        var row = await connection.ReadRowOrDefaultAsync<(bool Expiring, DateTimeOffset? LeasedUntil)?>(
+            new CommandDefinition(sql, new { store.Id, Now = time.GetUtcNow() }));
+        return row switch
         {
-            old = await connection.ReadRowOrDefaultAsync<string>(new CommandDefinition(
-                claimSql, new { store.Id, Now = now, LeaseUntil = now + options.Value.LeaseLength, Holder = holder }));
-        }
+            { Expiring: true } => new(ExchangeOutcome.AlreadyMigrated),
+            { LeasedUntil: { } until } => new(ExchangeOutcome.Busy,
+                $"being migrated by another process (or by one that stopped mid-call: its claim ends at {until:HH:mm:ss} UTC)"),
+            _ => new(ExchangeOutcome.Skipped, "deactivated, or its token changed meanwhile"),
+        };
+    }
 
-        if (old is null)
-        {
-            return AccountResult.Skip("changed meanwhile, or being migrated by another process");
-        }
-
-        Log.Sent(logger, store.Id);
-
-        // Not cancelled by Ctrl+C: the exchange is irreversible, so once sent its answer is awaited and stored.
-        var result = await client.ExchangeAsync(store.ShopDomain, old, CancellationToken.None);
-        if (result.Status != CallStatus.Ok)
-        {
-            if (result.OutcomeUnknown)
-            {
-                // The marker stays (the validator will not deactivate the store for its revoked token); the lease ends.
-                await AccountState.ReleaseAsync(db, Marker, store.Id, holder);
-                return AccountResult.TransientFailure($"{result.Reason}: the answer was lost; run the migration again within 7 days");
-            }
-
-            await UnmarkAsync(store.Id, holder);
-            return result.Status == CallStatus.Transient ? AccountResult.TransientFailure(result.Reason!) : AccountResult.PermanentFailure(result.Reason!);
-        }
-
-        var pair = result.Value!;
+    private async Task<ExchangeResult> StoreAsync(ExchangeCandidate store, string old, string holder, TokenPair pair)
+    {
         var sql = $"""
             WITH stored AS (
                 UPDATE shopify_stores st
@@ -142,18 +231,17 @@ internal sealed partial class ShopifyTokenExchange(
                 WHERE s.platform = '{Marker}' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
             SELECT 1 FROM stored
             """;
-        now = time.GetUtcNow();
+        var now = time.GetUtcNow();
         var parameters = new
         {
             store.Id, pair.AccessToken, pair.RefreshToken, Old = old, ExpiresAt = now + pair.ExpiresIn,
             RefreshExpiresAt = now + (pair.RefreshExpiresIn ?? TimeSpan.FromDays(90)), Now = now, Holder = holder,
         };
-        var account = new DueAccount(store.Id, store.ShopDomain);
-        return await writer.WriteAsync(sql, parameters, now + options.Value.CycleBudget, "Shopify", account) switch
+        return await writer.WriteAsync(sql, parameters, now + options.Value.CycleBudget, "Shopify", new DueAccount(store.Id, store.ShopDomain)) switch
         {
-            WriteResult.Stored => AccountResult.Success(Outcome.Refreshed),
-            WriteResult.Superseded => AccountResult.Skip("superseded: a new token was stored meanwhile"),
-            _ => AccountResult.PermanentFailure("received_but_not_stored: run the migration again within 7 days"),
+            WriteResult.Stored => new(ExchangeOutcome.Migrated),
+            WriteResult.Superseded => new(ExchangeOutcome.Skipped, "superseded: a new token was stored meanwhile"),
+            _ => new(ExchangeOutcome.Unanswered, "received_but_not_stored: run the migration again within 7 days"),
         };
     }
 
@@ -165,7 +253,7 @@ internal sealed partial class ShopifyTokenExchange(
 
     private static partial class Log
     {
-        [LoggerMessage(501, LogLevel.Information, "Shopify store {AccountId}: token exchange sent")]
+        [LoggerMessage(501, LogLevel.Debug, "Shopify store {AccountId}: token exchange sent")]
         public static partial void Sent(ILogger logger, string accountId);
     }
 }

@@ -16,6 +16,7 @@ internal sealed partial class ShopifyValidator(
     TimeProvider time,
     TokenRefreshMetrics metrics,
     PlatformHealthRegistry health,
+    NonExpiringCutoff cutoff,
     ILogger<ShopifyValidator> logger) : IPlatformRefresher
 {
     private const string StatePlatform = "shopify";
@@ -52,6 +53,7 @@ internal sealed partial class ShopifyValidator(
     public async Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishCycleAsync()
     {
         await SaveValidatedAsync(force: true);
+        _refused.Say(logger);
         List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> rejected;
         lock (_rejectedLock)
         {
@@ -116,6 +118,9 @@ internal sealed partial class ShopifyValidator(
     /// <summary>The incident guard of this cycle (refreshers are made per cycle).</summary>
     private readonly IncidentGuard _guard = new();
 
+    /// <summary>This cycle's stores whose non-expiring token Shopify refused, said in one line when the cycle ends.</summary>
+    private readonly RefusedStores _refused = new();
+
     // The stores rejected (twice) this cycle, deactivated or not when its validations are done.
     private readonly List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> _rejected = [];
     private readonly Lock _rejectedLock = new();
@@ -164,6 +169,7 @@ internal sealed partial class ShopifyValidator(
         {
             await using var connection = await db.OpenConnectionAsync(ct);
             await ShopDomain.WarnAboutUncallableAsync(connection, T, Platform, logger, ct);
+            await cutoff.WarnAsync(connection, T, ct);
             return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: ct));
         }, cancellationToken);
         _guard.Due = due;
@@ -274,6 +280,13 @@ internal sealed partial class ShopifyValidator(
                 return AccountResult.Success(Outcome.Validated);
             case CallStatus.Rejected:
                 return await DeactivateAsync(connection, account, row.Token, hash, result.Reason!);
+            case CallStatus.Permanent when result.Reason == ShopifyClient.NonExpiringRefused:
+                // Not deactivated: the store is fine, its token is of the kind Shopify stops accepting. Flagged for the
+                // main application, backed off, and said once for the cycle with the command that moves it.
+                var (flagged, refused) = row.State.FlaggedAndRetried(result.Reason, hash, now);
+                await SaveAsync(connection, account, flagged);
+                _refused.Add(account.Label);
+                return refused with { Quiet = true };
             default:
                 // 429 and THROTTLED pause only this store: Shopify's limits are per app and store.
                 var (state, failure) = row.State.Failed(
@@ -394,6 +407,41 @@ internal sealed partial class ShopifyValidator(
 
         [LoggerMessage(301, LogLevel.Error, "Shopify store {Shop}: its validation state could not be saved")]
         public static partial void StateNotSaved(ILogger logger, Exception exception, string? shop);
+
+        [LoggerMessage(306, LogLevel.Error, "Shopify: {Count} stores' non-expiring offline tokens were refused (non_expiring_token_refused), e.g. {Examples}. They stay active and are flagged for the main application (token_refresh_needs_reauth); move them to expiring tokens: `tokenrefresh shopify migrate-expiring --all --dry-run`, then `--all --yes`")]
+        public static partial void NonExpiringRefused(ILogger logger, int count, string examples);
+    }
+
+    /// <summary>Counts the cycle's refused stores, and keeps a few of their domains for the one line that says them.</summary>
+    private sealed class RefusedStores
+    {
+        private const int Examples = 3;
+        private readonly Lock _lock = new();
+        private readonly List<string> _examples = [];
+        private int _count;
+
+        public void Add(string? shop)
+        {
+            lock (_lock)
+            {
+                _count++;
+                if (_examples.Count < Examples && shop is not null)
+                {
+                    _examples.Add(shop);
+                }
+            }
+        }
+
+        public void Say(ILogger logger)
+        {
+            lock (_lock)
+            {
+                if (_count > 0)
+                {
+                    Log.NonExpiringRefused(logger, _count, string.Join(", ", _examples));
+                }
+            }
+        }
     }
 }
 

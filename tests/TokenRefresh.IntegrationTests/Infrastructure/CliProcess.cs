@@ -28,6 +28,8 @@ public sealed class CliProcess : IDisposable
 
     public int Id => _process.Id;
 
+    public bool HasExited => _process.HasExited;
+
     /// <summary>The CLI built alongside these tests (same configuration).</summary>
     public static string DllPath { get; } = Path.Combine(
         Repo.Root, "src", "TokenRefresh.Cli", "bin",

@@ -196,6 +196,12 @@ public sealed class TestDatabase : IAsyncDisposable
         await c.ExecuteAsync(sql, parameters);
     }
 
+    public async Task<List<T>> QueryAsync<T>(string sql, object? parameters = null)
+    {
+        await using var c = await OpenAsync();
+        return (await c.QueryAsync<T>(sql, parameters)).AsList();
+    }
+
     public async Task<T> ScalarAsync<T>(string sql, object? parameters = null)
     {
         await using var c = await OpenAsync();
