@@ -13,6 +13,10 @@
 #                                       session mode); with QUERY added to DATABASE_URL (max_auto_prepare=32);
 #                                       or, instead of the service, the floor: only the platform calls and the UPDATE of
 #                                       each refreshed row, in plain .NET (tests/TokenRefresh.Floor), JIT-compiled or native
+#   ./scripts/bench.sh --migrate-expiring [N] [LATENCY_MS] [C]
+#                                       `tokenrefresh shopify migrate-expiring --all --yes` over N stores (5,000), 1 in 100
+#                                       answers lost once and 1 in 100 stores uninstalled, LATENCY_MS a call (100), at
+#                                       SHOPIFY_MAX_CONCURRENCY=C (16): straight through, then stopped at 40% and run again
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -22,7 +26,7 @@ bouncer=$(mktemp -d /tmp/tokenrefresh-bench-pgbouncer.XXXXXX)
 images=$(mktemp -d /tmp/tokenrefresh-bench-images.XXXXXX)
 trap 'scripts/pgbouncer.sh stop "$bouncer"; scripts/pg.sh stop "$pgdir"; rm -rf "$images"' EXIT
 admin_url=$(scripts/pg.sh start "$pgdir")
-for project in tests/TokenRefresh.Benchmarks tests/TokenRefresh.FakePlatforms tests/TokenRefresh.Floor; do
+for project in tests/TokenRefresh.Benchmarks tests/TokenRefresh.FakePlatforms tests/TokenRefresh.Floor src/TokenRefresh.Cli; do
   dotnet build "$project" -c Release -nologo -v quiet >/dev/null
 done
 # The CLI as its image runs it: the Dockerfile's publish (compiled ahead of time for this machine), made when a row needs it.
@@ -38,6 +42,11 @@ publish_floor_aot() {
   fi
 }
 bench() { dotnet tests/TokenRefresh.Benchmarks/bin/Release/net10.0/TokenRefresh.Benchmarks.dll "$admin_url" "$@"; }
+
+if [ "${1:-}" = --migrate-expiring ]; then
+  bench --migrate-expiring "${2:-5000}" "${3:-100}" "${4:-16}"
+  exit
+fi
 
 echo "| run | accounts (Etsy + Shopify) | latency | concurrency | Etsy limit | wall time | bound | ratio | Etsy time | Shopify time | accounts/s | service CPU ms/account | DB round trips/account | peak memory |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -133,18 +133,19 @@ internal sealed class MigrationRun(
 
     private int Summary(long total, long alreadyExpiring, TimeSpan elapsed, bool stopped)
     {
-        long Count(ExchangeOutcome o) => _counts[(int)o];
         var notStarted = Math.Max(0, total - _started);
-        Write(string.Create(CultureInfo.InvariantCulture, $"Done in {elapsed.TotalSeconds:0.0} s: {total:N0} store(s) to migrate: {Counts(alreadyExpiring)}{(notStarted > 0 ? $", not started {notStarted:N0}" : "")}."));
-        if (stopped && notStarted > 0)
+        Write(string.Create(CultureInfo.InvariantCulture,
+            $"{(stopped ? "Stopped after" : "Done in")} {elapsed.TotalSeconds:0.0} s: {total:N0} store(s) to migrate: {Counts(alreadyExpiring)}{(notStarted > 0 ? $", not started {notStarted:N0}" : "")}."));
+        if (notStarted > 0)
         {
-            Write($"Stopped: {notStarted:N0} store(s) not started; run the command again for them (the stores done are not sent again).");
+            Write(string.Create(CultureInfo.InvariantCulture, $"Run the command again for the {notStarted:N0} store(s) not started; the stores done are not sent again."));
         }
 
-        var left = total - Count(ExchangeOutcome.Migrated) - Count(ExchangeOutcome.AlreadyMigrated);
-        if (left > 0 && _credentialsRefused is null)
+        var left = total - _counts[(int)ExchangeOutcome.Migrated] - _counts[(int)ExchangeOutcome.AlreadyMigrated];
+        if (left > notStarted && _credentialsRefused is null)
         {
-            Write(string.Create(CultureInfo.InvariantCulture, $"{left:N0} store(s) left: each is named above with what to do; run the command again for those not exchanged or unanswered."));
+            Write(string.Create(CultureInfo.InvariantCulture,
+                $"{left - notStarted:N0} store(s) left, each named above with what to do: the uninstalled and refused need their merchant; run the command again for the others."));
         }
 
         return _credentialsRefused is not null ? CliApp.CannotRun : left > 0 ? CliApp.AccountsFailed : CliApp.Success;

@@ -24,6 +24,13 @@ using Npgsql;
 using TokenRefresh;
 using TokenRefresh.Benchmarks;
 
+// dotnet TokenRefresh.Benchmarks.dll ADMIN_URL --migrate-expiring STORES LATENCY_MS CONCURRENCY: the migration to expiring tokens.
+if (args is [var migrateUrl, "--migrate-expiring", var stores, var migrateLatency, var migrateConcurrency])
+{
+    return await MigrateBench.RunAsync(migrateUrl, int.Parse(stores, CultureInfo.InvariantCulture), int.Parse(migrateLatency, CultureInfo.InvariantCulture),
+        int.Parse(migrateConcurrency, CultureInfo.InvariantCulture));
+}
+
 if (args.Length < 5)
 {
     Console.Error.WriteLine("usage: ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port P] [--url-query Q] [--floor] [--floor-exe PATH]");
@@ -280,6 +287,11 @@ internal sealed class Child : IDisposable
         public long MaxRss;
         public long IxRss, IdRss, IsRss, MinFlt, MajFlt, NSwap, InBlock, OuBlock, MsgSnd, MsgRcv, NSignals, NvCsw, NivCsw;
     }
+
+    public void Signal(int signal) => _ = Kill(_process.Id, signal);
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
 
     [DllImport("libc", EntryPoint = "getrusage", SetLastError = true)]
     private static extern int GetRUsage(int who, out RUsage usage);

@@ -43,6 +43,9 @@ public sealed partial class ContractConformanceTests : HarnessTests
         ["shop marked fraudulent / no access"] = FakeFault.Forbidden,
         ["not found"] = FakeFault.NotFound,
         ["locked shop"] = FakeFault.Locked,
+        // Played by the fake's cut-off itself (NonExpiringCutoff), not by a fault.
+        ["a non-expiring offline token where Shopify requires an expiring one (public apps created from 2026-04-01 today; all public apps from 2027-01-01)"] =
+            FakeFault.NonExpiringRefused,
         ["rate limited"] = FakeFault.RateLimited,
         ["server error"] = FakeFault.ServerError,
     };
@@ -66,10 +69,18 @@ public sealed partial class ContractConformanceTests : HarnessTests
             Assert.True(ShopifyRows.TryGetValue(name, out var fault), $"no fake fault plays the contract's row '{name}'");
             var shop = $"row-{rows.IndexOf(row)}.myshopify.com";
             H.Fake.Shopify.AddStore(shop, "shpat_row");
-            H.Fake.Shopify.SetFault(shop, fault, times: 1);
+            if (fault == FakeFault.NonExpiringRefused)
+            {
+                H.Fake.Shopify.NonExpiringCutoff = DateTimeOffset.UtcNow.AddSeconds(-1);
+            }
+            else
+            {
+                H.Fake.Shopify.SetFault(shop, fault, times: 1);
+            }
 
             using var response = await http.SendAsync(ValidationRequest(shop, "shpat_row"));
             var answer = await response.Content.ReadAsStringAsync();
+            H.Fake.Shopify.NonExpiringCutoff = null;
 
             Assert.True(status == "5xx" ? (int)response.StatusCode >= 500 : ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture) == status,
                 $"{name}: the contract says {status}, the fake answered {(int)response.StatusCode}");
@@ -193,6 +204,57 @@ public sealed partial class ContractConformanceTests : HarnessTests
         using var jsonRefused = await http.SendAsync(asJson);
         Assert.Equal(HttpStatusCode.BadRequest, jsonRefused.StatusCode);
         Assert.True(H.Fake.Etsy.IsValid(json));
+    }
+
+    [Fact]
+    public async Task Shopify_TokenExchange_SamePairWithinSevenDays_RefusedAfter_StillAcceptedAfterTheCutoff()
+    {
+        Assert.Contains("A lost response may be retried for up to 7 days", ShopifySection, StringComparison.Ordinal);
+        using var http = Client();
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        H.Fake.Shopify.Time = clock;
+        H.Fake.Shopify.AddStore("ex.myshopify.com", "shpat_old");
+        // After the cut-off the Admin API refuses the old token, but the exchange (the way off it) still takes it.
+        H.Fake.Shopify.NonExpiringCutoff = clock.GetUtcNow().AddDays(-1);
+        using var refused = await http.SendAsync(ValidationRequest("ex.myshopify.com", "shpat_old"));
+        Assert.Equal((HttpStatusCode.Forbidden, FakeShopify.NonExpiringRefusedBody), (refused.StatusCode, await refused.Content.ReadAsStringAsync()));
+
+        var (first, firstBody) = await ExchangeAsync(http, "shpat_old");
+        var (repeat, repeatBody) = await ExchangeAsync(http, "shpat_old");
+        using var old = await http.SendAsync(ValidationRequest("ex.myshopify.com", "shpat_old"));
+        var (notExpiring, notExpiringBody) = await ExchangeAsync(http, "shpat_old", expiring: null);
+        clock.Advance(TimeSpan.FromDays(7) + TimeSpan.FromSeconds(1));
+        var (late, lateBody) = await ExchangeAsync(http, "shpat_old");
+
+        Assert.Equal(HttpStatusCode.OK, first);
+        AssertSameShape(ContractJson(@"- 200 body: `(\{""access_token"":""shpat_.*?)`"), firstBody);
+        using var pair = JsonDocument.Parse(firstBody);
+        Assert.Equal(H.Fake.Shopify.CurrentAccessToken("ex.myshopify.com"), pair.RootElement.GetProperty("access_token").GetString());
+        Assert.Equal((HttpStatusCode.OK, firstBody), (repeat, repeatBody));
+        Assert.Equal(HttpStatusCode.Unauthorized, old.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, notExpiring);
+        Assert.Contains("invalid_request", notExpiringBody, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.BadRequest, late);
+        Assert.Equal("invalid_grant", JsonDocument.Parse(lateBody).RootElement.GetProperty("error").GetString());
+    }
+
+    private async Task<(HttpStatusCode Status, string Body)> ExchangeAsync(HttpClient http, string subjectToken, string? expiring = "1")
+    {
+        const string offline = "urn:shopify:params:oauth:token-type:offline-access-token";
+        var fields = new List<KeyValuePair<string, string>>
+        {
+            new("client_id", H.Fake.Shopify.ApiKey), new("client_secret", H.Fake.Shopify.ApiSecret),
+            new("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"), new("subject_token", subjectToken),
+            new("subject_token_type", offline), new("requested_token_type", offline),
+        };
+        if (expiring is not null)
+        {
+            fields.Add(new("expiring", expiring));
+        }
+
+        Assert.All(fields.Select(f => f.Key), name => Assert.Contains($"`{name}", ShopifySection, StringComparison.Ordinal));
+        using var response = await http.PostAsync("https://ex.myshopify.com/admin/oauth/access_token", new FormUrlEncodedContent(fields));
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
     }
 
     [Fact]

@@ -118,7 +118,8 @@ public sealed class MigrateExpiringAllTests : HarnessTests
         Assert.Equal(sent, migrated);
         Assert.Equal(0, claimed);
         Assert.Contains($"300 store(s) to migrate: migrated {sent}, already migrated 0, uninstalled 0, refused 0, unanswered 0, not started {300 - sent}.", cli.Stdout, StringComparison.Ordinal);
-        Assert.Contains($"Stopped: {300 - sent} store(s) not started; run the command again for them", cli.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"Stopped after \d+\.\d s: 300 store\(s\) to migrate", cli.Stdout);
+        Assert.Contains($"Run the command again for the {300 - sent} store(s) not started; the stores done are not sent again.", cli.Stdout, StringComparison.Ordinal);
         Assert.True(resumed.ExitCode == 0, resumed.Stdout + resumed.Stderr);
         Assert.Contains($"{300 - sent} store(s) to migrate: migrated {300 - sent}, already migrated {sent}, uninstalled 0, refused 0, unanswered 0.", resumed.Stdout, StringComparison.Ordinal);
         Assert.Equal(300, H.Fake.Shopify.TotalCalls);

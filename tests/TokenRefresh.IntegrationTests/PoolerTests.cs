@@ -135,6 +135,6 @@ public sealed class PoolerTests(ITestOutputHelper output) : HarnessTests
 
         Assert.All(runs, r => Assert.Equal(0, r.ExitCode));
         Assert.Equal(1, runs.Count(r => r.Stdout.Contains("Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices", StringComparison.Ordinal)));
-        Assert.Equal(4, await fresh.ScalarAsync<long>("SELECT count(*) FROM token_refresh_migrations"));
+        Assert.Equal(5, await fresh.ScalarAsync<long>("SELECT count(*) FROM token_refresh_migrations"));
     }
 }
