@@ -29,7 +29,7 @@ internal sealed class MigrationRun(
         var started = time.GetTimestamp();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         using var done = new CancellationTokenSource();
-        var progress = ProgressAsync(total, started, done.Token);
+        var progress = ProgressAsync(total, alreadyExpiring, started, done.Token);
         try
         {
             await PassAsync(Until(stores, stop.Token), null, stop);
@@ -164,7 +164,7 @@ internal sealed class MigrationRun(
         return text;
     }
 
-    private async Task ProgressAsync(long total, long started, CancellationToken done)
+    private async Task ProgressAsync(long total, long alreadyExpiring, long started, CancellationToken done)
     {
         using var timer = new PeriodicTimer(ProgressEvery, time);
         try
@@ -172,7 +172,7 @@ internal sealed class MigrationRun(
             while (await timer.WaitForNextTickAsync(done))
             {
                 Write(string.Create(CultureInfo.InvariantCulture,
-                    $"{Volatile.Read(ref _started):N0} of {total:N0} stores done in {time.GetElapsedTime(started).TotalSeconds:0} s: {Counts(0)}"));
+                    $"{Volatile.Read(ref _started):N0} of {total:N0} stores done in {time.GetElapsedTime(started).TotalSeconds:0} s: {Counts(alreadyExpiring)}"));
             }
         }
         catch (OperationCanceledException)

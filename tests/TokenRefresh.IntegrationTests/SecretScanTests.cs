@@ -64,6 +64,9 @@ public sealed class SecretScanTests : HarnessTests
         await StoreAsync("gone.myshopify.com");
         H.Fake.Shopify.RevokeAccessToken("gone.myshopify.com");
         await StoreAsync("migrating.myshopify.com");
+        // A store whose non-expiring token Shopify refuses, at validation and at the exchange alike.
+        await StoreAsync("refused.myshopify.com");
+        H.Fake.Shopify.SetFault("refused.myshopify.com", FakeFault.NonExpiringRefused);
         var (expiringAccess, expiringRefresh) = H.Fake.Shopify.AddExpiringStore("expiring.myshopify.com");
         _secrets.AddRange([expiringAccess, expiringRefresh]);
         await H.Db.AddExpiringStoreAsync("expiring.myshopify.com", expiringAccess, expiringRefresh, DateTimeOffset.UtcNow.AddMinutes(1), DateTimeOffset.UtcNow.AddDays(9));
@@ -89,6 +92,7 @@ public sealed class SecretScanTests : HarnessTests
             await CliProcess.RunAsync(["status", "--json"], H.Settings),
             await CliProcess.RunAsync(["shopify", "migrate-expiring", "--shop", "migrating.myshopify.com", "--yes"], H.Settings),
         };
+        var all = await CliProcess.RunAsync(["shopify", "migrate-expiring", "--all", "--yes"], H.Settings);
 
         // A database that refuses the connection, with a password that percent-encoding changes, in process and as a process.
         const string password = "p@ss:w/rd%#secret-1234";
@@ -117,6 +121,9 @@ public sealed class SecretScanTests : HarnessTests
         Assert.Equal(0, cli[0].Code);
         Assert.Equal(0, cli[4].Code);
         Assert.Contains("migrated migrating.myshopify.com", cli[4].Stdout, StringComparison.Ordinal);
+        Assert.Contains(records, r => r.Message.Contains("refused.myshopify.com", StringComparison.Ordinal) && r.Message.Contains("non_expiring_token_refused", StringComparison.Ordinal));
+        Assert.Contains("refused refused.myshopify.com", all.Stdout, StringComparison.Ordinal);
+        cli.Add(all);
         Assert.Equal(2, cli[5].Code);
         Assert.Contains(otlp.Received, r => r.Path == "/v1/metrics" && r.Body.Length > 0);
 
