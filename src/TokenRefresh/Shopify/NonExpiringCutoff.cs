@@ -92,10 +92,10 @@ internal sealed partial class NonExpiringCutoff(IOptions<TokenRefreshOptions> op
 
     private static partial class Log
     {
-        [LoggerMessage(403, LogLevel.Warning, "Shopify non-expiring tokens: {Stores} active stores still hold one, and Shopify stops accepting them on {Cutoff} ({DaysLeft} days left; SHOPIFY_NON_EXPIRING_CUTOFF). {Advice}")]
+        [LoggerMessage(405, LogLevel.Warning, "Shopify non-expiring tokens: {Stores} active stores still hold one, and Shopify stops accepting them on {Cutoff} ({DaysLeft} days left; SHOPIFY_NON_EXPIRING_CUTOFF). {Advice}")]
         public static partial void Ahead(ILogger logger, long stores, string cutoff, int daysLeft, string advice);
 
-        [LoggerMessage(404, LogLevel.Error, "Shopify non-expiring tokens: {Stores} active stores still hold one, which Shopify refuses since {Cutoff} (SHOPIFY_NON_EXPIRING_CUTOFF). {Advice}")]
+        [LoggerMessage(406, LogLevel.Error, "Shopify non-expiring tokens: {Stores} active stores still hold one, which Shopify refuses since {Cutoff} (SHOPIFY_NON_EXPIRING_CUTOFF). {Advice}")]
         public static partial void Passed(ILogger logger, long stores, string cutoff, string advice);
     }
 }
