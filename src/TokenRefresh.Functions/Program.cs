@@ -7,6 +7,7 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using TokenRefresh;
 using TokenRefresh.Functions;
+using TokenRefresh.Settings;
 
 var builder = FunctionsApplication.CreateBuilder(args);
 // Application Insights bills per trace: each account's success is at Debug here unless LOG_ACCOUNT_SUCCESS=true.
@@ -15,7 +16,7 @@ WorkerTelemetry.Add(builder);
 try
 {
     builder.AddTokenRefresh();
-    TokenRefreshOptions.Load(builder.Configuration).RequireFunctionsSchedule();
+    CycleSettings.Read(new SettingsReader(builder.Configuration)).RequireFunctionsSchedule();
 }
 catch (SettingsException e)
 {
@@ -25,7 +26,7 @@ catch (SettingsException e)
 }
 
 // The service's metrics (meter "TokenRefresh") reach Application Insights as customMetrics, under the traces' role name.
-if (!string.IsNullOrWhiteSpace(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"]))
+if (!string.IsNullOrWhiteSpace(builder.Configuration[LoggingSettings.ApplicationInsightsSetting.Name]))
 {
     builder.Services.AddOpenTelemetry()
         .ConfigureResource(resource => resource.AddService(TokenRefreshMetrics.ServiceName(builder.Configuration)))

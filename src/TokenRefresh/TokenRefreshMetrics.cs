@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using TokenRefresh.Platforms;
 
 namespace TokenRefresh;
 
@@ -16,7 +17,7 @@ public sealed class TokenRefreshMetrics
     /// else the Function app's name as Azure sets it (WEBSITE_SITE_NAME), else "tokenrefresh".
     /// </summary>
     public static string ServiceName(Microsoft.Extensions.Configuration.IConfiguration configuration) =>
-        new[] { configuration["OTEL_SERVICE_NAME"], configuration["WEBSITE_SITE_NAME"] }.FirstOrDefault(n => !string.IsNullOrWhiteSpace(n))?.Trim()
+        new[] { configuration[Settings.LoggingSettings.ServiceNameSetting.Name], configuration["WEBSITE_SITE_NAME"] }.FirstOrDefault(n => !string.IsNullOrWhiteSpace(n))?.Trim()
         ?? "tokenrefresh";
 
     private readonly Counter<long> _accounts;

@@ -23,6 +23,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using TokenRefresh;
 using TokenRefresh.Benchmarks;
+using TokenRefresh.Settings;
 
 // dotnet TokenRefresh.Benchmarks.dll ADMIN_URL --migrate-expiring STORES LATENCY_MS CONCURRENCY: the migration to expiring tokens.
 if (args is [var migrateUrl, "--migrate-expiring", var stores, var migrateLatency, var migrateConcurrency])

@@ -1,7 +1,6 @@
 using Dapper;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Testing;
-using Microsoft.Extensions.Options;
 using Npgsql;
 using TokenRefresh.IntegrationTests.Infrastructure;
 using Xunit.Abstractions;
@@ -25,7 +24,7 @@ public sealed class ConnectionPoolTests(ITestOutputHelper output) : HarnessTests
         var pool = new NpgsqlConnectionStringBuilder(host.Services.GetRequiredService<NpgsqlDataSource>().ConnectionString).MaxPoolSize;
 
         Assert.Equal(expectedPool, pool);
-        Assert.Equal(expectedConcurrency, host.Services.GetRequiredService<IOptions<TokenRefreshOptions>>().Value.MaxConcurrency);
+        Assert.Equal(expectedConcurrency, host.Services.GetRequiredService<CycleSettings>().MaxConcurrency);
         var warnings = host.Services.GetFakeLogCollector().GetSnapshot().Count(l => l.Message.Contains("accounts are processed at once instead of", StringComparison.Ordinal));
         Assert.Equal(expectedConcurrency < int.Parse(concurrency, System.Globalization.CultureInfo.InvariantCulture) ? 1 : 0, warnings);
     }
@@ -63,6 +62,6 @@ public sealed class ConnectionPoolTests(ITestOutputHelper output) : HarnessTests
 
         output.WriteLine($"REFRESH_MAX_CONCURRENCY={concurrency}: peak {peak} connections ({summary})");
         Assert.False(summary.AnyFailed);
-        Assert.InRange(peak, 1, concurrency + TokenRefreshExtensions.ListingConnections);
+        Assert.InRange(peak, 1, concurrency + DatabasePool.ListingConnections);
     }
 }

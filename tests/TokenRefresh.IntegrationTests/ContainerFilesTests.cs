@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
@@ -47,10 +48,7 @@ public sealed partial class ContainerFilesTests
     {
         var service = Service("token-refresh");
         var migrate = Service("token-refresh-migrate");
-        var defaults = TokenRefreshOptions.Load(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["DATABASE_URL"] = "postgresql://u:p@h/d", ["ETSY_CLIENT_ID"] = "a", ["ETSY_CLIENT_SECRET"] = "b", ["SHOPIFY_API_KEY"] = "c", ["SHOPIFY_API_SECRET"] = "d",
-        }).Build());
+        var defaults = CycleSettings.Read(new SettingsReader(new ConfigurationBuilder().Build()));
 
         Assert.Equal(".env", service["env_file"]);
         Assert.Equal(".env", migrate["env_file"]);
@@ -161,10 +159,14 @@ public sealed partial class ContainerFilesTests
     public void Compose_TheServiceSettingsPassTheServicesOwnValidation(string name)
     {
         var environment = ((Dictionary<object, object>)Service(name)["environment"]).ToDictionary(kv => (string)kv.Key, kv => (string?)kv.Value);
-        var options = TokenRefreshOptions.Load(new ConfigurationBuilder().AddInMemoryCollection(environment).Build());
+        // Every setting, read as AddTokenRefresh reads them.
+        var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new());
+        builder.Configuration.AddInMemoryCollection(environment);
+        builder.AddTokenRefresh();
+        using var host = builder.Build();
 
-        Assert.Equal("http://127.0.0.1:9000/shopify/{shop}", options.ShopifyApiBaseUrl);
-        Assert.Equal(new Uri("http://127.0.0.1:9000/"), options.EtsyApiBaseUrl);
+        Assert.Equal("http://127.0.0.1:9000/shopify/{shop}", host.Services.GetRequiredService<ShopifySettings>().ApiBaseUrl);
+        Assert.Equal(new Uri("http://127.0.0.1:9000/"), host.Services.GetRequiredService<EtsySettings>().ApiBaseUrl);
     }
 
     [Xunit.Fact]

@@ -275,7 +275,7 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         Assert.True(refused <= TimeSpan.Zero, "the pause was written before the refused call was sent");
         // A call whose moment was reserved before the pause was written may still leave (moments are reserved at most
         // SharedRateLimit.Lookahead ahead, and used within the permit's grace); after that, none until the 2 s have passed.
-        var reservedBefore = Persistence.SharedRateLimit.Lookahead + RefreshCycle.PermitGrace + TimeSpan.FromMilliseconds(100);
+        var reservedBefore = SharedRateLimit.Lookahead + Permit.Grace + TimeSpan.FromMilliseconds(100);
         Assert.DoesNotContain(times, t => t > reservedBefore && t < TimeSpan.FromSeconds(1.95));
         Assert.Contains(times, t => t >= TimeSpan.FromSeconds(1.95));
         Assert.Equal(users.Count - 1, users.Count(u => H.Fake.Etsy.IssuedFor(u.Refresh) is not null));
@@ -286,8 +286,8 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
     {
         var users = await Chains.DueUsersAsync(H, 1);
         using var host = H.BuildHost();
-        var etsy = host.Services.GetServices<IPlatformRefresher>().Single(p => p.Platform == "Etsy");
-        Assert.True(await etsy.IsEnabledAsync(CancellationToken.None));
+        var etsy = await host.Services.GetServices<IPlatform>().Single(p => p.Info.Id == "etsy").StartCycleAsync(CancellationToken.None);
+        Assert.NotNull(etsy);
         DueAccount? due = null;
         await foreach (var account in etsy.FindDueAsync(CancellationToken.None))
         {
@@ -297,7 +297,7 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         var deadline = DateTimeOffset.UtcNow.AddMinutes(5);
         var claimed = Assert.Single(await etsy.ClaimAsync([due!], deadline, CancellationToken.None)).Account!;
         // A 60 s Retry-After, and this account's permit a second old when its claim came back: it must wait for a new one.
-        await host.Services.GetRequiredKeyedService<Persistence.SharedRateLimit>("Etsy").PauseAsync(TimeSpan.FromSeconds(60));
+        await host.Services.GetRequiredKeyedService<SharedRateLimit>("etsy").PauseAsync(TimeSpan.FromSeconds(60));
         var time = host.Services.GetRequiredService<TimeProvider>();
         using var stop = new CancellationTokenSource();
         var processing = etsy.ProcessAsync(claimed with { PermittedAt = time.GetTimestamp() - time.TimestampFrequency }, deadline, stop.Token);
@@ -386,13 +386,13 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         var skewed = new SkewedTime(TimeSpan.FromSeconds(skewSeconds));
         // This code compiled first, on a limit of its own: compiling it between a permit and the reading below would make
         // that permit look late.
-        var warm = new Persistence.SharedRateLimit(db, TimeProvider.System, "warm-up", 10, skewed);
+        var warm = new SharedRateLimit(db, TimeProvider.System, "warm-up", 10, skewed);
         for (var i = 0; i < 2; i++)
         {
             await warm.WaitAsync(DateTimeOffset.UtcNow.AddSeconds(30), CancellationToken.None);
         }
 
-        var limit = new Persistence.SharedRateLimit(db, TimeProvider.System, "etsy", 10, skewed);
+        var limit = new SharedRateLimit(db, TimeProvider.System, "etsy", 10, skewed);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var permits = new List<(string? NotNow, TimeSpan Late, TimeSpan At)>();
         for (var i = 0; i < 8; i++)
@@ -402,7 +402,7 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         }
 
         Assert.All(permits, p => Assert.Null(p.NotNow));
-        Assert.All(permits, p => Assert.InRange(p.Late, TimeSpan.Zero, RefreshCycle.PermitGrace));
+        Assert.All(permits, p => Assert.InRange(p.Late, TimeSpan.Zero, Permit.Grace));
         var moments = permits.Select(p => p.At - p.Late).ToList();
 
         output.WriteLine($"offset {limit.ClockOffset!.Value.TotalMilliseconds:0.0} ms, from a {limit.ClockRoundTrip!.Value.TotalMilliseconds:0.00} ms round trip; moments at {string.Join(", ", moments.Select(m => $"{m.TotalMilliseconds:0}"))} ms");

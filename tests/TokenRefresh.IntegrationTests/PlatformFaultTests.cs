@@ -57,7 +57,7 @@ public sealed class PlatformFaultTests : HarnessTests
         Assert.DoesNotContain(logs, l => l.Message.Contains("deactivation is paused", StringComparison.Ordinal));
     }
 
-    private static int IncidentGuardFloor => Shopify.IncidentGuard.Floor;
+    private static int IncidentGuardFloor => IncidentGuard.Floor;
 
     [Fact]
     public async Task Validate_TwoHundredStoresRejectedInOneCycle_DeactivatesNoMoreThanTheLimit_AndPausesTheRest()

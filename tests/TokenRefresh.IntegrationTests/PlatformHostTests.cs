@@ -138,11 +138,11 @@ public sealed class PlatformHostTests : HarnessTests
 
         foreach (var domain in domains)
         {
-            var sql = await c.ExecuteScalarAsync<bool>($"SELECT {Shopify.ShopDomain.Sql("@domain::text")}", new { domain });
-            Assert.True((Shopify.ShopDomain.Problem(domain) is null) == sql, $"{JsonSerializer.Serialize(domain)}: the service says {Shopify.ShopDomain.Problem(domain) is null}, PostgreSQL {sql}");
+            var sql = await c.ExecuteScalarAsync<bool>($"SELECT {ShopDomain.Sql("@domain::text")}", new { domain });
+            Assert.True((ShopDomain.Problem(domain) is null) == sql, $"{JsonSerializer.Serialize(domain)}: the service says {ShopDomain.Problem(domain) is null}, PostgreSQL {sql}");
         }
 
-        Assert.Equal(4, domains.Count(d => Shopify.ShopDomain.Problem(d) is null));
+        Assert.Equal(4, domains.Count(d => ShopDomain.Problem(d) is null));
     }
 
     [Theory]

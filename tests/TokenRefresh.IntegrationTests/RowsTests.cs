@@ -1,6 +1,5 @@
 using Dapper;
 using TokenRefresh.IntegrationTests.Infrastructure;
-using TokenRefresh.Persistence;
 
 namespace TokenRefresh.IntegrationTests;
 

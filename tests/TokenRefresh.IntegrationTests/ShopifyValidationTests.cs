@@ -182,7 +182,7 @@ public sealed class ShopifyValidateIntervalTests : HarnessTests
         using (var host = H.BuildHost())
         {
             // Status agrees: right after every store was validated, none is due.
-            var status = await host.Services.GetRequiredService<Persistence.StatusReader>().ReadAsync(CancellationToken.None);
+            var status = await host.Services.GetRequiredService<StatusReader>().ReadAsync(CancellationToken.None);
             Assert.Equal(0, status.Single(p => p.Platform == "Shopify").Due);
         }
 

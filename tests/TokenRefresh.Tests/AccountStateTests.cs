@@ -1,4 +1,3 @@
-using TokenRefresh.Persistence;
 
 namespace TokenRefresh.Tests;
 

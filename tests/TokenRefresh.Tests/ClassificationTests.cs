@@ -1,7 +1,5 @@
 using System.Net;
 using System.Text.Json;
-using TokenRefresh.Etsy;
-using TokenRefresh.Shopify;
 
 namespace TokenRefresh.Tests;
 

@@ -1,10 +1,9 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
-using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using NSubstitute;
-using TokenRefresh.Cli;
+using TokenRefresh.Cli.Commands;
 
 namespace TokenRefresh.Tests;
 
@@ -15,35 +14,30 @@ public sealed class CliRunLoopTests
 
     private ServiceProvider Services(TimeSpan? interval = null)
     {
-        var platform = Substitute.For<IPlatformRefresher>();
-        platform.Platform.Returns("Etsy");
-        platform.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(true);
-        platform.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Interlocked.Increment(ref _cycles) == 1
+        var work = Substitute.For<IPlatformCycle>();
+        work.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Interlocked.Increment(ref _cycles) == 1
             ? throw new TimeoutException("database unreachable")
             : Task.FromResult(0));
-        platform.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => AsyncEnumerable.Empty<DueAccount>());
+        work.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => AsyncEnumerable.Empty<DueAccount>());
+        work.FinishAsync().Returns([]);
+        var platform = Substitute.For<IPlatform>();
+        platform.Info.Returns(new PlatformInfo("etsy", "Etsy", "Etsy", null, Outcome.Refreshed, new AccountOption("etsy-user", "ID", "an Etsy user", "no user {0}")));
+        platform.StartCycleAsync(Arg.Any<CancellationToken>()).Returns(work);
+        var cycle = new CycleSettings { RefreshSchedule = "0 */3 * * * *", RefreshScheduleSet = interval is null, RefreshInterval = interval };
         return new ServiceCollection()
             .AddSingleton<TimeProvider>(_time)
             .AddSingleton(platform)
-            .AddTransient<RefreshCycle>()
+            .AddSingleton(cycle)
+            .AddSingleton(new LoggingSettings())
+            .AddSingleton(sp => new RefreshCycle(sp.GetServices<IPlatform>(), cycle, new LoggingSettings(), _time, sp.GetRequiredService<TokenRefreshMetrics>(),
+                sp.GetRequiredService<PlatformHealthRegistry>(), sp.GetRequiredService<ReauthWebhook>(), sp.GetRequiredService<ILogger<RefreshCycle>>()))
             // No REAUTH_WEBHOOK_URL: it sends nothing.
-            .AddSingleton(sp => new ReauthWebhook(new HttpClient(), sp.GetRequiredService<IOptions<TokenRefreshOptions>>(), _time,
+            .AddSingleton(_ => new ReauthWebhook(new HttpClient(), new WebhookSettings(null, null), _time,
                 Microsoft.Extensions.Logging.Abstractions.NullLogger<ReauthWebhook>.Instance))
             .AddSingleton<PlatformHealthRegistry>()
             .AddMetrics()
             .AddSingleton<TokenRefreshMetrics>()
             .AddLogging(b => b.AddFakeLogging())
-            .AddSingleton(Options.Create(new TokenRefreshOptions
-            {
-                ConnectionString = "Host=unused",
-                EtsyClientId = "id",
-                EtsyClientSecret = "secret",
-                ShopifyApiKey = "key",
-                ShopifyApiSecret = "secret",
-                RefreshSchedule = "0 */3 * * * *",
-                RefreshScheduleSet = interval is null,
-                RefreshInterval = interval,
-            }))
             .BuildServiceProvider();
     }
 
@@ -53,7 +47,7 @@ public sealed class CliRunLoopTests
         using var services = Services();
         var logs = services.GetFakeLogCollector();
         using var stop = new CancellationTokenSource();
-        var loop = CliApp.RunScheduledAsync(services, afterCycle: null, stop.Token);
+        var loop = RunCommand.RunScheduledAsync(services, afterCycle: null, stop.Token);
 
         // 12:00:30: the first cycle fails, the retry is due at 12:01:30.
         await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:01:30 UTC");
@@ -82,7 +76,7 @@ public sealed class CliRunLoopTests
         using var services = Services(TimeSpan.FromMinutes(7));
         var logs = services.GetFakeLogCollector();
         using var stop = new CancellationTokenSource();
-        var loop = CliApp.RunScheduledAsync(services, afterCycle: null, stop.Token);
+        var loop = RunCommand.RunScheduledAsync(services, afterCycle: null, stop.Token);
 
         // 12:00:30: the first cycle fails (60 s retry), then 12:01:30 runs, then every 7 minutes from its start.
         await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:01:30 UTC");

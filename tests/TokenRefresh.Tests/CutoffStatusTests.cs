@@ -1,4 +1,3 @@
-using TokenRefresh.Shopify;
 
 namespace TokenRefresh.Tests;
 

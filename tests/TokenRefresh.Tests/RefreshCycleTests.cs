@@ -13,20 +13,27 @@ public sealed class RefreshCycleTests
 {
     private readonly FakeLogger<RefreshCycle> _logger = new();
 
-    private static IPlatformRefresher Platform(string name, params DueAccount[] due)
+    // Each platform's part of the cycle (what the tests arrange and check), and the platform it belongs to.
+    private readonly Dictionary<IPlatformCycle, IPlatform> _platforms = [];
+
+    private IPlatformCycle Platform(string name, params DueAccount[] due)
     {
-        var p = Substitute.For<IPlatformRefresher>();
-        p.Platform.Returns(name);
-        p.SuccessOutcome.Returns(Outcome.Refreshed);
-        p.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(true);
+        var p = Substitute.For<IPlatformCycle>();
+        var permits = Substitute.For<IPermits>();
+        p.Permits.Returns(permits);
         p.CountDueAsync(Arg.Any<CancellationToken>()).Returns(due.Length);
         p.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Async(due));
-        p.Group.Returns(name);
-        p.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<(string?, TimeSpan)>((null, default)));
-        p.TryTakePermit().Returns(TimeSpan.Zero);
+        permits.WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<(string?, TimeSpan)>((null, default)));
+        permits.TryTake().Returns(TimeSpan.Zero);
         p.ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
             .Returns(ci => (IReadOnlyList<Claim>)ci.Arg<IReadOnlyList<DueAccount>>().Select(a => new Claim(a)).ToList());
         p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
+        p.FinishAsync().Returns([]);
+        var platform = Substitute.For<IPlatform>();
+        platform.Info.Returns(new PlatformInfo(name.ToLowerInvariant(), name, name, _groupCaps.GetValueOrDefault(name) is > 0 and var cap ? cap : null,
+            Outcome.Refreshed, new AccountOption("account", "ID", "an account", "no account {0}")));
+        platform.StartCycleAsync(Arg.Any<CancellationToken>()).Returns(p);
+        _platforms[p] = platform;
         return p;
     }
 
@@ -46,24 +53,13 @@ public sealed class RefreshCycleTests
         }
     }
 
-    private RefreshCycle Cycle(params IPlatformRefresher[] platforms)
+    private RefreshCycle Cycle(params IPlatformCycle[] platforms)
     {
-        var options = Options.Create(new TokenRefreshOptions
-    {
-        ConnectionString = "Host=unused",
-        EtsyClientId = "id",
-        EtsyClientSecret = "secret",
-        ShopifyApiKey = "key",
-        ShopifyApiSecret = "secret",
-        CycleBudget = TimeSpan.FromSeconds(120),
-        MaxConcurrency = _concurrency,
-        EtsyMaxConcurrency = _groupCaps.GetValueOrDefault("Etsy") is > 0 and var e ? e : null,
-        ShopifyMaxConcurrency = _groupCaps.GetValueOrDefault("Shopify") is > 0 and var s ? s : null,
-    });
+        var settings = new CycleSettings { CycleBudget = TimeSpan.FromSeconds(120), MaxConcurrency = _concurrency };
         // No REAUTH_WEBHOOK_URL: the webhook sends nothing.
-        var webhook = new ReauthWebhook(new HttpClient(), options, _time, Microsoft.Extensions.Logging.Abstractions.NullLogger<ReauthWebhook>.Instance);
-        return new(platforms, _time, options, new TokenRefreshMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()),
-            _health, webhook, _logger);
+        var webhook = new ReauthWebhook(new HttpClient(), new WebhookSettings(null, null), _time, Microsoft.Extensions.Logging.Abstractions.NullLogger<ReauthWebhook>.Instance);
+        return new([.. platforms.Select(p => _platforms[p])], settings, new LoggingSettings(), _time,
+            new TokenRefreshMetrics(new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>()), _health, webhook, _logger);
     }
 
     [Fact]
@@ -133,8 +129,8 @@ public sealed class RefreshCycleTests
     public async Task RunAsync_NoPermitWithinTheBudget_StopsClaimingForThatPlatformOnly_RestIsLeftOver()
     {
         var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
-        etsy.TryTakePermit().Returns((TimeSpan?)null);
-        etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<(string?, TimeSpan)>(("paused", default)));
+        etsy.Permits.TryTake().Returns((TimeSpan?)null);
+        etsy.Permits.WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<(string?, TimeSpan)>(("paused", default)));
         var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
 
         var summary = await Cycle(etsy, shopify).RunAsync();
@@ -157,7 +153,7 @@ public sealed class RefreshCycleTests
         {
             calls++;
             var result = answering ? AccountResult.Success(Outcome.Refreshed) : AccountResult.TransientFailure("server_error_503");
-            _health.For("Etsy").Record(answering ? CallStatus.Ok : CallStatus.Transient, result.Reason);
+            _health.For("Etsy").Record(result.Reason);
             return result;
         });
 
@@ -192,7 +188,7 @@ public sealed class RefreshCycleTests
             // Four server errors, then an answer, and again: never Threshold in a row.
             var fails = ++calls % PlatformHealth.Threshold != 0;
             var result = fails ? AccountResult.TransientFailure("server_error_500") : AccountResult.PermanentFailure("invalid_grant");
-            _health.For("Etsy").Record(fails ? CallStatus.Transient : CallStatus.Permanent, result.Reason);
+            _health.For("Etsy").Record(result.Reason);
             return result;
         });
 
@@ -248,7 +244,7 @@ public sealed class RefreshCycleTests
     public async Task RunAsync_PlatformNotEnabled_IsLeftOutOfTheSummary()
     {
         var off = Platform("Shopify expiring", new DueAccount(Guid.NewGuid().ToString()));
-        off.IsEnabledAsync(Arg.Any<CancellationToken>()).Returns(false);
+        _platforms[off].StartCycleAsync(Arg.Any<CancellationToken>()).Returns((IPlatformCycle?)null);
 
         var summary = await Cycle(Platform("Etsy"), off).RunAsync();
 
@@ -264,7 +260,7 @@ public sealed class RefreshCycleTests
         var inFlight = 0;
         var peak = 0;
         var reachedFour = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        IPlatformRefresher Busy(string name)
+        IPlatformCycle Busy(string name)
         {
             var p = Platform(name, Enumerable.Range(0, 10).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray());
             p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(async _ =>
@@ -329,8 +325,8 @@ public sealed class RefreshCycleTests
         _concurrency = 1;
         var permit = new TaskCompletionSource<(string?, TimeSpan)>(TaskCreationOptions.RunContinuationsAsynchronously);
         var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()));
-        etsy.TryTakePermit().Returns((TimeSpan?)null);
-        etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ => permit.Task);
+        etsy.Permits.TryTake().Returns((TimeSpan?)null);
+        etsy.Permits.WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ => permit.Task);
         var validated = 0;
         var allValidated = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var shopify = Platform("Shopify", Enumerable.Range(0, 6).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray());
@@ -360,9 +356,9 @@ public sealed class RefreshCycleTests
     {
         var account = new DueAccount(Guid.NewGuid().ToString());
         var etsy = Platform("Etsy", account);
-        etsy.TryTakePermit().Returns((TimeSpan?)null);
+        etsy.Permits.TryTake().Returns((TimeSpan?)null);
         // The first permit's moment was 30 ms ago by the time it came (a busy machine): its call would go out beside the next one's.
-        etsy.WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(
+        etsy.Permits.WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(
             Task.FromResult<(string?, TimeSpan)>((null, TimeSpan.FromMilliseconds(30))),
             Task.FromResult<(string?, TimeSpan)>((null, TimeSpan.FromMilliseconds(5))));
         DueAccount? processed = null;
@@ -371,7 +367,7 @@ public sealed class RefreshCycleTests
         var summary = await Cycle(etsy).RunAsync();
 
         Assert.Equal(1, summary.Platforms[0].Succeeded);
-        await etsy.Received(2).WaitForPermitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        await etsy.Permits.Received(2).WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         // The call carries the second permit's moment, 5 ms back: its grace runs from the moment, not from when it was taken.
         Assert.Equal(TimeSpan.FromMilliseconds(5), _time.GetElapsedTime(processed!.PermittedAt!.Value));
     }
@@ -389,7 +385,7 @@ public sealed class RefreshCycleTests
 
         Assert.Equal("Etsy: 1/2 refreshed, 0 failed, 1 skipped", summary.ToString());
         // One permit for the two: the first account's went to the second.
-        Assert.Equal(1, etsy.ReceivedCalls().Count(c => c.GetMethodInfo().Name is nameof(IPlatformRefresher.WaitForPermitAsync) or nameof(IPlatformRefresher.TryTakePermit)));
+        Assert.Equal(1, etsy.Permits.ReceivedCalls().Count(c => c.GetMethodInfo().Name is nameof(IPermits.WaitAsync) or nameof(IPermits.TryTake)));
         await etsy.DidNotReceive().ProcessAsync(taken, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
     }
 

@@ -1,4 +1,6 @@
 using TokenRefresh.Persistence;
+using TokenRefresh.Platforms;
+using TokenRefresh.Scheduling;
 
 namespace TokenRefresh.OAuth;
 
@@ -7,36 +9,41 @@ namespace TokenRefresh.OAuth;
 /// refresh_token, token_expires_at and updated_at; the key column and types are read from the catalog
 /// (<see cref="TableShape"/>). Every name here is a constant of ours, never input.
 /// </summary>
-/// <param name="KeyKind">How an operator names an account of this table (`tokenrefresh refresh --etsy-user|--shop`).</param>
-/// <param name="LookupColumn">The column that <paramref name="KeyKind"/> names; null: the primary key.</param>
+/// <param name="LookupColumn">The column an operator names an account by (`tokenrefresh refresh`); null: the primary key.</param>
 /// <param name="LabelColumn">What log lines name an account by, besides its key (a shop domain); null: none.</param>
 /// <param name="ActiveColumn">A boolean column that must be true for the account to be refreshed; null: every row.</param>
-/// <param name="RefreshExpiryColumn">Where the refresh token's end is kept; null: 90 days after the last success.</param>
-internal sealed record TokenTable(
-    string Name,
-    string KeyKind,
-    string? LookupColumn,
-    string? LabelColumn,
-    string? ActiveColumn,
-    string? RefreshExpiryColumn);
+internal sealed record TokenTable(string Name, string? LookupColumn, string? LabelColumn, string? ActiveColumn);
 
 /// <summary>
-/// One OAuth2 platform whose access tokens are refreshed with a rotating refresh token. A platform
-/// supplies only its table, its request (with its response mapping and error classification) and its
-/// limits; <see cref="OAuthRefresher"/> does the rest for all of them alike.
+/// How a platform's refresh token ends. One that <paramref name="Rotates"/> comes new with every refresh (Etsy,
+/// Shopify), and lives <paramref name="Lifetime"/> from then: kept in <paramref name="EndColumn"/> when the table has
+/// one, else counted from the last success. One that does not rotate (eBay) ends on a day the main application stores
+/// in <paramref name="EndColumn"/>, and is announced <paramref name="AnnouncedAhead"/> before it.
+/// </summary>
+internal sealed record RefreshTokenLife(bool Rotates, TimeSpan Lifetime, string? EndColumn, TimeSpan? AnnouncedAhead = null)
+{
+    /// <summary>Whether the end is the main application's to store (a fixed end), not renewed by each refresh.</summary>
+    public bool FixedEnd => !Rotates && EndColumn is not null;
+}
+
+/// <summary>
+/// A platform's daily quota per API key: the setting that says when to warn (<paramref name="WarnSetting"/>, e.g.
+/// ETSY_QUOTA_WARN_PERCENT) and its value, and the header that gives the quota.
+/// </summary>
+internal sealed record DailyQuotaWarning(string WarnSetting, int WarnPercent, QuotaHeaders Headers);
+
+/// <summary>
+/// One OAuth2 platform whose access tokens are refreshed with a refresh token: a small declarative adapter. It supplies
+/// its description (table, lifetimes, limits), its request with the response mapping and error classification, and
+/// the platform registration line; <see cref="OAuthPlatform"/> does the rest for all of them alike.
 /// </summary>
 internal interface IRefreshTokenPlatform
 {
-    /// <summary>The name in logs and summaries, e.g. "Etsy".</summary>
-    string Platform { get; }
-
-    /// <summary>The settings that hold the app's credentials, named in the error when the platform refuses them.</summary>
-    string CredentialSettings { get; }
-
-    /// <summary>The platform's key in token_refresh_state.</summary>
-    string StateKey { get; }
+    PlatformInfo Info { get; }
 
     TokenTable Table { get; }
+
+    RefreshTokenLife RefreshToken { get; }
 
     /// <summary>Refresh access tokens that expire within this.</summary>
     TimeSpan Margin { get; }
@@ -47,18 +54,22 @@ internal interface IRefreshTokenPlatform
     /// <summary>Taken when the platform omits or garbles expires_in.</summary>
     TimeSpan AssumedLifetime { get; }
 
-    /// <summary>Whose concurrency limit applies ("Etsy", "Shopify").</summary>
-    string Group { get; }
+    /// <summary>The settings that hold the app's credentials, named in the error when the platform refuses them.</summary>
+    string CredentialSettings { get; }
 
-    /// <summary>Requests per second for all replicas, with a shared pause after a 429, for platforms whose limits are per API key; null when they are per store.</summary>
+    /// <summary>Requests per second for all replicas, with a shared pause after a 429, for platforms whose limits are per API key; null when they are per store or account.</summary>
     SharedRateLimit? RateLimit { get; }
+
+    /// <summary>The daily quota per API key and when to warn about it; null when the platform has none.</summary>
+    DailyQuotaWarning? DailyQuota { get; }
 
     /// <summary>
     /// The table as it is now (read from the catalog each cycle), or null when it cannot hold this platform's tokens
-    /// and the platform is off (e.g. the optional Shopify expiring-token columns are missing).
+    /// and the platform is off (e.g. the optional Shopify expiring-token columns are missing). <paramref name="readOnly"/>:
+    /// only what the platform reads must be there and readable (for `status`).
     /// </summary>
     /// <exception cref="SchemaException">The table lacks what the platform must have.</exception>
-    Task<TableShape?> ShapeAsync(CancellationToken cancellationToken);
+    Task<TableShape?> ShapeAsync(bool readOnly, CancellationToken cancellationToken);
 
     /// <summary>Why an account cannot be called (e.g. a shop domain that is not {name}.myshopify.com), or null.</summary>
     string? Problem(string? label);

@@ -2,6 +2,8 @@ using System.Security.Cryptography;
 using System.Text;
 using Dapper;
 using Npgsql;
+using TokenRefresh.Platforms;
+using TokenRefresh.Scheduling;
 
 namespace TokenRefresh.Persistence;
 

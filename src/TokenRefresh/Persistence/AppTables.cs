@@ -7,7 +7,11 @@ namespace TokenRefresh.Persistence;
 public sealed class SchemaException(string message) : Exception(message);
 
 /// <summary>A column the service uses: read, written, or both.</summary>
-internal sealed record Need(string Column, bool Read = true, bool Written = false);
+internal sealed record Need(string Column, bool Read = true, bool Written = false)
+{
+    /// <summary>What <paramref name="needs"/> read, as reads only (what `status` needs).</summary>
+    public static Need[] ReadOnly(IEnumerable<Need> needs) => [.. needs.Where(n => n.Read).Select(n => n with { Written = false })];
+}
 
 /// <summary>
 /// One of the main application's tables as the catalog describes it now: its single-column primary key and the
@@ -56,6 +60,13 @@ internal sealed class TableShape(string name, string keyColumn, IReadOnlyDiction
     public string Time(string alias, string column) => IsLocalTimestamp(column) ? $"({alias}.{column} AT TIME ZONE 'UTC')" : $"{alias}.{column}";
 
     private bool IsLocalTimestamp(string column) => types[column].EndsWith("without time zone", StringComparison.Ordinal);
+
+    private IReadOnlyDictionary<string, string> Types => types;
+
+    /// <summary>The same table, as the catalog described it: the statements built for one serve the other.</summary>
+    public bool SameAs(TableShape other) =>
+        Name == other.Name && KeyColumn == other.KeyColumn && OptionalMissing == other.OptionalMissing
+        && Types.Count == other.Types.Count && Types.All(t => other.Types.TryGetValue(t.Key, out var type) && type == t.Value);
 
     public static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 }

@@ -9,7 +9,7 @@ namespace TokenRefresh.IntegrationTests.Infrastructure;
 internal static class ServiceEnvironment
 {
     public static bool IsServiceSetting(string name) =>
-        TokenRefreshOptions.SettingNames.Contains(name) || name.StartsWith("OTEL_", StringComparison.Ordinal)
+        TokenRefreshExtensions.Settings.Any(s => s.Name == name) || name.StartsWith("OTEL_", StringComparison.Ordinal)
         || name.StartsWith("APPLICATIONINSIGHTS_", StringComparison.Ordinal) || name.StartsWith("TEST_", StringComparison.Ordinal);
 
     public static void Apply(ProcessStartInfo info, IReadOnlyDictionary<string, string?> settings)

@@ -1,0 +1,84 @@
+using Dapper;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TokenRefresh.Persistence;
+using TokenRefresh.Scheduling;
+using TokenRefresh.Settings;
+using TokenRefresh.Status;
+
+namespace TokenRefresh.OAuth;
+
+/// <summary>
+/// The refresh-token mechanism, the same for every OAuth2 platform: each cycle, the table's shape is read from the
+/// catalog, its statements are built for it (once per shape), and an <see cref="OAuthCycle"/> does the cycle's work.
+/// </summary>
+internal sealed class OAuthPlatform(
+    IRefreshTokenPlatform platform,
+    NpgsqlDataSource db,
+    PairWriter writer,
+    CycleSettings settings,
+    TimeProvider time,
+    TokenRefreshMetrics metrics,
+    PlatformHealthRegistry health,
+    ILogger<OAuthPlatform> logger) : IPlatform
+{
+    private (TableShape Shape, OAuthStatements Statements)? _built;
+
+    public PlatformInfo Info => platform.Info;
+
+    public async Task<IPlatformCycle?> StartCycleAsync(CancellationToken cancellationToken)
+    {
+        if (await StatementsAsync(cancellationToken) is not { } built)
+        {
+            return null;
+        }
+
+        var housekeeping = new OAuthHousekeeping(platform, built.Statements, metrics, logger);
+        return new OAuthCycle(platform, built.Statements, housekeeping, db, writer, settings, time, health.For(platform.Info.Lane), logger);
+    }
+
+    // `status` only reads: it needs only the columns the platform reads.
+    public async Task<StatusSource?> StatusSourceAsync(CancellationToken cancellationToken)
+    {
+        if (await platform.ShapeAsync(readOnly: true, cancellationToken) is not { } shape)
+        {
+            return null;
+        }
+
+        var t = platform.Table;
+        var active = $"{(t.ActiveColumn is { } column ? $"a.{column} AND " : "")}a.refresh_token IS NOT NULL";
+        return new StatusSource(platform.Info, shape, "a.refresh_token", active, $"a.token_expires_at <= {shape.At("token_expires_at", "@DueBefore")}",
+            platform.CallableSql("a"), platform.Info.LabelIsShopDomain ? $"a.{t.LabelColumn}" : null, OAuthStatements.RefreshTokenEndsSql(platform, shape),
+            PausedReason: null)
+        {
+            Margin = platform.Margin,
+            Complete = platform.DailyQuota is { } quota ? (connection, status, ct) => WithQuotaAsync(connection, status, quota, ct) : null,
+        };
+    }
+
+    // Built again only when the table changed (a migration of the main application's).
+    private async Task<(TableShape Shape, OAuthStatements Statements)?> StatementsAsync(CancellationToken cancellationToken) =>
+        await platform.ShapeAsync(readOnly: false, cancellationToken) is not { } shape ? null
+        : _built is { } built && built.Shape.SameAs(shape) ? built
+        : _built = (shape, new OAuthStatements(platform, shape));
+
+    private async Task<PlatformStatus> WithQuotaAsync(NpgsqlConnection connection, PlatformStatus status, DailyQuotaWarning quota, CancellationToken cancellationToken)
+    {
+        var (accounts, perDay, remaining, seenAt) = await connection.ReadRowAsync<(long, int?, int?, DateTimeOffset?)>(
+            new CommandDefinition(OAuthStatements.QuotaStatusSql(platform), cancellationToken: cancellationToken));
+        var refreshes = Math.Round(accounts * OAuthHousekeeping.RefreshesPerDay(platform.TokenLifetime, platform.Margin));
+        return status with
+        {
+            Quota = new QuotaStatus(perDay, remaining, seenAt, accounts, refreshes, perDay is > 0 ? Math.Round(100 * refreshes / perDay.Value, 1) : null, quota.WarnPercent),
+        };
+    }
+}
+
+internal static class OAuthRegistration
+{
+    /// <summary>Registers a refresh platform (its description, <typeparamref name="TPlatform"/>, a singleton) with the shared mechanism.</summary>
+    public static IServiceCollection AddRefreshTokenPlatform<TPlatform>(this IServiceCollection services)
+        where TPlatform : class, IRefreshTokenPlatform =>
+        services.AddSingleton<IPlatform>(sp => ActivatorUtilities.CreateInstance<OAuthPlatform>(sp, sp.GetRequiredService<TPlatform>()));
+}

@@ -1,0 +1,60 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TokenRefresh.Persistence;
+using TokenRefresh.Scheduling;
+using TokenRefresh.Settings;
+using TokenRefresh.Status;
+
+namespace TokenRefresh.Platforms.Shopify;
+
+/// <summary>
+/// Shopify's non-expiring offline tokens, validated with the cheapest Admin API call (the original's job): each cycle,
+/// shopify_stores is read from the catalog, its statements built for it (once per shape), and a
+/// <see cref="ShopifyValidationCycle"/> with a fresh incident guard does the cycle's work.
+/// </summary>
+internal sealed class ShopifyValidation(
+    ShopifyClient client,
+    ShopifySchema schema,
+    ShopifySettings settings,
+    CycleSettings cycle,
+    NonExpiringCutoff cutoff,
+    NpgsqlDataSource db,
+    TimeProvider time,
+    TokenRefreshMetrics metrics,
+    PlatformHealthRegistry health,
+    ILogger<ShopifyValidation> logger) : IPlatform
+{
+    private readonly IncidentGuard.Memory _waves = new();
+    private (TableShape Shape, ShopifyValidationStatements Statements)? _built;
+
+    public PlatformInfo Info { get; } = new("shopify", "Shopify", ShopifyRegistration.Lane, settings.MaxConcurrency, Outcome.Validated, ShopifyRegistration.Shop)
+    {
+        LabelIsShopDomain = true,
+    };
+
+    public async Task<IPlatformCycle?> StartCycleAsync(CancellationToken cancellationToken)
+    {
+        var (shape, statements) = await StatementsAsync(cancellationToken);
+        return new ShopifyValidationCycle(Info, shape, statements, client, settings, cycle, db, time, metrics, health.For(Info.Lane),
+            new IncidentGuard(_waves), cutoff, logger);
+    }
+
+    public async Task<StatusSource?> StatusSourceAsync(CancellationToken cancellationToken)
+    {
+        var (shape, _) = await StatementsAsync(cancellationToken);
+        var active = ShopifySchema.HasExpiringTokens(shape) ? "a.is_active AND a.refresh_token IS NULL" : "a.is_active";
+        return new StatusSource(Info, shape, "COALESCE(a.access_token, '')", active, ShopifyValidationStatements.IntervalSql(shape.Key("a")),
+            ShopDomain.Sql("a.shop_domain"), "a.shop_domain", RefreshTokenEnds: null, ShopifyValidationCycle.DeactivationPaused)
+        {
+            IntervalSeconds = (long)settings.ValidateInterval.TotalSeconds,
+            Complete = async (connection, status, ct) => status with { NonExpiringCutoff = await cutoff.ReadAsync(connection, shape, ct) },
+        };
+    }
+
+    // Built again only when the table changed (a migration of the main application's).
+    private async Task<(TableShape Shape, ShopifyValidationStatements Statements)> StatementsAsync(CancellationToken cancellationToken)
+    {
+        var shape = await schema.ReadAsync(cancellationToken);
+        return _built is { } built && built.Shape.SameAs(shape) ? built : (_built = (shape, new ShopifyValidationStatements(Info.Id, shape))).Value;
+    }
+}

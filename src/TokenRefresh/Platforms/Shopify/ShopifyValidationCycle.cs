@@ -1,0 +1,254 @@
+using System.Runtime.CompilerServices;
+using Dapper;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TokenRefresh.Persistence;
+using TokenRefresh.Scheduling;
+using TokenRefresh.Settings;
+
+namespace TokenRefresh.Platforms.Shopify;
+
+/// <summary>
+/// One cycle's validation of the active stores' non-expiring offline tokens: a store is deactivated only on a
+/// definitive 401, confirmed by a second call, and only when the incident guard sees no wave of them.
+/// </summary>
+internal sealed partial class ShopifyValidationCycle(
+    PlatformInfo info,
+    TableShape shape,
+    ShopifyValidationStatements sql,
+    ShopifyClient client,
+    ShopifySettings settings,
+    CycleSettings cycle,
+    NpgsqlDataSource db,
+    TimeProvider time,
+    TokenRefreshMetrics metrics,
+    PlatformHealth health,
+    IncidentGuard guard,
+    NonExpiringCutoff cutoff,
+    ILogger logger) : IPlatformCycle
+{
+    /// <summary>What a store whose 401 came while deactivation was paused is reported as.</summary>
+    public const string DeactivationPaused = "deactivation_paused";
+
+    private readonly ValidatedStores _validated = new(db, sql.SaveValidated, logger);
+    private readonly RefusedStores _refused = new();
+
+    // The stores rejected (twice) this cycle, deactivated or not when its validations are done.
+    private readonly List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> _rejected = [];
+    private readonly Lock _rejectedLock = new();
+
+    private long IntervalSeconds => (long)settings.ValidateInterval.TotalSeconds;
+
+    // Shopify's limits are per store: no permit.
+    public IPermits Permits => NoRateLimit.Instance;
+
+    public async Task<int> CountDueAsync(CancellationToken cancellationToken)
+    {
+        var due = await DatabaseRetry.ReadAsync(time, async ct =>
+        {
+            await using var connection = await db.OpenConnectionAsync(ct);
+            await ShopDomain.WarnAboutUncallableAsync(connection, shape, info.Name, logger, ct);
+            await cutoff.WarnAsync(connection, shape, ct);
+            return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql.CountDue, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: ct));
+        }, cancellationToken);
+        guard.Due = due;
+        return due;
+    }
+
+    public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        await foreach (var row in Paging.ReadAsync<ClaimedToken>(PageAsync).WithCancellation(cancellationToken))
+        {
+            yield return new DueAccount(row.Id, row.ShopDomain ?? "", row.Token.Length == 0 ? "access_token is NULL or empty" : ShopDomain.Problem(row.ShopDomain))
+            {
+                Claimed = row,
+            };
+        }
+
+        Task<IReadOnlyList<ClaimedToken>> PageAsync(ClaimedToken? after) => DatabaseRetry.ReadAsync<IReadOnlyList<ClaimedToken>>(time, async ct =>
+        {
+            await using var connection = await db.OpenConnectionAsync(ct);
+            return await connection.ReadRowsAsync<ClaimedToken>(new CommandDefinition(
+                sql.DuePage, new { Now = now, IntervalSeconds, AfterId = after?.Id }, cancellationToken: ct));
+        }, cancellationToken).AsTask();
+    }
+
+    public async Task<DueAccount?> FindAccountAsync(string key, CancellationToken cancellationToken)
+    {
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.ReadRowsAsync<(string Id, string ShopDomain)>(new CommandDefinition(sql.FindAccount, new { Key = key }, cancellationToken: cancellationToken));
+        return rows switch
+        {
+            [] => null,
+            [var r] => new DueAccount(r.Id, r.ShopDomain, ShopDomain.Problem(r.ShopDomain)) { Forced = true },
+            // The main application's table does not make shop_domain unique: name no row rather than a random one.
+            [var r, ..] => new DueAccount(r.Id, r.ShopDomain, $"{rows.Count} active stores have shop_domain {key}") { Forced = true },
+        };
+    }
+
+    // A validation sends the token it read with the page and writes only its state and is_active, guarded by that
+    // token, so it needs no claim.
+    public Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming) =>
+        Task.FromResult<IReadOnlyList<Claim>>([.. accounts.Select(a => new Claim(a))]);
+
+    public async Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming)
+    {
+        var row = account.Claimed ?? await ReadAsync(account);
+        if (row is null || string.IsNullOrEmpty(row.Token))
+        {
+            return AccountResult.Skip("no longer active, or its token was removed");
+        }
+
+        // Not cancelled by shutdown: a validation that started finishes and its result is recorded.
+        var result = await client.ValidateAsync(account.Label!, row.Token, CancellationToken.None);
+        if (result.Status == CallStatus.Rejected && (!guard.Tripped || account.Forced))
+        {
+            // One 401 switches no store off: it is deactivated only when a second call is rejected too.
+            result = await client.ValidateAsync(account.Label!, row.Token, CancellationToken.None);
+        }
+
+        if (result.Error is { } error)
+        {
+            Log.UnexpectedAfterSend(logger, error, account.Label);
+        }
+
+        var platformDown = health.Record(result.Reason);
+        var now = time.GetUtcNow();
+        if (result.Status == CallStatus.Ok && !account.Forced)
+        {
+            // Successes are recorded a batch at a time (and the rest when the cycle ends): one statement for many stores.
+            await _validated.AddAsync(account.Id, now);
+            return AccountResult.Success(Outcome.Validated);
+        }
+
+        var hash = AccountState.Hash(row.Token);
+        if (result.Status == CallStatus.Rejected && !account.Forced)
+        {
+            // Decided when the cycle's validations are done: only then is it known whether these are a few stores' own
+            // rejections, or a wave (Shopify's incident, a wrong setting) that must switch none of them off.
+            guard.Rejected();
+            lock (_rejectedLock)
+            {
+                _rejected.Add((account, row, hash, result.Reason!));
+            }
+
+            return AccountResult.DecidedLater;
+        }
+
+        // A connection only for the result: none is held while Shopify answers.
+        await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
+        switch (result.Status)
+        {
+            case CallStatus.Ok:
+                await SaveAsync(connection, account, AccountState.Succeeded(now));
+                return AccountResult.Success(Outcome.Validated);
+            case CallStatus.Rejected:
+                return await DeactivateAsync(connection, account, row.Token, hash, result.Reason!);
+            case CallStatus.Permanent when result.Reason == ShopifyClient.NonExpiringRefused:
+                // Not deactivated: the store is fine, its token is of the kind Shopify stops accepting. Flagged for the
+                // main application, backed off, and said once for the cycle with the command that moves it.
+                var (flagged, refused) = row.State.FlaggedAndRetried(result.Reason, hash, now);
+                await SaveAsync(connection, account, flagged);
+                _refused.Add(account.Label);
+                return refused with { Quiet = true };
+            default:
+                // 429 and THROTTLED pause only this store: Shopify's limits are per app and store.
+                var (state, failure) = row.State.Failed(
+                    result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, now, cycle.UnknownOutcomeWait, platformDown);
+                await SaveAsync(connection, account, state);
+                return failure;
+        }
+    }
+
+    /// <summary>
+    /// Stores the validations waiting, then decides on the cycle's rejections: deactivated when they are within the guard's
+    /// limit and the cycle before was no wave; else all stay active, and are validated again next cycle.
+    /// </summary>
+    public async Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishAsync()
+    {
+        await _validated.SaveAsync(force: true);
+        _refused.Say(logger);
+        List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> rejected;
+        lock (_rejectedLock)
+        {
+            rejected = [.. _rejected];
+            _rejected.Clear();
+        }
+
+        var verdict = guard.Decide();
+        if (rejected.Count == 0)
+        {
+            return [];
+        }
+
+        if (verdict == IncidentGuard.Verdict.Wave)
+        {
+            Log.DeactivationPaused(logger, guard.Limit);
+        }
+        else if (verdict == IncidentGuard.Verdict.AfterWave)
+        {
+            Log.DeactivationHeldAfterWave(logger, rejected.Count);
+        }
+
+        var results = new List<(DueAccount, AccountResult)>();
+        foreach (var (account, row, hash, reason) in rejected)
+        {
+            results.Add((account, await DecideAsync(account, row, hash, reason, verdict)));
+        }
+
+        return results;
+    }
+
+    private async Task<AccountResult> DecideAsync(DueAccount account, ClaimedToken row, string hash, string reason, IncidentGuard.Verdict verdict)
+    {
+        try
+        {
+            await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
+            if (verdict == IncidentGuard.Verdict.Deactivate)
+            {
+                return await DeactivateAsync(connection, account, row.Token, hash, reason);
+            }
+
+            // Too many rejections at once to be the stores' own doing: they stay active, and are tried again next cycle.
+            metrics.DeactivationPaused(info.Name);
+            var (state, failure) = row.State.Failed(CallStatus.Transient, DeactivationPaused, false, null, hash, time.GetUtcNow(), cycle.UnknownOutcomeWait);
+            await SaveAsync(connection, account, state);
+            return failure;
+        }
+        catch (NpgsqlException e)
+        {
+            // The store stays active and is validated again.
+            Log.StateNotSaved(logger, e, account.Label);
+            return AccountResult.TransientFailure("database_error");
+        }
+    }
+
+    // For an account named by an operator (`tokenrefresh refresh --shop`), not read with a page.
+    private async Task<ClaimedToken?> ReadAsync(DueAccount account)
+    {
+        await using var connection = await db.OpenConnectionAsync();
+        return await connection.ReadRowOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql.ReadOne, new { account.Id }));
+    }
+
+    private async Task SaveAsync(NpgsqlConnection connection, DueAccount account, AccountState state)
+    {
+        try
+        {
+            await state.SaveAsync(connection, info.Id, account.Id, time.GetUtcNow(), CancellationToken.None);
+        }
+        catch (NpgsqlException e)
+        {
+            Log.StateNotSaved(logger, e, account.Label);
+        }
+    }
+
+    private async Task<AccountResult> DeactivateAsync(NpgsqlConnection connection, DueAccount account, string rejectedToken, string hash, string reason)
+    {
+        var (deactivated, exchangePending) = await connection.ReadRowAsync<(long, bool)>(new CommandDefinition(
+            sql.Deactivate, new { account.Id, RejectedToken = rejectedToken, Hash = hash, Now = time.GetUtcNow(), Shop = account.Label, Reason = reason }));
+        return deactivated == 1 ? new AccountResult(Outcome.Deactivated, reason)
+            : exchangePending ? AccountResult.PermanentFailure("token_exchange_unanswered: run `tokenrefresh shopify migrate-expiring` again")
+            : AccountResult.Skip("its token changed while it was being validated");
+    }
+}

@@ -1,0 +1,181 @@
+namespace TokenRefresh.Scheduling;
+
+/// <summary>
+/// The calls in flight of one cycle (REFRESH_MAX_CONCURRENCY in all), shared fairly between the platforms' lanes:
+/// a free slot goes to the waiting lane with the fewest calls in flight, and a lane at or above its fair share
+/// (the slots divided among the lanes still claiming) leaves one slot free for every other such lane below its
+/// share, so a slow platform never holds every slot while a fast or rate-limited one waits for a turn. Idle
+/// slots are used by whoever waits: no lane is held to its share while nobody else wants the rest. A group of
+/// lanes may also have its own cap (ETSY_MAX_CONCURRENCY, SHOPIFY_MAX_CONCURRENCY).
+/// </summary>
+internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> groupCaps)
+{
+    private readonly Lock _lock = new();
+    private readonly List<Lane> _lanes = [];
+    private readonly Dictionary<string, int> _groupInFlight = [];
+    private int _inFlight;
+    private long _order;
+
+    /// <summary>A platform's place in the sharing, for as long as it claims accounts (dispose when it stops claiming).</summary>
+    public Lane Join(string group)
+    {
+        lock (_lock)
+        {
+            var lane = new Lane(this, group);
+            _lanes.Add(lane);
+            _groupInFlight.TryAdd(group, 0);
+            return lane;
+        }
+    }
+
+    private int Cap(string group) => groupCaps.TryGetValue(group, out var cap) ? Math.Min(cap, total) : total;
+
+    private int Share(Lane lane) => Math.Min(Cap(lane.Group), Math.Max(1, total / Math.Max(1, _lanes.Count)));
+
+    // Under the lock: hands free slots to waiting lanes, the fewest in flight first.
+    private void Dispatch()
+    {
+        while (_inFlight < total)
+        {
+            Lane? best = null;
+            foreach (var lane in _lanes)
+            {
+                if (lane.Waiter is not null && _groupInFlight[lane.Group] < Cap(lane.Group)
+                    && (best is null || lane.InFlight < best.InFlight || (lane.InFlight == best.InFlight && lane.WaitingSince < best.WaitingSince)))
+                {
+                    best = lane;
+                }
+            }
+
+            if (best is null)
+            {
+                return;
+            }
+
+            if (best.InFlight >= Share(best))
+            {
+                var keepFree = _lanes.Count(l => l != best && l.InFlight < Share(l) && _groupInFlight[l.Group] < Cap(l.Group));
+                if (total - _inFlight - 1 < keepFree)
+                {
+                    return;
+                }
+            }
+
+            var waiter = best.Waiter!;
+            best.Waiter = null;
+            best.InFlight++;
+            _groupInFlight[best.Group]++;
+            _inFlight++;
+            waiter.TrySetResult();
+        }
+    }
+
+    public sealed class Lane : IDisposable
+    {
+        private readonly CallSlots _slots;
+
+        internal Lane(CallSlots slots, string group)
+        {
+            _slots = slots;
+            Group = group;
+        }
+
+        internal string Group { get; }
+
+        internal int InFlight { get; set; }
+
+        internal TaskCompletionSource? Waiter { get; set; }
+
+        internal long WaitingSince { get; private set; }
+
+        /// <summary>A slot if one is free for this lane now, without waiting; false otherwise.</summary>
+        public bool TryEnter(out Slot slot)
+        {
+            lock (_slots._lock)
+            {
+                var granted = new TaskCompletionSource();
+                Waiter = granted;
+                WaitingSince = ++_slots._order;
+                _slots.Dispatch();
+                if (granted.Task.IsCompleted)
+                {
+                    slot = new Slot(this);
+                    return true;
+                }
+
+                Waiter = null;
+                slot = null!;
+                return false;
+            }
+        }
+
+        /// <summary>Waits for a slot; one waiter per lane at a time. Dispose the result when the call is done.</summary>
+        public async Task<Slot> EnterAsync(CancellationToken cancellationToken)
+        {
+            var granted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (_slots._lock)
+            {
+                Waiter = granted;
+                WaitingSince = ++_slots._order;
+                _slots.Dispatch();
+            }
+
+            try
+            {
+                await granted.Task.WaitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                lock (_slots._lock)
+                {
+                    if (Waiter == granted)
+                    {
+                        Waiter = null;
+                        throw;
+                    }
+                }
+
+                // Granted just as it was cancelled: give the slot back.
+                new Slot(this).Dispose();
+                throw;
+            }
+
+            return new Slot(this);
+        }
+
+        internal void Release()
+        {
+            lock (_slots._lock)
+            {
+                InFlight--;
+                _slots._groupInFlight[Group]--;
+                _slots._inFlight--;
+                _slots.Dispatch();
+            }
+        }
+
+        /// <summary>The lane claims no more: its share goes to the others.</summary>
+        public void Dispose()
+        {
+            lock (_slots._lock)
+            {
+                _slots._lanes.Remove(this);
+                _slots.Dispatch();
+            }
+        }
+    }
+
+    /// <summary>One call's slot; disposing it frees the slot once.</summary>
+    public sealed class Slot(Lane lane) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                lane.Release();
+            }
+        }
+    }
+}

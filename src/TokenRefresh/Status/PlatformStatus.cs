@@ -1,0 +1,38 @@
+using TokenRefresh.Platforms.Shopify;
+
+namespace TokenRefresh.Status;
+
+/// <summary>
+/// One account that needs attention: <c>not_called</c> (a shop_domain that is not {name}.myshopify.com), <c>needs_reauth</c>,
+/// <c>backing_off</c>, or <c>refresh_token_expiring</c> (its refresh token ends within 7 days).
+/// </summary>
+public sealed record AttentionAccount(
+    string Id, string? Shop, string Group, int ConsecutiveFailures, string? LastError, DateTimeOffset? LastErrorAt,
+    DateTimeOffset? NextAttemptAt, DateTimeOffset? RefreshTokenExpiresAt);
+
+/// <summary>
+/// Per platform: how many accounts are due, fine lately, backing off, need re-authorisation, have a refresh token about to expire,
+/// or are never called (<see cref="NotCalled"/>: Shopify stores whose shop_domain is not {name}.myshopify.com); and stores
+/// rejected while the incident guard paused deactivation (<see cref="DeactivationPaused"/>, among those backing off).
+/// </summary>
+public sealed record PlatformStatus(
+    string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, long RefreshTokenExpiring, long NotCalled, long DeactivationPaused,
+    IReadOnlyList<AttentionAccount> Accounts)
+{
+    /// <summary>The platform's daily quota and what the refreshes take of it (Etsy); null for platforms without one.</summary>
+    public QuotaStatus? Quota { get; init; }
+
+    /// <summary>Shopify's cut-off for non-expiring offline tokens and the active stores still holding one; null elsewhere, or with none set.</summary>
+    public CutoffStatus? NonExpiringCutoff { get; init; }
+
+    /// <summary>An optional platform that cannot run on this database, and why (its table is missing).</summary>
+    public string? NotRun { get; init; }
+
+    public static PlatformStatus Absent(string platform, string why) => new(platform, 0, 0, 0, 0, 0, 0, 0, []) { NotRun = why };
+}
+
+/// <summary>
+/// A daily quota per API key: <paramref name="PerDay"/> and <paramref name="Remaining"/> as the platform's last answer
+/// gave them (null before any), and the requests a day that refreshing <paramref name="Accounts"/> accounts takes.
+/// </summary>
+public sealed record QuotaStatus(int? PerDay, int? Remaining, DateTimeOffset? SeenAt, long Accounts, double RefreshesPerDay, double? SharePercent, int WarnPercent);
