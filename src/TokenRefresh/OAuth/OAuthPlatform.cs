@@ -46,6 +46,15 @@ internal sealed class OAuthPlatform(
             return null;
         }
 
+        return StatusSourceFor(platform, shape) with
+        {
+            Complete = platform.DailyQuota is { } quota ? (connection, status, ct) => WithQuotaAsync(connection, status, quota, ct) : null,
+        };
+    }
+
+    /// <summary>What `status` counts for a refresh platform on its table as it is.</summary>
+    public static StatusSource StatusSourceFor(IRefreshTokenPlatform platform, TableShape shape)
+    {
         var t = platform.Table;
         var active = $"{(t.ActiveColumn is { } column ? $"a.{column} AND " : "")}a.refresh_token IS NOT NULL";
         return new StatusSource(platform.Info, shape, "a.refresh_token", active, $"a.token_expires_at <= {shape.At("token_expires_at", "@DueBefore")}",
@@ -53,7 +62,6 @@ internal sealed class OAuthPlatform(
             PausedReason: null)
         {
             Margin = platform.Margin,
-            Complete = platform.DailyQuota is { } quota ? (connection, status, ct) => WithQuotaAsync(connection, status, quota, ct) : null,
         };
     }
 

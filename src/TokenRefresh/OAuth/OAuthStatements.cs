@@ -15,13 +15,17 @@ internal sealed class OAuthStatements
         var id = shape.Id("a");
         var state = platform.Info.Id;
         var label = t.LabelColumn is { } l ? $"a.{l}" : "NULL";
-        var active = t.ActiveColumn is { } a ? $"a.{a}" : "true";
+        var active = t.ActiveColumn is { } a ? $"a.{a} AND " : "";
+        var callable = platform.CallableSql("a") is { } c ? $"\n  AND {c}" : "";
         var from = $"""
             FROM {t.Name} a
             LEFT JOIN token_refresh_state s ON s.platform = '{state}' AND s.account_id = {id}
             """;
-        var callable = platform.CallableSql("a") is { } c ? $" AND {c}" : "";
-        var dueFilter = $"{active} AND a.refresh_token IS NOT NULL AND {AccountState.EligibleSql("a.refresh_token")}{callable}";
+        // An account that may be called now: refreshed, not flagged, not backing off (for this token), and callable.
+        var callableNow = $"""
+            {active}a.refresh_token IS NOT NULL
+              AND {AccountState.EligibleSql("a.refresh_token").Nested(6)}{callable}
+            """;
         var dueBefore = shape.At("token_expires_at", "@DueBefore");
         var life = platform.RefreshToken;
         RefreshTokenEnds = RefreshTokenEndsSql(platform, shape);
@@ -32,14 +36,16 @@ internal sealed class OAuthStatements
         CountDue = $"""
             SELECT count(*)::int
             {from}
-            WHERE {dueFilter} AND (a.token_expires_at <= {dueBefore} OR a.token_expires_at IS NULL)
+            WHERE {callableNow}
+              AND (a.token_expires_at <= {dueBefore} OR a.token_expires_at IS NULL)
             """;
 
         // Soonest expiry first, then the rows without an expiry (skipped with a warning).
         DuePage = $"""
             SELECT {id} AS Id, {label} AS Label, {shape.Time("a", "token_expires_at")} AS ExpiresAt
             {from}
-            WHERE {dueFilter} AND a.token_expires_at <= {dueBefore}
+            WHERE {callableNow}
+              AND a.token_expires_at <= {dueBefore}
               AND (@AfterId::text IS NULL OR (a.token_expires_at, {key}) > ({shape.At("token_expires_at", "@AfterExpiry")}, {shape.IdParam("@AfterId")}))
             ORDER BY a.token_expires_at, {key}
             LIMIT {Paging.PageSize}
@@ -47,7 +53,8 @@ internal sealed class OAuthStatements
         NoExpiryPage = $"""
             SELECT {id} AS Id, {label} AS Label, NULL::timestamptz AS ExpiresAt
             {from}
-            WHERE {dueFilter} AND a.token_expires_at IS NULL AND {shape.After("a", "@AfterId")}
+            WHERE {callableNow}
+              AND a.token_expires_at IS NULL AND {shape.After("a", "@AfterId")}
             ORDER BY {key}
             LIMIT {Paging.PageSize}
             """;
@@ -56,7 +63,7 @@ internal sealed class OAuthStatements
         FindAccount = $"""
             SELECT {id} AS Id, {label} AS Label
             FROM {t.Name} a
-            WHERE {active} AND a.refresh_token IS NOT NULL AND {(t.LookupColumn is { } lookup ? $"a.{lookup}" : id)} = @Key
+            WHERE {active}a.refresh_token IS NOT NULL AND {(t.LookupColumn is { } lookup ? $"a.{lookup}" : id)} = @Key
             """;
 
         Claim = ClaimSql(platform, shape, from, forced: false);
@@ -66,20 +73,20 @@ internal sealed class OAuthStatements
         NeedsReauth = $"""
             SELECT count(*)
             FROM token_refresh_state s JOIN {t.Name} a ON {id} = s.account_id
-            WHERE s.platform = '{state}' AND s.needs_reauth AND {active} AND {currentToken}
+            WHERE s.platform = '{state}' AND s.needs_reauth AND {active}{currentToken}
             """;
 
         RefreshTokensEnding = $"""
             SELECT {id} AS Id, {label} AS Label, {RefreshTokenEnds} AS ExpiresAt
             {from}
-            WHERE {active} AND a.refresh_token IS NOT NULL AND {EndsBefore("@WarnBefore")}
+            WHERE {active}a.refresh_token IS NOT NULL AND {EndsBefore("@WarnBefore")}
               AND NOT (COALESCE(s.needs_reauth, false) AND {currentToken})
             ORDER BY 3
             LIMIT 1000
             """;
 
         QuotaUse = $"""
-            SELECT (SELECT count(*) FROM {t.Name} a WHERE {active} AND a.refresh_token IS NOT NULL) AS Accounts,
+            SELECT (SELECT count(*) FROM {t.Name} a WHERE {active}a.refresh_token IS NOT NULL) AS Accounts,
                    r.quota_per_day AS PerDay, r.remaining_today AS Remaining
             FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = '{state}'
             """;
@@ -89,8 +96,8 @@ internal sealed class OAuthStatements
         AnnounceEnding = life is { FixedEnd: true, AnnouncedAhead: not null } ? $"""
             WITH ending AS (
                 SELECT {id} AS id, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash
-                {from}
-                WHERE {active} AND a.refresh_token IS NOT NULL AND {EndsBefore("@AnnounceBefore")}
+                {from.Nested(4)}
+                WHERE {active}a.refresh_token IS NOT NULL AND {EndsBefore("@AnnounceBefore")}
                   AND NOT (COALESCE(s.needs_reauth, false) AND {currentToken})),
             announced AS (
                 INSERT INTO token_refresh_state AS e (platform, account_id, needs_reauth, last_error, last_error_at, token_hash, updated_at)
@@ -147,7 +154,7 @@ internal sealed class OAuthStatements
 
     /// <summary>For `status`: the accounts refreshed, and the daily quota the platform last gave, and when.</summary>
     public static string QuotaStatusSql(IRefreshTokenPlatform platform) => $"""
-        SELECT (SELECT count(*) FROM {platform.Table.Name} a WHERE {(platform.Table.ActiveColumn is { } a ? $"a.{a}" : "true")} AND a.refresh_token IS NOT NULL),
+        SELECT (SELECT count(*) FROM {platform.Table.Name} a WHERE {(platform.Table.ActiveColumn is { } a ? $"a.{a} AND " : "")}a.refresh_token IS NOT NULL),
                r.quota_per_day, r.remaining_today, r.quota_seen_at
         FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = '{platform.Info.Id}'
         """;
@@ -164,15 +171,16 @@ internal sealed class OAuthStatements
     private static string ClaimSql(IRefreshTokenPlatform platform, TableShape shape, string from, bool forced)
     {
         var t = platform.Table;
-        var active = t.ActiveColumn is { } a ? $"a.{a}" : "true";
-        var due = forced ? "" : $"AND a.token_expires_at <= {shape.At("token_expires_at", "@DueBefore")}";
+        var active = t.ActiveColumn is { } a ? $"a.{a} AND " : "";
+        var due = forced ? "" : $" AND a.token_expires_at <= {shape.At("token_expires_at", "@DueBefore")}";
         return $"""
             WITH account AS (
                 SELECT {shape.Id("a")} AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
-                       {shape.Time("a", "token_expires_at")} AS AccessExpiresAt,
-                       s.xmin AS version, @Holder AS LeaseHolder, {AccountState.Columns}, {AccountState.LeaseColumns}
-                {from}
-                WHERE {shape.Key("a")} = ANY({shape.IdsParam("@Ids")}) AND {active} AND a.refresh_token IS NOT NULL {due}
+                       {shape.Time("a", "token_expires_at")} AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
+                       {AccountState.Columns.Nested(11)},
+                       {AccountState.LeaseColumns.Nested(11)}
+                {from.Nested(4)}
+                WHERE {shape.Key("a")} = ANY({shape.IdsParam("@Ids")}) AND {active}a.refresh_token IS NOT NULL{due}
                 -- For this statement only: the main application, in the middle of writing the row, is left alone.
                 FOR UPDATE OF a SKIP LOCKED),
             claimed AS (
@@ -182,7 +190,8 @@ internal sealed class OAuthStatements
                     lease_until = EXCLUDED.lease_until, lease_token_hash = EXCLUDED.lease_token_hash,
                     lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
                 WHERE s.lease_holder = @Holder -- a retry after an attempt whose commit was not acknowledged
-                   OR (s.xmin = (SELECT x.version FROM account x WHERE x.Id = s.account_id) AND {AccountState.ClaimableSql(forced)})
+                   OR (s.xmin = (SELECT x.version FROM account x WHERE x.Id = s.account_id)
+                       AND {AccountState.ClaimableSql(forced).Nested(11)})
                 RETURNING s.account_id)
             SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed)
             """;

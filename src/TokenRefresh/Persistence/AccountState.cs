@@ -143,14 +143,17 @@ internal sealed record AccountState(
     /// A forced claim (`tokenrefresh refresh`) skips those, but never the lease or the wait, so it cannot race a
     /// request that may still be in flight. Parameters: @Now, @UnknownOutcomeWait (seconds), @CycleStart.
     /// </summary>
-    public static string ClaimableSql(bool forced) => $"""
+    public static string ClaimableSql(bool forced) => forced ? Claimable : Claimable + "\n" + ClaimableUnlessForced;
+
+    private const string Claimable = """
         (s.lease_until IS NULL OR s.lease_until <= @Now)
         AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash AND s.unknown_outcome_at IS NOT NULL
                  AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait))
-        {(forced ? "" : """
+        """;
+
+    private const string ClaimableUnlessForced = """
         AND (s.token_hash IS DISTINCT FROM EXCLUDED.lease_token_hash OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
         AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart)
-        """)}
         """;
 
     public static TimeSpan Backoff(int failures)

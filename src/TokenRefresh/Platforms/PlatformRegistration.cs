@@ -15,6 +15,9 @@ internal interface IPlatformRegistration
 
     IReadOnlyList<AccountOption> AccountOptions { get; }
 
+    /// <summary>The main application's tables it uses, and how (scripts/sql/service-grants.sql is written from them).</summary>
+    IReadOnlyList<Persistence.TableNeeds> Tables { get; }
+
     /// <exception cref="SettingsException">One of its settings is missing or malformed.</exception>
     void Register(IServiceCollection services, SettingsReader settings, CycleSettings cycle);
 }

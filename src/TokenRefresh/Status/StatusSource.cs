@@ -28,44 +28,51 @@ internal sealed record StatusSource(
     /// <summary>What else the platform shows, added to its counts (Etsy's quota, Shopify's cut-off).</summary>
     public Func<NpgsqlConnection, PlatformStatus, CancellationToken, Task<PlatformStatus>>? Complete { get; init; }
 
-    private string NotCalled => Callable is null ? "false" : $"NOT COALESCE({Callable}, false)";
+    // Each account once, with what `status` asks of it as named columns: the counts and the list read them.
+    private string Accounts_ => $"""
+        SELECT {Table.Id("a")} AS id, {ShopColumn ?? "NULL"} AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
+               {RefreshTokenEnds ?? "NULL::timestamptz"} AS refresh_token_ends,
+               {Due.Nested(7)} AS due,
+               {(Callable is null ? "true" : $"COALESCE({Callable}, false)")} AS callable,
+               {AccountState.EligibleSql(TokenColumn).Nested(7)} AS eligible,
+               COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
+               COALESCE({Current} AND s.needs_reauth, false) AS needs_reauth,
+               COALESCE({Current} AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+               {(RefreshTokenEnds is { } ends ? $"COALESCE({ends} <= @WarnBefore, false)" : "false")} AS ending,
+               {(PausedReason is { } paused ? $"COALESCE(s.last_error = '{paused}', false)" : "false")} AS paused
+        FROM {Table.Name} a LEFT JOIN token_refresh_state s ON s.platform = '{Platform.Id}' AND s.account_id = {Table.Id("a")}
+        WHERE {Active}
+        """;
 
     // State rows count only while they are about the token the row holds now.
     private string Current => $"s.token_hash = encode(sha256(convert_to({TokenColumn}, 'UTF8')), 'hex')";
 
-    private string Reauth => $"COALESCE({Current} AND s.needs_reauth, false)";
-
-    private string BackingOff => $"COALESCE({Current} AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false)";
-
-    private string Ending => RefreshTokenEnds is { } ends ? $"COALESCE({ends} <= @WarnBefore AND NOT {Reauth}, false)" : "false";
-
-    private string From => $"FROM {Table.Name} a LEFT JOIN token_refresh_state s ON s.platform = '{Platform.Id}' AND s.account_id = {Table.Id("a")}";
-
     /// <summary>The counts: due, fine lately, backing off, needing re-authorisation, refresh token ending, never called, held back.</summary>
     public string Counts => $"""
-        SELECT
-            count(*) FILTER (WHERE {Due} AND NOT {NotCalled} AND {AccountState.EligibleSql(TokenColumn)}),
-            count(*) FILTER (WHERE s.last_success_at >= @RecentSince),
-            count(*) FILTER (WHERE {BackingOff}),
-            count(*) FILTER (WHERE {Reauth}),
-            count(*) FILTER (WHERE {Ending}),
-            count(*) FILTER (WHERE {NotCalled}),
-            count(*) FILTER (WHERE {BackingOff} AND {(PausedReason is { } paused ? $"s.last_error = '{paused}'" : "false")})
-        {From}
-        WHERE {Active}
+        SELECT count(*) FILTER (WHERE due AND callable AND eligible),
+               count(*) FILTER (WHERE recent),
+               count(*) FILTER (WHERE backing_off),
+               count(*) FILTER (WHERE needs_reauth),
+               count(*) FILTER (WHERE ending AND NOT needs_reauth),
+               count(*) FILTER (WHERE NOT callable),
+               count(*) FILTER (WHERE backing_off AND paused)
+        FROM (
+            {Accounts_.Nested(4)}
+        ) accounts
         """;
 
     /// <summary>The accounts that need attention, the most pressing first (at most 500).</summary>
     public string Accounts => $"""
-        SELECT {Table.Id("a")} AS Id, {ShopColumn ?? "NULL"} AS Shop,
-               CASE WHEN {NotCalled} THEN 'not_called' WHEN {Reauth} THEN 'needs_reauth' WHEN {BackingOff} THEN 'backing_off'
+        SELECT id AS Id, shop AS Shop,
+               CASE WHEN NOT callable THEN 'not_called' WHEN needs_reauth THEN 'needs_reauth' WHEN backing_off THEN 'backing_off'
                     ELSE 'refresh_token_expiring' END AS "Group",
-               COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError,
-               s.last_error_at AS LastErrorAt, s.next_attempt_at AS NextAttemptAt,
-               {RefreshTokenEnds ?? "NULL::timestamptz"} AS RefreshTokenExpiresAt
-        {From}
-        WHERE {Active} AND ({NotCalled} OR {Reauth} OR {BackingOff} OR {Ending})
-        ORDER BY 3 DESC, s.last_error_at DESC
+               COALESCE(consecutive_failures, 0) AS ConsecutiveFailures, last_error AS LastError, last_error_at AS LastErrorAt,
+               next_attempt_at AS NextAttemptAt, refresh_token_ends AS RefreshTokenExpiresAt
+        FROM (
+            {Accounts_.Nested(4)}
+        ) accounts
+        WHERE NOT callable OR needs_reauth OR backing_off OR (ending AND NOT needs_reauth)
+        ORDER BY 3 DESC, last_error_at DESC
         LIMIT 500
         """;
 }

@@ -12,9 +12,12 @@ internal sealed class EtsyPlatform(
     public static readonly PlatformInfo Description = new("etsy", "Etsy", "Etsy", null, Outcome.Refreshed, EtsyRegistration.User);
 
     // Keyed by user_id in the original service's schema; the key is read from the catalog, whatever its name.
-    private static readonly TokenTable EtsyUsers = new("etsy_users", LookupColumn: null, LabelColumn: null, ActiveColumn: null);
+    public const string UsersTable = "etsy_users";
 
-    private static readonly Need[] Columns =
+    private static readonly TokenTable EtsyUsers = new(UsersTable, LookupColumn: null, LabelColumn: null, ActiveColumn: null);
+
+    /// <summary>What refreshing needs of etsy_users: the refresh token and expiry read, the pair and expiry written.</summary>
+    public static readonly Need[] Columns =
     [
         new("access_token", Read: false, Written: true), new("refresh_token", Written: true), new("token_expires_at", Written: true),
         new("updated_at", Read: false, Written: true),

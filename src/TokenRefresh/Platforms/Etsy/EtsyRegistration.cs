@@ -15,6 +15,8 @@ internal sealed class EtsyRegistration : IPlatformRegistration
 
     public IReadOnlyList<AccountOption> AccountOptions => [User];
 
+    public IReadOnlyList<Persistence.TableNeeds> Tables => [new(EtsyPlatform.UsersTable, EtsyPlatform.Columns)];
+
     public void Register(IServiceCollection services, SettingsReader settings, CycleSettings cycle)
     {
         var etsy = EtsySettings.Read(settings);

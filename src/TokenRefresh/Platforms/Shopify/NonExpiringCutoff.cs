@@ -54,15 +54,16 @@ internal sealed partial class NonExpiringCutoff(ShopifySettings settings, TimePr
         }
 
         var expiring = ShopifySchema.HasExpiringTokens(stores);
-        // A store without a refresh token holds a non-expiring one (all of them, while the table has no such column).
-        var sql = $"""
-            SELECT count(*) FROM {ShopifySchema.Table} st
-            WHERE st.is_active AND COALESCE(st.access_token, '') <> ''{(expiring ? " AND st.refresh_token IS NULL" : "")}
-            """;
-        var count = await connection.ExecuteScalarAsync<long>(new CommandDefinition(sql, cancellationToken: cancellationToken));
+        var count = await connection.ExecuteScalarAsync<long>(new CommandDefinition(CountSql(stores), cancellationToken: cancellationToken));
         var today = DateOnly.FromDateTime(time.GetUtcNow().UtcDateTime);
         return new CutoffStatus(cutoff, cutoff.DayNumber - today.DayNumber, count, expiring);
     }
+
+    /// <summary>The active stores that hold a non-expiring token: without a refresh token (all of them, while the table has no such column).</summary>
+    public static string CountSql(TableShape stores) => $"""
+        SELECT count(*) FROM {ShopifySchema.Table} st
+        WHERE st.is_active AND COALESCE(st.access_token, '') <> ''{(ShopifySchema.HasExpiringTokens(stores) ? " AND st.refresh_token IS NULL" : "")}
+        """;
 
     /// <summary>
     /// From 30 days before the cut-off (and after it, while any store is left): one warning an hour for all replicas

@@ -32,14 +32,7 @@ internal static partial class ShopDomain
     /// </summary>
     public static async Task WarnAboutUncallableAsync(NpgsqlConnection connection, Persistence.TableShape stores, string platform, ILogger logger, CancellationToken cancellationToken)
     {
-        var sql = $"""
-            SELECT count(*) OVER () AS Total, {stores.Id("st")} AS Id, st.shop_domain AS ShopDomain
-            FROM {stores.Name} st
-            WHERE st.is_active AND NOT COALESCE({Sql("st.shop_domain")}, false)
-            ORDER BY st.shop_domain
-            LIMIT 5
-            """;
-        var rows = (await connection.ReadRowsAsync<(long Total, string Id, string? ShopDomain)>(new CommandDefinition(sql, cancellationToken: cancellationToken))).ToList();
+        var rows = await connection.ReadRowsAsync<(long Total, string Id, string? ShopDomain)>(new CommandDefinition(UncallableSql(stores), cancellationToken: cancellationToken));
         if (rows.Count > 0)
         {
             // Quoted, so that a newline or a space in the value shows instead of shaping the log line.
@@ -47,6 +40,15 @@ internal static partial class ShopDomain
             Log.Uncallable(logger, platform, rows[0].Total, Rule, examples);
         }
     }
+
+    /// <summary>The active stores that break the rule: how many, and the first five.</summary>
+    public static string UncallableSql(Persistence.TableShape stores) => $"""
+        SELECT count(*) OVER () AS Total, {stores.Id("st")} AS Id, st.shop_domain AS ShopDomain
+        FROM {stores.Name} st
+        WHERE st.is_active AND NOT COALESCE({Sql("st.shop_domain")}, false)
+        ORDER BY st.shop_domain
+        LIMIT 5
+        """;
 
     private static partial class Log
     {

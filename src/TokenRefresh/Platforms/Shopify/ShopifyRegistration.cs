@@ -20,6 +20,8 @@ internal sealed class ShopifyRegistration : IPlatformRegistration
 
     public IReadOnlyList<AccountOption> AccountOptions => [Shop];
 
+    public IReadOnlyList<Persistence.TableNeeds> Tables => [new(ShopifySchema.Table, ShopifySchema.Columns, ShopifySchema.ExpiringColumns)];
+
     public void Register(IServiceCollection services, SettingsReader settings, CycleSettings cycle)
     {
         var shopify = ShopifySettings.Read(settings);

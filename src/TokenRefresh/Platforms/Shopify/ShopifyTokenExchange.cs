@@ -66,44 +66,30 @@ internal sealed partial class ShopifyTokenExchange(
 {
     private const string Marker = ShopifyValidationStatements.ExchangeStateKey;
 
-    /// <summary>shopify_stores as the catalog describes it, read by <see cref="PrepareAsync"/>.</summary>
-    private TableShape? _shape;
+    /// <summary>The statements for shopify_stores as the catalog describes it, built by <see cref="PrepareAsync"/>.</summary>
+    private ShopifyExchangeStatements? _sql;
 
-    private TableShape T => _shape ?? throw new InvalidOperationException("The table's shape is read first (PrepareAsync).");
-
-    private const string Candidate = "st.is_active AND st.refresh_token IS NULL AND st.access_token IS NOT NULL AND st.access_token <> ''";
+    private ShopifyExchangeStatements Sql => _sql ?? throw new InvalidOperationException("The table's shape is read first (PrepareAsync).");
 
     /// <summary>Reads the table's shape; returns how many stores are left to migrate, and how many hold an expiring token already.</summary>
     /// <exception cref="SchemaException">shopify_stores lacks the expiring-token columns, or what validation needs.</exception>
     public async Task<(long Left, long Expiring)> PrepareAsync(CancellationToken cancellationToken)
     {
-        _shape = await schema.ReadAsync(cancellationToken);
-        if (!ShopifySchema.HasExpiringTokens(T))
+        var shape = await schema.ReadAsync(cancellationToken);
+        if (!ShopifySchema.HasExpiringTokens(shape))
         {
             throw new SchemaException(
-                $"shopify_stores cannot hold expiring tokens ({T.OptionalMissing}): apply {NonExpiringCutoff.ColumnsScript}, then scripts/sql/service-grants.sql, first");
+                $"shopify_stores cannot hold expiring tokens ({shape.OptionalMissing}): apply {NonExpiringCutoff.ColumnsScript}, then scripts/sql/service-grants.sql, first");
         }
 
-        var sql = $"""
-            SELECT count(*) FILTER (WHERE {Candidate}) AS Left, count(*) FILTER (WHERE st.is_active AND st.refresh_token IS NOT NULL) AS Expiring
-            FROM shopify_stores st
-            """;
+        _sql = new ShopifyExchangeStatements(shape, ShopifyValidation.Id);
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        return await connection.ReadRowAsync<(long, long)>(new CommandDefinition(sql, cancellationToken: cancellationToken));
+        return await connection.ReadRowAsync<(long, long)>(new CommandDefinition(Sql.Counts, cancellationToken: cancellationToken));
     }
 
     /// <summary>The stores left to migrate (one, by its shop_domain, or all), in key order, a page at a time.</summary>
     public async IAsyncEnumerable<ExchangeCandidate> CandidatesAsync(string? shopDomain, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var sql = $"""
-            SELECT {T.Id("st")} AS Id, st.shop_domain AS ShopDomain, (s.account_id IS NOT NULL) AS Pending
-            FROM shopify_stores st
-            LEFT JOIN token_refresh_state s ON s.platform = '{Marker}' AND s.account_id = {T.Id("st")}
-                AND s.token_hash = encode(sha256(convert_to(st.access_token, 'UTF8')), 'hex')
-            WHERE {Candidate} AND (@ShopDomain::text IS NULL OR st.shop_domain = @ShopDomain) AND {T.After("st", "@AfterId")}
-            ORDER BY {T.Key("st")}
-            LIMIT {Paging.PageSize}
-            """;
         await foreach (var store in Paging.ReadAsync<ExchangeCandidate>(PageAsync).WithCancellation(cancellationToken))
         {
             yield return store;
@@ -113,7 +99,7 @@ internal sealed partial class ShopifyTokenExchange(
         {
             await using var connection = await db.OpenConnectionAsync(cancellationToken);
             return await connection.ReadRowsAsync<ExchangeCandidate>(new CommandDefinition(
-                sql, new { ShopDomain = shopDomain, AfterId = after?.Id }, cancellationToken: cancellationToken));
+                Sql.Candidates, new { ShopDomain = shopDomain, AfterId = after?.Id }, cancellationToken: cancellationToken));
         }
     }
 
@@ -170,42 +156,18 @@ internal sealed partial class ShopifyTokenExchange(
     // other process holds one (a second `migrate-expiring` running at once gets Busy). Returns the token to send.
     private async Task<string?> ClaimAsync(ExchangeCandidate store, string holder)
     {
-        var sql = $"""
-            WITH store AS (
-                SELECT {T.Id("st")} AS id, st.access_token AS Token, encode(sha256(convert_to(st.access_token, 'UTF8')), 'hex') AS hash, s.xmin AS version
-                FROM shopify_stores st
-                LEFT JOIN token_refresh_state s ON s.platform = '{Marker}' AND s.account_id = {T.Id("st")}
-                WHERE {T.Key("st")} = {T.IdParam("@Id")} AND {Candidate}),
-            marked AS (
-                INSERT INTO token_refresh_state AS s (platform, account_id, last_error, last_error_at, token_hash, unknown_outcome_at,
-                    lease_until, lease_token_hash, lease_holder, updated_at)
-                SELECT '{Marker}', id, 'token_exchange_sent', @Now, hash, @Now, @LeaseUntil, hash, @Holder, @Now FROM store
-                ON CONFLICT (platform, account_id) DO UPDATE SET
-                    last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at, token_hash = EXCLUDED.token_hash,
-                    unknown_outcome_at = EXCLUDED.unknown_outcome_at, lease_until = EXCLUDED.lease_until,
-                    lease_token_hash = EXCLUDED.lease_token_hash, lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
-                WHERE s.xmin = (SELECT version FROM store) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-                RETURNING 1)
-            SELECT Token FROM store WHERE EXISTS (SELECT 1 FROM marked)
-            """;
         var now = time.GetUtcNow();
         // Not cancelled once begun: a marker that the server committed is always known to this process, which then ends its lease.
         await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         return await connection.ReadRowOrDefaultAsync<string>(new CommandDefinition(
-            sql, new { store.Id, Now = now, LeaseUntil = now + settings.LeaseLength, Holder = holder }));
+            Sql.Claim, new { store.Id, Now = now, LeaseUntil = now + settings.LeaseLength, Holder = holder }));
     }
 
     private async Task<ExchangeResult> WhyNotClaimedAsync(ExchangeCandidate store)
     {
-        var sql = $"""
-            SELECT (st.refresh_token IS NOT NULL) AS Expiring,
-                   (SELECT s.lease_until FROM token_refresh_state s
-                    WHERE s.platform = '{Marker}' AND s.account_id = {T.Id("st")} AND s.lease_until > @Now) AS LeasedUntil
-            FROM shopify_stores st WHERE {T.Key("st")} = {T.IdParam("@Id")} AND st.is_active
-            """;
         await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         var row = await connection.ReadRowOrDefaultAsync<(bool Expiring, DateTimeOffset? LeasedUntil)?>(
-            new CommandDefinition(sql, new { store.Id, Now = time.GetUtcNow() }));
+            new CommandDefinition(Sql.WhyNotClaimed, new { store.Id, Now = time.GetUtcNow() }));
         return row switch
         {
             { Expiring: true } => new(ExchangeOutcome.AlreadyMigrated),
@@ -217,27 +179,13 @@ internal sealed partial class ShopifyTokenExchange(
 
     private async Task<ExchangeResult> StoreAsync(ExchangeCandidate store, string old, string holder, TokenPair pair)
     {
-        var sql = $"""
-            WITH stored AS (
-                UPDATE shopify_stores st
-                SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = {T.At("token_expires_at", "@ExpiresAt")},
-                    refresh_token_expires_at = {T.At("refresh_token_expires_at", "@RefreshExpiresAt")}, updated_at = {T.At("updated_at", "@Now")}
-                WHERE {T.Key("st")} = {T.IdParam("@Id")} AND ((st.access_token = @Old AND st.refresh_token IS NULL) OR st.refresh_token = @RefreshToken)
-                RETURNING {T.Id("st")} AS id),
-            cleared AS (
-                DELETE FROM token_refresh_state WHERE platform IN ('{Marker}', 'shopify') AND account_id IN (SELECT id FROM stored)),
-            released AS (
-                UPDATE token_refresh_state s SET lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
-                WHERE s.platform = '{Marker}' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
-            SELECT 1 FROM stored
-            """;
         var now = time.GetUtcNow();
         var parameters = new
         {
             store.Id, pair.AccessToken, pair.RefreshToken, Old = old, ExpiresAt = now + pair.ExpiresIn,
             RefreshExpiresAt = now + (pair.RefreshExpiresIn ?? TimeSpan.FromDays(90)), Now = now, Holder = holder,
         };
-        return await writer.WriteAsync(sql, parameters, now + settings.CycleBudget, "Shopify", new DueAccount(store.Id, store.ShopDomain)) switch
+        return await writer.WriteAsync(Sql.Store, parameters, now + settings.CycleBudget, "Shopify", new DueAccount(store.Id, store.ShopDomain)) switch
         {
             WriteResult.Stored => new(ExchangeOutcome.Migrated),
             WriteResult.Superseded => new(ExchangeOutcome.Skipped, "superseded: a new token was stored meanwhile"),
@@ -248,7 +196,7 @@ internal sealed partial class ShopifyTokenExchange(
     private async Task UnmarkAsync(string id, string holder)
     {
         await using var connection = await db.OpenConnectionAsync();
-        await connection.ExecuteAsync($"DELETE FROM token_refresh_state WHERE platform = '{Marker}' AND account_id = @id AND lease_holder = @holder", new { id, holder });
+        await connection.ExecuteAsync(Sql.Unmark, new { Id = id, Holder = holder });
     }
 
     private static partial class Log

@@ -24,13 +24,18 @@ internal sealed class ShopifyValidation(
     PlatformHealthRegistry health,
     ILogger<ShopifyValidation> logger) : IPlatform
 {
+    /// <summary>Its id: its state rows, re-authorisation signals and status carry it.</summary>
+    public const string Id = "shopify";
+
     private readonly IncidentGuard.Memory _waves = new();
     private (TableShape Shape, ShopifyValidationStatements Statements)? _built;
 
-    public PlatformInfo Info { get; } = new("shopify", "Shopify", ShopifyRegistration.Lane, settings.MaxConcurrency, Outcome.Validated, ShopifyRegistration.Shop)
+    public static readonly PlatformInfo Description = new(Id, "Shopify", ShopifyRegistration.Lane, null, Outcome.Validated, ShopifyRegistration.Shop)
     {
         LabelIsShopDomain = true,
     };
+
+    public PlatformInfo Info { get; } = Description with { LaneCap = settings.MaxConcurrency };
 
     public async Task<IPlatformCycle?> StartCycleAsync(CancellationToken cancellationToken)
     {
@@ -42,14 +47,18 @@ internal sealed class ShopifyValidation(
     public async Task<StatusSource?> StatusSourceAsync(CancellationToken cancellationToken)
     {
         var (shape, _) = await StatementsAsync(cancellationToken);
-        var active = ShopifySchema.HasExpiringTokens(shape) ? "a.is_active AND a.refresh_token IS NULL" : "a.is_active";
-        return new StatusSource(Info, shape, "COALESCE(a.access_token, '')", active, ShopifyValidationStatements.IntervalSql(shape.Key("a")),
-            ShopDomain.Sql("a.shop_domain"), "a.shop_domain", RefreshTokenEnds: null, ShopifyValidationCycle.DeactivationPaused)
+        return StatusSourceFor(Info, shape) with
         {
             IntervalSeconds = (long)settings.ValidateInterval.TotalSeconds,
             Complete = async (connection, status, ct) => status with { NonExpiringCutoff = await cutoff.ReadAsync(connection, shape, ct) },
         };
     }
+
+    /// <summary>What `status` counts for validation on shopify_stores as it is.</summary>
+    public static StatusSource StatusSourceFor(PlatformInfo info, TableShape shape) => new(
+        info, shape, "COALESCE(a.access_token, '')", ShopifySchema.HasExpiringTokens(shape) ? "a.is_active AND a.refresh_token IS NULL" : "a.is_active",
+        ShopifyValidationStatements.IntervalSql(shape.Key("a")), ShopDomain.Sql("a.shop_domain"), "a.shop_domain", RefreshTokenEnds: null,
+        ShopifyValidationCycle.DeactivationPaused);
 
     // Built again only when the table changed (a migration of the main application's).
     private async Task<(TableShape Shape, ShopifyValidationStatements Statements)> StatementsAsync(CancellationToken cancellationToken)

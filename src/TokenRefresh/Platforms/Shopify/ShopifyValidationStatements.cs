@@ -20,8 +20,10 @@ internal sealed class ShopifyValidationStatements
         // Stores with an expiring token are refreshed instead (ShopifyExpiring): the refresh proves the token.
         var nonExpiring = ShopifySchema.HasExpiringTokens(shape) ? " AND st.refresh_token IS NULL" : "";
         var due = $"""
-            st.is_active{nonExpiring} AND {ShopDomain.Sql("st.shop_domain")} AND {AccountState.EligibleSql("COALESCE(st.access_token, '')")}
-            AND {IntervalSql(shape.Key("st"))}
+            st.is_active{nonExpiring}
+              AND {ShopDomain.Sql("st.shop_domain")}
+              AND {AccountState.EligibleSql("COALESCE(st.access_token, '')").Nested(6)}
+              AND {IntervalSql(shape.Key("st")).Nested(6)}
             """;
 
         CountDue = $"""
@@ -32,19 +34,24 @@ internal sealed class ShopifyValidationStatements
 
         // The token and state come with the page: validation needs no claim, so a store costs one round trip (its state).
         DuePage = $"""
-            SELECT {shape.Id("st")} AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token, {AccountState.Columns}
+            SELECT {shape.Id("st")} AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token,
+                   {AccountState.Columns.Nested(7)}
             {from}
-            WHERE {due} AND {shape.After("st", "@AfterId")}
+            WHERE {due}
+              AND {shape.After("st", "@AfterId")}
             ORDER BY {shape.Key("st")}
             LIMIT {Paging.PageSize}
             """;
 
         FindAccount = $"""
-            SELECT {shape.Id("st")} AS Id, st.shop_domain AS ShopDomain FROM {ShopifySchema.Table} st WHERE st.shop_domain = @Key AND st.is_active{nonExpiring}
+            SELECT {shape.Id("st")} AS Id, st.shop_domain AS ShopDomain
+            FROM {ShopifySchema.Table} st
+            WHERE st.shop_domain = @Key AND st.is_active{nonExpiring}
             """;
 
         ReadOne = $"""
-            SELECT st.access_token AS Token, {AccountState.Columns}
+            SELECT st.access_token AS Token,
+                   {AccountState.Columns.Nested(7)}
             {from}
             WHERE {shape.Key("st")} = {shape.IdParam("@Id")} AND st.is_active{nonExpiring}
             """;

@@ -1,0 +1,332 @@
+-- Every statement the service runs against the main application's tables, as built for this shape.
+
+-- Etsy: count due
+SELECT count(*)::int
+FROM etsy_users a
+LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
+WHERE a.refresh_token IS NOT NULL
+  AND (s.account_id IS NULL
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+  AND (a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC') OR a.token_expires_at IS NULL);
+
+-- Etsy: due page
+SELECT a."user_id"::text AS Id, NULL AS Label, (a.token_expires_at AT TIME ZONE 'UTC') AS ExpiresAt
+FROM etsy_users a
+LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
+WHERE a.refresh_token IS NOT NULL
+  AND (s.account_id IS NULL
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+  AND a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC')
+  AND (@AfterId::text IS NULL OR (a.token_expires_at, a."user_id") > ((@AfterExpiry::timestamptz AT TIME ZONE 'UTC'), CAST(@AfterId AS uuid)))
+ORDER BY a.token_expires_at, a."user_id"
+LIMIT 500;
+
+-- Etsy: no-expiry page
+SELECT a."user_id"::text AS Id, NULL AS Label, NULL::timestamptz AS ExpiresAt
+FROM etsy_users a
+LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
+WHERE a.refresh_token IS NOT NULL
+  AND (s.account_id IS NULL
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+  AND a.token_expires_at IS NULL AND (@AfterId::text IS NULL OR a."user_id" > CAST(@AfterId AS uuid))
+ORDER BY a."user_id"
+LIMIT 500;
+
+-- Etsy: find account
+SELECT a."user_id"::text AS Id, NULL AS Label
+FROM etsy_users a
+WHERE a.refresh_token IS NOT NULL AND a."user_id"::text = @Key;
+
+-- Etsy: claim
+WITH account AS (
+    SELECT a."user_id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+           (a.token_expires_at AT TIME ZONE 'UTC') AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
+           COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
+           s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
+           s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
+           CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+    FROM etsy_users a
+    LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
+    WHERE a."user_id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL AND a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC')
+    -- For this statement only: the main application, in the middle of writing the row, is left alone.
+    FOR UPDATE OF a SKIP LOCKED),
+claimed AS (
+    INSERT INTO token_refresh_state AS s (platform, account_id, lease_until, lease_token_hash, lease_holder, updated_at)
+    SELECT 'etsy', Id, @LeaseUntil, hash, @Holder, @Now FROM account
+    ON CONFLICT (platform, account_id) DO UPDATE SET
+        lease_until = EXCLUDED.lease_until, lease_token_hash = EXCLUDED.lease_token_hash,
+        lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
+    WHERE s.lease_holder = @Holder -- a retry after an attempt whose commit was not acknowledged
+       OR (s.xmin = (SELECT x.version FROM account x WHERE x.Id = s.account_id)
+           AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+           AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash AND s.unknown_outcome_at IS NOT NULL
+                    AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait))
+           AND (s.token_hash IS DISTINCT FROM EXCLUDED.lease_token_hash OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
+           AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart))
+    RETURNING s.account_id)
+SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+
+-- Etsy: forced claim
+WITH account AS (
+    SELECT a."user_id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+           (a.token_expires_at AT TIME ZONE 'UTC') AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
+           COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
+           s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
+           s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
+           CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+    FROM etsy_users a
+    LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
+    WHERE a."user_id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL
+    -- For this statement only: the main application, in the middle of writing the row, is left alone.
+    FOR UPDATE OF a SKIP LOCKED),
+claimed AS (
+    INSERT INTO token_refresh_state AS s (platform, account_id, lease_until, lease_token_hash, lease_holder, updated_at)
+    SELECT 'etsy', Id, @LeaseUntil, hash, @Holder, @Now FROM account
+    ON CONFLICT (platform, account_id) DO UPDATE SET
+        lease_until = EXCLUDED.lease_until, lease_token_hash = EXCLUDED.lease_token_hash,
+        lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
+    WHERE s.lease_holder = @Holder -- a retry after an attempt whose commit was not acknowledged
+       OR (s.xmin = (SELECT x.version FROM account x WHERE x.Id = s.account_id)
+           AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+           AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash AND s.unknown_outcome_at IS NOT NULL
+                    AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait)))
+    RETURNING s.account_id)
+SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+
+-- Etsy: store
+WITH stored AS (
+    UPDATE etsy_users a
+    SET access_token = @AccessToken, refresh_token = @RefreshToken, token_expires_at = (@ExpiresAt::timestamptz AT TIME ZONE 'UTC'),
+        updated_at = (@Now::timestamptz AT TIME ZONE 'UTC')
+    WHERE a."user_id" = CAST(@Id AS uuid) AND a.refresh_token IN (@Sent, @RefreshToken)
+    RETURNING a."user_id"::text AS id),
+state AS (
+    INSERT INTO token_refresh_state AS s (platform, account_id, last_success_at, updated_at)
+    SELECT 'etsy', id, @Now, @Now FROM stored
+    ON CONFLICT (platform, account_id) DO UPDATE SET
+        consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
+        token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at,
+        lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL),
+released AS (
+    UPDATE token_refresh_state s SET lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+    WHERE s.platform = 'etsy' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
+SELECT 1 FROM stored;
+
+-- Etsy: needs re-authorisation (metric)
+SELECT count(*)
+FROM token_refresh_state s JOIN etsy_users a ON a."user_id"::text = s.account_id
+WHERE s.platform = 'etsy' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
+
+-- Etsy: refresh tokens ending
+SELECT a."user_id"::text AS Id, NULL AS Label, (s.last_success_at + interval '90 days') AS ExpiresAt
+FROM etsy_users a
+LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
+WHERE a.refresh_token IS NOT NULL AND (s.last_success_at + interval '90 days') <= @WarnBefore
+  AND NOT (COALESCE(s.needs_reauth, false) AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
+ORDER BY 3
+LIMIT 1000;
+
+-- Etsy: daily quota
+SELECT (SELECT count(*) FROM etsy_users a WHERE a.refresh_token IS NOT NULL) AS Accounts,
+       r.quota_per_day AS PerDay, r.remaining_today AS Remaining
+FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = 'etsy';
+
+-- Etsy: daily quota (status)
+SELECT (SELECT count(*) FROM etsy_users a WHERE a.refresh_token IS NOT NULL),
+       r.quota_per_day, r.remaining_today, r.quota_seen_at
+FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = 'etsy';
+
+-- Etsy: status counts
+SELECT count(*) FILTER (WHERE due AND callable AND eligible),
+       count(*) FILTER (WHERE recent),
+       count(*) FILTER (WHERE backing_off),
+       count(*) FILTER (WHERE needs_reauth),
+       count(*) FILTER (WHERE ending AND NOT needs_reauth),
+       count(*) FILTER (WHERE NOT callable),
+       count(*) FILTER (WHERE backing_off AND paused)
+FROM (
+    SELECT a."user_id"::text AS id, NULL AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
+           (s.last_success_at + interval '90 days') AS refresh_token_ends,
+           a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC') AS due,
+           true AS callable,
+           (s.account_id IS NULL
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+           COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
+           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
+           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE((s.last_success_at + interval '90 days') <= @WarnBefore, false) AS ending,
+           false AS paused
+    FROM etsy_users a LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
+    WHERE a.refresh_token IS NOT NULL
+) accounts;
+
+-- Etsy: status accounts
+SELECT id AS Id, shop AS Shop,
+       CASE WHEN NOT callable THEN 'not_called' WHEN needs_reauth THEN 'needs_reauth' WHEN backing_off THEN 'backing_off'
+            ELSE 'refresh_token_expiring' END AS "Group",
+       COALESCE(consecutive_failures, 0) AS ConsecutiveFailures, last_error AS LastError, last_error_at AS LastErrorAt,
+       next_attempt_at AS NextAttemptAt, refresh_token_ends AS RefreshTokenExpiresAt
+FROM (
+    SELECT a."user_id"::text AS id, NULL AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
+           (s.last_success_at + interval '90 days') AS refresh_token_ends,
+           a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC') AS due,
+           true AS callable,
+           (s.account_id IS NULL
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+           COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
+           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
+           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE((s.last_success_at + interval '90 days') <= @WarnBefore, false) AS ending,
+           false AS paused
+    FROM etsy_users a LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
+    WHERE a.refresh_token IS NOT NULL
+) accounts
+WHERE NOT callable OR needs_reauth OR backing_off OR (ending AND NOT needs_reauth)
+ORDER BY 3 DESC, last_error_at DESC
+LIMIT 500;
+
+-- Shopify: count due
+SELECT count(*)::int
+FROM shopify_stores st
+LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
+WHERE st.is_active
+  AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
+  AND (s.account_id IS NULL
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex')
+       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+  AND (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
+       OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
+          > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds));
+
+-- Shopify: due page
+SELECT st."id"::text AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token,
+       COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
+       s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
+       s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt
+FROM shopify_stores st
+LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
+WHERE st.is_active
+  AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
+  AND (s.account_id IS NULL
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex')
+       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+  AND (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
+       OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
+          > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds))
+  AND (@AfterId::text IS NULL OR st."id" > CAST(@AfterId AS uuid))
+ORDER BY st."id"
+LIMIT 500;
+
+-- Shopify: find account
+SELECT st."id"::text AS Id, st.shop_domain AS ShopDomain
+FROM shopify_stores st
+WHERE st.shop_domain = @Key AND st.is_active;
+
+-- Shopify: read one
+SELECT st.access_token AS Token,
+       COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
+       s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
+       s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt
+FROM shopify_stores st
+LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
+WHERE st."id" = CAST(@Id AS uuid) AND st.is_active;
+
+-- Shopify: deactivate
+WITH pending AS (
+    SELECT 1 FROM token_refresh_state m
+    WHERE m.platform = 'shopify_exchange' AND m.account_id = @Id AND m.token_hash = @Hash
+      AND m.unknown_outcome_at > @Now - interval '7 days'),
+deactivated AS (
+    UPDATE shopify_stores st
+    SET is_active = false, updated_at = (@Now::timestamptz AT TIME ZONE 'UTC')
+    WHERE st."id" = CAST(@Id AS uuid) AND st.is_active AND st.access_token = @RejectedToken AND NOT EXISTS (SELECT 1 FROM pending)
+    RETURNING st."id"::text AS id),
+cleared AS (
+    DELETE FROM token_refresh_state WHERE platform = 'shopify' AND account_id IN (SELECT id FROM deactivated)),
+notified AS (
+    SELECT pg_notify('tokenrefresh_reauth', json_build_object('event', 'deactivated', 'platform', 'shopify',
+        'account_id', id::text, 'shop_domain', @Shop, 'reason', @Reason, 'at', @Now)::text) FROM deactivated)
+-- Counted through the notification (one per store switched off), so that it is sent: a CTE nobody reads does not run.
+SELECT (SELECT count(*) FROM notified) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending;
+
+-- Shopify: save validated
+INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, needs_reauth, last_success_at, updated_at)
+SELECT 'shopify', v.id, 0, false, v.at, v.at
+FROM unnest(CAST(@Ids AS text[]), CAST(@Ats AS timestamptz[])) AS v(id, at)
+ORDER BY v.id
+ON CONFLICT (platform, account_id) DO UPDATE SET
+    consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
+    token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at;
+
+-- Shopify: uncallable stores
+SELECT count(*) OVER () AS Total, st."id"::text AS Id, st.shop_domain AS ShopDomain
+FROM shopify_stores st
+WHERE st.is_active AND NOT COALESCE(st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$', false)
+ORDER BY st.shop_domain
+LIMIT 5;
+
+-- Shopify: non-expiring stores (the cut-off)
+SELECT count(*) FROM shopify_stores st
+WHERE st.is_active AND COALESCE(st.access_token, '') <> '';
+
+-- Shopify: status counts
+SELECT count(*) FILTER (WHERE due AND callable AND eligible),
+       count(*) FILTER (WHERE recent),
+       count(*) FILTER (WHERE backing_off),
+       count(*) FILTER (WHERE needs_reauth),
+       count(*) FILTER (WHERE ending AND NOT needs_reauth),
+       count(*) FILTER (WHERE NOT callable),
+       count(*) FILTER (WHERE backing_off AND paused)
+FROM (
+    SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
+           NULL::timestamptz AS refresh_token_ends,
+           (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
+            OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
+               > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
+           COALESCE(a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$', false) AS callable,
+           (s.account_id IS NULL
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')
+            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+           COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
+           COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
+           COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           false AS ending,
+           COALESCE(s.last_error = 'deactivation_paused', false) AS paused
+    FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = a."id"::text
+    WHERE a.is_active
+) accounts;
+
+-- Shopify: status accounts
+SELECT id AS Id, shop AS Shop,
+       CASE WHEN NOT callable THEN 'not_called' WHEN needs_reauth THEN 'needs_reauth' WHEN backing_off THEN 'backing_off'
+            ELSE 'refresh_token_expiring' END AS "Group",
+       COALESCE(consecutive_failures, 0) AS ConsecutiveFailures, last_error AS LastError, last_error_at AS LastErrorAt,
+       next_attempt_at AS NextAttemptAt, refresh_token_ends AS RefreshTokenExpiresAt
+FROM (
+    SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
+           NULL::timestamptz AS refresh_token_ends,
+           (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
+            OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
+               > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
+           COALESCE(a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$', false) AS callable,
+           (s.account_id IS NULL
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')
+            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+           COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
+           COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
+           COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           false AS ending,
+           COALESCE(s.last_error = 'deactivation_paused', false) AS paused
+    FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = a."id"::text
+    WHERE a.is_active
+) accounts
+WHERE NOT callable OR needs_reauth OR backing_off OR (ending AND NOT needs_reauth)
+ORDER BY 3 DESC, last_error_at DESC
+LIMIT 500;
