@@ -1,5 +1,6 @@
 using System.CommandLine;
 using TokenRefresh.Cli.Commands;
+using TokenRefresh.Cli.Commands.Shopify;
 
 namespace TokenRefresh.Cli;
 

@@ -29,7 +29,7 @@ public sealed record PlatformSummary(string Platform, Outcome SuccessOutcome)
         _ => this with { Found = Found + 1, Succeeded = Succeeded + 1 },
     };
 
-    /// <summary>E.g. "Etsy: 2/3 refreshed, 1 failed" or "Shopify: 3/5 validated, 1 deactivated, 1 failed".</summary>
+    /// <summary>E.g. "X: 2/3 refreshed, 1 failed" or "Y: 3/5 validated, 1 deactivated, 1 failed".</summary>
     public override string ToString()
     {
         if (Crashed)
@@ -67,7 +67,7 @@ public sealed record CycleSummary(IReadOnlyList<PlatformSummary> Platforms, Time
 
     public bool Crashed => Platforms.Any(p => p.Crashed);
 
-    /// <summary>Per-platform and total counts by name (e.g. EtsyRefreshed, ShopifyDeactivated, Failed).</summary>
+    /// <summary>Per-platform and total counts by name (e.g. XRefreshed, YDeactivated, Failed).</summary>
     public Dictionary<string, object> Properties()
     {
         var properties = new Dictionary<string, object>();

@@ -3,7 +3,7 @@ using TokenRefresh.Scheduling;
 namespace TokenRefresh;
 
 /// <summary>
-/// How an operator names one of a platform's accounts on the command line (`tokenrefresh refresh --etsy-user ID`):
+/// How an operator names one of a platform's accounts on the command line (`tokenrefresh refresh --OPTION VALUE`):
 /// the option, what its value is called, what it means, and what is said when no account has that name ({0} is the
 /// value). Platforms that share an option share its accounts' names.
 /// </summary>
@@ -11,9 +11,9 @@ internal sealed record AccountOption(string Name, string HelpName, string Descri
 
 /// <summary>
 /// A platform as the cycle knows it, declared once in its folder: <paramref name="Id"/>, the one id its state,
-/// re-authorisation signals and status carry (etsy, shopify, shopify_refresh, ebay); <paramref name="Name"/>, what
+/// re-authorisation signals and status carry; <paramref name="Name"/>, what
 /// log lines and summaries call it; <paramref name="Lane"/>, whose share of the calls in flight it takes (its group's
-/// cap, e.g. SHOPIFY_MAX_CONCURRENCY, is <paramref name="LaneCap"/>); what success is called; and the command-line
+/// cap, its MAX_CONCURRENCY setting, is <paramref name="LaneCap"/>); what success is called; and the command-line
 /// option that names its accounts. <paramref name="Optional"/>: the original service did not have it, so a table it
 /// lacks stops only itself.
 /// </summary>
@@ -75,7 +75,7 @@ internal interface IPlatformCycle
 
     /// <summary>
     /// After the platform's last account of the cycle: stores what the cycle learned (the daily quota, the validations
-    /// waiting) and returns the results it decided only now (Shopify's rejected stores). Never throws.
+    /// waiting) and returns the results it decided only now (rejections held for the incident guard). Never throws.
     /// </summary>
     Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishAsync();
 }

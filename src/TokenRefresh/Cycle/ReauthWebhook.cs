@@ -8,7 +8,7 @@ using TokenRefresh.Settings;
 
 namespace TokenRefresh;
 
-/// <summary>An account only its user can bring back: flagged needs_reauth, or a Shopify store switched off. Never a token.</summary>
+/// <summary>An account only its user can bring back: flagged needs_reauth, or switched off. Never a token.</summary>
 public sealed record ReauthEvent(
     [property: JsonPropertyName("event")] string Event,
     [property: JsonPropertyName("platform")] string Platform,

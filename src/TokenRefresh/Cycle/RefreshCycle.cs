@@ -79,13 +79,13 @@ public sealed partial class RefreshCycle
 
     private Func<IPlatform, PlatformRun> Run(CycleContext cycle) => platform => new PlatformRun(platform, cycle, _health.For(platform.Info.Lane), _logger);
 
-    // A lane's own cap (ETSY_MAX_CONCURRENCY, SHOPIFY_MAX_CONCURRENCY), as its platforms declare it.
+    // A lane's own cap, as its platforms declare it.
     private Dictionary<string, int> Caps() =>
         _platforms.Select(p => p.Info).Where(i => i.LaneCap is not null).DistinctBy(i => i.Lane).ToDictionary(i => i.Lane, i => i.LaneCap!.Value);
 
     private void LogSummary(CycleSummary summary)
     {
-        // The counts as named properties (e.g. EtsyRefreshed, ShopifyDeactivated) on the one summary event.
+        // The counts as named properties (e.g. <Platform>Refreshed, <Platform>Deactivated) on the one summary event.
         using var scope = _logger.BeginScope(summary.Properties());
         var level = summary.Crashed ? LogLevel.Error : summary.AnyFailed ? LogLevel.Warning : LogLevel.Information;
         Log.CycleCompleted(_logger, level, Math.Round(summary.Duration.TotalMilliseconds), summary.ToString());

@@ -15,9 +15,8 @@ namespace TokenRefresh.OAuth;
 internal sealed record TokenTable(string Name, string? LookupColumn, string? LabelColumn, string? ActiveColumn);
 
 /// <summary>
-/// How a platform's refresh token ends. One that <paramref name="Rotates"/> comes new with every refresh (Etsy,
-/// Shopify), and lives <paramref name="Lifetime"/> from then: kept in <paramref name="EndColumn"/> when the table has
-/// one, else counted from the last success. One that does not rotate (eBay) ends on a day the main application stores
+/// How a platform's refresh token ends. One that <paramref name="Rotates"/> comes new with every refresh, and lives <paramref name="Lifetime"/> from then: kept in <paramref name="EndColumn"/> when the table has
+/// one, else counted from the last success. One that does not rotate ends on a day the main application stores
 /// in <paramref name="EndColumn"/>, and is announced <paramref name="AnnouncedAhead"/> before it.
 /// </summary>
 internal sealed record RefreshTokenLife(bool Rotates, TimeSpan Lifetime, string? EndColumn, TimeSpan? AnnouncedAhead = null)
@@ -27,8 +26,7 @@ internal sealed record RefreshTokenLife(bool Rotates, TimeSpan Lifetime, string?
 }
 
 /// <summary>
-/// A platform's daily quota per API key: the setting that says when to warn (<paramref name="WarnSetting"/>, e.g.
-/// ETSY_QUOTA_WARN_PERCENT) and its value, and the header that gives the quota.
+/// A platform's daily quota per API key: the setting that says when to warn (<paramref name="WarnSetting"/>) and its value, and the header that gives the quota.
 /// </summary>
 internal sealed record DailyQuotaWarning(string WarnSetting, int WarnPercent, QuotaHeaders Headers);
 
@@ -65,13 +63,13 @@ internal interface IRefreshTokenPlatform
 
     /// <summary>
     /// The table as it is now (read from the catalog each cycle), or null when it cannot hold this platform's tokens
-    /// and the platform is off (e.g. the optional Shopify expiring-token columns are missing). <paramref name="readOnly"/>:
+    /// and the platform is off (its optional columns are missing). <paramref name="readOnly"/>:
     /// only what the platform reads must be there and readable (for `status`).
     /// </summary>
     /// <exception cref="SchemaException">The table lacks what the platform must have.</exception>
     Task<TableShape?> ShapeAsync(bool readOnly, CancellationToken cancellationToken);
 
-    /// <summary>Why an account cannot be called (e.g. a shop domain that is not {name}.myshopify.com), or null.</summary>
+    /// <summary>Why an account cannot be called (a label it must not be sent to), or null.</summary>
     string? Problem(string? label);
 
     /// <summary>The same as a SQL condition on the row aliased <paramref name="alias"/>, so such accounts are never selected; null: every row may be called.</summary>

@@ -59,7 +59,7 @@ internal sealed partial class OAuthHousekeeping(IRefreshTokenPlatform platform, 
         return [.. announced.Select(a => new DueAccount(a.Id, a.Label))];
     }
 
-    // A platform with a daily quota per API key (Etsy): what the refreshes alone take of it at the current account count;
+    // A platform with a daily quota per API key: what the refreshes alone take of it at the current account count;
     // in the metrics every cycle, and a warning, at most hourly for all replicas, past the share its setting allows.
     private async Task CheckDailyQuotaAsync(NpgsqlConnection connection, DateTimeOffset now, CancellationToken cancellationToken)
     {

@@ -24,7 +24,7 @@ internal sealed record TokenPair(string AccessToken, string? RefreshToken, TimeS
             return null;
         }
 
-        // Shopify says how long the refresh token lives; Etsy does not.
+        // Some platforms say how long the refresh token lives.
         var refreshLifetime = Seconds(root, "refresh_token_expires_in") is { } r && r > 0 && r <= TimeSpan.FromDays(3650).TotalSeconds
             ? TimeSpan.FromSeconds(r)
             : (TimeSpan?)null;

@@ -58,7 +58,7 @@ internal sealed record AccountState(
 
         // The unknown-outcome rule: after an attempt with this token whose outcome was unknown, the first
         // invalid_grant is not believed (the lost answer may have rotated the token and someone may yet store
-        // it; Shopify keeps the old refresh token usable until its replacement is used); it backs off like a
+        // it; a platform may keep the old refresh token usable until its replacement is used); it backs off like a
         // transient failure. The next attempt decides: another invalid_grant is believed.
         var suspect = reason == "invalid_grant" && current.UnknownOutcomeAt is not null && current.LastError != SuspectInvalidGrant;
         if (reason == "invalid_grant" && !suspect)
@@ -110,7 +110,7 @@ internal sealed record AccountState(
     }
 
     /// <summary>
-    /// A refusal that only another token ends (Shopify refusing a non-expiring offline token): flagged needs_reauth, so the
+    /// A refusal that only another token ends (a kind of token the platform no longer accepts): flagged needs_reauth, so the
     /// main application hears of it, yet tried again after the usual backoff, since the refusal is read from the answer's
     /// wording. Announced (<see cref="AccountResult.NeedsUser"/>) only when the flag is new for this token.
     /// </summary>

@@ -16,7 +16,7 @@ internal sealed record Need(string Column, bool Read = true, bool Written = fals
 /// <summary>
 /// One of the main application's tables as the catalog describes it now: its single-column primary key and the
 /// columns the service uses, with their types. SQL is built from it, so the service follows the table as it is
-/// (etsy_users keyed by user_id as the original documents, or by id; timestamps with or without time zone).
+/// (keyed as the original documents, or by id; timestamps with or without time zone).
 /// </summary>
 internal sealed class TableShape(string name, string keyColumn, IReadOnlyDictionary<string, string> types, string? optionalMissing)
 {
@@ -139,7 +139,7 @@ internal sealed class AppTables(NpgsqlDataSource db, TimeProvider time)
             types[need.Column] = columns[need.Column].Type;
         }
 
-        // Said as one line: "shopify_stores: no column refresh_token, token_expires_at, refresh_token_expires_at", then any other problem.
+        // Said as one line: "TABLE: no column A, B, C", then any other problem.
         var absent = optional.Where(n => !columns.ContainsKey(n.Column)).Select(n => n.Column).Distinct().ToList();
         var optionalProblems = optional.Where(n => columns.ContainsKey(n.Column)).Select(need => Problem(table, columns, need)).OfType<string>()
             .Prepend(absent.Count > 0 ? $"{table}: no column {string.Join(", ", absent)}" : null).OfType<string>().ToList();

@@ -16,7 +16,7 @@ public enum CallStatus
     /// <summary>Will not change by itself: revoked grant, bad client, unavailable shop.</summary>
     Permanent,
 
-    /// <summary>The platform definitively rejected the token (Shopify 401).</summary>
+    /// <summary>The platform definitively rejected the token (a validation's 401).</summary>
     Rejected,
 }
 
@@ -29,7 +29,7 @@ internal sealed record CallResult<T>(CallStatus Status, T? Value = default, stri
     /// <summary>What went wrong unexpectedly once the request may have left (for the log line); null otherwise.</summary>
     public Exception? Error { get; init; }
 
-    /// <summary>The platform's daily quota, when its answer gave it in the headers its description names (Etsy's).</summary>
+    /// <summary>The platform's daily quota, when its answer gave it in the headers its description names.</summary>
     public DailyQuota? Quota { get; init; }
 
     /// <summary>
@@ -54,7 +54,7 @@ internal sealed record CallResult<T>(CallStatus Status, T? Value = default, stri
 /// <summary>Requests a platform allows per rolling 24 hours, and how many of them remain.</summary>
 internal sealed record DailyQuota(int PerDay, int Remaining);
 
-/// <summary>The response headers in which a platform gives its daily quota (Etsy: x-limit-per-day, x-remaining-today).</summary>
+/// <summary>The response headers in which a platform gives its daily quota.</summary>
 internal sealed record QuotaHeaders(string PerDay, string Remaining);
 
 /// <summary>A call that produced no answer: why, and whether the platform may have processed it anyway.</summary>
@@ -192,7 +192,7 @@ internal static class PlatformHttp
             return Wait((date - DateTimeOffset.UtcNow).TotalSeconds);
         }
 
-        // Shopify sends fractional seconds ("2.0"), which the typed header parser rejects.
+        // Some platforms send fractional seconds ("2.0"), which the typed header parser rejects.
         return response.Headers.TryGetValues("Retry-After", out var values)
             && double.TryParse(values.FirstOrDefault(), NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds)
             ? Wait(seconds)

@@ -6,7 +6,7 @@ namespace TokenRefresh.Scheduling;
 /// (the slots divided among the lanes still claiming) leaves one slot free for every other such lane below its
 /// share, so a slow platform never holds every slot while a fast or rate-limited one waits for a turn. Idle
 /// slots are used by whoever waits: no lane is held to its share while nobody else wants the rest. A group of
-/// lanes may also have its own cap (ETSY_MAX_CONCURRENCY, SHOPIFY_MAX_CONCURRENCY).
+/// lanes may also have its own cap (a platform's own MAX_CONCURRENCY setting).
 /// </summary>
 internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> groupCaps)
 {

@@ -20,7 +20,7 @@ internal static class Permit
     public static readonly TimeSpan Grace = TimeSpan.FromMilliseconds(25);
 }
 
-/// <summary>A platform whose limits are per store or per account (Shopify, eBay): every call may start at once.</summary>
+/// <summary>A platform whose limits are per store or per account: every call may start at once.</summary>
 internal sealed class NoRateLimit : IPermits
 {
     public static readonly NoRateLimit Instance = new();

@@ -50,7 +50,7 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
     public static bool IsPlatformSide(string? reason) =>
         reason is "timeout" or "network_error" or "connection_failed" or "internal_server_error" || reason?.StartsWith("server_error_", StringComparison.Ordinal) == true;
 
-    /// <summary>A 429 or Shopify's THROTTLED: an answer about our pace, neither the account's failure nor the platform's.</summary>
+    /// <summary>A 429, or a throttled answer: an answer about our pace, neither the account's failure nor the platform's.</summary>
     public static bool IsRateLimited(string? reason) => reason is "rate_limited" or "throttled";
 
     /// <summary>
@@ -101,7 +101,7 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
     }
 }
 
-/// <summary>The <see cref="PlatformHealth"/> of each platform group ("Etsy", "Shopify"), for the life of the process.</summary>
+/// <summary>The <see cref="PlatformHealth"/> of each platform lane, for the life of the process.</summary>
 public sealed class PlatformHealthRegistry(TimeProvider time, ILoggerFactory loggers)
 {
     private readonly ConcurrentDictionary<string, PlatformHealth> _health = new(StringComparer.Ordinal);

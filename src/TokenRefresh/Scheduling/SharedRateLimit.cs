@@ -6,7 +6,7 @@ using TokenRefresh.Persistence;
 namespace TokenRefresh.Scheduling;
 
 /// <summary>
-/// A platform's requests-per-second limit for all replicas together (Etsy's limits are per API key, not per
+/// A platform's requests-per-second limit for all replicas together (a platform's limits may be per API key, not per
 /// process), kept in token_refresh_rate: a process reserves the next moments calls may start, 1/rate apart and after
 /// the ones before, by the database's clock, which every replica shares; so no one-second window ever holds more
 /// than the rate. A 429's Retry-After moves them for every replica. A reservation takes as many moments as fit in

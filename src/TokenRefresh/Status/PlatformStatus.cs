@@ -3,7 +3,7 @@ using TokenRefresh.Platforms.Shopify;
 namespace TokenRefresh.Status;
 
 /// <summary>
-/// One account that needs attention: <c>not_called</c> (a shop_domain that is not {name}.myshopify.com), <c>needs_reauth</c>,
+/// One account that needs attention: <c>not_called</c> (a label its platform will not call), <c>needs_reauth</c>,
 /// <c>backing_off</c>, or <c>refresh_token_expiring</c> (its refresh token ends within 7 days).
 /// </summary>
 public sealed record AttentionAccount(
@@ -12,17 +12,17 @@ public sealed record AttentionAccount(
 
 /// <summary>
 /// Per platform: how many accounts are due, fine lately, backing off, need re-authorisation, have a refresh token about to expire,
-/// or are never called (<see cref="NotCalled"/>: Shopify stores whose shop_domain is not {name}.myshopify.com); and stores
-/// rejected while the incident guard paused deactivation (<see cref="DeactivationPaused"/>, among those backing off).
+/// or are never called (<see cref="NotCalled"/>: a label the platform will not call); and accounts held back from
+/// deactivation (<see cref="DeactivationPaused"/>, among those backing off).
 /// </summary>
 public sealed record PlatformStatus(
     string Platform, long Due, long Recent, long BackingOff, long NeedsReauth, long RefreshTokenExpiring, long NotCalled, long DeactivationPaused,
     IReadOnlyList<AttentionAccount> Accounts)
 {
-    /// <summary>The platform's daily quota and what the refreshes take of it (Etsy); null for platforms without one.</summary>
+    /// <summary>The platform's daily quota and what the refreshes take of it; null for platforms without one.</summary>
     public QuotaStatus? Quota { get; init; }
 
-    /// <summary>Shopify's cut-off for non-expiring offline tokens and the active stores still holding one; null elsewhere, or with none set.</summary>
+    /// <summary>A cut-off for the kind of token the platform holds, and the accounts still holding it; null where there is none.</summary>
     public CutoffStatus? NonExpiringCutoff { get; init; }
 
     /// <summary>An optional platform that cannot run on this database, and why (its table is missing).</summary>

@@ -22,10 +22,10 @@ internal sealed record StatusSource(
     /// <summary>The margin @DueBefore is now plus; zero for validation.</summary>
     public TimeSpan Margin { get; init; }
 
-    /// <summary>@IntervalSeconds: SHOPIFY_VALIDATE_INTERVAL_MINUTES, for validation.</summary>
+    /// <summary>@IntervalSeconds: how often a validation platform validates each account at most.</summary>
     public long IntervalSeconds { get; init; }
 
-    /// <summary>What else the platform shows, added to its counts (Etsy's quota, Shopify's cut-off).</summary>
+    /// <summary>What else the platform shows, added to its counts (a daily quota, a cut-off).</summary>
     public Func<NpgsqlConnection, PlatformStatus, CancellationToken, Task<PlatformStatus>>? Complete { get; init; }
 
     // Each account once, with what `status` asks of it as named columns: the counts and the list read them.

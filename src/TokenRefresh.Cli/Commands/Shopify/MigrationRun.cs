@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 using Npgsql;
 using TokenRefresh.Platforms.Shopify;
 
-namespace TokenRefresh.Cli.Commands;
+namespace TokenRefresh.Cli.Commands.Shopify;
 
 /// <summary>
 /// One `migrate-expiring --yes` run: the stores exchanged side by side (at most <paramref name="concurrency"/> at once), a

@@ -5,7 +5,7 @@ using TokenRefresh.Persistence;
 using TokenRefresh.Platforms.Shopify;
 using TokenRefresh.Settings;
 
-namespace TokenRefresh.Cli.Commands;
+namespace TokenRefresh.Cli.Commands.Shopify;
 
 /// <summary>`tokenrefresh shopify migrate-expiring (--shop DOMAIN | --all) [--dry-run | --yes]`.</summary>
 internal static class MigrateExpiringCommand
