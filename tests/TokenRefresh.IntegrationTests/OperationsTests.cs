@@ -25,7 +25,7 @@ public sealed class OperationsTests : HarnessTests
 
         Assert.Equal(2, before);
         Assert.Contains("run `tokenrefresh migrate`", beforeOut, StringComparison.Ordinal);
-        Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices"), (first, firstOut.Trim()));
+        Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices, 006_refresh_token_ending"), (first, firstOut.Trim()));
         Assert.Equal((0, "The service's table is up to date; nothing to apply."), (second, secondOut.Trim()));
         Assert.Equal(0, after);
         Assert.NotEqual(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
@@ -44,7 +44,7 @@ public sealed class OperationsTests : HarnessTests
         // Run as the command itself (the process gets `migrate`), or given to the ENTRYPOINT, tokenrefresh, as its arguments.
         var (code, stdout, _) = await CliProcess.RunAsync(afterEntrypoint ? command : command[1..], H.Settings);
 
-        Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices"), (code, stdout.Trim()));
+        Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices, 006_refresh_token_ending"), (code, stdout.Trim()));
     }
 
     [Theory]

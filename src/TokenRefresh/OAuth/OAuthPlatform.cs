@@ -62,6 +62,8 @@ internal sealed class OAuthPlatform(
             PausedReason: null)
         {
             Margin = platform.Margin,
+            // A fixed end is announced ahead; one renewed by each refresh is worth saying only in its last days.
+            EndingWithin = platform.RefreshToken.AnnouncedAhead ?? OAuthHousekeeping.RefreshTokenWarning,
         };
     }
 

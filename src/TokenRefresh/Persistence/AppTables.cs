@@ -105,7 +105,7 @@ internal sealed class AppTables(NpgsqlDataSource db, TimeProvider time)
 
         if (columns.Count == 0)
         {
-            throw new SchemaException($"{table}: no such table on this role's search_path (the main application's table; scripts/sql/app-tables.sql shows it)");
+            throw new SchemaException($"{table}: no such table on this role's search_path (the main application's table; scripts/sql/ shows it)");
         }
 
         var key = columns.Values.Where(c => c.InKey).Select(c => c.Name).ToList();

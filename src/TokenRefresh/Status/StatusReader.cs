@@ -43,7 +43,7 @@ internal sealed class StatusReader(NpgsqlDataSource db, IEnumerable<IPlatform> p
         var now = time.GetUtcNow();
         var parameters = new
         {
-            Now = now, DueBefore = now + source.Margin, RecentSince = now - RecentWindow, WarnBefore = now + OAuthHousekeeping.RefreshTokenWarning,
+            Now = now, DueBefore = now + source.Margin, RecentSince = now - RecentWindow, WarnBefore = now + source.EndingWithin,
             source.IntervalSeconds,
         };
         var counts = await connection.ReadRowAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending, long NotCalled, long Paused)>(

@@ -25,6 +25,9 @@ internal sealed record StatusSource(
     /// <summary>@IntervalSeconds: how often a validation platform validates each account at most.</summary>
     public long IntervalSeconds { get; init; }
 
+    /// <summary>How far ahead a refresh token's end counts as ending (@WarnBefore is now plus this).</summary>
+    public TimeSpan EndingWithin { get; init; } = TimeSpan.FromDays(7);
+
     /// <summary>What else the platform shows, added to its counts (a daily quota, a cut-off).</summary>
     public Func<NpgsqlConnection, PlatformStatus, CancellationToken, Task<PlatformStatus>>? Complete { get; init; }
 
