@@ -39,6 +39,13 @@ internal static class RefreshCommand
     private static async Task<int> RunAsync(
         IServiceProvider services, AccountOption option, string key, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
+        if (!services.GetServices<IPlatform>().Any(p => p.Info.Option.Name == option.Name))
+        {
+            // An opt-in platform whose settings are not set.
+            stderr.WriteLine($"No platform takes --{option.Name} here: its settings are not set.");
+            return CliApp.CannotRun;
+        }
+
         try
         {
             if (await services.GetRequiredService<RefreshCycle>().ForceAsync(option.Name, key, cancellationToken) is not { } done)
