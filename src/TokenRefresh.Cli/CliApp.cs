@@ -60,7 +60,7 @@ internal static class CliApp
     }
 
     private static RootCommand Commands(TextWriter stdout, TextWriter stderr) => new(
-        "TokenRefresh keeps Etsy and Shopify OAuth tokens alive in the main application's PostgreSQL database.\n" +
+        "TokenRefresh keeps the OAuth tokens of your users' shops alive in the main application's PostgreSQL database.\n" +
         "Settings come from environment variables, and from a .env file in the working directory.\n" +
         "Exit codes: 0 all fine, 1 some accounts failed (or the heartbeat is stale), 2 could not run (usage, settings, database).")
     {

@@ -4,7 +4,7 @@ namespace TokenRefresh.Status;
 
 /// <summary>
 /// One account that needs attention: <c>not_called</c> (a label its platform will not call), <c>needs_reauth</c>,
-/// <c>backing_off</c>, or <c>refresh_token_expiring</c> (its refresh token ends within 7 days).
+/// <c>backing_off</c>, or <c>refresh_token_expiring</c> (its refresh token ends within its platform's window).
 /// </summary>
 public sealed record AttentionAccount(
     string Id, string? Shop, string Group, int ConsecutiveFailures, string? LastError, DateTimeOffset? LastErrorAt,
