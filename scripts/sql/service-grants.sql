@@ -24,6 +24,14 @@ BEGIN
         WHERE table_schema = current_schema() AND table_name = 'shopify_stores' AND column_name IN ('access_token', 'refresh_token', 'token_expires_at', 'refresh_token_expires_at')) = 4 THEN
         GRANT SELECT (access_token, refresh_token, token_expires_at, refresh_token_expires_at), UPDATE (access_token, refresh_token, token_expires_at, refresh_token_expires_at) ON shopify_stores TO tokenrefresh;
     END IF;
+
+    -- ebay_users, when the main application has it
+    IF to_regclass('ebay_users') IS NOT NULL THEN
+        REVOKE ALL ON ebay_users FROM tokenrefresh;
+        EXECUTE format('GRANT SELECT (%I, refresh_token, token_expires_at, refresh_token_expires_at), UPDATE (access_token, token_expires_at, updated_at) ON ebay_users TO tokenrefresh',
+            (SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+             WHERE i.indrelid = 'ebay_users'::regclass AND i.indisprimary LIMIT 1));
+    END IF;
 END $$;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON token_refresh_state TO tokenrefresh;

@@ -23,6 +23,7 @@ public static partial class TokenRefreshExtensions
     [
         new EtsyRegistration(),
         new ShopifyRegistration(),
+        new Platforms.Ebay.EbayRegistration(),
     ];
 
     /// <summary>Every setting the service reads, declared beside what reads it; the README's table lists the same.</summary>

@@ -57,6 +57,9 @@ public sealed class FakePlatformServer : IAsyncDisposable
 
     public FakeEtsy Etsy { get; }
 
+    /// <summary>eBay's identity API: its token endpoint at api.ebay.com (or the loopback base URL).</summary>
+    public FakeEbay Ebay { get; private init; } = null!;
+
     public FakeShopify Shopify { get; }
 
     /// <summary>Delay added before every platform response (not the control API); zero by default.</summary>
@@ -116,12 +119,15 @@ public sealed class FakePlatformServer : IAsyncDisposable
         var http = new FakeHttp(app.Lifetime.ApplicationStopping);
         var etsy = new FakeEtsy(http);
         var shopify = new FakeShopify(http);
+        var ebay = new FakeEbay(http);
         etsy.MapRoutes(app);
         shopify.MapRoutes(app);
+        ebay.MapRoutes(app);
         app.MapGet("/_fake/stats", ctx => FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK, new JsonObject
         {
             ["etsy"] = etsy.Stats(),
             ["shopify"] = shopify.Stats(),
+            ["ebay"] = ebay.Stats(),
             ["latencyMs"] = http.Latency.TotalMilliseconds,
         }.ToJsonString()));
 
@@ -139,7 +145,7 @@ public sealed class FakePlatformServer : IAsyncDisposable
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Select(a => new Uri(a)).ToList();
         var baseAddress = addresses.First(a => a.Scheme == "http");
         var httpsPort = addresses.FirstOrDefault(a => a.Scheme == "https")?.Port;
-        return new FakePlatformServer(app, http, etsy, shopify, baseAddress, httpsPort, serverNames, inFlight) { _calls = calls };
+        return new FakePlatformServer(app, http, etsy, shopify, baseAddress, httpsPort, serverNames, inFlight) { _calls = calls, Ebay = ebay };
     }
 
     private Concurrency _calls = null!;
@@ -147,14 +153,14 @@ public sealed class FakePlatformServer : IAsyncDisposable
     /// <summary>The most requests to "etsy", "shopify" (every store together) or "all" (both) that were being handled at once.</summary>
     public int PeakConcurrent(string platform) => _calls.Peak(platform);
 
-    /// <summary>Requests to "etsy" or "shopify" being handled now.</summary>
+    /// <summary>Requests to "etsy", "shopify" or "ebay" being handled now.</summary>
     public int Concurrent(string platform) => _calls.Current(platform);
 
     // Requests being handled at once, per platform (by host, as the platforms are reached).
     private sealed class Concurrency
     {
         private readonly Lock _lock = new();
-        private readonly Dictionary<string, (int Current, int Peak)> _counts = new() { ["etsy"] = (0, 0), ["shopify"] = (0, 0), ["all"] = (0, 0) };
+        private readonly Dictionary<string, (int Current, int Peak)> _counts = new() { ["etsy"] = (0, 0), ["shopify"] = (0, 0), ["ebay"] = (0, 0), ["all"] = (0, 0) };
 
         public int Peak(string platform)
         {
@@ -176,6 +182,7 @@ public sealed class FakePlatformServer : IAsyncDisposable
         {
             var platform = ctx.Request.Host.Host.EndsWith(".myshopify.com", StringComparison.OrdinalIgnoreCase) ? "shopify"
                 : ctx.Request.Path.StartsWithSegments("/v3") ? "etsy"
+                : ctx.Request.Path.StartsWithSegments("/identity") ? "ebay"
                 : null;
             if (platform is null)
             {

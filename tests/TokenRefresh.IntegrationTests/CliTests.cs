@@ -244,8 +244,8 @@ public sealed class CliTests : HarnessTests
 
     [Theory]
     [InlineData("bogus", "Unrecognized command or argument 'bogus'.", "tokenrefresh")]
-    [InlineData("refresh", "Give exactly one of --etsy-user ID or --shop DOMAIN.", "tokenrefresh refresh")]
-    [InlineData("refresh --shop a.myshopify.com --etsy-user 1", "Give exactly one of --etsy-user ID or --shop DOMAIN.", "tokenrefresh refresh")]
+    [InlineData("refresh", "Give exactly one of --etsy-user ID, --shop DOMAIN or --ebay-user ID.", "tokenrefresh refresh")]
+    [InlineData("refresh --shop a.myshopify.com --etsy-user 1", "Give exactly one of --etsy-user ID, --shop DOMAIN or --ebay-user ID.", "tokenrefresh refresh")]
     [InlineData("refresh --shop", "Required argument missing for option: '--shop'.", "tokenrefresh refresh")]
     [InlineData("status --jsn", "Unrecognized command or argument '--jsn'.", "tokenrefresh status")]
     [InlineData("once --metrics extra", "Unrecognized command or argument 'extra'.", "tokenrefresh once")]

@@ -64,6 +64,23 @@ public sealed class SecretScanTests : HarnessTests
         await StoreAsync("gone.myshopify.com");
         H.Fake.Shopify.RevokeAccessToken("gone.myshopify.com");
         await StoreAsync("migrating.myshopify.com");
+        // eBay: a user refreshed, one that eBay fails, one whose grant is revoked; its secret travels in the Authorization header.
+        await H.Db.AddEbayTableAsync();
+        H.UseEbay();
+        foreach (var fault in new FakeFault?[] { null, FakeFault.ServerError, FakeFault.InvalidGrant })
+        {
+            var ebayRefresh = H.Fake.Ebay.AddUser();
+            _secrets.Add(ebayRefresh);
+            if (fault is { } f)
+            {
+                H.Fake.Ebay.SetFault(ebayRefresh, f);
+            }
+
+            await H.Db.AddEbayUserAsync(ebayRefresh, DateTimeOffset.UtcNow.AddMinutes(1), DateTimeOffset.UtcNow.AddDays(400));
+        }
+
+        _secrets.AddRange([H.Fake.Ebay.ClientSecret, Convert.ToBase64String(Encoding.UTF8.GetBytes($"{H.Fake.Ebay.ClientId}:{H.Fake.Ebay.ClientSecret}"))]);
+
         // A store whose non-expiring token Shopify refuses, at validation and at the exchange alike.
         await StoreAsync("refused.myshopify.com");
         H.Fake.Shopify.SetFault("refused.myshopify.com", FakeFault.NonExpiringRefused);
@@ -123,6 +140,7 @@ public sealed class SecretScanTests : HarnessTests
         Assert.Contains("migrated migrating.myshopify.com", cli[4].Stdout, StringComparison.Ordinal);
         Assert.Contains(records, r => r.Message.Contains("refused.myshopify.com", StringComparison.Ordinal) && r.Message.Contains("non_expiring_token_refused", StringComparison.Ordinal));
         Assert.Contains("refused refused.myshopify.com", all.Stdout, StringComparison.Ordinal);
+        Assert.Contains(records, r => r.Message.StartsWith("eBay account", StringComparison.Ordinal) && r.Message.Contains("failed (invalid_grant", StringComparison.Ordinal));
         cli.Add(all);
         Assert.Equal(2, cli[5].Code);
         Assert.Contains(otlp.Received, r => r.Path == "/v1/metrics" && r.Body.Length > 0);
@@ -142,6 +160,10 @@ public sealed class SecretScanTests : HarnessTests
         }
 
         _secrets.AddRange([H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret, H.Db.Password]);
+        // eBay's access tokens issued meanwhile.
+        var ebayAccess = await H.Db.QueryAsync<string>("SELECT access_token FROM ebay_users WHERE access_token <> 'old-ebay-access-token'");
+        Assert.NotEmpty(ebayAccess);
+        _secrets.AddRange(ebayAccess);
         Assert.Contains(H.Fake.Etsy.IssuedFor(fine)!.Value.RefreshToken, _secrets);
 
         var outputs = new List<(string Where, string Text)>();

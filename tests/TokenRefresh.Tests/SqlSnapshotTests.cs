@@ -19,6 +19,12 @@ public sealed class SqlSnapshotTests
         [key] = "uuid", ["access_token"] = "text", ["refresh_token"] = "text", ["token_expires_at"] = time, ["updated_at"] = time,
     }, optionalMissing: null);
 
+    private static TableShape EbayUsers(string time) => new("ebay_users", "user_id", new Dictionary<string, string>
+    {
+        ["user_id"] = "uuid", ["access_token"] = "text", ["refresh_token"] = "text", ["token_expires_at"] = time, ["refresh_token_expires_at"] = time,
+        ["updated_at"] = time,
+    }, optionalMissing: null);
+
     private static TableShape Stores(string time, string? expiringTime)
     {
         var types = new Dictionary<string, string>
@@ -41,7 +47,7 @@ public sealed class SqlSnapshotTests
     [InlineData("id-timestamptz", "id", TimestampTz, TimestampTz)]
     public void EveryStatement_AsItRuns_MatchesItsSnapshot(string name, string etsyKey, string time, string? expiringTime)
     {
-        var text = Print(Etsy(etsyKey, time), Stores(time, expiringTime));
+        var text = Print(Etsy(etsyKey, time), Stores(time, expiringTime), EbayUsers(time));
 
         var snapshot = Path.Combine(Root(), "tests", "TokenRefresh.Tests", "Sql", $"{name}.sql");
         var received = Path.ChangeExtension(snapshot, ".received.sql");
@@ -73,7 +79,7 @@ public sealed class SqlSnapshotTests
         Assert.True(File.ReadAllText(file) == script, $"{file} is not what the registrations give (TOKENREFRESH_UPDATE_SNAPSHOTS=1 writes it):\n{script}");
     }
 
-    private static string Print(TableShape etsyUsers, TableShape stores)
+    private static string Print(TableShape etsyUsers, TableShape stores, TableShape ebayUsers)
     {
         var text = new StringBuilder("-- Every statement the service runs against the main application's tables, as built for this shape.\n");
         var etsy = new EtsyPlatform(null!, null!, null!, new EtsySettings { ClientId = "id", ClientSecret = "secret" }, TimeProvider.System);
@@ -99,6 +105,8 @@ public sealed class SqlSnapshotTests
             });
         }
 
+        var ebay = new Platforms.Ebay.EbayPlatform(null!, null!, new Platforms.Ebay.EbaySettings { ClientId = "id", ClientSecret = "secret", Scopes = "scope" });
+        Refresh(text, ebay, ebayUsers);
         return text.ToString();
     }
 

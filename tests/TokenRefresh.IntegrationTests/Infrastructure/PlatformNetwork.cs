@@ -31,7 +31,7 @@ public sealed class PlatformNetwork(int httpsPort)
     public int PeakOpenToStores => Volatile.Read(ref _peakOpenToStores);
 
     public static bool IsPlatformHost(string host) =>
-        host == "api.etsy.com" || host.EndsWith(".myshopify.com", StringComparison.Ordinal);
+        host is "api.etsy.com" or "api.ebay.com" || host.EndsWith(".myshopify.com", StringComparison.Ordinal);
 
     public void Apply(HttpMessageHandlerBuilder builder) => Apply(builder.PrimaryHandler as SocketsHttpHandler
         ?? throw new InvalidOperationException($"The service's primary handler is {builder.PrimaryHandler.GetType().Name}, not the SocketsHttpHandler production builds."));
@@ -94,7 +94,7 @@ public static class TestCertificates
     /// <summary>The root the service is told to trust (public part only).</summary>
     public static X509Certificate2 Authority => Pair.Value.Authority;
 
-    /// <summary>api.etsy.com and *.myshopify.com, with its private key, for the fakes' HTTPS.</summary>
+    /// <summary>api.etsy.com, *.myshopify.com and api.ebay.com, with its private key, for the fakes' HTTPS.</summary>
     public static X509Certificate2 Server => Pair.Value.Server;
 
     /// <summary>The same names, issued by a CA the service does not trust: an impostor.</summary>
@@ -114,6 +114,7 @@ public static class TestCertificates
         var names = new SubjectAlternativeNameBuilder();
         names.AddDnsName("api.etsy.com");
         names.AddDnsName("*.myshopify.com");
+        names.AddDnsName("api.ebay.com");
         request.CertificateExtensions.Add(names.Build());
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, true));

@@ -64,13 +64,22 @@ public sealed class ServiceHarness : IAsyncDisposable
         });
     }
 
+    /// <summary>Turns eBay on (it is opt-in): the fake's credentials and scopes, and its loopback base URL for processes.</summary>
+    public void UseEbay()
+    {
+        Settings["EBAY_CLIENT_ID"] = Fake.Ebay.ClientId;
+        Settings["EBAY_CLIENT_SECRET"] = Fake.Ebay.ClientSecret;
+        Settings["EBAY_SCOPES"] = Fake.Ebay.DefaultScopes;
+        Settings["EBAY_API_BASE_URL"] = Fake.EtsyBaseUrl;
+    }
+
     /// <summary>Builds the host exactly as the CLI and the Function app do, plus a log collector.</summary>
     public IHost BuildHost(LogLevel minimumLevel = LogLevel.Debug)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(UseLoopbackUrls
             ? Settings
-            : Settings.Where(kv => kv.Key is not ("ETSY_API_BASE_URL" or "SHOPIFY_API_BASE_URL")));
+            : Settings.Where(kv => kv.Key is not ("ETSY_API_BASE_URL" or "SHOPIFY_API_BASE_URL" or "EBAY_API_BASE_URL")));
         builder.Logging.AddFakeLogging();
         if (Time is not null)
         {

@@ -14,6 +14,8 @@ public sealed record ExpiringShopRow(
 
 public sealed record ShopRow(Guid Id, string ShopDomain, string? AccessToken, bool IsActive, DateTime UpdatedAt);
 
+public sealed record EbayRow(Guid Id, string? AccessToken, string? RefreshToken, DateTime? ExpiresAt, DateTime? RefreshExpiresAt, DateTime UpdatedAt);
+
 /// <summary>
 /// The main application's tables as a test database has them: the original schema verbatim
 /// (scripts/sql/app-tables.sql: etsy_users keyed user_id, timestamps without time zone holding UTC), or a variant
@@ -218,6 +220,37 @@ public sealed class TestDatabase : IAsyncDisposable
             RETURNING {EtsyKey}
             """,
             new { accessToken, refreshToken, expiresAt, updatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero) });
+    }
+
+    /// <summary>What the main application does to add eBay: scripts/sql/ebay-users.sql, then the grants again.</summary>
+    public async Task AddEbayTableAsync()
+    {
+        await ExecuteAsync(Variant.Apply(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "ebay-users.sql"))));
+        await ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "service-grants.sql")));
+    }
+
+    public async Task<Guid> AddEbayUserAsync(string refreshToken, DateTimeOffset? expiresAt, DateTimeOffset refreshExpiresAt)
+    {
+        await using var c = await OpenAsync();
+        return await c.ExecuteScalarAsync<Guid>(
+            """
+            INSERT INTO ebay_users (access_token, refresh_token, token_expires_at, refresh_token_expires_at, updated_at)
+            VALUES ('old-ebay-access-token', @refreshToken, @expiresAt, @refreshExpiresAt, @updatedAt)
+            RETURNING user_id
+            """,
+            new { refreshToken, expiresAt, refreshExpiresAt, updatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero) });
+    }
+
+    public async Task<EbayRow> GetEbayUserAsync(Guid id)
+    {
+        await using var c = await OpenAsync();
+        return await c.QuerySingleAsync<EbayRow>(
+            """
+            SELECT user_id AS Id, access_token AS AccessToken, refresh_token AS RefreshToken, token_expires_at::timestamptz AS ExpiresAt,
+                   refresh_token_expires_at::timestamptz AS RefreshExpiresAt, updated_at::timestamptz AS UpdatedAt
+            FROM ebay_users WHERE user_id = @id
+            """,
+            new { id });
     }
 
     public async Task<EtsyRow> GetEtsyUserAsync(Guid id)

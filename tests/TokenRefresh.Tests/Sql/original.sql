@@ -330,3 +330,215 @@ FROM (
 WHERE NOT callable OR needs_reauth OR backing_off OR (ending AND NOT needs_reauth)
 ORDER BY 3 DESC, last_error_at DESC
 LIMIT 500;
+
+-- eBay: count due
+SELECT count(*)::int
+FROM ebay_users a
+LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
+WHERE a.refresh_token IS NOT NULL
+  AND (s.account_id IS NULL
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+  AND (a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC') OR a.token_expires_at IS NULL);
+
+-- eBay: due page
+SELECT a."user_id"::text AS Id, NULL AS Label, (a.token_expires_at AT TIME ZONE 'UTC') AS ExpiresAt
+FROM ebay_users a
+LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
+WHERE a.refresh_token IS NOT NULL
+  AND (s.account_id IS NULL
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+  AND a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC')
+  AND (@AfterId::text IS NULL OR (a.token_expires_at, a."user_id") > ((@AfterExpiry::timestamptz AT TIME ZONE 'UTC'), CAST(@AfterId AS uuid)))
+ORDER BY a.token_expires_at, a."user_id"
+LIMIT 500;
+
+-- eBay: no-expiry page
+SELECT a."user_id"::text AS Id, NULL AS Label, NULL::timestamptz AS ExpiresAt
+FROM ebay_users a
+LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
+WHERE a.refresh_token IS NOT NULL
+  AND (s.account_id IS NULL
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+  AND a.token_expires_at IS NULL AND (@AfterId::text IS NULL OR a."user_id" > CAST(@AfterId AS uuid))
+ORDER BY a."user_id"
+LIMIT 500;
+
+-- eBay: find account
+SELECT a."user_id"::text AS Id, NULL AS Label
+FROM ebay_users a
+WHERE a.refresh_token IS NOT NULL AND a."user_id"::text = @Key;
+
+-- eBay: claim
+WITH account AS (
+    SELECT a."user_id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+           (a.token_expires_at AT TIME ZONE 'UTC') AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
+           COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
+           s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
+           s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
+           CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+    FROM ebay_users a
+    LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
+    WHERE a."user_id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL AND a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC')
+    -- For this statement only: the main application, in the middle of writing the row, is left alone.
+    FOR UPDATE OF a SKIP LOCKED),
+claimed AS (
+    INSERT INTO token_refresh_state AS s (platform, account_id, lease_until, lease_token_hash, lease_holder, updated_at)
+    SELECT 'ebay', Id, @LeaseUntil, hash, @Holder, @Now FROM account
+    ON CONFLICT (platform, account_id) DO UPDATE SET
+        lease_until = EXCLUDED.lease_until, lease_token_hash = EXCLUDED.lease_token_hash,
+        lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
+    WHERE s.lease_holder = @Holder -- a retry after an attempt whose commit was not acknowledged
+       OR (s.xmin = (SELECT x.version FROM account x WHERE x.Id = s.account_id)
+           AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+           AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash AND s.unknown_outcome_at IS NOT NULL
+                    AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait))
+           AND (s.token_hash IS DISTINCT FROM EXCLUDED.lease_token_hash OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
+           AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart))
+    RETURNING s.account_id)
+SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+
+-- eBay: forced claim
+WITH account AS (
+    SELECT a."user_id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+           (a.token_expires_at AT TIME ZONE 'UTC') AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
+           COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
+           s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
+           s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
+           CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+    FROM ebay_users a
+    LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
+    WHERE a."user_id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL
+    -- For this statement only: the main application, in the middle of writing the row, is left alone.
+    FOR UPDATE OF a SKIP LOCKED),
+claimed AS (
+    INSERT INTO token_refresh_state AS s (platform, account_id, lease_until, lease_token_hash, lease_holder, updated_at)
+    SELECT 'ebay', Id, @LeaseUntil, hash, @Holder, @Now FROM account
+    ON CONFLICT (platform, account_id) DO UPDATE SET
+        lease_until = EXCLUDED.lease_until, lease_token_hash = EXCLUDED.lease_token_hash,
+        lease_holder = EXCLUDED.lease_holder, updated_at = EXCLUDED.updated_at
+    WHERE s.lease_holder = @Holder -- a retry after an attempt whose commit was not acknowledged
+       OR (s.xmin = (SELECT x.version FROM account x WHERE x.Id = s.account_id)
+           AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+           AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash AND s.unknown_outcome_at IS NOT NULL
+                    AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait)))
+    RETURNING s.account_id)
+SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+
+-- eBay: store
+WITH stored AS (
+    UPDATE ebay_users a
+    SET access_token = @AccessToken, token_expires_at = (@ExpiresAt::timestamptz AT TIME ZONE 'UTC'),
+        updated_at = (@Now::timestamptz AT TIME ZONE 'UTC')
+    WHERE a."user_id" = CAST(@Id AS uuid) AND a.refresh_token = @Sent
+    RETURNING a."user_id"::text AS id),
+state AS (
+    INSERT INTO token_refresh_state AS s (platform, account_id, last_success_at, updated_at)
+    SELECT 'ebay', id, @Now, @Now FROM stored
+    ON CONFLICT (platform, account_id) DO UPDATE SET
+        consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
+        token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at,
+        lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL),
+released AS (
+    UPDATE token_refresh_state s SET lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+    WHERE s.platform = 'ebay' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
+SELECT 1 FROM stored;
+
+-- eBay: needs re-authorisation (metric)
+SELECT count(*)
+FROM token_refresh_state s JOIN ebay_users a ON a."user_id"::text = s.account_id
+WHERE s.platform = 'ebay' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
+
+-- eBay: refresh tokens ending
+SELECT a."user_id"::text AS Id, NULL AS Label, (a.refresh_token_expires_at AT TIME ZONE 'UTC') AS ExpiresAt
+FROM ebay_users a
+LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
+WHERE a.refresh_token IS NOT NULL AND a.refresh_token_expires_at <= (@WarnBefore::timestamptz AT TIME ZONE 'UTC')
+  AND NOT (COALESCE(s.needs_reauth, false) AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
+ORDER BY 3
+LIMIT 1000;
+
+-- eBay: daily quota
+SELECT (SELECT count(*) FROM ebay_users a WHERE a.refresh_token IS NOT NULL) AS Accounts,
+       r.quota_per_day AS PerDay, r.remaining_today AS Remaining
+FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = 'ebay';
+
+-- eBay: daily quota (status)
+SELECT (SELECT count(*) FROM ebay_users a WHERE a.refresh_token IS NOT NULL),
+       r.quota_per_day, r.remaining_today, r.quota_seen_at
+FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = 'ebay';
+
+-- eBay: announce ending refresh tokens
+WITH ending AS (
+    SELECT a."user_id"::text AS id, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash
+    FROM ebay_users a
+    LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
+    WHERE a.refresh_token IS NOT NULL AND a.refresh_token_expires_at <= (@AnnounceBefore::timestamptz AT TIME ZONE 'UTC')
+      AND NOT (COALESCE(s.needs_reauth, false) AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))),
+announced AS (
+    INSERT INTO token_refresh_state AS e (platform, account_id, needs_reauth, last_error, last_error_at, token_hash, updated_at)
+    SELECT 'ebay:ending', id, true, 'refresh_token_ending', @Now, hash, @Now FROM ending
+    ON CONFLICT (platform, account_id) DO UPDATE SET
+        last_error_at = EXCLUDED.last_error_at, token_hash = EXCLUDED.token_hash, updated_at = EXCLUDED.updated_at
+    WHERE e.token_hash IS DISTINCT FROM EXCLUDED.token_hash
+    RETURNING e.account_id),
+withdrawn AS (
+    DELETE FROM token_refresh_state e
+    WHERE e.platform = 'ebay:ending' AND e.account_id NOT IN (SELECT id FROM ending))
+SELECT announced.account_id AS Id, NULL AS Label
+FROM announced JOIN ebay_users a ON a."user_id"::text = announced.account_id;
+
+-- eBay: status counts
+SELECT count(*) FILTER (WHERE due AND callable AND eligible),
+       count(*) FILTER (WHERE recent),
+       count(*) FILTER (WHERE backing_off),
+       count(*) FILTER (WHERE needs_reauth),
+       count(*) FILTER (WHERE ending AND NOT needs_reauth),
+       count(*) FILTER (WHERE NOT callable),
+       count(*) FILTER (WHERE backing_off AND paused)
+FROM (
+    SELECT a."user_id"::text AS id, NULL AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
+           (a.refresh_token_expires_at AT TIME ZONE 'UTC') AS refresh_token_ends,
+           a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC') AS due,
+           true AS callable,
+           (s.account_id IS NULL
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+           COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
+           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
+           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE((a.refresh_token_expires_at AT TIME ZONE 'UTC') <= @WarnBefore, false) AS ending,
+           false AS paused
+    FROM ebay_users a LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
+    WHERE a.refresh_token IS NOT NULL
+) accounts;
+
+-- eBay: status accounts
+SELECT id AS Id, shop AS Shop,
+       CASE WHEN NOT callable THEN 'not_called' WHEN needs_reauth THEN 'needs_reauth' WHEN backing_off THEN 'backing_off'
+            ELSE 'refresh_token_expiring' END AS "Group",
+       COALESCE(consecutive_failures, 0) AS ConsecutiveFailures, last_error AS LastError, last_error_at AS LastErrorAt,
+       next_attempt_at AS NextAttemptAt, refresh_token_ends AS RefreshTokenExpiresAt
+FROM (
+    SELECT a."user_id"::text AS id, NULL AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
+           (a.refresh_token_expires_at AT TIME ZONE 'UTC') AS refresh_token_ends,
+           a.token_expires_at <= (@DueBefore::timestamptz AT TIME ZONE 'UTC') AS due,
+           true AS callable,
+           (s.account_id IS NULL
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+           COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
+           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
+           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE((a.refresh_token_expires_at AT TIME ZONE 'UTC') <= @WarnBefore, false) AS ending,
+           false AS paused
+    FROM ebay_users a LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
+    WHERE a.refresh_token IS NOT NULL
+) accounts
+WHERE NOT callable OR needs_reauth OR backing_off OR (ending AND NOT needs_reauth)
+ORDER BY 3 DESC, last_error_at DESC
+LIMIT 500;
