@@ -246,8 +246,15 @@ async Task ReconnectsAsync()
         await reading.WaitAsync();
         try
         {
-            var pair = fake.Etsy.Issue(etsyIds[id], DateTimeOffset.UtcNow);
             await using var c = new NpgsqlConnection(adminDb);
+            // A user whose rotated pair was lost is left to the end of the day, where it is counted as lost and must be flagged.
+            var stored = await c.ExecuteScalarAsync<string?>("SELECT refresh_token FROM etsy_users WHERE user_id = @Id::uuid", new { Id = id });
+            if (stored is not null && !fake.Etsy.IsValid(stored))
+            {
+                continue;
+            }
+
+            var pair = fake.Etsy.Issue(etsyIds[id], DateTimeOffset.UtcNow);
             // As docs/database.md says the main application writes a reconnected user's tokens: the row, nothing else.
             await c.ExecuteAsync("""
                 UPDATE etsy_users SET access_token = @Access, refresh_token = @Refresh, token_expires_at = @ExpiresAt::timestamp,
