@@ -12,7 +12,7 @@ public sealed class CliRunLoopTests
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 27, 12, 0, 30, TimeSpan.Zero));
     private int _cycles;
 
-    private ServiceProvider Services(TimeSpan? interval = null)
+    private ServiceProvider Services(TimeSpan? interval = null, Action<IPlatformCycle>? setup = null, int maxConcurrency = 10)
     {
         var work = Substitute.For<IPlatformCycle>();
         work.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Interlocked.Increment(ref _cycles) == 1
@@ -20,10 +20,11 @@ public sealed class CliRunLoopTests
             : Task.FromResult(0));
         work.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => AsyncEnumerable.Empty<DueAccount>());
         work.FinishAsync().Returns([]);
+        setup?.Invoke(work);
         var platform = Substitute.For<IPlatform>();
         platform.Info.Returns(new PlatformInfo("etsy", "Etsy", "Etsy", null, Outcome.Refreshed, new AccountOption("etsy-user", "ID", "an Etsy user", "no user {0}")));
         platform.StartCycleAsync(Arg.Any<CancellationToken>()).Returns(work);
-        var cycle = new CycleSettings { RefreshSchedule = "0 */3 * * * *", RefreshScheduleSet = interval is null, RefreshInterval = interval };
+        var cycle = new CycleSettings { RefreshSchedule = "0 */3 * * * *", RefreshScheduleSet = interval is null, RefreshInterval = interval, MaxConcurrency = maxConcurrency };
         return new ServiceCollection()
             .AddSingleton<TimeProvider>(_time)
             .AddSingleton(platform)
@@ -89,6 +90,50 @@ public sealed class CliRunLoopTests
         Assert.Equal(0, await loop.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Equal(3, Volatile.Read(ref _cycles));
         Assert.Contains(logs.GetSnapshot(), r => r.Message == "Running a cycle now and then every 7 minutes (REFRESH_INTERVAL_MINUTES); Ctrl+C or SIGTERM stops");
+    }
+
+    [Fact]
+    public async Task RunScheduled_BudgetSpentWithAccountsLeft_StartsTheNextCycleAtOnce()
+    {
+        var left = new Queue<DueAccount>(Enumerable.Range(0, 3).Select(_ => new DueAccount(Guid.NewGuid().ToString())));
+        // One account at a time, so that the two after the first are still unclaimed when the budget runs out.
+        using var services = Services(maxConcurrency: 1, setup: work =>
+        {
+            var permits = Substitute.For<IPermits>();
+            permits.TryTake().Returns(TimeSpan.Zero);
+            work.Permits.Returns(permits);
+            work.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ =>
+            {
+                Interlocked.Increment(ref _cycles);
+                return Task.FromResult(left.Count);
+            });
+            work.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => left.ToArray().ToAsyncEnumerable());
+            work.ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
+                .Returns(ci => (IReadOnlyList<Claim>)ci.Arg<IReadOnlyList<DueAccount>>().Select(a => new Claim(a)).ToList());
+            // The first account takes longer than the budget (120 s): the other two are left, a backlog.
+            work.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ =>
+            {
+                if (left.Count == 3)
+                {
+                    _time.Advance(TimeSpan.FromSeconds(121));
+                }
+
+                left.Dequeue();
+                return AccountResult.Success(Outcome.Refreshed);
+            });
+        });
+        var logs = services.GetFakeLogCollector();
+        using var stop = new CancellationTokenSource();
+        var loop = RunCommand.RunScheduledAsync(services, afterCycle: null, stop.Token);
+
+        // 12:02:31, the budget spent: the second cycle runs with no time passing, and then the schedule's next slot.
+        await WaitForLogAsync(logs, "Next cycle at 2026-11-27 12:03:00 UTC");
+
+        stop.Cancel();
+        Assert.Equal(0, await loop.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(2, Volatile.Read(ref _cycles));
+        Assert.Empty(left);
+        Assert.Single(logs.GetSnapshot(), r => r.Message == "The cycle's budget ran out with accounts left; the next cycle starts now");
     }
 
     private static async Task WaitForLogAsync(FakeLogCollector logs, string message)

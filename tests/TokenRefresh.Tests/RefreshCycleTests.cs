@@ -122,6 +122,7 @@ public sealed class RefreshCycleTests
         Assert.Equal(1, summary.Platforms[0].Found);
         await p.Received(1).ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         Assert.Equal(2, summary.Platforms[0].LeftOver);
+        Assert.False(summary.BudgetSpent); // left by a shutdown, not a backlog
         Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: shutting down, 2 accounts left for the next cycle");
     }
 
@@ -175,6 +176,39 @@ public sealed class RefreshCycleTests
         Assert.Equal(10, calls);
         Assert.Equal(10, back.Platforms[0].Succeeded);
         Assert.False(_health.For("Etsy").IsDown);
+    }
+
+    [Fact]
+    public async Task RunAsync_PlatformDown_AProbeAnotherReplicaHolds_IsReplacedByTheNextAccount()
+    {
+        var due = Enumerable.Range(0, 6).Select(_ => new DueAccount(Guid.NewGuid().ToString())).ToArray();
+        var p = Platform("Etsy", due);
+        var health = _health.For("Etsy");
+        for (var i = 0; i < PlatformHealth.Threshold; i++)
+        {
+            health.Record("server_error_500");
+        }
+
+        var calls = 0;
+        // The first due account is leased by another replica (no call, nothing recorded); the platform answers again.
+        p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(c =>
+        {
+            if (c.Arg<DueAccount>() == due[0])
+            {
+                return AccountResult.Skip("not claimed");
+            }
+
+            calls++;
+            health.Record(null);
+            return AccountResult.Success(Outcome.Refreshed);
+        });
+
+        var summary = await Cycle(p).RunAsync();
+
+        // Had the skipped probe counted, this replica would have left the other five for the next cycle.
+        Assert.Equal("Etsy: 5/6 refreshed, 0 failed, 1 skipped", summary.Platforms[0].ToString());
+        Assert.Equal(5, calls);
+        Assert.False(health.IsDown);
     }
 
     [Fact]
@@ -237,6 +271,7 @@ public sealed class RefreshCycleTests
         Assert.Equal(start + TimeSpan.FromSeconds(120), deadline);
         Assert.Equal("Etsy: 1/1 refreshed, 0 failed, 2 left for the next cycle", summary.Platforms[0].ToString());
         Assert.False(summary.AnyFailed);
+        Assert.True(summary.BudgetSpent); // `run` goes on with the backlog at once
         Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: cycle budget spent, 2 accounts left for the next cycle");
     }
 

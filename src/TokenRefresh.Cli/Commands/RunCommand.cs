@@ -43,6 +43,12 @@ internal static partial class RunCommand
                 next = schedule.RefreshInterval is { } every && !schedule.RefreshScheduleSet
                     ? started + every
                     : new DateTimeOffset(schedule.Schedule.GetNextOccurrence(time.GetUtcNow().UtcDateTime), TimeSpan.Zero);
+                if (summary.BudgetSpent)
+                {
+                    // A backlog (after an outage, a first start): it goes on at the rate limit's pace, not a tick later.
+                    next = time.GetUtcNow();
+                    Log.BacklogContinues(logger);
+                }
                 WriteHeartbeat(next, $"last cycle: {summary}");
             }
             catch (CycleFailedException)
@@ -93,6 +99,9 @@ internal static partial class RunCommand
 
         [LoggerMessage(202, LogLevel.Warning, "The cycle failed; trying again in {Seconds} s")]
         public static partial void Retrying(ILogger logger, double seconds);
+
+        [LoggerMessage(208, LogLevel.Information, "The cycle's budget ran out with accounts left; the next cycle starts now")]
+        public static partial void BacklogContinues(ILogger logger);
 
         [LoggerMessage(204, LogLevel.Information, "Next cycle at {Next:yyyy-MM-dd HH:mm:ss} UTC")]
         public static partial void NextCycle(ILogger logger, DateTimeOffset next);

@@ -41,6 +41,9 @@ internal sealed class CycleContext : IDisposable
     public string WhyStopped(string? platformsOwn) =>
         Stopping.IsCancellationRequested ? "shutting down" : Claiming.IsCancellationRequested ? "cycle budget spent" : platformsOwn ?? "stopped for this cycle";
 
+    /// <summary>The budget ran out before the cycle ended (whatever it left is counted as left for the next cycle).</summary>
+    public bool BudgetSpent => _budget.IsCancellationRequested;
+
     public CallSlots Slots { get; }
 
     public AccountRecorder Recorder { get; }

@@ -67,6 +67,9 @@ public sealed record CycleSummary(IReadOnlyList<PlatformSummary> Platforms, Time
 
     public bool Crashed => Platforms.Any(p => p.Crashed);
 
+    /// <summary>The budget ran out with accounts left: a backlog, which `run` goes on with at once instead of at the next tick.</summary>
+    public bool BudgetSpent { get; init; }
+
     /// <summary>Per-platform and total counts by name (e.g. XRefreshed, YDeactivated, Failed).</summary>
     public Dictionary<string, object> Properties()
     {

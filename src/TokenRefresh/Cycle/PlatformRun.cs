@@ -134,9 +134,11 @@ internal sealed partial class PlatformRun
                 _batch.Add((account, turn));
                 if (probe)
                 {
-                    _probed = true;
+                    var recorded = _health.Recorded;
                     await ClaimBatchAsync();
                     await Task.WhenAll(_running);
+                    // A probe that made no call (another replica had claimed it) proves nothing: the next account goes instead.
+                    _probed = _health.Recorded != recorded;
                 }
                 else if (_batch.Count >= MaxClaimBatch)
                 {

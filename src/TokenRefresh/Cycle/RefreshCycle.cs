@@ -46,7 +46,8 @@ public sealed partial class RefreshCycle
         var runs = _platforms.Select(Run(cycle)).ToList();
         var outcomes = await Task.WhenAll(runs.Select(r => r.RunAsync()));
 
-        var summary = new CycleSummary([.. outcomes.Select(o => o.Summary).OfType<PlatformSummary>()], cycle.Elapsed);
+        var platforms = outcomes.Select(o => o.Summary).OfType<PlatformSummary>().ToList();
+        var summary = new CycleSummary(platforms, cycle.Elapsed) { BudgetSpent = cycle.BudgetSpent && platforms.Any(p => p.LeftOver > 0) };
         LogSummary(summary);
         _metrics.CycleCompleted(summary);
         // After the summary, within its own short budget: a receiver that is down delays the cycle's end by at most that.

@@ -24,6 +24,9 @@ internal sealed partial class OAuthCycle
         [LoggerMessage(112, LogLevel.Warning, "{Platform}: the daily quota the platform gave could not be stored for status; it is, with the next cycle's first permit")]
         public static partial void QuotaNotStored(ILogger logger, Exception exception, string platform);
 
+        [LoggerMessage(115, LogLevel.Information, "{Platform}: after the platform's outage, {Accounts} accounts that waited because of it are due again")]
+        public static partial void OutageWaitsLifted(ILogger logger, string platform, int accounts);
+
         [LoggerMessage(113, LogLevel.Debug, "{Platform} {Account}: sending the refresh request at {At:HH:mm:ss.fff} UTC")]
         public static partial void Sending(ILogger logger, string platform, DueAccount account, DateTimeOffset at);
 

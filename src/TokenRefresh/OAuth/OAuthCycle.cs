@@ -40,6 +40,7 @@ internal sealed partial class OAuthCycle(
     {
         var now = time.GetUtcNow();
         await using var connection = await db.OpenConnectionAsync(ct);
+        await LiftOutageWaitsAsync(connection, now, ct);
         var announced = await housekeeping.RunAsync(connection, now, ct);
         Announced = [.. announced.Select(a => (a, "refresh_token_ending"))];
         // The claim once for no account: a new process's first claim is then as quick as the others, and a rate-limit
@@ -47,6 +48,21 @@ internal sealed partial class OAuthCycle(
         await connection.ReadRowOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql.Claim, ClaimParameters([], now, "warm-up", now), cancellationToken: ct));
         return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql.CountDue, new { DueBefore = now + platform.Margin, Now = now }, cancellationToken: ct));
     }, cancellationToken).AsTask();
+
+    // Once the platform answers again after an outage, the accounts its failures held back are due at once: an outage is
+    // not their failure. (Taken before the statement runs: should it fail, their own short waits end soon anyway.)
+    private async Task LiftOutageWaitsAsync(NpgsqlConnection connection, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (health.TakeEndedOutage(platform.Info.Id) is { } from)
+        {
+            var lifted = await connection.ExecuteAsync(new CommandDefinition(AccountState.LiftOutageWaitsSql, new
+            {
+                Platform = platform.Info.Id, Since = from - settings.UnknownOutcomeWait, Now = now,
+                Reasons = PlatformHealth.PlatformSideReasons, Prefix = PlatformHealth.ServerErrorPrefix,
+            }, cancellationToken: cancellationToken));
+            Log.OutageWaitsLifted(logger, platform.Info.Name, lifted);
+        }
+    }
 
     public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -160,7 +176,7 @@ internal sealed partial class OAuthCycle(
 
         var (next, failure) = state.Failed(
             result.Status, result.Reason!, result.OutcomeUnknown && Rotates, result.RetryAfter, hash, time.GetUtcNow(), UnknownOutcomeWait, platformDown,
-            claim.AccessExpiresAt);
+            claim.AccessExpiresAt, result.InFlight);
         return await SaveFailureAsync(account, claim, next, failure);
     }
 

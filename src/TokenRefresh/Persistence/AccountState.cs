@@ -45,10 +45,11 @@ internal sealed record AccountState(
     /// a request that may still be in flight. <paramref name="platformDown"/>: the platform is down (<see cref="PlatformHealth"/>),
     /// so the failure is the platform's and the account gets no backoff of its own. <paramref name="accessExpiresAt"/>: when the
     /// account's access token ends, if known; a failure of the platform's never keeps the account waiting past it.
+    /// <paramref name="inFlight"/>: no answer came, so the request may be processed still (an answered one is over).
     /// </summary>
     public (AccountState State, AccountResult Result) Failed(
         CallStatus status, string reason, bool outcomeUnknown, TimeSpan? retryAfter, string tokenHash, DateTimeOffset now, TimeSpan minimumWait,
-        bool platformDown = false, DateTimeOffset? accessExpiresAt = null)
+        bool platformDown = false, DateTimeOffset? accessExpiresAt = null, bool inFlight = true)
     {
         var current = For(tokenHash);
         // Neither a probe that fails again and again while the platform is down, nor a 429 (about our pace, not the
@@ -95,15 +96,18 @@ internal sealed record AccountState(
             wait = retryAfter.Value;
         }
 
-        if ((outcomeUnknown || suspect) && minimumWait > wait)
+        if ((outcomeUnknown && inFlight || suspect) && minimumWait > wait)
         {
             wait = minimumWait;
         }
 
+        // An answered request is over: its unknown outcome is dated one in-flight wait back, so that no claim waits for it
+        // (nothing can race it), while the next invalid_grant for this token is still not believed.
+        var unknownSince = inFlight ? now : now - minimumWait;
         var state = current with
         {
             ConsecutiveFailures = failures, LastError = reason, LastErrorAt = now, NextAttemptAt = now + wait,
-            NeedsReauth = false, TokenHash = tokenHash, UnknownOutcomeAt = outcomeUnknown ? now : current.UnknownOutcomeAt,
+            NeedsReauth = false, TokenHash = tokenHash, UnknownOutcomeAt = outcomeUnknown ? unknownSince : current.UnknownOutcomeAt,
         };
         var result = status == CallStatus.Transient ? AccountResult.TransientFailure(reason) : AccountResult.PermanentFailure(reason);
         return (state, result);
@@ -154,6 +158,18 @@ internal sealed record AccountState(
     private const string ClaimableUnlessForced = """
         AND (s.token_hash IS DISTINCT FROM EXCLUDED.lease_token_hash OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
         AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart)
+        """;
+
+    /// <summary>
+    /// After an outage of the platform @Platform: the waits its accounts got from failures of the platform's own since
+    /// @Since (<see cref="PlatformHealth.IsPlatformSide"/>, in @Reasons or starting with @Prefix) are lifted, and those
+    /// failures no longer count. Flags stay, and so does the in-flight wait after an unknown outcome (unknown_outcome_at).
+    /// </summary>
+    public const string LiftOutageWaitsSql = """
+        UPDATE token_refresh_state
+        SET next_attempt_at = NULL, consecutive_failures = 0, updated_at = @Now
+        WHERE platform = @Platform AND NOT needs_reauth AND next_attempt_at > @Now AND last_error_at >= @Since
+          AND (last_error = ANY(@Reasons) OR starts_with(last_error, @Prefix))
         """;
 
     public static TimeSpan Backoff(int failures)

@@ -7,8 +7,9 @@ namespace TokenRefresh.Scheduling;
 /// Tells a platform's outage from an account's own failure. When <see cref="Threshold"/> calls in a row fail with a
 /// server error, a timeout or a network fault, with no answer in between, the platform is down: its accounts' failures
 /// are then the platform's, not theirs (no backoff of their own), and a cycle sends one account as a probe instead of
-/// them all. The first answer (any answer but a 429) ends the outage, and the next cycle refreshes everything due.
-/// One per platform group and process, kept across cycles; each replica judges for itself.
+/// them all. The first answer (any answer but a 429) ends the outage, and the next cycle refreshes everything due: each
+/// platform of the group then takes the ended outage (<see cref="TakeEndedOutage"/>) and lifts the waits its accounts
+/// got from it. One per platform group and process, kept across cycles; each replica judges for itself.
 /// </summary>
 public sealed partial class PlatformHealth(string platform, TimeProvider time, ILogger logger)
 {
@@ -19,6 +20,13 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
     private int _failuresInARow;
     private string? _lastReason;
     private DateTimeOffset? _downSince;
+    private DateTimeOffset? _firstFailureAt;
+    private (long Number, DateTimeOffset From)? _lastOutage;
+    private readonly Dictionary<string, long> _outagesTaken = new(StringComparer.Ordinal);
+    private long _recorded;
+
+    /// <summary>How many calls' results were recorded: a probe that made no call (another replica had its account) shows none.</summary>
+    public long Recorded => Interlocked.Read(ref _recorded);
 
     /// <summary>Whether the platform is down now: a cycle then sends one account as a probe, and leaves the rest.</summary>
     public bool IsDown
@@ -48,7 +56,12 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
 
     /// <summary>A failure that says nothing about the account: the platform did not answer, or answered with a server error.</summary>
     public static bool IsPlatformSide(string? reason) =>
-        reason is "timeout" or "network_error" or "connection_failed" or "internal_server_error" || reason?.StartsWith("server_error_", StringComparison.Ordinal) == true;
+        PlatformSideReasons.Contains(reason) || reason?.StartsWith(ServerErrorPrefix, StringComparison.Ordinal) == true;
+
+    /// <summary>The reasons of <see cref="IsPlatformSide"/>, besides those that start with <see cref="ServerErrorPrefix"/>.</summary>
+    public static readonly string[] PlatformSideReasons = ["timeout", "network_error", "connection_failed", "internal_server_error"];
+
+    public const string ServerErrorPrefix = "server_error_";
 
     /// <summary>A 429, or a throttled answer: an answer about our pace, neither the account's failure nor the platform's.</summary>
     public static bool IsRateLimited(string? reason) => reason is "rate_limited" or "throttled";
@@ -61,8 +74,10 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
     {
         lock (_lock)
         {
+            _recorded++;
             if (IsPlatformSide(reason))
             {
+                _firstFailureAt ??= time.GetUtcNow();
                 _failuresInARow++;
                 _lastReason = reason;
                 if (_downSince is null && _failuresInARow >= Threshold)
@@ -83,11 +98,31 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
             if (_downSince is { } since)
             {
                 Log.Up(logger, platform, Math.Round((time.GetUtcNow() - since).TotalSeconds));
+                _lastOutage = ((_lastOutage?.Number ?? 0) + 1, _firstFailureAt ?? since);
             }
 
             _failuresInARow = 0;
             _downSince = null;
+            _firstFailureAt = null;
             return false;
+        }
+    }
+
+    /// <summary>
+    /// When the last outage began (its first failure), once for each platform of the group after the outage ended; null
+    /// when none ended since that platform last asked.
+    /// </summary>
+    internal DateTimeOffset? TakeEndedOutage(string platformId)
+    {
+        lock (_lock)
+        {
+            if (_lastOutage is not { } outage || _outagesTaken.GetValueOrDefault(platformId) >= outage.Number)
+            {
+                return null;
+            }
+
+            _outagesTaken[platformId] = outage.Number;
+            return outage.From;
         }
     }
 
