@@ -151,18 +151,6 @@ public sealed class AccountStateTests
     }
 
     [Fact]
-    public void Failed_AnsweredServerError_NoInFlightWait_YetTheNextInvalidGrantIsNotBelieved()
-    {
-        // A 500 ends the request: nothing can race it, so neither the backoff nor a claim waits for it.
-        var (state, _) = new AccountState().Failed(CallStatus.Transient, "server_error_500", outcomeUnknown: true, null, Token, Now, Wait, inFlight: false);
-        var (doubted, _) = state.Failed(CallStatus.Permanent, "invalid_grant", outcomeUnknown: false, null, Token, Now.AddSeconds(5), Wait);
-
-        Assert.Equal(Now, state.NextAttemptAt);
-        Assert.Equal(Now - Wait, state.UnknownOutcomeAt);
-        Assert.Equal((AccountState.SuspectInvalidGrant, false), (doubted.LastError, doubted.NeedsReauth));
-    }
-
-    [Fact]
     public void AfterLostLease_TheFirstInvalidGrantIsNotBelieved_TheSecondIs()
     {
         var lost = new AccountState(LastSuccessAt: Now.AddHours(-1)).AfterLostLease(Token, Now.AddMinutes(-3));

@@ -176,7 +176,7 @@ internal sealed partial class OAuthCycle(
 
         var (next, failure) = state.Failed(
             result.Status, result.Reason!, result.OutcomeUnknown && Rotates, result.RetryAfter, hash, time.GetUtcNow(), UnknownOutcomeWait, platformDown,
-            claim.AccessExpiresAt, result.InFlight);
+            claim.AccessExpiresAt);
         return await SaveFailureAsync(account, claim, next, failure);
     }
 

@@ -45,11 +45,10 @@ internal sealed record AccountState(
     /// a request that may still be in flight. <paramref name="platformDown"/>: the platform is down (<see cref="PlatformHealth"/>),
     /// so the failure is the platform's and the account gets no backoff of its own. <paramref name="accessExpiresAt"/>: when the
     /// account's access token ends, if known; a failure of the platform's never keeps the account waiting past it.
-    /// <paramref name="inFlight"/>: no answer came, so the request may be processed still (an answered one is over).
     /// </summary>
     public (AccountState State, AccountResult Result) Failed(
         CallStatus status, string reason, bool outcomeUnknown, TimeSpan? retryAfter, string tokenHash, DateTimeOffset now, TimeSpan minimumWait,
-        bool platformDown = false, DateTimeOffset? accessExpiresAt = null, bool inFlight = true)
+        bool platformDown = false, DateTimeOffset? accessExpiresAt = null)
     {
         var current = For(tokenHash);
         // Neither a probe that fails again and again while the platform is down, nor a 429 (about our pace, not the
@@ -96,18 +95,15 @@ internal sealed record AccountState(
             wait = retryAfter.Value;
         }
 
-        if ((outcomeUnknown && inFlight || suspect) && minimumWait > wait)
+        if ((outcomeUnknown || suspect) && minimumWait > wait)
         {
             wait = minimumWait;
         }
 
-        // An answered request is over: its unknown outcome is dated one in-flight wait back, so that no claim waits for it
-        // (nothing can race it), while the next invalid_grant for this token is still not believed.
-        var unknownSince = inFlight ? now : now - minimumWait;
         var state = current with
         {
             ConsecutiveFailures = failures, LastError = reason, LastErrorAt = now, NextAttemptAt = now + wait,
-            NeedsReauth = false, TokenHash = tokenHash, UnknownOutcomeAt = outcomeUnknown ? unknownSince : current.UnknownOutcomeAt,
+            NeedsReauth = false, TokenHash = tokenHash, UnknownOutcomeAt = outcomeUnknown ? now : current.UnknownOutcomeAt,
         };
         var result = status == CallStatus.Transient ? AccountResult.TransientFailure(reason) : AccountResult.PermanentFailure(reason);
         return (state, result);

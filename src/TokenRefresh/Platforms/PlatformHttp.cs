@@ -23,15 +23,11 @@ public enum CallStatus
 /// <summary>
 /// A platform call's classified result. <see cref="Reason"/> is short and never holds a token.
 /// <see cref="OutcomeUnknown"/>: the request may have been processed although no usable answer came back.
-/// <see cref="InFlight"/>: no answer came at all, so the request may be processed still.
 /// </summary>
 internal sealed record CallResult<T>(CallStatus Status, T? Value = default, string? Reason = null, TimeSpan? RetryAfter = null, bool OutcomeUnknown = false)
 {
     /// <summary>What went wrong unexpectedly once the request may have left (for the log line); null otherwise.</summary>
     public Exception? Error { get; init; }
-
-    /// <summary>No answer came (a timeout, a connection dropped after sending, a gateway's 502 or 504): the platform may be processing the request still.</summary>
-    public bool InFlight { get; init; }
 
     /// <summary>The platform's daily quota, when its answer gave it in the headers its description names.</summary>
     public DailyQuota? Quota { get; init; }
@@ -44,15 +40,15 @@ internal sealed record CallResult<T>(CallStatus Status, T? Value = default, stri
 
     /// <summary>Anything unexpected once a request may have been sent: its outcome is unknown (the platform may have rotated).</summary>
     public static CallResult<T> Unexpected(Exception error) =>
-        new(CallStatus.Transient, Reason: "unexpected_error", OutcomeUnknown: true) { Error = error, InFlight = true };
+        new(CallStatus.Transient, Reason: "unexpected_error", OutcomeUnknown: true) { Error = error };
 
-    public static CallResult<T> Transient(string reason, TimeSpan? retryAfter = null, bool outcomeUnknown = false, bool inFlight = false) =>
-        new(CallStatus.Transient, Reason: reason, RetryAfter: retryAfter, OutcomeUnknown: outcomeUnknown) { InFlight = inFlight };
+    public static CallResult<T> Transient(string reason, TimeSpan? retryAfter = null, bool outcomeUnknown = false) =>
+        new(CallStatus.Transient, Reason: reason, RetryAfter: retryAfter, OutcomeUnknown: outcomeUnknown);
 
     public static CallResult<T> Permanent(string reason) => new(CallStatus.Permanent, Reason: reason);
 
     /// <summary>The call failed before reaching the platform, or after it without an answer.</summary>
-    public static CallResult<T> From(CallFailure failure) => Transient(failure.Reason, outcomeUnknown: failure.OutcomeUnknown, inFlight: failure.InFlight);
+    public static CallResult<T> From(CallFailure failure) => Transient(failure.Reason, outcomeUnknown: failure.OutcomeUnknown);
 }
 
 /// <summary>Requests a platform allows per rolling 24 hours, and how many of them remain.</summary>
@@ -61,8 +57,8 @@ internal sealed record DailyQuota(int PerDay, int Remaining);
 /// <summary>The response headers in which a platform gives its daily quota.</summary>
 internal sealed record QuotaHeaders(string PerDay, string Remaining);
 
-/// <summary>A call that produced no usable answer: why, whether the platform may have processed it anyway, and whether it may be processing it still.</summary>
-internal sealed record CallFailure(string Reason, bool OutcomeUnknown, bool InFlight);
+/// <summary>A call that produced no answer: why, and whether the platform may have processed it anyway.</summary>
+internal sealed record CallFailure(string Reason, bool OutcomeUnknown);
 
 /// <summary>A platform's answer: the status, the whole body, and Retry-After and the daily quota when given.</summary>
 internal sealed record PlatformResponse(HttpStatusCode Status, string Body, TimeSpan? RetryAfter, DailyQuota? Quota = null)
@@ -137,36 +133,35 @@ internal static class PlatformHttp
         }
         catch (TimeoutRejectedException)
         {
-            return (null, new CallFailure("timeout", OutcomeUnknown: true, InFlight: true));
+            return (null, new CallFailure("timeout", OutcomeUnknown: true));
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return (null, new CallFailure("timeout", OutcomeUnknown: true, InFlight: true));
+            return (null, new CallFailure("timeout", OutcomeUnknown: true));
         }
         catch (HttpRequestException e) when (e.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError
             or HttpRequestError.SecureConnectionError or HttpRequestError.ProxyTunnelError)
         {
             // No connection was made: the request never reached the platform.
-            return (null, new CallFailure("connection_failed", OutcomeUnknown: false, InFlight: false));
+            return (null, new CallFailure("connection_failed", OutcomeUnknown: false));
         }
         catch (HttpRequestException e) when (e.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
         {
-            return (null, new CallFailure("response_too_large", OutcomeUnknown: true, InFlight: false));
+            return (null, new CallFailure("response_too_large", OutcomeUnknown: true));
         }
         catch (HttpRequestException)
         {
-            return (null, new CallFailure("network_error", OutcomeUnknown: true, InFlight: true));
+            return (null, new CallFailure("network_error", OutcomeUnknown: true));
         }
         catch (IOException)
         {
-            return (null, new CallFailure("network_error", OutcomeUnknown: true, InFlight: true));
+            return (null, new CallFailure("network_error", OutcomeUnknown: true));
         }
     }
 
     /// <summary>
     /// The transient result for an HTTP status that proves nothing about the token, or null. A 5xx may come
-    /// after the platform did the work (a rotation among it), so its outcome is unknown; a 429 was refused. A gateway's
-    /// 502 or 504 may leave the request running behind it; any other answer ends it.
+    /// after the platform did the work (a rotation among it), so its outcome is unknown; a 429 was refused.
     /// </summary>
     public static CallResult<T>? Transient<T>(PlatformResponse response) => response.Code switch
     {
@@ -174,7 +169,7 @@ internal static class PlatformHttp
         >= 300 and < 400 => CallResult<T>.Transient($"redirect_{response.Code}"),
         429 => CallResult<T>.Transient("rate_limited", response.RetryAfter),
         408 => CallResult<T>.Transient("timeout", response.RetryAfter, outcomeUnknown: true),
-        >= 500 => CallResult<T>.Transient($"server_error_{response.Code}", response.RetryAfter, outcomeUnknown: true, inFlight: response.Code is 502 or 504),
+        >= 500 => CallResult<T>.Transient($"server_error_{response.Code}", response.RetryAfter, outcomeUnknown: true),
         _ => null,
     };
 

@@ -155,8 +155,7 @@ internal sealed partial class ShopifyValidationCycle(
             default:
                 // 429 and THROTTLED pause only this store: Shopify's limits are per app and store.
                 var (state, failure) = row.State.Failed(
-                    result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, now, cycle.UnknownOutcomeWait, platformDown,
-                    inFlight: result.InFlight);
+                    result.Status, result.Reason!, result.OutcomeUnknown, result.RetryAfter, hash, now, cycle.UnknownOutcomeWait, platformDown);
                 await SaveAsync(connection, account, state);
                 return failure;
         }
