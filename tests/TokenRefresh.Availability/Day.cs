@@ -17,7 +17,10 @@ internal sealed record DayOptions
     public int CycleSeconds { get; init; } = 5;
     public int SegmentSeconds { get; init; } = 20;
     public int WarmupSeconds { get; init; } = 30;
-    public int OutageSeconds { get; init; } = 15;
+    public int OutageSeconds { get; init; } = 75;
+
+    /// <summary>ETSY_MAX_REQUESTS_PER_SECOND: low enough that the tokens expired in the outage make a backlog; null: Etsy's 10/s scaled to the day.</summary>
+    public int? EtsyRate { get; init; } = 30;
     public int StormSeconds { get; init; } = 10;
     public int HttpTimeoutSeconds { get; init; } = 2;
     public int LatencyMs { get; init; } = 20;
@@ -30,7 +33,7 @@ internal sealed record DayOptions
     {
         if (args.Length < 3)
         {
-            throw new ArgumentException("usage: ADMIN_URL PG_DIR BOUNCER_DIR [--etsy N] [--stores N] [--expiring N] [--token-seconds S] [--cycle-seconds C] [--segment-seconds L] [--warmup-seconds W] [--outage-seconds O] [--storm-seconds W] [--http-timeout-seconds T] [--latency-ms M] [--sample-seconds X] [--reconnect-every-seconds R] [--report FILE] [--assert]");
+            throw new ArgumentException("usage: ADMIN_URL PG_DIR BOUNCER_DIR [--etsy N] [--stores N] [--expiring N] [--token-seconds S] [--cycle-seconds C] [--segment-seconds L] [--warmup-seconds W] [--outage-seconds O] [--etsy-rate R] [--storm-seconds W] [--http-timeout-seconds T] [--latency-ms M] [--sample-seconds X] [--reconnect-every-seconds R] [--report FILE] [--assert]");
         }
 
         var o = new DayOptions { AdminUrl = args[0], PgDir = args[1], BouncerDir = args[2] };
@@ -49,6 +52,7 @@ internal sealed record DayOptions
                 "--segment-seconds" => o with { SegmentSeconds = Int() },
                 "--warmup-seconds" => o with { WarmupSeconds = Int() },
                 "--outage-seconds" => o with { OutageSeconds = Int() },
+                "--etsy-rate" => o with { EtsyRate = Value() is "scaled" ? null : int.Parse(args[i], CultureInfo.InvariantCulture) },
                 "--storm-seconds" => o with { StormSeconds = Int() },
                 "--http-timeout-seconds" => o with { HttpTimeoutSeconds = Int() },
                 "--latency-ms" => o with { LatencyMs = Int() },
@@ -77,8 +81,11 @@ internal sealed record DayOptions
     }
 }
 
-/// <summary>A fault of the day: when it began and ended, and whether it is an outage (the platform cannot serve) or not.</summary>
-internal sealed record Fault(string Name, DateTimeOffset Start, bool Outage)
+/// <summary>
+/// A fault of the day: when it began and ended, and whether it is an outage (the platform cannot serve) or not.
+/// <see cref="Backlog"/>: an outage that outlasts the refresh margin, so tokens expire during it and a backlog waits at its end.
+/// </summary>
+internal sealed record Fault(string Name, DateTimeOffset Start, bool Outage, bool Backlog = false)
 {
     public DateTimeOffset End { get; set; } = Start;
 }
@@ -103,144 +110,6 @@ internal static class Db
 
     /// <summary>A moment as the original schema's `timestamp` columns hold it: UTC, without a zone.</summary>
     public static string Utc(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture);
-}
-
-/// <summary>One `tokenrefresh` process, as a container runs it; its output goes to a file, its CPU time is read from /proc.</summary>
-internal sealed class Replica
-{
-    private static readonly List<Replica> All = [];
-    private readonly Process _process;
-    private readonly StreamWriter _log;
-    private double _cpuSeconds;
-
-    private Replica(string name, Process process, StreamWriter log)
-    {
-        Name = name;
-        _process = process;
-        _log = log;
-    }
-
-    public string Name { get; }
-
-    /// <summary>The CPU time of every replica started so far (those that ended: up to their last reading).</summary>
-    public static double TotalCpuSeconds()
-    {
-        lock (All)
-        {
-            return All.Sum(r => r.ReadCpu());
-        }
-    }
-
-    public static Replica Start(string name, string cli, IReadOnlyDictionary<string, string?> settings, string work)
-    {
-        var process = new Process { StartInfo = Info(cli, ["run"], settings, work) };
-        process.StartInfo.RedirectStandardOutput = true;
-        process.StartInfo.RedirectStandardError = true;
-        var log = new StreamWriter(Path.Combine(work, $"replica-{name}.log")) { AutoFlush = true };
-        process.OutputDataReceived += (_, e) => Write(log, e.Data);
-        process.ErrorDataReceived += (_, e) => Write(log, e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var replica = new Replica(name, process, log);
-        lock (All)
-        {
-            All.Add(replica);
-        }
-
-        return replica;
-    }
-
-    public static async Task<int> RunToEndAsync(string cli, string[] args, Dictionary<string, string?> settings, string work)
-    {
-        using var process = Process.Start(Info(cli, args, settings, work))!;
-        await process.WaitForExitAsync();
-        return process.ExitCode;
-    }
-
-    /// <summary>SIGKILL: no shutdown, requests in flight are cut.</summary>
-    public void Kill()
-    {
-        ReadCpu();
-        _process.Kill();
-        _process.WaitForExit();
-    }
-
-    /// <summary>SIGTERM, as a container's stop: the replica finishes what it sent.</summary>
-    public async Task StopAsync()
-    {
-        if (_process.HasExited)
-        {
-            return;
-        }
-
-        ReadCpu();
-        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(CultureInfo.InvariantCulture)]))
-        {
-            await kill.WaitForExitAsync();
-        }
-
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await _process.WaitForExitAsync(timeout.Token);
-    }
-
-    private static void Write(StreamWriter log, string? line)
-    {
-        if (line is not null)
-        {
-            lock (log)
-            {
-                log.WriteLine(line);
-            }
-        }
-    }
-
-    // utime + stime of a live process, in seconds (fields 14 and 15 of /proc/PID/stat, in clock ticks of 1/100 s).
-    private double ReadCpu()
-    {
-        try
-        {
-            if (!_process.HasExited)
-            {
-                var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
-                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                _cpuSeconds = (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
-            }
-        }
-        catch (Exception e) when (e is IOException or InvalidOperationException)
-        {
-            // It ended between the check and the read: its last reading stands.
-        }
-
-        return _cpuSeconds;
-    }
-
-    private static ProcessStartInfo Info(string cli, string[] args, IReadOnlyDictionary<string, string?> settings, string work)
-    {
-        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = work, UseShellExecute = false };
-        info.ArgumentList.Add(cli);
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        // Only what a container would have: no setting of this shell leaks in (the working directory has no .env).
-        info.Environment.Clear();
-        foreach (var name in new[] { "PATH", "HOME", "DOTNET_ROOT", "DOTNET_CLI_TELEMETRY_OPTOUT", "DOTNET_NOLOGO" })
-        {
-            if (Environment.GetEnvironmentVariable(name) is { } value)
-            {
-                info.Environment[name] = value;
-            }
-        }
-
-        foreach (var (key, value) in settings)
-        {
-            info.Environment[key] = value;
-        }
-
-        return info;
-    }
 }
 
 internal static class Shell

@@ -1,0 +1,112 @@
+using System.Globalization;
+using System.Text;
+using TokenRefresh.FakePlatforms;
+
+namespace TokenRefresh.Availability;
+
+/// <summary>The report's lines about accounts, with their targets: the quota, revocations, lost rotations, tokens sent twice, idle transactions.</summary>
+internal static class AccountChecks
+{
+    public static void Write(DayRecord day, FakePlatformServer fake, List<Sample> samples, StringBuilder text, List<string> misses)
+    {
+        var read = samples.Where(s => !s.Failed).ToList();
+        Quota(day, fake, read, text);
+        Revocations(day, read, text, misses);
+        LostAndSentTwice(day, fake, text, misses);
+        LeftBehindLeases(day, read, text, misses);
+        var idle = read.Select(s => s.IdleInTransactionSeconds).DefaultIfEmpty(0).Max();
+        if (idle > 1)
+        {
+            misses.Add($"a session stayed idle in a transaction for {idle:0.0} s");
+        }
+    }
+
+    // Etsy's daily quota: its calls in a day at this pace (an hour passes in TokenSeconds) against 100,000 a day.
+    private static void Quota(DayRecord day, FakePlatformServer fake, List<Sample> read, StringBuilder text)
+    {
+        var span = read.Count > 1 ? (read[^1].At - read[0].At).TotalSeconds : 0;
+        var etsyPerDay = span > 0 ? (read[^1].EtsyCalls - read[0].EtsyCalls) / (span * day.Scale / 86400) : 0;
+        text.AppendLine(CultureInfo.InvariantCulture, $"Etsy requests per day at this pace: {etsyPerDay:N0}, {etsyPerDay / fake.Etsy.LimitPerDay:P0} of a daily quota of {fake.Etsy.LimitPerDay:N0} ({day.Options.EtsyUsers:N0} users).");
+    }
+
+    // Revocations: how long until each was flagged (Etsy: needs_reauth; Shopify: the store deactivated).
+    private static void Revocations(DayRecord day, List<Sample> read, StringBuilder text, List<string> misses)
+    {
+        var flaggedAt = new Dictionary<string, DateTimeOffset>();
+        foreach (var s in read)
+        {
+            foreach (var key in s.Flagged.Where(day.Revoked.ContainsKey))
+            {
+                flaggedAt.TryAdd(key, s.At);
+            }
+        }
+
+        var waits = day.Revoked.Select(r => flaggedAt.TryGetValue(r.Key, out var at) ? (at - r.Value).TotalSeconds : (double?)null).ToList();
+        var unflagged = waits.Count(w => w is null);
+        var longest = waits.Where(w => w is not null).Select(w => w!.Value).DefaultIfEmpty(0).Max();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Revoked by their users: {day.Revoked.Count(r => r.Key.StartsWith("etsy:", StringComparison.Ordinal))} Etsy users and {day.Revoked.Count(r => r.Key.StartsWith("shop:", StringComparison.Ordinal))} stores; flagged for re-authorisation (or deactivated) within {longest:0} s ({Math.Ceiling(longest / day.Cycle.TotalSeconds):0} cycles; their tokens fall due at most {day.Options.TokenSeconds - 60} s after the revocation){(unflagged > 0 ? $"; {unflagged} not flagged by the end" : "")}.");
+        if (unflagged > 0)
+        {
+            misses.Add($"{unflagged} revoked accounts were never flagged");
+        }
+    }
+
+    // The killed replica's leases: each account whose token outlived its lease is refreshed by another replica after the
+    // lease ran out, before the token expired (not in any sample's invalid list); a request in flight at the kill is a lost answer.
+    private static void LeftBehindLeases(DayRecord day, List<Sample> read, StringBuilder text, List<string> misses)
+    {
+        if (day.Killed is not { } k)
+        {
+            return;
+        }
+
+        var excluded = day.Lost.Select(l => l.Key).Concat(day.Revoked.Keys).ToHashSet(StringComparer.Ordinal);
+        var outlived = k.Held.Where(h => h.ExpiresAt > h.LeaseUntil && !excluded.Contains(h.Key)).ToList();
+        var expired = outlived.Count(h => read.Any(s => s.At >= k.At && s.At <= h.ExpiresAt + day.Cycle * 2 && s.Invalid.Contains(h.Key)));
+        var leaseEnds = k.Held.Select(h => (h.LeaseUntil - k.At).TotalSeconds).DefaultIfEmpty(0).ToList();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Killed replica: it held {k.Held.Count} Etsy leases, ending {leaseEnds.Min():0}-{leaseEnds.Max():0} s after the kill; {outlived.Count} of their tokens had more time left than their lease (the rest were lost answers or revoked), and {expired} of those expired before another replica refreshed them.");
+        if (k.Held.Count == 0)
+        {
+            misses.Add("the replica was killed holding no lease, so the kill proved nothing about leases left behind");
+        }
+
+        if (expired > 0)
+        {
+            misses.Add($"{expired} tokens that outlived the killed replica's leases expired behind them");
+        }
+    }
+
+    // Lost rotations: only answers that never arrived (the killed replica's), each flagged; tokens sent twice only those.
+    private static void LostAndSentTwice(DayRecord day, FakePlatformServer fake, StringBuilder text, List<string> misses)
+    {
+        var lost = day.Lost;
+        var killed = day.Faults.FirstOrDefault(f => f.Name.Contains("SIGKILL", StringComparison.Ordinal));
+        var strays = lost.Where(l => killed is null || l.At is not { } at || at < killed.Start - TimeSpan.FromSeconds(day.Options.HttpTimeoutSeconds) || at > killed.End).ToList();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Rotated tokens lost: {lost.Count}, {lost.Count(l => l.Flagged)} of them flagged for re-authorisation; {lost.Count - strays.Count} were requests in flight when a replica was killed (answers that never arrived).");
+        if (strays.Count > 0)
+        {
+            misses.Add($"{strays.Count} rotated tokens lost other than to the killed replica's requests in flight");
+        }
+
+        if (lost.Any(l => !l.Flagged))
+        {
+            misses.Add($"{lost.Count(l => !l.Flagged)} lost rotations not flagged for re-authorisation");
+        }
+
+        var lostTokens = lost.Select(l => l.RefreshToken).ToHashSet(StringComparer.Ordinal);
+        var sentTwice = fake.Etsy.SentTwice.Concat(fake.Shopify.SentTwice).Where(t => t.At >= day.MeasureFrom).ToList();
+        var allTwice = sentTwice.Select(t => t.RefreshToken).Distinct().ToList();
+        var twiceNotLost = allTwice.Count(t => !lostTokens.Contains(t));
+        text.AppendLine(CultureInfo.InvariantCulture, $"Refresh tokens sent twice (a second request while the first was in flight, or after the platform had used the token up): {allTwice.Count}; {allTwice.Count - twiceNotLost} of them are lost answers' tokens, sent again once their lease ran out (the unknown-outcome rule: the first invalid_grant is not believed).");
+        foreach (var (at, token) in sentTwice.Where(t => !lostTokens.Contains(t.RefreshToken)).Take(5))
+        {
+            // The fakes' tokens begin with the Etsy user id: which account, for the replicas' logs (never the token).
+            text.AppendLine(CultureInfo.InvariantCulture, $"  sent twice at {at:HH:mm:ss.fff}: a token of Etsy user {token.Split('.')[0]}, sent {fake.Etsy.CallsFor(token)} times, rotated at {fake.Etsy.RotatedAt(token):HH:mm:ss.fff}");
+        }
+
+        if (twiceNotLost > 0)
+        {
+            misses.Add($"{twiceNotLost} refresh tokens sent twice that were not lost answers'");
+        }
+    }
+}
