@@ -49,6 +49,8 @@ start)
   user=${creds%%:*}; password=${creds#*:}; host=${hostport%%:*}; server_port=${hostport##*:}
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
     || echo $((40000 + RANDOM % 20000)))
+  # PgBouncer 1.21+ carries prepared statements in transaction mode, so a newer pooler would silently stop proving the prepared-statement-free path: off (1.18 refuses the unknown key, so only from 1.21).
+  prepared=$(pgbouncer --version | awk 'NR == 1 { split($2, v, "."); if (v[1] > 1 || v[2] >= 21) print "max_prepared_statements = 0" }')
   mkdir -p "$dir"
   printf '"%s" "%s"\n' "$user" "$password" > "$dir/userlist.txt"
   printf '%s\n' "$port" > "$dir/port"
@@ -69,6 +71,7 @@ default_pool_size = 40
 ignore_startup_parameters = extra_float_digits,options
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
+$prepared
 INI
   [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
   chmod 600 "$dir/userlist.txt"

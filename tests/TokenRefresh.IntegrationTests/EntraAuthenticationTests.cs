@@ -53,7 +53,7 @@ public sealed class EntraAuthenticationTests
 
         Assert.Equal("Etsy: 1/1 refreshed, 0 failed", before.Platforms[0].ToString());
         Assert.Equal(1, credential.Calls);
-        Assert.All(credential.Scopes, s => Assert.Equal("https://ossrdbms-aad.database.windows.net/.default", s));
+        Assert.Equal(["https://ossrdbms-aad.database.windows.net/.default"], credential.Scopes);
 
         // Azure issues a new token; 56 minutes on, the one in hand is within 5 minutes of expiring.
         credential.Current = $"entra-token-b-{Guid.NewGuid():N}";
@@ -68,5 +68,6 @@ public sealed class EntraAuthenticationTests
         // The first user's 1-hour token is due again 56 minutes on, with the second user's.
         Assert.Equal("Etsy: 2/2 refreshed, 0 failed", after.Platforms[0].ToString());
         Assert.Equal(2, credential.Calls);
+        Assert.Equal(["https://ossrdbms-aad.database.windows.net/.default", "https://ossrdbms-aad.database.windows.net/.default"], credential.Scopes);
     }
 }

@@ -69,10 +69,14 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         }
 
         H.Fake.Shopify.RevokeAccessToken("bravo.myshopify.com");
+        var alphaBefore = await H.Db.GetShopifyStoreAsync(shops[0]);
         await using var host = await HostStandIn.StartAsync(AppDirectory, AppSettings(), WorkerArguments.Both);
         var function = await StartAndLoadAsync(host);
+        var invoked = System.Diagnostics.Stopwatch.StartNew();
 
         var (invocationId, response) = await InvokeAsync(host, function);
+
+        invoked.Stop();
 
         Assert.True(response.Result.Status == StatusResult.Types.Status.Success, response.Result.ToString());
         foreach (var (id, refresh) in etsyUsers)
@@ -84,7 +88,10 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
             secrets.AddRange([issued.AccessToken, issued.RefreshToken]);
         }
 
-        Assert.True((await H.Db.GetShopifyStoreAsync(shops[0])).IsActive);
+        // The valid store was validated (one call, its success recorded) and left as it was; the revoked one switched off.
+        Assert.Equal(1, H.Fake.Shopify.GraphQlCallsFor("alpha.myshopify.com"));
+        Assert.NotNull((await H.Db.GetStateAsync("shopify", shops[0]))?.LastSuccessAt);
+        Assert.Equal(alphaBefore, await H.Db.GetShopifyStoreAsync(shops[0]));
         Assert.False((await H.Db.GetShopifyStoreAsync(shops[1])).IsActive);
 
         // What the host receives for this invocation: the summary line, and the cycle's counts by name.
@@ -99,7 +106,10 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         Assert.Matches(@"^Refresh cycle completed in \d+ ms\. Etsy: 2/2 refreshed, 0 failed; Shopify: 1/2 validated, 1 deactivated, 0 failed$", summary.Message);
         var metric = Assert.Single(logs, l => l.LogCategory == RpcLog.Types.RpcLogCategory.CustomMetric);
         Assert.Equal(RefreshTokensFunction.CycleMetric, metric.PropertiesMap["Name"].String);
-        Assert.True(metric.PropertiesMap["Value"].Double >= 0);
+        // The cycle's time in ms, the summary line's own, and within what the invocation took as the host saw it.
+        Assert.Equal(double.Parse(System.Text.RegularExpressions.Regex.Match(summary.Message, @"in (\d+) ms").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture),
+            metric.PropertiesMap["Value"].Double);
+        Assert.InRange(metric.PropertiesMap["Value"].Double, 1, invoked.ElapsedMilliseconds);
         Assert.Equal("2", metric.PropertiesMap["EtsyRefreshed"].Json);
         Assert.Equal("1", metric.PropertiesMap["ShopifyValidated"].Json);
         Assert.Equal("1", metric.PropertiesMap["ShopifyDeactivated"].Json);

@@ -208,10 +208,12 @@ public sealed class ReauthSignalsTests : HarnessTests
         Assert.Single(attempts.Select(a => a.Delivery).Distinct());
         Assert.True(attempts[1].At - attempts[0].At >= TimeSpan.FromSeconds(0.9), $"first wait {attempts[1].At - attempts[0].At}");
         Assert.True(attempts[2].At - attempts[1].At >= TimeSpan.FromSeconds(1.9), $"second wait {attempts[2].At - attempts[1].At}");
+        // The receiver's check, pinned to a vector computed apart from .NET: printf '%s' '1767225600.{"events":[]}' | openssl dgst -sha256 -hmac "$Secret"
+        Assert.Equal("sha256=2e145cccc820650d63900dae57cfb03723c3c6ea215a71758b3bab1b037f09b2", ReceiverSignature("1767225600", """{"events":[]}"""u8.ToArray()));
         foreach (var attempt in attempts)
         {
-            // What a receiver does: the HMAC over "{timestamp}.{raw body}" with the shared secret.
-            Assert.Equal(ReauthWebhook.Sign(Secret, attempt.Timestamp, attempt.Body), attempt.Signature);
+            Assert.Equal(ReceiverSignature(attempt.Timestamp, attempt.Body), attempt.Signature);
+            Assert.InRange(long.Parse(attempt.Timestamp, System.Globalization.CultureInfo.InvariantCulture), attempt.At.ToUnixTimeSeconds() - 5, attempt.At.ToUnixTimeSeconds() + 1);
             Assert.Equal("/hooks/reauth?key=in-the-url", attempt.PathAndQuery);
         }
 
@@ -273,6 +275,10 @@ public sealed class ReauthSignalsTests : HarnessTests
             Assert.False(text.Contains(secret, StringComparison.Ordinal), $"a secret of length {secret.Length} was sent or logged");
         }
     }
+
+    // What a receiver computes, written apart from the service's code: "sha256=" and the lower-case hex HMAC-SHA256 of "{timestamp}.{raw body}".
+    private static string ReceiverSignature(string timestamp, byte[] body) => "sha256=" + Convert.ToHexStringLower(
+        System.Security.Cryptography.HMACSHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Secret), (byte[])[.. System.Text.Encoding.UTF8.GetBytes(timestamp + "."), .. body]));
 
     private sealed record Attempt(DateTimeOffset At, string Delivery, string Timestamp, string Signature, byte[] Body, string PathAndQuery, string Headers);
 

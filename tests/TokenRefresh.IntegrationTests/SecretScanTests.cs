@@ -10,7 +10,7 @@ namespace TokenRefresh.IntegrationTests;
 /// <summary>
 /// Secrets stay secret: every path that handles one runs here, and everything the service emits (log records with
 /// their state, scopes and exceptions; the CLI's stdout and stderr; the OTLP metric payloads) is scanned for every
-/// token (old and new), both client secrets and the database passwords (raw and percent-encoded).
+/// token (old and new), both client secrets and the database passwords (raw and percent-encoded), whole or any 12 characters of them.
 /// </summary>
 public sealed class SecretScanTests : HarnessTests
 {
@@ -182,8 +182,17 @@ public sealed class SecretScanTests : HarnessTests
         foreach (var secret in _secrets.Distinct())
         {
             Assert.True(secret.Length >= 8, "every secret here is long enough not to match by chance");
-            var leak = outputs.FirstOrDefault(o => o.Text.Contains(secret, StringComparison.Ordinal));
-            Assert.True(leak.Where is null, $"a secret of length {secret.Length} appeared in {leak.Where}");
+            foreach (var (at, fragment) in Fragments(secret))
+            {
+                var leak = outputs.FirstOrDefault(o => o.Text.Contains(fragment, StringComparison.Ordinal));
+                Assert.True(leak.Where is null, $"characters {at} to {at + fragment.Length} of a secret of length {secret.Length} appeared in {leak.Where}");
+            }
         }
     }
+
+    // A part of a secret leaks it too (a token cut short, or masked in part): every run of 12 characters, or a shorter secret whole.
+    private static IEnumerable<(int At, string Fragment)> Fragments(string secret) =>
+        Enumerable.Range(0, Math.Max(1, secret.Length - FragmentLength + 1)).Select(i => (i, secret.Substring(i, Math.Min(FragmentLength, secret.Length))));
+
+    private const int FragmentLength = 12;
 }

@@ -51,10 +51,11 @@ public sealed class TestDatabase : IAsyncDisposable
 {
     public const string SessionTimeZone = "Pacific/Chatham";
     public const string ServiceRole = "tokenrefresh";
-    private const string Template = "tokenrefresh_template";
-    private static readonly SemaphoreSlim TemplateLock = new(1, 1);
-    private static readonly string ServicePassword = $"svc-{Guid.NewGuid():N}";
-    private static bool _templateReady;
+
+    // A template of this process's own: another test process on the same server (a second run beside this one) builds its own.
+    private static readonly string Template = $"tokenrefresh_template_{Environment.ProcessId}";
+    private static readonly SemaphoreSlim ServerLock = new(1, 1);
+    private static bool _serverReady;
 
     private readonly string _serverAdminUrl;
 
@@ -65,7 +66,8 @@ public sealed class TestDatabase : IAsyncDisposable
         AdminUrl = adminUrl;
         Variant = variant;
         ConnectionString = new Npgsql.NpgsqlConnectionStringBuilder(PostgresServer.ConnectionString(adminUrl)) { Timezone = "UTC" }.ConnectionString;
-        var service = new UriBuilder(adminUrl) { UserName = ServiceRole, Password = ServicePassword };
+        Password = ServicePassword(serverAdminUrl);
+        var service = new UriBuilder(adminUrl) { UserName = ServiceRole, Password = Password };
         Url = service.Uri.AbsoluteUri;
     }
 
@@ -86,17 +88,14 @@ public sealed class TestDatabase : IAsyncDisposable
     public string ConnectionString { get; }
 
     /// <summary>The service role's password: must never appear in a log line.</summary>
-    public string Password => ServicePassword;
+    public string Password { get; }
 
     /// <summary>A database with the main application's tables; <paramref name="migrated"/>: with the service's table and grants too.</summary>
     public static async Task<TestDatabase> CreateAsync(bool migrated = true, SchemaVariant? variant = null)
     {
         variant ??= SchemaVariant.Original;
         var original = variant == SchemaVariant.Original;
-        if (original)
-        {
-            await EnsureTemplateAsync();
-        }
+        await EnsureServerAsync(); // every variant needs the role, whichever test creates the first database
 
         var name = $"tr_{Guid.NewGuid():N}";
         using (var admin = PostgresServer.OpenAdmin())
@@ -127,7 +126,7 @@ public sealed class TestDatabase : IAsyncDisposable
         {
             await admin.ExecuteAsync($"CREATE DATABASE {name}");
             await admin.ExecuteAsync($"ALTER DATABASE {name} SET TimeZone = '{SessionTimeZone}'");
-            await admin.ExecuteAsync(CreateRoleSql);
+            await CreateRoleAsync(admin, serverAdminUrl);
         }
 
         var db = new TestDatabase(name, new UriBuilder(serverAdminUrl) { Path = "/" + name }.Uri.AbsoluteUri, serverAdminUrl, SchemaVariant.Original);
@@ -136,13 +135,25 @@ public sealed class TestDatabase : IAsyncDisposable
         return db;
     }
 
-    // Roles belong to the cluster: one for every test database, with this run's password.
-    private static string CreateRoleSql => $"""
-        DO $$ BEGIN
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ServiceRole}') THEN CREATE ROLE {ServiceRole} LOGIN; END IF;
-        END $$;
-        ALTER ROLE {ServiceRole} PASSWORD '{ServicePassword}';
-        """;
+    // The role belongs to the cluster, shared by every test database and every test process on it: so it is created
+    // if missing, never dropped, and its password comes from the server's own (secret) admin URL, the same in each process.
+    private static string ServicePassword(string serverAdminUrl) =>
+        "svc-" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(serverAdminUrl)))[..32];
+
+    private static async Task CreateRoleAsync(NpgsqlConnection admin, string serverAdminUrl)
+    {
+        const string Create = $"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ServiceRole}') THEN CREATE ROLE {ServiceRole} LOGIN; END IF; END $$";
+        try
+        {
+            await admin.ExecuteAsync(Create);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DuplicateObject)
+        {
+            // Another process created it at the same moment: it exists, which is all that is needed.
+        }
+
+        await admin.ExecuteAsync($"ALTER ROLE {ServiceRole} PASSWORD '{ServicePassword(serverAdminUrl)}'");
+    }
 
     /// <summary>What an operator does once: `migrate` as the owner, then the grants script.</summary>
     public async Task MigrateAndGrantAsync()
@@ -155,21 +166,22 @@ public sealed class TestDatabase : IAsyncDisposable
         await ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "service-grants.sql")));
     }
 
-    private static async Task EnsureTemplateAsync()
+    /// <summary>Once per test process: the service role, and the template of the original schema.</summary>
+    private static async Task EnsureServerAsync()
     {
-        await TemplateLock.WaitAsync();
+        await ServerLock.WaitAsync();
         try
         {
-            if (_templateReady)
+            if (_serverReady)
             {
                 return;
             }
 
             using (var admin = PostgresServer.OpenAdmin())
             {
-                await admin.ExecuteAsync($"DROP DATABASE IF EXISTS {Template}");
+                await CreateRoleAsync(admin, PostgresServer.AdminUrl);
+                await admin.ExecuteAsync($"DROP DATABASE IF EXISTS {Template}"); // left by an earlier process with this id
                 await admin.ExecuteAsync($"CREATE DATABASE {Template}");
-                await admin.ExecuteAsync(CreateRoleSql);
             }
 
             using (var template = PostgresServer.OpenAdmin(Template))
@@ -177,11 +189,12 @@ public sealed class TestDatabase : IAsyncDisposable
                 await template.ExecuteAsync(await File.ReadAllTextAsync(Repo.File("scripts", "sql", "app-tables.sql")));
             }
 
-            _templateReady = true;
+            AppDomain.CurrentDomain.ProcessExit += (_, _) => DropTemplate();
+            _serverReady = true;
         }
         finally
         {
-            TemplateLock.Release();
+            ServerLock.Release();
         }
     }
 
@@ -331,6 +344,19 @@ public sealed class TestDatabase : IAsyncDisposable
             FROM token_refresh_state WHERE platform = @platform AND account_id = @id
             """,
             new { platform, id = id.ToString() });
+    }
+
+    private static void DropTemplate()
+    {
+        try
+        {
+            using var admin = PostgresServer.OpenAdmin();
+            admin.Execute($"DROP DATABASE IF EXISTS {Template}");
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            // A throwaway server may be gone already; a long-lived one keeps it until this process id comes again.
+        }
     }
 
     public async ValueTask DisposeAsync()
