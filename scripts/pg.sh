@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster on 127.0.0.1 for tests, the demo and the benchmark.
 #   scripts/pg.sh start DIR   initdb + start in DIR (fsync off); prints the admin URL on stdout
-#   scripts/pg.sh restart DIR stop it fast (sessions are cut) and start it again on the same port
+#   scripts/pg.sh restart DIR [SECONDS]  stop it fast (sessions are cut) and start it again on the same port, after
+#                                        SECONDS down (default 0)
 #   scripts/pg.sh stop DIR    stop it and delete DIR
 # Installs the PostgreSQL server from Debian's packages when its binaries are missing.
 set -euo pipefail
@@ -13,6 +14,11 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
 as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# The server's options: loopback only, on PORT, its socket in DIR, and no durability (a throwaway cluster).
+options() {
+  echo "-c listen_addresses=127.0.0.1 -p $1 -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
 }
 
 case "$cmd" in
@@ -41,9 +47,7 @@ start)
   for _ in 1 2 3 4 5; do
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
       || echo $((20000 + RANDOM % 20000)))
-    if as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o \
-      "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
-      >/dev/null; then
+    if as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o "$(options "$port")" >/dev/null; then
       printf 'postgresql://postgres:%s@127.0.0.1:%s/postgres\n' "$password" "$port" > "$dir/admin-url"
       [ "$(id -u)" = 0 ] && chown postgres "$dir/admin-url"
       chmod 600 "$dir/admin-url"
@@ -55,7 +59,10 @@ start)
   exit 1
   ;;
 restart)
-  as_postgres "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 30 restart >/dev/null
+  port=$(sed -E 's#.*:([0-9]+)/postgres$#\1#' "$dir/admin-url")
+  as_postgres "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 30 stop >/dev/null
+  sleep "${3:-0}"
+  as_postgres "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o "$(options "$port")" >/dev/null
   ;;
 stop)
   bin=$(pg_bin)

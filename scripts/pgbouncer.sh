@@ -2,7 +2,8 @@
 # A throwaway PgBouncer in front of a PostgreSQL, for the tests and the benchmark (the pooler teams reach their
 # database through: Supabase, Heroku, Railway, Azure's built-in PgBouncer).
 #   scripts/pgbouncer.sh start DIR ADMIN_URL MODE   MODE is transaction or session; prints the admin URL through the pooler
-#   scripts/pgbouncer.sh restart DIR                stop it (every client connection is cut) and start it on the same port
+#   scripts/pgbouncer.sh restart DIR [SECONDS]      stop it (every client connection is cut) and start it on the same port,
+#                                                   after SECONDS down (default 0)
 #   scripts/pgbouncer.sh stop DIR                   stop it and delete DIR
 # ADMIN_URL is a superuser's postgresql://user:password@127.0.0.1:PORT/db (as scripts/pg.sh prints); every role
 # logs in through the pooler with its own password (auth_query). Installs Debian's pgbouncer when it is missing.
@@ -80,6 +81,7 @@ INI
   ;;
 restart)
   halt
+  sleep "${3:-0}"
   run
   ;;
 stop)

@@ -53,8 +53,10 @@ await using (var c = new NpgsqlConnection(adminDb))
     await c.ExecuteAsync(await File.ReadAllTextAsync(Path.Combine(root, "scripts", "sql", "service-grants.sql")));
 }
 
-// The fakes, with tokens as short-lived as the day is compressed.
-await using var fake = await FakePlatformServer.StartAsync();
+// The fakes, with tokens as short-lived as the day is compressed, reached as production reaches the platforms: TLS at
+// their own names (api.etsy.com, {shop}.myshopify.com), through a CONNECT proxy, trusting a CA made for this run.
+await using var fake = await FakePlatformServer.StartAsync(certificate: TestCertificates.Server);
+await using var proxy = PlatformProxy.Start(fake);
 var tokenLife = TimeSpan.FromSeconds(o.TokenSeconds);
 fake.Etsy.AccessTokenLifetime = tokenLife;
 fake.Shopify.AccessTokenLifetime = tokenLife;
@@ -126,8 +128,6 @@ var settings = new Dictionary<string, string?>
     ["ETSY_CLIENT_SECRET"] = "fake-etsy-shared-secret",
     ["SHOPIFY_API_KEY"] = "fake-shopify-api-key",
     ["SHOPIFY_API_SECRET"] = "fake-shopify-api-secret",
-    ["ETSY_API_BASE_URL"] = fake.EtsyBaseUrl,
-    ["SHOPIFY_API_BASE_URL"] = fake.ShopifyBaseUrl,
     ["REFRESH_SCHEDULE"] = $"*/{o.CycleSeconds} * * * * *",
     ["ETSY_REFRESH_MARGIN_MINUTES"] = "1",
     ["SHOPIFY_REFRESH_MARGIN_MINUTES"] = "1",
@@ -139,6 +139,10 @@ var settings = new Dictionary<string, string?>
     ["LOG_LEVEL"] = "INFO",
     ["LOG_ACCOUNT_SUCCESS"] = "false",
 };
+foreach (var (name, value) in proxy.Environment())
+{
+    settings[name] = value;
+}
 
 var start = DateTimeOffset.UtcNow;
 var measureFrom = start + TimeSpan.FromSeconds(o.WarmupSeconds);
@@ -178,7 +182,7 @@ foreach (var replica in Replica.Started)
 // What was lost: Etsy users whose stored refresh token is no longer valid, though nobody revoked it (a rotation whose
 // answer never reached a replica that could store it). Each must be flagged for re-authorisation, never silent.
 var lost = await Report.LostAsync(adminDb, fake, etsyIds, timeline.Revoked);
-var day = new DayRecord(o, timeline.Faults, samples, lost, replicaReports, timeline.Revoked, timeline.Reconnects, measureFrom, cycle, scale, etsyRate, timeline.Killed);
+var day = new DayRecord(o, timeline.Faults, samples, lost, replicaReports, timeline.Revoked, timeline.Reconnects, measureFrom, cycle, scale, etsyRate, timeline.Killed, proxy.Connections);
 var report = Report.Build(day, fake);
 Console.WriteLine(report.Text);
 if (o.ReportPath is { } path)

@@ -16,7 +16,7 @@ internal sealed record ReplicaReport(string Name, int Cycles, string? Problem);
 internal sealed record DayRecord(
     DayOptions Options, IReadOnlyList<Fault> Faults, IReadOnlyList<Sample> Samples, IReadOnlyList<Lost> Lost, IReadOnlyList<ReplicaReport> Replicas,
     Dictionary<string, DateTimeOffset> Revoked, int Reconnects, DateTimeOffset MeasureFrom, TimeSpan Cycle, double Scale, int EtsyRate,
-    KilledLeases? Killed);
+    KilledLeases? Killed, IReadOnlyCollection<string> Tunnels);
 
 internal sealed record Report(string Text, IReadOnlyList<string> Misses)
 {
@@ -42,6 +42,7 @@ internal sealed record Report(string Text, IReadOnlyList<string> Misses)
         writer.Backlog();
         writer.Gaps();
         writer.Replicas();
+        writer.Network();
         writer.Accounts();
         return writer.Finish();
     }
@@ -222,6 +223,25 @@ internal sealed class ReportWriter
             {
                 _misses.Add($"replica {r.Name} completed {r.Cycles} cycles: it was not seen working");
             }
+        }
+    }
+
+    // The production path: TLS at the platforms' own names through the proxy, each store at its own host.
+    public void Network()
+    {
+        var tunnels = _day.Tunnels;
+        var stores = tunnels.Where(t => t.EndsWith(".myshopify.com:443", StringComparison.Ordinal)).Distinct().Count();
+        var refused = tunnels.Count(t => !(t.EndsWith(":443", StringComparison.Ordinal) && PlatformProxy.IsPlatformHost(t[..^4])));
+        _text.AppendLine(string.Create(CultureInfo.InvariantCulture,
+            $"Network: {tunnels.Count:N0} TLS connections through the proxy, {tunnels.Count(t => t == "api.etsy.com:443"):N0} to api.etsy.com and the rest to {stores:N0} store hosts (one per store); {refused} to any other name."));
+        if (stores != O.Stores + O.ExpiringStores)
+        {
+            _misses.Add($"{stores} store hosts reached, not the {O.Stores + O.ExpiringStores} stores, each at its own name");
+        }
+
+        if (refused > 0)
+        {
+            _misses.Add($"{refused} connections to a name that is not a platform's");
         }
     }
 

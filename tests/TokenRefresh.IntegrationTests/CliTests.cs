@@ -22,6 +22,9 @@ public sealed class CliTests : HarnessTests
         Assert.Equal(0, code);
         Assert.Contains("Etsy: 1/1 refreshed, 0 failed; Shopify: 1/1 validated, 0 deactivated, 0 failed", stdout, StringComparison.Ordinal);
         Assert.Contains($"Etsy account {id}: refreshed", stdout, StringComparison.Ordinal);
+        // As in production: TLS at the platforms' own names (the store at its own host), nothing else; all closed at exit.
+        Assert.Equal(["a.myshopify.com:443", "api.etsy.com:443"], H.Proxy.Connections.Distinct().Order());
+        await WaitUntilClosedAsync();
         var issued = H.Fake.Etsy.IssuedFor(refresh)!.Value;
         foreach (var secret in new[] { refresh, issued.AccessToken, issued.RefreshToken, "etsy-old-access-token-x", "shpat_cli_secret_token",
                      H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret, H.Db.Password })
@@ -124,12 +127,14 @@ public sealed class CliTests : HarnessTests
         var dir = Directory.CreateTempSubdirectory("tokenrefresh-env-");
         try
         {
+            // The service's settings in .env; the way to the platforms (the proxy, the test CA) is the machine's, in its environment.
+            var network = H.Proxy.Environment();
             await File.WriteAllLinesAsync(Path.Combine(dir.FullName, ".env"),
-                H.Settings.Select(kv => $"{kv.Key}=\"{kv.Value}\"").Append("LOG_LEVEL=ERROR"));
+                H.Settings.Where(kv => !network.ContainsKey(kv.Key)).Select(kv => $"{kv.Key}=\"{kv.Value}\"").Append("LOG_LEVEL=ERROR"));
             var refresh = H.Fake.Etsy.AddAccount(1);
             var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
 
-            var (code, stdout, _) = await CliProcess.RunAsync(["once"], new Dictionary<string, string?> { ["LOG_LEVEL"] = "INFO" }, dir.FullName);
+            var (code, stdout, _) = await CliProcess.RunAsync(["once"], new Dictionary<string, string?>(network) { ["LOG_LEVEL"] = "INFO" }, dir.FullName);
 
             Assert.Equal(0, code);
             Assert.Contains("Etsy: 1/1 refreshed", stdout, StringComparison.Ordinal);
@@ -167,11 +172,8 @@ public sealed class CliTests : HarnessTests
                 """);
             var refresh = H.Fake.Etsy.AddAccount(1);
             var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
-            // Only where the fake platforms listen comes from the environment.
-            var environment = new Dictionary<string, string?>
-            {
-                ["ETSY_API_BASE_URL"] = H.Settings["ETSY_API_BASE_URL"], ["SHOPIFY_API_BASE_URL"] = H.Settings["SHOPIFY_API_BASE_URL"],
-            };
+            // Only the way to the fake platforms comes from the environment (the proxy and the test CA), as a network would.
+            var environment = new Dictionary<string, string?>(H.Proxy.Environment());
             using var cli = CliProcess.Start(["run"], environment, dir.FullName);
             await cli.WaitForOutputAsync("Next cycle at", TimeSpan.FromSeconds(60));
             cli.Signal(SigTerm);
@@ -372,4 +374,14 @@ public sealed class CliTests : HarnessTests
     }
 
     private static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    // The process has exited; the proxy sees its side of each tunnel end a moment later.
+    private async Task WaitUntilClosedAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (H.Proxy.OpenConnections.Count > 0)
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+    }
 }

@@ -69,7 +69,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
             // Exactly one rotation is the 15th, however many happen at once.
             if (Interlocked.Increment(ref rotations) == 15)
             {
-                restart = Task.Run(cluster.Restart);
+                restart = Task.Run(() => cluster.Restart());
             }
 
             return Task.CompletedTask;

@@ -124,6 +124,8 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
 
         Assert.Equal(0, await TerminateAsync(host));
         AssertNoSecret(host, secrets);
+        // As in production: TLS at the platforms' own names, each store at its own host, nothing else.
+        Assert.Equal(["alpha.myshopify.com:443", "api.etsy.com:443", "bravo.myshopify.com:443"], H.Proxy.Connections.Distinct().Order());
     }
 
     [Fact]

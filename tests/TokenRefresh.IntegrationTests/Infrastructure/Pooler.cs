@@ -39,7 +39,9 @@ public sealed class Pooler : IDisposable
     public string Through(string directUrl) => new UriBuilder(directUrl) { Port = Port }.Uri.AbsoluteUri;
 
     /// <summary>Stops it (every client connection is cut) and starts it again on the same port.</summary>
-    public void Restart() => PostgresServer.RunScript("pgbouncer.sh", "restart", _dir);
+    /// <summary>Every client connection is cut, and the pooler is back on the same port after <paramref name="downSeconds"/>.</summary>
+    public void Restart(double downSeconds = 0) =>
+        PostgresServer.RunScript("pgbouncer.sh", "restart", _dir, downSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
     public void Dispose()
     {

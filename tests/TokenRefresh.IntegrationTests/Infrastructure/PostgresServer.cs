@@ -49,8 +49,11 @@ internal static class PostgresServer
         /// <summary>The cluster's data directory (owned by the postgres user), e.g. for TLS key files.</summary>
         public string DataDirectory => Path.Combine(dir, "data");
 
-        /// <summary>A fast restart: every session is cut, and the server is back on the same port.</summary>
-        public void Restart() => Run("restart", dir);
+        /// <summary>A fast restart: every session is cut, and the server is back on the same port after <paramref name="downSeconds"/>.</summary>
+        public void Restart(double downSeconds = 0) =>
+            RunScript("pg.sh", "restart", dir, downSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+        public int Port => new Uri(AdminUrl).Port;
 
         public void Dispose() => Run("stop", dir);
     }

@@ -12,9 +12,9 @@ namespace TokenRefresh.IntegrationTests.Infrastructure;
 
 /// <summary>
 /// The service as production wires it (AddTokenRefresh), on a fresh database, against the fake platforms at their
-/// production URLs (https://api.etsy.com, https://{shop}.myshopify.com; see <see cref="PlatformNetwork"/>), with every
-/// log record captured. <see cref="Settings"/> also hold the fakes' loopback base URLs, for the CLI and the Function
-/// app started as processes.
+/// production URLs (https://api.etsy.com, https://{shop}.myshopify.com, https://api.ebay.com), with every log record
+/// captured: in process through <see cref="PlatformNetwork"/>, and for the CLI and the Function app started as
+/// processes through <see cref="Proxy"/>, whose environment (HTTPS_PROXY, the test CA) <see cref="Settings"/> hold.
 /// </summary>
 public sealed class ServiceHarness : IAsyncDisposable
 {
@@ -22,9 +22,18 @@ public sealed class ServiceHarness : IAsyncDisposable
     {
         Fake = fake;
         Db = db;
-        Settings = settings;
         Network = new PlatformNetwork(fake.HttpsPort!.Value);
+        Proxy = PlatformProxy.Start(fake);
+        Settings = new Dictionary<string, string?>(settings.Concat(Proxy.Environment()));
     }
+
+    /// <summary>Where the processes of the service connected (a CONNECT proxy to the fakes' TLS port).</summary>
+    public PlatformProxy Proxy { get; }
+
+    private readonly CancellationTokenSource _deadline = TestDeadline.Start();
+
+    /// <summary>This test's deadline (<see cref="TestDeadline"/>): its cycles stop claiming at it, its processes are killed.</summary>
+    public CancellationToken Deadline => _deadline.Token;
 
     /// <summary>Where the in-process service connected.</summary>
     public PlatformNetwork Network { get; }
@@ -57,8 +66,6 @@ public sealed class ServiceHarness : IAsyncDisposable
             ["ETSY_CLIENT_SECRET"] = fake.Etsy.SharedSecret,
             ["SHOPIFY_API_KEY"] = fake.Shopify.ApiKey,
             ["SHOPIFY_API_SECRET"] = fake.Shopify.ApiSecret,
-            ["ETSY_API_BASE_URL"] = fake.EtsyBaseUrl,
-            ["SHOPIFY_API_BASE_URL"] = fake.ShopifyBaseUrl,
             ["HTTP_TIMEOUT_SECONDS"] = "2",
             ["LOG_LEVEL"] = "DEBUG",
             // The cut-off's warning (an error from 2027-01-01 on) is ShopifyCutoffTests' subject, which sets its own date:
@@ -67,13 +74,12 @@ public sealed class ServiceHarness : IAsyncDisposable
         });
     }
 
-    /// <summary>Turns eBay on (it is opt-in): the fake's credentials and scopes, and its loopback base URL for processes.</summary>
+    /// <summary>Turns eBay on (it is opt-in): the fake's credentials and scopes.</summary>
     public void UseEbay()
     {
         Settings["EBAY_CLIENT_ID"] = Fake.Ebay.ClientId;
         Settings["EBAY_CLIENT_SECRET"] = Fake.Ebay.ClientSecret;
         Settings["EBAY_SCOPES"] = Fake.Ebay.DefaultScopes;
-        Settings["EBAY_API_BASE_URL"] = Fake.EtsyBaseUrl;
     }
 
     /// <summary>Builds the host exactly as the CLI and the Function app do, plus a log collector.</summary>
@@ -107,12 +113,32 @@ public sealed class ServiceHarness : IAsyncDisposable
     public async Task<(CycleSummary Summary, IReadOnlyList<FakeLogRecord> Logs)> RunCycleAsync()
     {
         using var host = BuildHost();
-        var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync();
+        var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync(Deadline);
+        Deadline.ThrowIfCancellationRequested(); // a cycle the deadline stopped is a hang, not a result
         return (summary, host.Services.GetFakeLogCollector().GetSnapshot());
+    }
+
+    /// <summary>As <see cref="RunCycleAsync"/>, for a cycle that may fail as a whole (the database unreachable): its failure, with the logs.</summary>
+    public async Task<(CycleSummary Summary, IReadOnlyList<FakeLogRecord> Logs, CycleFailedException? Failure)> TryRunCycleAsync()
+    {
+        using var host = BuildHost();
+        var logs = host.Services.GetFakeLogCollector();
+        try
+        {
+            var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync(Deadline);
+            Deadline.ThrowIfCancellationRequested();
+            return (summary, logs.GetSnapshot(), null);
+        }
+        catch (CycleFailedException e)
+        {
+            return (e.Summary, logs.GetSnapshot(), e);
+        }
     }
 
     public async ValueTask DisposeAsync()
     {
+        _deadline.Dispose();
+        await Proxy.DisposeAsync();
         await Fake.DisposeAsync();
         await Db.DisposeAsync();
     }
