@@ -84,7 +84,12 @@ public sealed class PlatformProxy : IAsyncDisposable
         try
         {
             var stream = connection.GetStream();
-            var target = await ReadConnectAsync(stream);
+            var (target, said) = await ReadConnectAsync(stream);
+            if (!said)
+            {
+                return; // opened and closed with nothing sent (a process stopping): not a connection to anywhere
+            }
+
             _connections.Enqueue(target ?? "(not a CONNECT)");
             var (host, port) = Split(target);
             if (host is null || !IsPlatformHost(host) || port != 443)
@@ -111,8 +116,8 @@ public sealed class PlatformProxy : IAsyncDisposable
         }
     }
 
-    // "CONNECT host:port HTTP/1.1", then headers to an empty line; null for anything else.
-    private static async Task<string?> ReadConnectAsync(NetworkStream stream)
+    // "CONNECT host:port HTTP/1.1", then headers to an empty line; null for anything else. Said: whether anything came.
+    private static async Task<(string? Target, bool Said)> ReadConnectAsync(NetworkStream stream)
     {
         var head = new StringBuilder();
         var one = new byte[1];
@@ -120,14 +125,14 @@ public sealed class PlatformProxy : IAsyncDisposable
         {
             if (await stream.ReadAsync(one) == 0)
             {
-                return null;
+                return (null, head.Length > 0);
             }
 
             head.Append((char)one[0]);
         }
 
         var line = head.ToString().Split("\r\n")[0].Split(' ');
-        return line is ["CONNECT", var target, _] ? target : null;
+        return (line is ["CONNECT", var target, _] ? target : null, true);
     }
 
     private static (string? Host, int Port) Split(string? target) =>
