@@ -39,16 +39,7 @@ internal static partial class RunCommand
             try
             {
                 var summary = await services.GetRequiredService<RefreshCycle>().RunAsync(stopping);
-                // REFRESH_INTERVAL_MINUTES alone, as the original ran: every N minutes from the start of the last cycle.
-                next = schedule.RefreshInterval is { } every && !schedule.RefreshScheduleSet
-                    ? started + every
-                    : new DateTimeOffset(schedule.Schedule.GetNextOccurrence(time.GetUtcNow().UtcDateTime), TimeSpan.Zero);
-                if (summary.BudgetSpent)
-                {
-                    // A backlog (after an outage, a first start): it goes on at the rate limit's pace, not a tick later.
-                    next = time.GetUtcNow();
-                    Log.BacklogContinues(logger);
-                }
+                next = Next(summary, started);
                 WriteHeartbeat(next, $"last cycle: {summary}");
             }
             catch (CycleFailedException)
@@ -74,6 +65,21 @@ internal static partial class RunCommand
 
         Log.Stopped(logger);
         return CliApp.Success;
+
+        DateTimeOffset Next(CycleSummary summary, DateTimeOffset started)
+        {
+            if (summary.BudgetSpent)
+            {
+                // A backlog (after an outage, a first start): it goes on at the rate limit's pace, not a tick later.
+                Log.BacklogContinues(logger);
+                return time.GetUtcNow();
+            }
+
+            // REFRESH_INTERVAL_MINUTES alone, as the original ran: every N minutes from the start of the last cycle.
+            return schedule.RefreshInterval is { } every && !schedule.RefreshScheduleSet
+                ? started + every
+                : new DateTimeOffset(schedule.Schedule.GetNextOccurrence(time.GetUtcNow().UtcDateTime), TimeSpan.Zero);
+        }
 
         void WriteHeartbeat(DateTimeOffset next, string lastCycle)
         {
