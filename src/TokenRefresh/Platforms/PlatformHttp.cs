@@ -173,6 +173,9 @@ internal static class PlatformHttp
         _ => null,
     };
 
+    /// <summary>An OAuth error code plain enough to go into a reason, and so into logs and the database: short, letters, digits and underscores.</summary>
+    public static bool IsPlainErrorCode(string error) => error.Length <= 40 && error.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
+
     private static DailyQuota? Quota(HttpResponseMessage response, QuotaHeaders headers) =>
         Header(response, headers.PerDay) is { } perDay && Header(response, headers.Remaining) is { } remaining ? new DailyQuota(perDay, remaining) : null;
 

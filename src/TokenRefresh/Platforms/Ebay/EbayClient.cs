@@ -53,7 +53,7 @@ internal sealed class EbayClient(HttpClient http, EbaySettings settings, TokenRe
         {
             "invalid_grant" => CallResult<TokenPair>.Permanent("invalid_grant"),
             "invalid_client" => CallResult<TokenPair>.Permanent("invalid_client"),
-            { } error when error.Length <= 40 && error.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') =>
+            { } error when PlatformHttp.IsPlainErrorCode(error) =>
                 CallResult<TokenPair>.Permanent($"http_{response.Code}_{error}"),
             _ => CallResult<TokenPair>.Permanent($"http_{response.Code}"),
         };

@@ -57,7 +57,7 @@ internal sealed class EtsyClient(HttpClient http, EtsySettings settings, TokenRe
             "invalid_grant" => CallResult<TokenPair>.Permanent("invalid_grant"),
             "invalid_client" => CallResult<TokenPair>.Permanent("invalid_client"),
             _ when response.Code == 403 => CallResult<TokenPair>.Permanent("forbidden"),
-            { } error when error.Length <= 40 && error.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') =>
+            { } error when PlatformHttp.IsPlainErrorCode(error) =>
                 CallResult<TokenPair>.Permanent($"http_{response.Code}_{error}"),
             _ => CallResult<TokenPair>.Permanent($"http_{response.Code}"),
         };
