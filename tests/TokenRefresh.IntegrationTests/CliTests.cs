@@ -376,12 +376,5 @@ public sealed class CliTests : HarnessTests
     private static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     // The process has exited; the proxy sees its side of each tunnel end a moment later.
-    private async Task WaitUntilClosedAsync()
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        while (H.Proxy.OpenConnections.Count > 0)
-        {
-            await Task.Delay(10, timeout.Token);
-        }
-    }
+    private Task WaitUntilClosedAsync() => Poll.UntilAsync(() => H.Proxy.OpenConnections.Count == 0, TimeSpan.FromSeconds(10));
 }

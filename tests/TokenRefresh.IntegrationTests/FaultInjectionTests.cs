@@ -210,12 +210,5 @@ public sealed class FaultInjectionTests(ITestOutputHelper output) : HarnessTests
         Assert.Contains("left for the next cycle", cli.Stdout, StringComparison.Ordinal);
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (!condition())
-        {
-            await Task.Delay(5, timeout.Token);
-        }
-    }
+    private static Task WaitUntilAsync(Func<bool> condition) => Poll.UntilAsync(condition, TimeSpan.FromSeconds(60), everyMs: 5);
 }

@@ -403,14 +403,7 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + skew;
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (!condition())
-        {
-            await Task.Delay(5, timeout.Token);
-        }
-    }
+    private static Task WaitUntilAsync(Func<bool> condition) => Poll.UntilAsync(condition, TimeSpan.FromSeconds(60), everyMs: 5);
 }
 
 /// <summary>The lease contract for the main application's own on-demand refresh, run exactly as docs/database.md gives it.</summary>

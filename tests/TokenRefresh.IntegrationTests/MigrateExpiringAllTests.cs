@@ -46,15 +46,12 @@ public sealed class MigrateExpiringAllTests : HarnessTests
         }
     }
 
-    private async Task WaitForExchangesAsync(CliProcess cli, int count)
+    private Task WaitForExchangesAsync(CliProcess cli, int count) => Poll.UntilAsync(() =>
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-        while (H.Fake.Shopify.TotalCalls < count)
-        {
-            Assert.False(cli.HasExited, cli.Stdout + cli.Stderr);
-            await Task.Delay(10, timeout.Token);
-        }
-    }
+        var calls = H.Fake.Shopify.TotalCalls;
+        Assert.False(calls < count && cli.HasExited, cli.Stdout + cli.Stderr);
+        return calls >= count;
+    }, TimeSpan.FromMinutes(1));
 
     [Fact]
     public async Task All_ManyStores_SideBySideWithinTheBound_LostAnswersRepeated_UninstalledNamedWithWhatToDo()

@@ -150,34 +150,24 @@ public sealed class PoolerTests(ITestOutputHelper output) : HarnessTests
     }
 
     // Until the service's write waits for a row lock inside PostgreSQL.
-    private static async Task BlockedWriteAsync(TestDatabase db)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE usename = 'tokenrefresh' AND wait_event_type = 'Lock'") == 0)
-        {
-            await Task.Delay(10, timeout.Token);
-        }
-    }
+    private static Task BlockedWriteAsync(TestDatabase db) => Poll.UntilAsync(
+        async () => await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE usename = 'tokenrefresh' AND wait_event_type = 'Lock'") > 0,
+        TimeSpan.FromSeconds(30));
 
     // Until nothing listens on the port any more (the pooler is down).
-    private static async Task RefusedAsync(int port)
+    private static Task RefusedAsync(int port) => Poll.UntilAsync(async () =>
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (true)
+        using var probe = new System.Net.Sockets.TcpClient();
+        try
         {
-            using var probe = new System.Net.Sockets.TcpClient();
-            try
-            {
-                await probe.ConnectAsync(System.Net.IPAddress.Loopback, port, timeout.Token);
-            }
-            catch (System.Net.Sockets.SocketException)
-            {
-                return;
-            }
-
-            await Task.Delay(10, timeout.Token);
+            await probe.ConnectAsync(System.Net.IPAddress.Loopback, port);
+            return false;
         }
-    }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return true;
+        }
+    }, TimeSpan.FromSeconds(30));
 
     [Theory]
     [InlineData("transaction")]

@@ -149,14 +149,7 @@ public sealed class ShopifyValidationTests : HarnessTests
         Assert.Equal(1, summary.Platforms[1].Skipped);
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        while (!condition())
-        {
-            await Task.Delay(10, timeout.Token);
-        }
-    }
+    private static Task WaitUntilAsync(Func<bool> condition) => Poll.UntilAsync(condition, TimeSpan.FromSeconds(10));
 }
 
 /// <summary>SHOPIFY_VALIDATE_INTERVAL_MINUTES: each store at most once per interval, spread evenly across cycles.</summary>

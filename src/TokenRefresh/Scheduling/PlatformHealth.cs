@@ -72,9 +72,9 @@ public sealed partial class PlatformHealth(string platform, TimeProvider time, I
     /// </summary>
     internal bool Record(string? reason)
     {
+        Interlocked.Increment(ref _recorded);
         lock (_lock)
         {
-            _recorded++;
             if (IsPlatformSide(reason))
             {
                 _firstFailureAt ??= time.GetUtcNow();

@@ -31,9 +31,6 @@ public sealed class PlatformNetwork(int httpsPort)
     /// <summary>The most connections to stores (*.myshopify.com) the service held open at once.</summary>
     public int PeakOpenToStores => Volatile.Read(ref _peakOpenToStores);
 
-    public static bool IsPlatformHost(string host) =>
-        host is "api.etsy.com" or "api.ebay.com" || host.EndsWith(".myshopify.com", StringComparison.Ordinal);
-
     public void Apply(HttpMessageHandlerBuilder builder) => Apply(builder.PrimaryHandler as SocketsHttpHandler
         ?? throw new InvalidOperationException($"The service's primary handler is {builder.PrimaryHandler.GetType().Name}, not the SocketsHttpHandler production builds."));
 
@@ -52,7 +49,7 @@ public sealed class PlatformNetwork(int httpsPort)
     {
         var (host, port) = (context.DnsEndPoint.Host, context.DnsEndPoint.Port);
         _connections.Enqueue($"{host}:{port}");
-        var target = IsPlatformHost(host) && port == 443 ? new IPEndPoint(IPAddress.Loopback, httpsPort)
+        var target = PlatformProxy.IsPlatformHost(host) && port == 443 ? new IPEndPoint(IPAddress.Loopback, httpsPort)
             : host is "127.0.0.1" or "localhost" ? new IPEndPoint(IPAddress.Loopback, port)
             : throw new HttpRequestException(HttpRequestError.NameResolutionError, $"{host} does not resolve in the test network");
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };

@@ -112,10 +112,13 @@ public sealed class ServiceHarness : IAsyncDisposable
     /// <summary>Runs one cycle on a new host; returns its summary (or throws) and the captured logs.</summary>
     public async Task<(CycleSummary Summary, IReadOnlyList<FakeLogRecord> Logs)> RunCycleAsync()
     {
-        using var host = BuildHost();
-        var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync(Deadline);
-        Deadline.ThrowIfCancellationRequested(); // a cycle the deadline stopped is a hang, not a result
-        return (summary, host.Services.GetFakeLogCollector().GetSnapshot());
+        var (summary, logs, failure) = await TryRunCycleAsync();
+        if (failure is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        }
+
+        return (summary, logs);
     }
 
     /// <summary>As <see cref="RunCycleAsync"/>, for a cycle that may fail as a whole (the database unreachable): its failure, with the logs.</summary>
@@ -126,7 +129,7 @@ public sealed class ServiceHarness : IAsyncDisposable
         try
         {
             var summary = await host.Services.GetRequiredService<RefreshCycle>().RunAsync(Deadline);
-            Deadline.ThrowIfCancellationRequested();
+            Deadline.ThrowIfCancellationRequested(); // a cycle the deadline stopped is a hang, not a result
             return (summary, logs.GetSnapshot(), null);
         }
         catch (CycleFailedException e)
