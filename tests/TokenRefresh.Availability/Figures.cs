@@ -54,7 +54,7 @@ internal sealed class Figures(IReadOnlyList<Sample> samples, IReadOnlySet<string
     public IEnumerable<(DateTimeOffset From, DateTimeOffset To)> Gaps(DateTimeOffset from, DateTimeOffset to, TimeSpan most)
     {
         var last = from;
-        foreach (var s in Read(samples).Where(s => s.At >= from && s.At <= to).Append(new Sample(to, false, 0, [], new HashSet<string>(), new HashSet<string>(), new HashSet<string>(), 0, 0, 0, 0)))
+        foreach (var s in Read(samples).Where(s => s.At >= from && s.At <= to).Append(Sample.Gap(to))) // the day's end closes the last stretch
         {
             if (s.At - last > most)
             {

@@ -152,9 +152,12 @@ internal sealed class ReportWriter
     }
 
     // The samples outside every fault window: an outage's runs from its start to one cycle after its end (the backlog
-    // outage's, to its bound).
-    private IEnumerable<Sample> OutsideFaults() => _samples.Where(s => !_day.Faults.Any(f =>
-        f.Outage && s.At >= f.Start && s.At <= f.End + (f.Backlog ? Bound(f).Bound : _day.Cycle)));
+    // outage's, to its bound). The windows are worked out once, not for each sample.
+    private List<Sample> OutsideFaults()
+    {
+        var windows = _day.Faults.Where(f => f.Outage).Select(f => (f.Start, End: f.End + (f.Backlog ? Bound(f).Bound : _day.Cycle))).ToList();
+        return [.. _samples.Where(s => !windows.Any(w => s.At >= w.Start && s.At <= w.End))];
+    }
 
     private void Row(string name, List<Sample> window, string recovery, int twice, List<Lost> lost)
     {
@@ -172,11 +175,12 @@ internal sealed class ReportWriter
     public void Figures()
     {
         var read = _figures.Read(_samples).Select(s => _figures[s]).ToList();
-        var outside = _figures.Target(OutsideFaults());
+        var outsideFaults = OutsideFaults();
+        var outside = _figures.Target(outsideFaults);
         _text.AppendLine();
         _text.AppendLine(string.Create(CultureInfo.InvariantCulture,
             $"Availability over the day: plain {_figures.Plain(_samples):P3} (nothing excluded: every account and every refused token, {read.Sum(c => c.PlainInvalid):N0} of {read.Sum(c => (long)c.PlainTotal):N0} account-samples); adjusted {_figures.Adjusted(_samples):P3}, which leaves out {read.Sum(c => c.Revoked):N0} account-samples of users who had revoked access (from the revocation) and {read.Sum(c => c.LostFlagged):N0} of lost answers' accounts once flagged (before that they count as unavailable), and counts as available {read.Sum(c => c.Rotating):N0} of Shopify stores between a refresh's answer and its write; outside faults {outside:P3} (each outage from its start to a cycle after its end, the backlog's to its bound; the lost answers' accounts, judged by their own targets below, left out)."));
-        var unavailable = _figures.Read(OutsideFaults()).Sum(s => _figures[s].TargetInvalid);
+        var unavailable = _figures.Read(outsideFaults).Sum(s => _figures[s].TargetInvalid);
         if (unavailable > 0)
         {
             _misses.Add(string.Create(CultureInfo.InvariantCulture, $"availability outside faults {outside:P3} (target: 100%): {unavailable:N0} unavailable account-samples"));
@@ -190,7 +194,7 @@ internal sealed class ReportWriter
             var expired = _figures.Read(_samples).Where(s => s.At >= f.Start && s.At <= f.End).Select(s => _figures[s].EtsyTargetInvalid).DefaultIfEmpty(0).Max();
             var (bound, backlog) = Bound(f);
             _text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{f.Name}: up to {expired} Etsy users' tokens had expired during it, {backlog} at its end; bound for every account to be valid again: {bound.TotalSeconds:0.0} s (a cycle and 0.5 s for its start, {backlog} at {_day.EtsyRate}/s, a sample)."));
+                $"{f.Name}: up to {expired} Etsy users' tokens had expired during it, {backlog} at its end; bound for every account to be valid again: {bound.TotalSeconds:0.0} s (a cycle and {CycleStart.TotalSeconds} s for its start, {backlog} at {_day.EtsyRate}/s, a sample)."));
             if (expired == 0)
             {
                 _misses.Add($"{f.Name}: no token expired during it, so it proves nothing about recovering from a backlog (make it longer than the margin)");
