@@ -288,14 +288,9 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         using var host = H.BuildHost();
         var etsy = await host.Services.GetServices<IPlatform>().Single(p => p.Info.Id == "etsy").StartCycleAsync(CancellationToken.None);
         Assert.NotNull(etsy);
-        DueAccount? due = null;
-        await foreach (var account in etsy.FindDueAsync(CancellationToken.None))
-        {
-            due ??= account;
-        }
-
+        Assert.Equal(1, await etsy.CountDueAsync(CancellationToken.None));
         var deadline = DateTimeOffset.UtcNow.AddMinutes(5);
-        var claimed = Assert.Single(await etsy.ClaimAsync([due!], deadline, CancellationToken.None)).Account!;
+        var claimed = Assert.Single(await etsy.NextAsync(1, deadline, CancellationToken.None));
         // A 60 s Retry-After, and this account's permit a second old when its claim came back: it must wait for a new one.
         await host.Services.GetRequiredKeyedService<SharedRateLimit>("etsy").PauseAsync(TimeSpan.FromSeconds(60));
         var time = host.Services.GetRequiredService<TimeProvider>();
@@ -453,9 +448,10 @@ public sealed class MainApplicationLeaseContractTests : HarnessTests
         Assert.Equal([old], await RunAsync(lease, user, holder));
         Assert.Empty(await RunAsync(lease, user, $"main-app/{Guid.NewGuid()}"));
 
-        // The service's cycle leaves that account alone while the lease is in force.
-        var (during, _) = await H.RunCycleAsync();
-        Assert.Equal("Etsy: 0/1 refreshed, 0 failed, 1 skipped", during.Platforms[0].ToString());
+        // The service's cycle leaves that account alone while the lease is in force: counted as due, not claimed.
+        var (during, logs) = await H.RunCycleAsync();
+        Assert.Contains(logs, l => l.Message == "Etsy: found 1 accounts due");
+        Assert.Equal("Etsy: 0/0 refreshed, 0 failed", during.Platforms[0].ToString());
         Assert.Equal(0, H.Fake.Etsy.CallsFor(old));
 
         // 2-3. Etsy rotated the token for the main application, which stores the pair over the token it sent and ends the lease.

@@ -18,7 +18,7 @@ public sealed class CliRunLoopTests
         work.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Interlocked.Increment(ref _cycles) == 1
             ? throw new TimeoutException("database unreachable")
             : Task.FromResult(0));
-        work.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => AsyncEnumerable.Empty<DueAccount>());
+        work.NextAsync(Arg.Any<int>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns([]);
         work.FinishAsync().Returns([]);
         setup?.Invoke(work);
         var platform = Substitute.For<IPlatform>();
@@ -102,14 +102,15 @@ public sealed class CliRunLoopTests
             var permits = Substitute.For<IPermits>();
             permits.TryTake().Returns(TimeSpan.Zero);
             work.Permits.Returns(permits);
+            var handed = new Queue<DueAccount>();
             work.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ =>
             {
                 Interlocked.Increment(ref _cycles);
+                handed = new Queue<DueAccount>(left);
                 return Task.FromResult(left.Count);
             });
-            work.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => left.ToArray().ToAsyncEnumerable());
-            work.ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
-                .Returns(ci => (IReadOnlyList<Claim>)ci.Arg<IReadOnlyList<DueAccount>>().Select(a => new Claim(a)).ToList());
+            work.NextAsync(Arg.Any<int>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
+                .Returns(ci => (IReadOnlyList<DueAccount>)[.. Enumerable.Range(0, Math.Min(ci.Arg<int>(), handed.Count)).Select(_ => handed.Dequeue())]);
             // The first account takes longer than the budget (120 s): the other two are left, a backlog.
             work.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ =>
             {

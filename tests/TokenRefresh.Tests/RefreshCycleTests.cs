@@ -21,8 +21,19 @@ public sealed class RefreshCycleTests
         var p = Substitute.For<IPlatformCycle>();
         var permits = Substitute.For<IPermits>();
         p.Permits.Returns(permits);
-        p.CountDueAsync(Arg.Any<CancellationToken>()).Returns(due.Length);
-        p.FindDueAsync(Arg.Any<CancellationToken>()).Returns(_ => Async(due));
+        // Each cycle counts the accounts, then is handed them as many at a time as it asks for.
+        var left = new Queue<DueAccount>();
+        p.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ =>
+        {
+            left = new Queue<DueAccount>(due);
+            return due.Length;
+        });
+        p.NextAsync(Arg.Any<int>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
+            .Returns(async ci =>
+            {
+                await Task.Yield();
+                return (IReadOnlyList<DueAccount>)[.. Enumerable.Range(0, Math.Min(ci.Arg<int>(), left.Count)).Select(_ => left.Dequeue())];
+            });
         permits.WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<(string?, TimeSpan)>((null, default)));
         permits.TryTake().Returns(TimeSpan.Zero);
         p.ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
@@ -43,15 +54,6 @@ public sealed class RefreshCycleTests
     public RefreshCycleTests() => _health = new PlatformHealthRegistry(_time, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
     private int _concurrency = 1;
     private Dictionary<string, int> _groupCaps = [];
-
-    private static async IAsyncEnumerable<DueAccount> Async(IEnumerable<DueAccount> accounts)
-    {
-        foreach (var account in accounts)
-        {
-            await Task.Yield();
-            yield return account;
-        }
-    }
 
     private RefreshCycle Cycle(params IPlatformCycle[] platforms)
     {
@@ -137,7 +139,7 @@ public sealed class RefreshCycleTests
         var summary = await Cycle(etsy, shopify).RunAsync();
 
         Assert.Equal("Etsy: 0/0 refreshed, 0 failed, 3 left for the next cycle", summary.Platforms[0].ToString());
-        await etsy.DidNotReceive().ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        await etsy.DidNotReceive().NextAsync(Arg.Any<int>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         Assert.Equal(2, summary.Platforms[1].Succeeded);
         Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Message == "Etsy: paused, 3 accounts left for the next cycle");
     }
@@ -378,7 +380,7 @@ public sealed class RefreshCycleTests
         var run = Cycle(etsy, shopify).RunAsync();
         // With one slot in all, the six stores go through while Etsy waits for its permit.
         await allValidated.Task.WaitAsync(TimeSpan.FromSeconds(10));
-        await etsy.DidNotReceive().ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        await etsy.DidNotReceive().NextAsync(Arg.Any<int>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         permit.SetResult((null, default));
         var summary = await run.WaitAsync(TimeSpan.FromSeconds(10));
 
@@ -408,20 +410,22 @@ public sealed class RefreshCycleTests
     }
 
     [Fact]
-    public async Task RunAsync_NotClaimed_ThePermitGoesToTheNextAccount()
+    public async Task RunAsync_FewerClaimedThanTurns_TheSpareTurnsGoToTheNextClaim()
     {
-        var taken = new DueAccount(Guid.NewGuid().ToString());
-        var etsy = Platform("Etsy", taken, new DueAccount(Guid.NewGuid().ToString()));
-        etsy.ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
-            .Returns(ci => (IReadOnlyList<Claim>)ci.Arg<IReadOnlyList<DueAccount>>()
-                .Select(a => a == taken ? new Claim(null, AccountResult.Skip("another process has it")) : new Claim(a)).ToList());
+        _concurrency = 3;
+        var (a, b, c) = (new DueAccount("a"), new DueAccount("b"), new DueAccount("c"));
+        var etsy = Platform("Etsy", a, b, c);
+        // Three turns, and the first claim finds one account (another process took the next two meanwhile, say); the
+        // second finds the last two.
+        etsy.NextAsync(3, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns([a]);
+        etsy.NextAsync(2, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns([b, c]);
 
         var summary = await Cycle(etsy).RunAsync();
 
-        Assert.Equal("Etsy: 1/2 refreshed, 0 failed, 1 skipped", summary.ToString());
-        // One permit for the two: the first account's went to the second.
-        Assert.Equal(1, etsy.Permits.ReceivedCalls().Count(c => c.GetMethodInfo().Name is nameof(IPermits.WaitAsync) or nameof(IPermits.TryTake)));
-        await etsy.DidNotReceive().ProcessAsync(taken, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        Assert.Equal("Etsy: 3/3 refreshed, 0 failed", summary.ToString());
+        // Three permits for the three: the two the first claim did not use went to the second.
+        Assert.Equal(3, etsy.Permits.ReceivedCalls().Count(c => c.GetMethodInfo().Name is nameof(IPermits.WaitAsync) or nameof(IPermits.TryTake)));
+        await etsy.Received(2).NextAsync(Arg.Any<int>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
     }
 
     [Fact]

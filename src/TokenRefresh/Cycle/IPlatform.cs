@@ -53,16 +53,21 @@ internal interface IPlatformCycle
     /// <summary>Accounts that need their user although no call failed (a refresh token that ends soon), found by <see cref="CountDueAsync"/>, with why.</summary>
     IReadOnlyList<(DueAccount Account, string Reason)> Announced => [];
 
-    /// <summary>The accounts due now, most urgent first, read a page at a time.</summary>
-    IAsyncEnumerable<DueAccount> FindDueAsync(CancellationToken cancellationToken);
+    /// <summary>
+    /// The next accounts due, most urgent first, at most <paramref name="count"/> (one for each turn the caller holds):
+    /// each claimed for this process where the platform claims (in the database and before anything is sent, so that no
+    /// other process or replica sends its token meanwhile; no transaction stays open), or with the problem that keeps it
+    /// from being called (it takes no turn). None when no account is left this cycle. Accounts another process holds
+    /// are its own: they are passed over, not returned.
+    /// </summary>
+    Task<IReadOnlyList<DueAccount>> NextAsync(int count, DateTimeOffset deadline, CancellationToken claiming);
 
     /// <summary>The account an operator names by its option's value (`tokenrefresh refresh`), forced; null when it has none such.</summary>
     Task<DueAccount?> FindAccountAsync(string key, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Claims accounts for this process, in the database and before anything is sent, so that no other process or
-    /// replica sends their tokens meanwhile; no transaction stays open. Returns, for each account in order, the claimed
-    /// account, or a result (skipped) when it is no longer due or another process has it.
+    /// Claims the accounts an operator named, as <see cref="NextAsync"/> claims. Returns, for each account in order, the
+    /// claimed account, or a result (skipped) when another process has it.
     /// </summary>
     Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming);
 
@@ -74,7 +79,7 @@ internal interface IPlatformCycle
     Task<AccountResult> ProcessAsync(DueAccount account, DateTimeOffset deadline, CancellationToken claiming);
 
     /// <summary>
-    /// After the platform's last account of the cycle: stores what the cycle learned (the daily quota, the validations
+    /// After the platform's last account of the cycle (whatever ended it): lets go of its listing, stores what the cycle learned (the daily quota, the validations
     /// waiting) and returns the results it decided only now (rejections held for the incident guard). Never throws.
     /// </summary>
     Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishAsync();

@@ -2,37 +2,59 @@ using TokenRefresh.Scheduling;
 
 namespace TokenRefresh;
 
-/// <summary>A due account's turn: a rate-limit permit, then a call slot; the accounts with turns are claimed together.</summary>
+/// <summary>A call's turn: a rate-limit permit, then a call slot; as many accounts as there are turns are claimed together.</summary>
 internal sealed partial class PlatformRun
 {
     /// <summary>An account's turn: its call slot, and its rate-limit permit's moment (a <see cref="TimeProvider"/> timestamp).</summary>
     private sealed record Turn(CallSlots.Slot Slot, long PermittedAt);
 
-    private async Task ClaimBatchAsync()
+    // The turns there are now, up to <paramref name="most"/>; else one waited for. Null, with the platform stopped, when
+    // no permit comes within the budget.
+    private async Task<List<Turn>?> TurnsAsync(int most)
     {
-        if (_batch.Count == 0)
+        var turns = new List<Turn>();
+        while (turns.Count < most && (Spare() ?? TryTurnNow()) is { } turn)
         {
-            return;
+            turns.Add(turn);
         }
 
-        var claims = await ClaimAsync([.. _batch.Select(b => b.Account)], _claiming.Token);
-        for (var i = 0; i < _batch.Count; i++)
+        if (turns.Count == 0 && await WaitForTurnAsync() is { } waited)
         {
-            if (claims[i].Result is { } notClaimed)
-            {
-                _tally.Add(notClaimed);
-                _spare.Push(_batch[i].Turn);
-            }
-            else
-            {
-                _running.Add(RunClaimedAsync(claims[i].Account! with { PermittedAt = _batch[i].Turn.PermittedAt }, _batch[i].Turn.Slot));
-            }
+            turns.Add(waited);
         }
 
-        _batch.Clear();
+        return turns.Count > 0 ? turns : null;
     }
 
-    // A turn left by an account that was not claimed, while its permit is good.
+    // Each claimed account's call runs on its own, with a turn; an account with a problem is recorded, and takes none.
+    private async Task StartAsync(IReadOnlyList<DueAccount> accounts, List<Turn> turns)
+    {
+        var used = 0;
+        foreach (var account in accounts)
+        {
+            if (account.Problem is not null)
+            {
+                _tally.Add(await ProcessAsync(account));
+                continue;
+            }
+
+            var turn = turns[used++];
+            _running.Add(RunClaimedAsync(account with { PermittedAt = turn.PermittedAt }, turn.Slot));
+        }
+
+        KeepSpare(turns[used..]);
+    }
+
+    // Turns the claim found no account for, kept for the next one while their permits are good.
+    private void KeepSpare(IEnumerable<Turn> turns)
+    {
+        foreach (var turn in turns)
+        {
+            _spare.Push(turn);
+        }
+    }
+
+    // A turn left over by a claim, while its permit is good.
     private Turn? Spare()
     {
         while (_spare.TryPop(out var turn))

@@ -6,9 +6,9 @@ using TokenRefresh.Scheduling;
 namespace TokenRefresh;
 
 /// <summary>
-/// One platform's run in one cycle, its state in its fields. Each due account gets a turn (a rate-limit permit, then a
-/// call slot); the accounts that have turns are claimed together, in one statement, and each claimed account's call
-/// then runs on its own. Claiming stops when the cycle stops claiming, or for this platform alone (refused credentials,
+/// One platform's run in one cycle, its state in its fields. Each call needs a turn (a rate-limit permit, then a call
+/// slot); with the turns there are, the platform is asked for as many of its next due accounts, claimed together in one
+/// statement, and each claimed account's call then runs on its own. Claiming stops when the cycle stops claiming, or for this platform alone (refused credentials,
 /// a pause past the budget, an outage): the calls in flight finish, and the rest are left for the next cycle.
 /// </summary>
 internal sealed partial class PlatformRun
@@ -24,10 +24,10 @@ internal sealed partial class PlatformRun
     private readonly CancellationTokenSource _claiming;
     private readonly Tally _tally;
     private readonly List<Task> _running = [];
-    private readonly List<(DueAccount Account, Turn Turn)> _batch = [];
     private readonly Stack<Turn> _spare = new();
     private IPlatformCycle _work = null!;
     private int _found;
+    private int _handed;
     private bool _listedAll;
     private bool _probed;
     private string? _stoppedBecause;
@@ -102,65 +102,54 @@ internal sealed partial class PlatformRun
     {
         try
         {
-            await foreach (var account in _work.FindDueAsync(_cycle.Stopping).WithCancellation(_claiming.Token))
+            // Accounts that fell due after the count are the next cycle's, as are those another process holds meanwhile.
+            while (!_claiming.IsCancellationRequested && _handed < _found)
             {
-                if (account.Problem is not null)
+                if (await TurnsAsync(Math.Min(_found - _handed, MaxClaimBatch)) is not { } turns)
                 {
-                    _tally.Add(await ProcessAsync(account));
-                    continue;
-                }
-
-                var turn = Spare() ?? TryTurnNow();
-                if (turn is null)
-                {
-                    await ClaimBatchAsync();
-                    turn = Spare() ?? await WaitForTurnAsync();
-                    if (turn is null)
-                    {
-                        return; // no permit within the budget: the rest waits for the next cycle
-                    }
+                    return; // no permit within the budget: the rest waits for the next cycle
                 }
 
                 // While the platform is down, one account goes alone as the probe; unless it finds the platform answering
-                // again, the others are left for the next cycle, with no backoff of their own.
+                // again, the others are left for the next cycle, with no backoff of their own. (Asked once the turns are
+                // there: the calls that ended meanwhile may have found it down.)
                 var probe = _health.IsDown;
-                if (probe && _probed)
-                {
-                    turn.Slot.Dispose();
-                    await StopAsync(_health.Why);
-                    return;
-                }
-
-                _batch.Add((account, turn));
                 if (probe)
                 {
-                    var recorded = _health.Recorded;
-                    await ClaimBatchAsync();
-                    await Task.WhenAll(_running);
-                    // A probe that made no call (another replica had claimed it) proves nothing: the next account goes instead.
-                    _probed = _health.Recorded != recorded;
+                    KeepSpare(turns[1..]);
+                    turns = turns[..1];
+                    if (_probed)
+                    {
+                        KeepSpare(turns);
+                        await StopAsync(_health.Why);
+                        return;
+                    }
                 }
-                else if (_batch.Count >= MaxClaimBatch)
+
+                var recorded = _health.Recorded;
+                var accounts = await _work.NextAsync(turns.Count, _cycle.Deadline, _claiming.Token);
+                _handed += accounts.Count;
+                if (accounts.Count == 0)
                 {
-                    await ClaimBatchAsync();
+                    KeepSpare(turns);
+                    break;
+                }
+
+                await StartAsync(accounts, turns);
+                if (probe)
+                {
+                    await Task.WhenAll(_running);
+                    // A probe that made no call (its row has a problem) proves nothing: the next account goes instead.
+                    _probed = _health.Recorded != recorded;
                 }
             }
 
-            if (!_claiming.IsCancellationRequested)
-            {
-                await ClaimBatchAsync();
-                _listedAll = true;
-            }
+            _listedAll = !_claiming.IsCancellationRequested;
         }
         finally
         {
             // Turns not used free their slots.
-            foreach (var (_, turn) in _batch)
-            {
-                turn.Slot.Dispose();
-            }
-
-            foreach (var turn in _spare)
+            while (_spare.TryPop(out var turn))
             {
                 turn.Slot.Dispose();
             }

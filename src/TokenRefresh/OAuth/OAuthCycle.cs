@@ -25,6 +25,8 @@ internal sealed partial class OAuthCycle(
     ILogger logger) : IPlatformCycle
 {
     private int _credentialsRefused;
+    private DueQueue? _due;
+    private Batches<DueCandidate>? _noExpiry;
 
     public IPermits Permits => platform.RateLimit ?? (IPermits)NoRateLimit.Instance;
 
@@ -45,7 +47,7 @@ internal sealed partial class OAuthCycle(
         Announced = [.. announced.Select(a => (a, "refresh_token_ending"))];
         // The claim once for no account: a new process's first claim is then as quick as the others, and a rate-limit
         // permit does not grow stale while it runs.
-        await connection.ReadRowOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql.Claim, ClaimParameters([], now, "warm-up", now), cancellationToken: ct));
+        await connection.ReadRowOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql.Claim, ClaimParameters([], 0, now, "warm-up", now), cancellationToken: ct));
         return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql.CountDue, new { DueBefore = now + platform.Margin, Now = now }, cancellationToken: ct));
     }, cancellationToken).AsTask();
 
@@ -64,29 +66,27 @@ internal sealed partial class OAuthCycle(
         }
     }
 
-    public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<DueAccount>> NextAsync(int count, DateTimeOffset deadline, CancellationToken claiming)
     {
         var now = time.GetUtcNow();
-        var first = new DuePage(null, null, null);
-        await foreach (var row in Paging.ReadAsync<DuePage>(last => PageAsync(sql.DuePage, last ?? first, now)).WithCancellation(cancellationToken))
+        _due ??= new DueQueue(Pages(sql.DuePage, now, claiming), (ids, n) => ClaimRowsAsync(sql.Claim, ids, n, deadline));
+        if (await _due.NextAsync(count) is { Count: > 0 } claimed)
         {
-            yield return new DueAccount(row.Id!, row.Label, platform.Problem(row.Label));
+            return [.. claimed.Select(r => new DueAccount(r.Id, r.Label) { Claimed = r })];
         }
 
-        await foreach (var row in Paging.ReadAsync<DuePage>(last => PageAsync(sql.NoExpiryPage, last ?? first, now)).WithCancellation(cancellationToken))
-        {
-            yield return new DueAccount(row.Id!, row.Label, "token_expires_at is NULL");
-        }
-
-        Task<IReadOnlyList<DuePage>> PageAsync(string page, DuePage after, DateTimeOffset at) => DatabaseRetry.ReadAsync<IReadOnlyList<DuePage>>(time, async ct =>
-        {
-            await using var connection = await db.OpenConnectionAsync(ct);
-            return await connection.ReadRowsAsync<DuePage>(new CommandDefinition(
-                page, new { DueBefore = at + platform.Margin, Now = at, AfterExpiry = after.ExpiresAt, AfterId = after.Id }, cancellationToken: ct));
-        }, cancellationToken).AsTask();
+        // Then the rows without an expiry, skipped with a warning.
+        _noExpiry ??= Pages(sql.NoExpiryPage, now, claiming);
+        return [.. (await _noExpiry.NextAsync(Paging.PageSize)).Select(r => new DueAccount(r.Id, r.Label, "token_expires_at is NULL"))];
     }
 
-    private sealed record DuePage(string? Id, string? Label, DateTimeOffset? ExpiresAt);
+    private Batches<DueCandidate> Pages(string page, DateTimeOffset now, CancellationToken cancellationToken) =>
+        new(Paging.ReadAsync<DueCandidate>(last => DatabaseRetry.ReadAsync<IReadOnlyList<DueCandidate>>(time, async ct =>
+        {
+            await using var connection = await db.OpenConnectionAsync(ct);
+            return await connection.ReadRowsAsync<DueCandidate>(new CommandDefinition(
+                page, new { DueBefore = now + platform.Margin, Now = now, AfterExpiry = last?.ExpiresAt, AfterId = last?.Id }, cancellationToken: ct));
+        }, cancellationToken).AsTask()), cancellationToken);
 
     public async Task<DueAccount?> FindAccountAsync(string key, CancellationToken cancellationToken)
     {
@@ -105,25 +105,27 @@ internal sealed partial class OAuthCycle(
 
     public async Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming)
     {
-        var statement = accounts.Any(a => a.Forced) ? sql.ForcedClaim : sql.Claim;
-        var now = time.GetUtcNow();
-        var holder = AccountState.NewLeaseHolder();
-        var parameters = ClaimParameters([.. accounts.Select(a => a.Id)], now, holder, deadline - settings.CycleBudget);
-        // Not cancelled: a claim that the server committed is always known to this process, which then ends it.
-        var rows = await DatabaseRetry.ReadAsync(time, async ct =>
-        {
-            await using var connection = await db.OpenConnectionAsync(ct);
-            var found = await connection.ReadRowsAsync<ClaimedToken>(new CommandDefinition(statement, parameters, cancellationToken: ct));
-            return found.ToDictionary(r => r.Id, StringComparer.Ordinal);
-        }, CancellationToken.None);
+        var rows = (await ClaimRowsAsync(sql.ForcedClaim, [.. accounts.Select(a => a.Id)], accounts.Count, deadline))
+            .Where(r => r.Claimed).ToDictionary(r => r.Id, StringComparer.Ordinal);
         return [.. accounts.Select(a => rows.TryGetValue(a.Id, out var row)
             ? new Claim(a with { Claimed = row })
-            : new Claim(null, AccountResult.Skip("not claimed: no longer due, or another process has it")))];
+            : new Claim(null, AccountResult.Skip("not claimed: another process has it, or its token is in flight")))];
     }
 
-    private object ClaimParameters(string[] ids, DateTimeOffset now, string holder, DateTimeOffset cycleStart) => new
+    // Not cancelled: a claim that the server committed is always known to this process, which then ends it.
+    private Task<IReadOnlyList<ClaimedToken>> ClaimRowsAsync(string statement, string[] ids, int count, DateTimeOffset deadline)
     {
-        Ids = ids, DueBefore = now + platform.Margin, Now = now, LeaseUntil = now + settings.LeaseLength, Holder = holder,
+        var parameters = ClaimParameters(ids, count, time.GetUtcNow(), AccountState.NewLeaseHolder(), deadline - settings.CycleBudget);
+        return DatabaseRetry.ReadAsync<IReadOnlyList<ClaimedToken>>(time, async ct =>
+        {
+            await using var connection = await db.OpenConnectionAsync(ct);
+            return await connection.ReadRowsAsync<ClaimedToken>(new CommandDefinition(statement, parameters, cancellationToken: ct));
+        }, CancellationToken.None).AsTask();
+    }
+
+    private object ClaimParameters(string[] ids, int count, DateTimeOffset now, string holder, DateTimeOffset cycleStart) => new
+    {
+        Ids = ids, Count = count, DueBefore = now + platform.Margin, Now = now, LeaseUntil = now + settings.LeaseLength, Holder = holder,
         UnknownOutcomeWait = UnknownOutcomeWait.TotalSeconds, CycleStart = cycleStart,
     };
 
@@ -212,6 +214,8 @@ internal sealed partial class OAuthCycle(
 
     public async Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishAsync()
     {
+        await DisposeAsync(_due);
+        await DisposeAsync(_noExpiry);
         if (platform.RateLimit is { } limit)
         {
             try
@@ -227,6 +231,9 @@ internal sealed partial class OAuthCycle(
 
         return [];
     }
+
+    // The pages read ahead are let go (a fault reading them was reported where it was read).
+    private static ValueTask DisposeAsync(IAsyncDisposable? pages) => pages?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     // Nothing is sent yet, so a shutdown (or the end of claiming) ends this wait, which may last a whole 429 pause.
     private static async Task<string?> NewPermitAsync(SharedRateLimit rate, DateTimeOffset deadline, CancellationToken claiming)

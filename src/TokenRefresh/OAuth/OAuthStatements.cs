@@ -40,12 +40,13 @@ internal sealed class OAuthStatements
               AND (a.token_expires_at <= {dueBefore} OR a.token_expires_at IS NULL)
             """;
 
-        // Soonest expiry first, then the rows without an expiry (skipped with a warning).
+        // Soonest expiry first, then the rows without an expiry (skipped with a warning). Another process's lease makes
+        // the account its own: it is not a candidate here.
         DuePage = $"""
             SELECT {id} AS Id, {label} AS Label, {shape.Time("a", "token_expires_at")} AS ExpiresAt
             {from}
             WHERE {callableNow}
-              AND a.token_expires_at <= {dueBefore}
+              AND a.token_expires_at <= {dueBefore} AND {NotLeased}
               AND (@AfterId::text IS NULL OR (a.token_expires_at, {key}) > ({shape.At("token_expires_at", "@AfterExpiry")}, {shape.IdParam("@AfterId")}))
             ORDER BY a.token_expires_at, {key}
             LIMIT {Paging.PageSize}
@@ -66,8 +67,8 @@ internal sealed class OAuthStatements
             WHERE {active}a.refresh_token IS NOT NULL AND {(t.LookupColumn is { } lookup ? $"a.{lookup}" : id)} = @Key
             """;
 
-        Claim = ClaimSql(platform, shape, from, forced: false);
-        ForcedClaim = ClaimSql(platform, shape, from, forced: true);
+        Claim = ClaimSql(platform, shape, from, callableNow, forced: false);
+        ForcedClaim = ClaimSql(platform, shape, from, callableNow, forced: true);
         Store = StoreSql(platform, shape);
 
         NeedsReauth = $"""
@@ -129,10 +130,10 @@ internal sealed class OAuthStatements
     /// <summary>The account an operator names (@Key).</summary>
     public string FindAccount { get; }
 
-    /// <summary>Leases due accounts (@Ids) in one autocommit statement; see <see cref="ClaimSql"/>.</summary>
+    /// <summary>Leases the @Count soonest-expiring of the candidates @Ids that may be claimed now, in one autocommit statement; see <see cref="ClaimSql"/>.</summary>
     public string Claim { get; }
 
-    /// <summary>The same for an operator's `refresh`: due or not, backing off or not, but never while a lease or the in-flight wait stands.</summary>
+    /// <summary>Leases the accounts an operator names (@Ids) for `refresh`: due or not, backing off or not, but never while a lease or the in-flight wait stands.</summary>
     public string ForcedClaim { get; }
 
     /// <summary>Stores a pair over the token that was sent, and the account's state with it.</summary>
@@ -162,25 +163,39 @@ internal sealed class OAuthStatements
     /// <summary>For a fixed end: announces the accounts whose refresh token ends before @AnnounceBefore, withdraws the rest; returns those announced now.</summary>
     public string? AnnounceEnding { get; }
 
+    // Another process's lease, until it runs out.
+    private const string NotLeased = "(s.lease_until IS NULL OR s.lease_until <= @Now)";
+
     /// <summary>
     /// Claims accounts in one autocommit statement: each lease (this account's token may be in flight until lease_until) is
     /// committed before anything is sent. The statement reads each row and its state from one snapshot and takes the
     /// lease only if the state row has not changed since (its xmin), so what was read is what the claim was granted on.
-    /// Due-ness is checked again: another replica may have refreshed it since the page was read.
+    /// A cycle's claim takes the soonest of the candidates that are still due and free, skipping rows another claim is
+    /// taking right now: replicas reading the same candidates take the next ones rather than the same. It returns every
+    /// row it looked at, and whether it took it.
     /// </summary>
-    private static string ClaimSql(IRefreshTokenPlatform platform, TableShape shape, string from, bool forced)
+    private static string ClaimSql(IRefreshTokenPlatform platform, TableShape shape, string from, string callableNow, bool forced)
     {
         var t = platform.Table;
         var active = t.ActiveColumn is { } a ? $"a.{a} AND " : "";
-        var due = forced ? "" : $" AND a.token_expires_at <= {shape.At("token_expires_at", "@DueBefore")}";
+        var label = t.LabelColumn is { } l ? $"a.{l}" : "NULL";
+        var which = forced
+            ? $"{active}a.refresh_token IS NOT NULL"
+            : $"""
+                {callableNow.Nested(4)}
+                  AND a.token_expires_at <= {shape.At("token_expires_at", "@DueBefore")} AND {NotLeased}
+                ORDER BY a.token_expires_at, {shape.Key("a")}
+                LIMIT @Count
+            """.Trim();
         return $"""
             WITH account AS (
-                SELECT {shape.Id("a")} AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+                SELECT {shape.Id("a")} AS Id, {label} AS Label, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
                        {shape.Time("a", "token_expires_at")} AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
                        {AccountState.Columns.Nested(11)},
-                       {AccountState.LeaseColumns.Nested(11)}
+                       {AccountState.LeaseColumns.Nested(11)},
+                       a.token_expires_at AS expiry, {shape.Key("a")} AS key
                 {from.Nested(4)}
-                WHERE {shape.Key("a")} = ANY({shape.IdsParam("@Ids")}) AND {active}a.refresh_token IS NOT NULL{due}
+                WHERE {shape.Key("a")} = ANY({shape.IdsParam("@Ids")}) AND {which}
                 -- For this statement only: the main application, in the middle of writing the row, is left alone.
                 FOR UPDATE OF a SKIP LOCKED),
             claimed AS (
@@ -193,7 +208,7 @@ internal sealed class OAuthStatements
                    OR (s.xmin = (SELECT x.version FROM account x WHERE x.Id = s.account_id)
                        AND {AccountState.ClaimableSql(forced).Nested(11)})
                 RETURNING s.account_id)
-            SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed)
+            SELECT a.*, a.Id IN (SELECT account_id FROM claimed) AS Claimed FROM account a ORDER BY a.expiry, a.key
             """;
     }
 

@@ -5,6 +5,12 @@ internal sealed class ClaimedToken
 {
     public string Id { get; init; } = "";
     public string? ShopDomain { get; init; }
+
+    /// <summary>How log lines name the account besides its id (a refresh claim reads it: the shop domain, where there is one).</summary>
+    public string? Label { get; init; }
+
+    /// <summary>Whether the claim that read this row took it: a claim returns every row it looked at.</summary>
+    public bool Claimed { get; init; }
     public string Token { get; init; } = "";
     public int ConsecutiveFailures { get; init; }
     public string? LastError { get; init; }

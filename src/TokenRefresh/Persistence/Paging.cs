@@ -39,3 +39,32 @@ internal static class Paging
         }
     }
 }
+
+/// <summary>Hands out a sequence a few items at a time, to a caller that asks for as many as it can take on now.</summary>
+internal sealed class Batches<T>(IAsyncEnumerable<T> source, CancellationToken cancellationToken) : IAsyncDisposable
+{
+    private IAsyncEnumerator<T>? _items;
+    private bool _ended;
+
+    /// <summary>The next items, at most <paramref name="count"/>; fewer only at the end.</summary>
+    public async Task<IReadOnlyList<T>> NextAsync(int count)
+    {
+        _items ??= source.GetAsyncEnumerator(cancellationToken);
+        var next = new List<T>(Math.Min(count, Paging.PageSize));
+        while (next.Count < count && !_ended)
+        {
+            if (await _items.MoveNextAsync())
+            {
+                next.Add(_items.Current);
+            }
+            else
+            {
+                _ended = true;
+            }
+        }
+
+        return next;
+    }
+
+    public ValueTask DisposeAsync() => _items?.DisposeAsync() ?? ValueTask.CompletedTask;
+}

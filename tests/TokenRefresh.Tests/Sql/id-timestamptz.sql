@@ -18,7 +18,7 @@ WHERE a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
        OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
-  AND a.token_expires_at <= @DueBefore
+  AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
   AND (@AfterId::text IS NULL OR (a.token_expires_at, a."id") > (@AfterExpiry, CAST(@AfterId AS uuid)))
 ORDER BY a.token_expires_at, a."id"
 LIMIT 500;
@@ -42,16 +42,23 @@ WHERE a.refresh_token IS NOT NULL AND a."id"::text = @Key;
 
 -- Etsy: claim
 WITH account AS (
-    SELECT a."id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+    SELECT a."id"::text AS Id, NULL AS Label, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
            a.token_expires_at AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
            COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
            s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
            s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
            CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
-           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt,
+           a.token_expires_at AS expiry, a."id" AS key
     FROM etsy_users a
     LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."id"::text
-    WHERE a."id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL AND a.token_expires_at <= @DueBefore
+    WHERE a."id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL
+      AND (s.account_id IS NULL
+           OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+           OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+      AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+    ORDER BY a.token_expires_at, a."id"
+    LIMIT @Count
     -- For this statement only: the main application, in the middle of writing the row, is left alone.
     FOR UPDATE OF a SKIP LOCKED),
 claimed AS (
@@ -68,17 +75,18 @@ claimed AS (
            AND (s.token_hash IS DISTINCT FROM EXCLUDED.lease_token_hash OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
            AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart))
     RETURNING s.account_id)
-SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+SELECT a.*, a.Id IN (SELECT account_id FROM claimed) AS Claimed FROM account a ORDER BY a.expiry, a.key;
 
 -- Etsy: forced claim
 WITH account AS (
-    SELECT a."id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+    SELECT a."id"::text AS Id, NULL AS Label, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
            a.token_expires_at AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
            COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
            s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
            s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
            CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
-           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt,
+           a.token_expires_at AS expiry, a."id" AS key
     FROM etsy_users a
     LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."id"::text
     WHERE a."id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL
@@ -96,7 +104,7 @@ claimed AS (
            AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash AND s.unknown_outcome_at IS NOT NULL
                     AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait)))
     RETURNING s.account_id)
-SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+SELECT a.*, a.Id IN (SELECT account_id FROM claimed) AS Claimed FROM account a ORDER BY a.expiry, a.key;
 
 -- Etsy: store
 WITH stored AS (
@@ -351,7 +359,7 @@ WHERE a.is_active AND a.refresh_token IS NOT NULL
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
        OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
   AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
-  AND a.token_expires_at <= @DueBefore
+  AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
   AND (@AfterId::text IS NULL OR (a.token_expires_at, a."id") > (@AfterExpiry, CAST(@AfterId AS uuid)))
 ORDER BY a.token_expires_at, a."id"
 LIMIT 500;
@@ -376,16 +384,24 @@ WHERE a.is_active AND a.refresh_token IS NOT NULL AND a.shop_domain = @Key;
 
 -- Shopify expiring: claim
 WITH account AS (
-    SELECT a."id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+    SELECT a."id"::text AS Id, a.shop_domain AS Label, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
            a.token_expires_at AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
            COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
            s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
            s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
            CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
-           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt,
+           a.token_expires_at AS expiry, a."id" AS key
     FROM shopify_stores a
     LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
-    WHERE a."id" = ANY(CAST(@Ids AS uuid[])) AND a.is_active AND a.refresh_token IS NOT NULL AND a.token_expires_at <= @DueBefore
+    WHERE a."id" = ANY(CAST(@Ids AS uuid[])) AND a.is_active AND a.refresh_token IS NOT NULL
+      AND (s.account_id IS NULL
+           OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+           OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+      AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
+      AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+    ORDER BY a.token_expires_at, a."id"
+    LIMIT @Count
     -- For this statement only: the main application, in the middle of writing the row, is left alone.
     FOR UPDATE OF a SKIP LOCKED),
 claimed AS (
@@ -402,17 +418,18 @@ claimed AS (
            AND (s.token_hash IS DISTINCT FROM EXCLUDED.lease_token_hash OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
            AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart))
     RETURNING s.account_id)
-SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+SELECT a.*, a.Id IN (SELECT account_id FROM claimed) AS Claimed FROM account a ORDER BY a.expiry, a.key;
 
 -- Shopify expiring: forced claim
 WITH account AS (
-    SELECT a."id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+    SELECT a."id"::text AS Id, a.shop_domain AS Label, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
            a.token_expires_at AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
            COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
            s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
            s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
            CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
-           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt,
+           a.token_expires_at AS expiry, a."id" AS key
     FROM shopify_stores a
     LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
     WHERE a."id" = ANY(CAST(@Ids AS uuid[])) AND a.is_active AND a.refresh_token IS NOT NULL
@@ -430,7 +447,7 @@ claimed AS (
            AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash AND s.unknown_outcome_at IS NOT NULL
                     AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait)))
     RETURNING s.account_id)
-SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+SELECT a.*, a.Id IN (SELECT account_id FROM claimed) AS Claimed FROM account a ORDER BY a.expiry, a.key;
 
 -- Shopify expiring: store
 WITH stored AS (
@@ -598,7 +615,7 @@ WHERE a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
        OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
-  AND a.token_expires_at <= @DueBefore
+  AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
   AND (@AfterId::text IS NULL OR (a.token_expires_at, a."user_id") > (@AfterExpiry, CAST(@AfterId AS uuid)))
 ORDER BY a.token_expires_at, a."user_id"
 LIMIT 500;
@@ -622,16 +639,23 @@ WHERE a.refresh_token IS NOT NULL AND a."user_id"::text = @Key;
 
 -- eBay: claim
 WITH account AS (
-    SELECT a."user_id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+    SELECT a."user_id"::text AS Id, NULL AS Label, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
            a.token_expires_at AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
            COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
            s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
            s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
            CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
-           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt,
+           a.token_expires_at AS expiry, a."user_id" AS key
     FROM ebay_users a
     LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
-    WHERE a."user_id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL AND a.token_expires_at <= @DueBefore
+    WHERE a."user_id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL
+      AND (s.account_id IS NULL
+           OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
+           OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+      AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+    ORDER BY a.token_expires_at, a."user_id"
+    LIMIT @Count
     -- For this statement only: the main application, in the middle of writing the row, is left alone.
     FOR UPDATE OF a SKIP LOCKED),
 claimed AS (
@@ -648,17 +672,18 @@ claimed AS (
            AND (s.token_hash IS DISTINCT FROM EXCLUDED.lease_token_hash OR (NOT s.needs_reauth AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= @Now)))
            AND (s.last_success_at IS NULL OR s.last_success_at < @CycleStart))
     RETURNING s.account_id)
-SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+SELECT a.*, a.Id IN (SELECT account_id FROM claimed) AS Claimed FROM account a ORDER BY a.expiry, a.key;
 
 -- eBay: forced claim
 WITH account AS (
-    SELECT a."user_id"::text AS Id, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
+    SELECT a."user_id"::text AS Id, NULL AS Label, a.refresh_token AS Token, encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AS hash,
            a.token_expires_at AS AccessExpiresAt, s.xmin AS version, @Holder AS LeaseHolder,
            COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
            s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
            s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt,
            CASE WHEN s.lease_holder IS DISTINCT FROM @Holder THEN s.lease_token_hash END AS LeaseTokenHash,
-           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt
+           CASE WHEN s.lease_until IS NOT NULL AND s.lease_holder IS DISTINCT FROM @Holder THEN s.updated_at END AS LeasedAt,
+           a.token_expires_at AS expiry, a."user_id" AS key
     FROM ebay_users a
     LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
     WHERE a."user_id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL
@@ -676,7 +701,7 @@ claimed AS (
            AND NOT (s.token_hash IS NOT DISTINCT FROM EXCLUDED.lease_token_hash AND s.unknown_outcome_at IS NOT NULL
                     AND s.unknown_outcome_at > @Now - make_interval(secs => @UnknownOutcomeWait)))
     RETURNING s.account_id)
-SELECT a.* FROM account a WHERE a.Id IN (SELECT account_id FROM claimed);
+SELECT a.*, a.Id IN (SELECT account_id FROM claimed) AS Claimed FROM account a ORDER BY a.expiry, a.key;
 
 -- eBay: store
 WITH stored AS (

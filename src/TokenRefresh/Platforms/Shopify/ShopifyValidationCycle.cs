@@ -32,6 +32,7 @@ internal sealed partial class ShopifyValidationCycle(
 
     private readonly ValidatedStores _validated = new(db, sql.SaveValidated, logger);
     private readonly RefusedStores _refused = new();
+    private Batches<DueAccount>? _due;
 
     // The stores rejected (twice) this cycle, deactivated or not when its validations are done.
     private readonly List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> _rejected = [];
@@ -55,7 +56,13 @@ internal sealed partial class ShopifyValidationCycle(
         return due;
     }
 
-    public async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    public Task<IReadOnlyList<DueAccount>> NextAsync(int count, DateTimeOffset deadline, CancellationToken claiming)
+    {
+        _due ??= new Batches<DueAccount>(FindDueAsync(claiming), claiming);
+        return _due.NextAsync(count);
+    }
+
+    private async IAsyncEnumerable<DueAccount> FindDueAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         await foreach (var row in Paging.ReadAsync<ClaimedToken>(PageAsync).WithCancellation(cancellationToken))
@@ -167,6 +174,11 @@ internal sealed partial class ShopifyValidationCycle(
     /// </summary>
     public async Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishAsync()
     {
+        if (_due is not null)
+        {
+            await _due.DisposeAsync();
+        }
+
         await _validated.SaveAsync(force: true);
         _refused.Say(logger);
         List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> rejected;
