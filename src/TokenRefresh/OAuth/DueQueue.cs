@@ -9,26 +9,35 @@ namespace TokenRefresh.OAuth;
 /// </summary>
 internal sealed class DueQueue(Batches<DueCandidate> candidates, Func<string[], int, Task<IReadOnlyList<ClaimedToken>>> claim) : IAsyncDisposable
 {
-    /// <summary>The most candidates one claim looks at: enough to pass over what the other replicas took meanwhile.</summary>
-    private const int Window = 128;
+    /// <summary>
+    /// The most candidates one claim looks at, beyond those it is to take: enough to pass over what the other replicas
+    /// took meanwhile, and few enough for PostgreSQL to look each up by its key (from about 64, it scans the tables).
+    /// </summary>
+    private const int Slack = 8, MostLooked = 32;
 
     private readonly List<DueCandidate> _window = [];
 
     /// <summary>Claims up to <paramref name="count"/> accounts, soonest expiry first; none when no candidate is left.</summary>
     public async Task<IReadOnlyList<ClaimedToken>> NextAsync(int count)
     {
+        var size = Math.Min(count + Slack, MostLooked);
         while (true)
         {
-            _window.AddRange(await candidates.NextAsync(Window - _window.Count));
+            if (_window.Count < size)
+            {
+                _window.AddRange(await candidates.NextAsync(size - _window.Count));
+            }
+
             if (_window.Count == 0)
             {
                 return [];
             }
 
-            var looked = await claim([.. _window.Select(c => c.Id)], count);
+            var passed = _window.Take(size).Select(c => c.Id).ToArray();
+            var looked = await claim(passed, count);
             // The claim looked at the candidates in order: those before its last row, and that row, are done with (taken
             // now, or by another process, or no longer due). Fewer rows than asked for means it looked at them all.
-            _window.RemoveRange(0, looked.Count < count ? _window.Count : _window.FindIndex(c => c.Id == looked[^1].Id) + 1);
+            _window.RemoveRange(0, looked.Count < count ? passed.Length : Array.IndexOf(passed, looked[^1].Id) + 1);
             if (looked.Where(r => r.Claimed).ToList() is { Count: > 0 } claimed)
             {
                 return claimed;
