@@ -21,9 +21,6 @@ internal sealed record DayOptions
 
     /// <summary>ETSY_MAX_REQUESTS_PER_SECOND: low enough that the tokens expired in the outage make a backlog; null: Etsy's 10/s scaled to the day.</summary>
     public int? EtsyRate { get; init; } = 30;
-    /// <summary>REFRESH_MAX_CONCURRENCY; null: the default. The day compresses tokens' lives, not a call's latency, so a
-    /// rate scaled to it needs as many more calls in flight (rate x a call's time) as production ever would.</summary>
-    public int? Concurrency { get; init; }
     public int StormSeconds { get; init; } = 10;
     public int HttpTimeoutSeconds { get; init; } = 2;
     public int LatencyMs { get; init; } = 20;
@@ -36,7 +33,7 @@ internal sealed record DayOptions
     {
         if (args.Length < 3)
         {
-            throw new ArgumentException("usage: ADMIN_URL PG_DIR BOUNCER_DIR [--etsy N] [--stores N] [--expiring N] [--token-seconds S] [--cycle-seconds C] [--segment-seconds L] [--warmup-seconds W] [--outage-seconds O] [--etsy-rate R] [--concurrency N] [--storm-seconds W] [--http-timeout-seconds T] [--latency-ms M] [--sample-seconds X] [--reconnect-every-seconds R] [--report FILE] [--assert]");
+            throw new ArgumentException("usage: ADMIN_URL PG_DIR BOUNCER_DIR [--etsy N] [--stores N] [--expiring N] [--token-seconds S] [--cycle-seconds C] [--segment-seconds L] [--warmup-seconds W] [--outage-seconds O] [--etsy-rate R] [--storm-seconds W] [--http-timeout-seconds T] [--latency-ms M] [--sample-seconds X] [--reconnect-every-seconds R] [--report FILE] [--assert]");
         }
 
         var o = new DayOptions { AdminUrl = args[0], PgDir = args[1], BouncerDir = args[2] };
@@ -56,7 +53,6 @@ internal sealed record DayOptions
                 "--warmup-seconds" => o with { WarmupSeconds = Int() },
                 "--outage-seconds" => o with { OutageSeconds = Int() },
                 "--etsy-rate" => o with { EtsyRate = Value() is "scaled" ? null : int.Parse(args[i], CultureInfo.InvariantCulture) },
-                "--concurrency" => o with { Concurrency = Int() },
                 "--storm-seconds" => o with { StormSeconds = Int() },
                 "--http-timeout-seconds" => o with { HttpTimeoutSeconds = Int() },
                 "--latency-ms" => o with { LatencyMs = Int() },

@@ -139,11 +139,6 @@ var settings = new Dictionary<string, string?>
     ["LOG_LEVEL"] = "INFO",
     ["LOG_ACCOUNT_SUCCESS"] = "false",
 };
-if (o.Concurrency is { } concurrency)
-{
-    settings["REFRESH_MAX_CONCURRENCY"] = concurrency.ToString(CultureInfo.InvariantCulture);
-}
-
 foreach (var (name, value) in proxy.Environment())
 {
     settings[name] = value;
