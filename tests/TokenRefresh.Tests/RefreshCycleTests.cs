@@ -94,6 +94,28 @@ public sealed class RefreshCycleTests
     }
 
     [Fact]
+    public async Task RunAsync_DatabaseGoneMidCycle_ThatPlatformStopsAndCountsAsFailed_TheCycleDoesNotFail()
+    {
+        _concurrency = 2;
+        var (first, second) = (new DueAccount("first"), new DueAccount("second"));
+        var etsy = Platform("Etsy", first, second);
+        // The first claim finds an account; the second meets the database restarting (after its own retries).
+        etsy.NextAsync(Arg.Any<int>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
+            .Returns(_ => Task.FromResult<IReadOnlyList<DueAccount>>([first]), _ => throw new Npgsql.NpgsqlException("the connection was closed"));
+        var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid().ToString()));
+
+        var summary = await Cycle(etsy, shopify).RunAsync();
+
+        // No CycleFailedException: `run` schedules the next cycle as usual, rather than a minute on.
+        Assert.True(summary.Platforms[0].Crashed);
+        Assert.Equal(1, summary.Platforms[0].Succeeded);
+        Assert.Equal(1, summary.Platforms[0].LeftOver);
+        Assert.True(summary.AnyFailed); // `once` exits 1
+        Assert.Equal(1, summary.Platforms[1].Succeeded);
+        Assert.Contains(_logger.Collector.GetSnapshot(), r => r.Level == LogLevel.Error && r.Id.Id == 18 && r.Exception is Npgsql.NpgsqlException);
+    }
+
+    [Fact]
     public async Task RunAsync_PlatformCannotList_OtherPlatformsRunThenTheCycleFails()
     {
         var broken = Platform("Etsy");

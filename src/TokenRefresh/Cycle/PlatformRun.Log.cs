@@ -24,6 +24,9 @@ internal sealed partial class PlatformRun
         [LoggerMessage(17, LogLevel.Error, "{Platform}: not run: {Problem}; the other platforms are not affected")]
         public static partial void OptionalNotRun(ILogger logger, string platform, string problem);
 
+        [LoggerMessage(18, LogLevel.Error, "{Platform}: the database could not be reached to claim accounts; the calls in flight finish, and the rest wait for the next cycle")]
+        public static partial void ClaimFailed(ILogger logger, Exception exception, string platform);
+
         [LoggerMessage(9, LogLevel.Warning, "{Platform}: {Reason}, {LeftOver} accounts left for the next cycle")]
         public static partial void Stopping(ILogger logger, string platform, string reason, int leftOver);
     }

@@ -28,6 +28,7 @@ internal sealed partial class PlatformRun
     private IPlatformCycle _work = null!;
     private int _found;
     private int _handed;
+    private bool _claimFailed;
     private bool _listedAll;
     private bool _probed;
     private string? _stoppedBecause;
@@ -95,7 +96,7 @@ internal sealed partial class PlatformRun
     {
         var leftOver = Math.Max(0, _found - _tally.Count);
         Log.Stopping(_logger, Info.Name, _cycle.WhyStopped(_stoppedBecause), leftOver);
-        return _tally.Summary(leftOver, _cycle.Elapsed);
+        return _tally.Summary(leftOver, _cycle.Elapsed) with { Crashed = _claimFailed };
     }
 
     private async Task ClaimAllAsync()
@@ -127,7 +128,22 @@ internal sealed partial class PlatformRun
                 }
 
                 var recorded = _health.Recorded;
-                var accounts = await _work.NextAsync(turns.Count, _cycle.Deadline, _claiming.Token);
+                IReadOnlyList<DueAccount> accounts;
+                try
+                {
+                    accounts = await _work.NextAsync(turns.Count, _cycle.Deadline, _claiming.Token);
+                }
+                catch (Exception e) when (DatabaseRetry.IsTransient(e))
+                {
+                    // The database went away mid-cycle (a restart, a pooler's login retry): counted as this platform's
+                    // failure, but not the cycle's, which `run` would wait a minute after; the next cycle comes on time.
+                    KeepSpare(turns);
+                    Log.ClaimFailed(_logger, e, Info.Name);
+                    _claimFailed = true;
+                    await StopAsync("the database could not be reached to claim accounts");
+                    return;
+                }
+
                 _handed += accounts.Count;
                 if (accounts.Count == 0)
                 {
