@@ -93,15 +93,24 @@ internal static class AccountChecks
             misses.Add($"{lost.Count(l => !l.Flagged)} lost rotations not flagged for re-authorisation");
         }
 
+        // A lost answer's token: its rotation stayed lost, or (a platform that honours a used token for a while, as
+        // Shopify does) it was first sent by a request in flight when the replica was killed.
         var lostTokens = lost.Select(l => l.RefreshToken).ToHashSet(StringComparer.Ordinal);
+        bool InFlightAtKill(DateTimeOffset? first) => killed is not null && first is { } at
+            && at >= killed.Start - TimeSpan.FromSeconds(day.Options.HttpTimeoutSeconds) && at <= killed.End;
+        lostTokens.UnionWith(fake.Shopify.SentTwice.Select(t => t.RefreshToken).Where(t => InFlightAtKill(fake.Shopify.FirstSentAt(t))));
+        lostTokens.UnionWith(fake.Etsy.SentTwice.Select(t => t.RefreshToken).Where(t => InFlightAtKill(fake.Etsy.FirstSentAt(t))));
         var sentTwice = fake.Etsy.SentTwice.Concat(fake.Shopify.SentTwice).Where(t => t.At >= day.MeasureFrom).ToList();
         var allTwice = sentTwice.Select(t => t.RefreshToken).Distinct().ToList();
         var twiceNotLost = allTwice.Count(t => !lostTokens.Contains(t));
         text.AppendLine(CultureInfo.InvariantCulture, $"Refresh tokens sent twice (a second request while the first was in flight, or after the platform had used the token up): {allTwice.Count}; {allTwice.Count - twiceNotLost} of them are lost answers' tokens, sent again once their lease ran out (the unknown-outcome rule: the first invalid_grant is not believed).");
         foreach (var (at, token) in sentTwice.Where(t => !lostTokens.Contains(t.RefreshToken)).Take(5))
         {
-            // The fakes' tokens begin with the Etsy user id: which account, for the replicas' logs (never the token).
-            text.AppendLine(CultureInfo.InvariantCulture, $"  sent twice at {at:HH:mm:ss.fff}: a token of Etsy user {token.Split('.')[0]}, sent {fake.Etsy.CallsFor(token)} times, rotated at {fake.Etsy.RotatedAt(token):HH:mm:ss.fff}");
+            // The fakes' Etsy tokens begin with the user id: which account, for the replicas' logs (never the token).
+            var first = fake.Etsy.FirstSentAt(token) ?? fake.Shopify.FirstSentAt(token);
+            text.AppendLine(fake.Etsy.FirstSentAt(token) is not null
+                ? string.Create(CultureInfo.InvariantCulture, $"  sent twice at {at:HH:mm:ss.fff}: a token of Etsy user {token.Split('.')[0]}, first sent at {first:HH:mm:ss.fff}, sent {fake.Etsy.CallsFor(token)} times, rotated at {fake.Etsy.RotatedAt(token):HH:mm:ss.fff}")
+                : string.Create(CultureInfo.InvariantCulture, $"  sent twice at {at:HH:mm:ss.fff}: a Shopify store's refresh token, first sent at {first:HH:mm:ss.fff}"));
         }
 
         if (twiceNotLost > 0)

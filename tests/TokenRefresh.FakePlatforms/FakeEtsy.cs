@@ -63,6 +63,9 @@ public sealed class FakeEtsy
     /// </summary>
     public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sends.SentTwice;
 
+    /// <summary>When a request first carried the refresh token.</summary>
+    public DateTimeOffset? FirstSentAt(string refreshToken) => _sends.FirstSentAt(refreshToken);
+
     /// <summary>Refresh tokens that were sent in more than one request.</summary>
     public IReadOnlyCollection<string> TokensUsedMoreThanOnce =>
         _calls.Where(c => c.Value > 1).Select(c => c.Key).ToArray();

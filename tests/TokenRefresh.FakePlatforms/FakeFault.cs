@@ -116,12 +116,17 @@ internal sealed class SendLedger
 {
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<(DateTimeOffset At, string RefreshToken)> _sentTwice = new();
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _firstSentAt = new(StringComparer.Ordinal);
 
     public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sentTwice.ToArray();
+
+    /// <summary>When a request first carried <paramref name="refreshToken"/>: a killed process's request in flight, for instance.</summary>
+    public DateTimeOffset? FirstSentAt(string refreshToken) => _firstSentAt.TryGetValue(refreshToken, out var at) ? at : null;
 
     /// <summary>Answers a request carrying <paramref name="refreshToken"/>; <paramref name="usedUp"/>: the platform already rotated it.</summary>
     public async Task HandleAsync(string refreshToken, bool usedUp, Func<Task> answer)
     {
+        _firstSentAt.TryAdd(refreshToken, DateTimeOffset.UtcNow);
         if (_inFlight.AddOrUpdate(refreshToken, 1, static (_, n) => n + 1) > 1 || usedUp)
         {
             _sentTwice.Enqueue((DateTimeOffset.UtcNow, refreshToken));

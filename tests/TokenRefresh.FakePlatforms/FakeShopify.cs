@@ -97,6 +97,9 @@ public sealed class FakeShopify
     /// <summary>When a refresh token arrived while another request with it was still being handled, or after it had been used for a new pair.</summary>
     public IReadOnlyCollection<(DateTimeOffset At, string RefreshToken)> SentTwice => _sends.SentTwice;
 
+    /// <summary>When a request first carried the refresh token.</summary>
+    public DateTimeOffset? FirstSentAt(string refreshToken) => _sends.FirstSentAt(refreshToken);
+
     /// <summary>Refresh tokens that were sent in more than one OAuth request.</summary>
     public IReadOnlyCollection<string> RefreshTokensUsedMoreThanOnce =>
         _refreshCalls.Where(c => c.Value > 1).Select(c => c.Key).ToArray();
