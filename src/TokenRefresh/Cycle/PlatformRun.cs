@@ -151,6 +151,9 @@ internal sealed partial class PlatformRun
                     break;
                 }
 
+                // A claim of tokens that have all expired (after an outage, the backlog) puts this platform before routine checks.
+                var now = _cycle.Time.GetUtcNow();
+                _lane.MarkUrgent(accounts.All(a => a.Claimed?.AccessExpiresAt <= now));
                 await StartAsync(accounts, turns);
                 if (probe)
                 {

@@ -6,7 +6,8 @@ namespace TokenRefresh.Scheduling;
 /// (the slots divided among the lanes still claiming) leaves one slot free for every other such lane below its
 /// share, so a slow platform never holds every slot while a fast or rate-limited one waits for a turn. Idle
 /// slots are used by whoever waits: no lane is held to its share while nobody else wants the rest. A group of
-/// lanes may also have its own cap (a platform's own MAX_CONCURRENCY setting).
+/// lanes may also have its own cap (a platform's own MAX_CONCURRENCY setting). An urgent lane (its tokens have
+/// expired) goes first, and shares only with the other urgent lanes; a routine lane beside it keeps one slot.
 /// </summary>
 internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> groupCaps)
 {
@@ -30,45 +31,49 @@ internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> grou
 
     private int Cap(string group) => groupCaps.TryGetValue(group, out var cap) ? Math.Min(cap, total) : total;
 
-    private int Share(Lane lane) => Math.Min(Cap(lane.Group), Math.Max(1, total / Math.Max(1, _lanes.Count)));
+    private int Share(Lane lane) =>
+        Math.Min(Cap(lane.Group), Math.Max(1, total / Math.Max(1, lane.Urgent ? _lanes.Count(l => l.Urgent) : _lanes.Count)));
 
-    // Under the lock: hands free slots to waiting lanes, the fewest in flight first.
+    // Lane l's claim on the free slots when another takes one: none while the taker is below its share, else l's share;
+    // beside an urgent taker, a routine lane keeps its first slot only, so that it is slowed, never stopped.
+    private int Reserve(Lane l, Lane taker) => taker.Urgent && !l.Urgent ? 1 : taker.InFlight < Share(taker) ? 0 : Share(l);
+
+    // Whether the lane may take a free slot: one stays free for every other lane below what it may claim.
+    private bool MayTake(Lane lane) =>
+        _groupInFlight[lane.Group] < Cap(lane.Group)
+        && total - _inFlight - 1 >= _lanes.Count(l => l != lane && l.InFlight < Reserve(l, lane) && _groupInFlight[l.Group] < Cap(l.Group));
+
+    // Under the lock: hands free slots to waiting lanes, urgent ones first, then the fewest in flight.
     private void Dispatch()
     {
         while (_inFlight < total)
         {
-            Lane? best = null;
+            Lane? next = null;
             foreach (var lane in _lanes)
             {
-                if (lane.Waiter is not null && _groupInFlight[lane.Group] < Cap(lane.Group)
-                    && (best is null || lane.InFlight < best.InFlight || (lane.InFlight == best.InFlight && lane.WaitingSince < best.WaitingSince)))
+                if (lane.Waiter is not null && (next is null || Before(lane, next)) && MayTake(lane))
                 {
-                    best = lane;
+                    next = lane;
                 }
             }
 
-            if (best is null)
+            if (next is null)
             {
                 return;
             }
 
-            if (best.InFlight >= Share(best))
-            {
-                var keepFree = _lanes.Count(l => l != best && l.InFlight < Share(l) && _groupInFlight[l.Group] < Cap(l.Group));
-                if (total - _inFlight - 1 < keepFree)
-                {
-                    return;
-                }
-            }
-
-            var waiter = best.Waiter!;
-            best.Waiter = null;
-            best.InFlight++;
-            _groupInFlight[best.Group]++;
+            var waiter = next.Waiter!;
+            next.Waiter = null;
+            next.InFlight++;
+            _groupInFlight[next.Group]++;
             _inFlight++;
             waiter.TrySetResult();
         }
     }
+
+    // Urgent first; then the fewest in flight; then the longest waiting.
+    private static bool Before(Lane a, Lane b) =>
+        a.Urgent != b.Urgent ? a.Urgent : a.InFlight != b.InFlight ? a.InFlight < b.InFlight : a.WaitingSince < b.WaitingSince;
 
     public sealed class Lane : IDisposable
     {
@@ -87,6 +92,18 @@ internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> grou
         internal TaskCompletionSource? Waiter { get; set; }
 
         internal long WaitingSince { get; private set; }
+
+        internal bool Urgent { get; private set; }
+
+        /// <summary>Whether this lane's next calls are for tokens that have already expired: those go before routine calls.</summary>
+        public void MarkUrgent(bool urgent)
+        {
+            lock (_slots._lock)
+            {
+                Urgent = urgent;
+                _slots.Dispatch();
+            }
+        }
 
         /// <summary>A slot if one is free for this lane now, without waiting; false otherwise.</summary>
         public bool TryEnter(out Slot slot)
