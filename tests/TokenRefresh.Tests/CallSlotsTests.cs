@@ -52,6 +52,21 @@ public sealed class CallSlotsTests
         Assert.Single(TakeAll(shopify));
     }
 
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 3)]
+    public void RoutineLane_BesideAnUrgentLane_HasOneSlot_UnlessTheUrgentLaneWaitsForItsPermit(bool awaitingPermit, int routineSlots)
+    {
+        using var shopify = _slots.Join("shopify");
+        using var etsy = _slots.Join("etsy");
+        etsy.MarkUrgent(true);
+        etsy.AwaitingPermit = awaitingPermit;
+
+        // Etsy holds no slot, yet while it wants them Shopify gets one; while it waits for a rate-limit permit, the
+        // free slots are Shopify's, but one.
+        Assert.Equal(routineSlots, TakeAll(shopify).Count);
+    }
+
     [Fact]
     public void RoutineLanes_EachKeepTheirShareFree()
     {

@@ -100,7 +100,7 @@ public sealed class CliRunLoopTests
         using var services = Services(maxConcurrency: 1, setup: work =>
         {
             var permits = Substitute.For<IPermits>();
-            permits.TryTake().Returns(TimeSpan.Zero);
+            permits.TryTake(Arg.Any<TimeSpan>()).Returns(TimeSpan.Zero);
             work.Permits.Returns(permits);
             var handed = new Queue<DueAccount>();
             work.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ =>

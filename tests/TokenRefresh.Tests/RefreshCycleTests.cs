@@ -35,7 +35,7 @@ public sealed class RefreshCycleTests
                 return (IReadOnlyList<DueAccount>)[.. Enumerable.Range(0, Math.Min(ci.Arg<int>(), left.Count)).Select(_ => left.Dequeue())];
             });
         permits.WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<(string?, TimeSpan)>((null, default)));
-        permits.TryTake().Returns(TimeSpan.Zero);
+        permits.TryTake(Arg.Any<TimeSpan>()).Returns(TimeSpan.Zero);
         p.ClaimAsync(Arg.Any<IReadOnlyList<DueAccount>>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>())
             .Returns(ci => (IReadOnlyList<Claim>)ci.Arg<IReadOnlyList<DueAccount>>().Select(a => new Claim(a)).ToList());
         p.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(AccountResult.Success(Outcome.Refreshed));
@@ -154,7 +154,7 @@ public sealed class RefreshCycleTests
     public async Task RunAsync_NoPermitWithinTheBudget_StopsClaimingForThatPlatformOnly_RestIsLeftOver()
     {
         var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
-        etsy.Permits.TryTake().Returns((TimeSpan?)null);
+        etsy.Permits.TryTake(Arg.Any<TimeSpan>()).Returns((TimeSpan?)null);
         etsy.Permits.WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(Task.FromResult<(string?, TimeSpan)>(("paused", default)));
         var shopify = Platform("Shopify", new DueAccount(Guid.NewGuid().ToString()), new DueAccount(Guid.NewGuid().ToString()));
 
@@ -384,7 +384,7 @@ public sealed class RefreshCycleTests
         _concurrency = 1;
         var permit = new TaskCompletionSource<(string?, TimeSpan)>(TaskCreationOptions.RunContinuationsAsynchronously);
         var etsy = Platform("Etsy", new DueAccount(Guid.NewGuid().ToString()));
-        etsy.Permits.TryTake().Returns((TimeSpan?)null);
+        etsy.Permits.TryTake(Arg.Any<TimeSpan>()).Returns((TimeSpan?)null);
         etsy.Permits.WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(_ => permit.Task);
         var validated = 0;
         var allValidated = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -415,7 +415,7 @@ public sealed class RefreshCycleTests
     {
         var account = new DueAccount(Guid.NewGuid().ToString());
         var etsy = Platform("Etsy", account);
-        etsy.Permits.TryTake().Returns((TimeSpan?)null);
+        etsy.Permits.TryTake(Arg.Any<TimeSpan>()).Returns((TimeSpan?)null);
         // The first permit's moment was 30 ms ago by the time it came (a busy machine): its call would go out beside the next one's.
         etsy.Permits.WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(
             Task.FromResult<(string?, TimeSpan)>((null, TimeSpan.FromMilliseconds(30))),
@@ -429,6 +429,30 @@ public sealed class RefreshCycleTests
         await etsy.Permits.Received(2).WaitAsync(Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
         // The call carries the second permit's moment, 5 ms back: its grace runs from the moment, not from when it was taken.
         Assert.Equal(TimeSpan.FromMilliseconds(5), _time.GetElapsedTime(processed!.PermittedAt!.Value));
+    }
+
+    [Fact]
+    public async Task RunAsync_PermitWhoseMomentIsAhead_GoesInTheClaim_ItsCallWaitsForTheMoment()
+    {
+        _concurrency = 2;
+        var (a, b) = (new DueAccount("a"), new DueAccount("b"));
+        var etsy = Platform("Etsy", a, b);
+        // The first permit waited for; the second reserved with it, its moment 200 ms ahead.
+        etsy.Permits.TryTake(Arg.Any<TimeSpan>()).Returns(null, TimeSpan.FromMilliseconds(-200), null);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var sentAfter = new System.Collections.Concurrent.ConcurrentDictionary<string, TimeSpan>();
+        etsy.ProcessAsync(Arg.Any<DueAccount>(), Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>()).Returns(ci =>
+        {
+            sentAfter[ci.Arg<DueAccount>().Id] = clock.Elapsed;
+            return AccountResult.Success(Outcome.Refreshed);
+        });
+
+        var summary = await Cycle(etsy).RunAsync();
+
+        Assert.Equal("Etsy: 2/2 refreshed, 0 failed", summary.ToString());
+        // Both in one claim; the second account's call left no sooner than its moment.
+        await etsy.Received(1).NextAsync(2, Arg.Any<DateTimeOffset>(), Arg.Any<CancellationToken>());
+        Assert.True(sentAfter["b"] >= TimeSpan.FromMilliseconds(195), $"sent after {sentAfter["b"].TotalMilliseconds} ms");
     }
 
     [Fact]

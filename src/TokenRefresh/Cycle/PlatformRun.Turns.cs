@@ -5,8 +5,11 @@ namespace TokenRefresh;
 /// <summary>A call's turn: a rate-limit permit, then a call slot; as many accounts as there are turns are claimed together.</summary>
 internal sealed partial class PlatformRun
 {
-    /// <summary>An account's turn: its call slot, and its rate-limit permit's moment (a <see cref="TimeProvider"/> timestamp).</summary>
-    private sealed record Turn(CallSlots.Slot Slot, long PermittedAt);
+    /// <summary>
+    /// An account's turn: its call slot, and its rate-limit permit's moment (a <see cref="TimeProvider"/> timestamp), which
+    /// may be a few milliseconds ahead: then <paramref name="Early"/> is how long (real time, as the moments are) its call waits from <paramref name="TakenAt"/>.
+    /// </summary>
+    private sealed record Turn(CallSlots.Slot Slot, long PermittedAt, TimeSpan Early = default, long TakenAt = 0);
 
     // The turns there are now, up to <paramref name="most"/>; else one waited for. Null, with the platform stopped, when
     // no permit comes within the budget.
@@ -21,6 +24,11 @@ internal sealed partial class PlatformRun
         if (turns.Count == 0 && await WaitForTurnAsync() is { } waited)
         {
             turns.Add(waited);
+            // The moments reserved with it (a few at high rates) go in the same claim, whose round trip they wait out.
+            while (turns.Count < most && TryTurnNow() is { } next)
+            {
+                turns.Add(next);
+            }
         }
 
         return turns.Count > 0 ? turns : null;
@@ -39,7 +47,7 @@ internal sealed partial class PlatformRun
             }
 
             var turn = turns[used++];
-            _running.Add(RunClaimedAsync(account with { PermittedAt = turn.PermittedAt }, turn.Slot));
+            _running.Add(RunClaimedAsync(account with { PermittedAt = turn.PermittedAt }, turn));
         }
 
         KeepSpare(turns[used..]);
@@ -70,7 +78,7 @@ internal sealed partial class PlatformRun
         return null;
     }
 
-    // A turn that is there now: a free slot, and a permit with no wait.
+    // A turn that is there now: a free slot, and a permit with no wait (its moment come, or coming within the grace).
     private Turn? TryTurnNow()
     {
         if (!_lane.TryEnter(out var slot))
@@ -78,9 +86,9 @@ internal sealed partial class PlatformRun
             return null;
         }
 
-        if (_work.Permits.TryTake() is { } late)
+        if (_work.Permits.TryTake(Permit.Grace) is { } late)
         {
-            return new Turn(slot, _cycle.MomentAgo(late));
+            return new Turn(slot, _cycle.MomentAgo(late), late < TimeSpan.Zero ? -late : default, TimeProvider.System.GetTimestamp());
         }
 
         slot.Dispose();
@@ -96,7 +104,9 @@ internal sealed partial class PlatformRun
         {
             while (true)
             {
+                _lane.AwaitingPermit = true;
                 var (notNow, late) = await _work.Permits.WaitAsync(_cycle.Deadline, _claiming.Token);
+                _lane.AwaitingPermit = false;
                 if (notNow is not null)
                 {
                     await StopAsync(notNow);

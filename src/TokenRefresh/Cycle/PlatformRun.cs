@@ -192,11 +192,16 @@ internal sealed partial class PlatformRun
         await _claiming.CancelAsync();
     }
 
-    private async Task RunClaimedAsync(DueAccount account, CallSlots.Slot slot)
+    private async Task RunClaimedAsync(DueAccount account, Turn turn)
     {
         try
         {
             await Task.Yield(); // the claiming loop goes on to the next account
+            if (turn.Early - TimeProvider.System.GetElapsedTime(turn.TakenAt) is { Ticks: > 0 } wait)
+            {
+                await Task.Delay(wait, TimeProvider.System); // its permit's moment has not come yet
+            }
+
             var result = await ProcessAsync(account);
             if (result.Deferred)
             {
@@ -210,7 +215,7 @@ internal sealed partial class PlatformRun
         }
         finally
         {
-            slot.Dispose();
+            turn.Slot.Dispose();
         }
     }
 

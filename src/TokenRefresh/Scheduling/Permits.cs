@@ -10,8 +10,11 @@ internal interface IPermits
     /// </summary>
     Task<(string? NotNow, TimeSpan Late)> WaitAsync(DateTimeOffset deadline, CancellationToken claiming);
 
-    /// <summary>A permit if one can be had now, without waiting or asking the database: how long ago its moment was; null when there is none now.</summary>
-    TimeSpan? TryTake();
+    /// <summary>
+    /// A permit if one can be had without waiting or asking the database, its moment come or coming within
+    /// <paramref name="ahead"/>: how long ago its moment was (negative: how long until it comes); null when there is none.
+    /// </summary>
+    TimeSpan? TryTake(TimeSpan ahead);
 }
 
 internal static class Permit
@@ -31,5 +34,5 @@ internal sealed class NoRateLimit : IPermits
 
     public Task<(string? NotNow, TimeSpan Late)> WaitAsync(DateTimeOffset deadline, CancellationToken claiming) => Task.FromResult<(string?, TimeSpan)>((null, default));
 
-    public TimeSpan? TryTake() => TimeSpan.Zero;
+    public TimeSpan? TryTake(TimeSpan ahead) => TimeSpan.Zero;
 }

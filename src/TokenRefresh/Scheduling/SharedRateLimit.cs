@@ -42,10 +42,11 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     public sealed record Quota(int PerDay, int Remaining, DateTimeOffset SeenAt);
 
     /// <summary>
-    /// A moment reserved earlier that has come and is not past its grace, if there is one (no wait, no database):
-    /// how long ago it was, for the call's own check that it leaves within the grace of its moment.
+    /// A moment reserved earlier that has come (or comes within <paramref name="ahead"/>) and is not past its grace, if
+    /// there is one (no wait, no database): how long ago it was, for the call's own check that it leaves within the
+    /// grace of its moment (negative: how long its call waits for it).
     /// </summary>
-    public TimeSpan? TryTake()
+    public TimeSpan? TryTake(TimeSpan ahead)
     {
         var now = _clock.GetUtcNow();
         lock (_lock)
@@ -55,7 +56,7 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
                 _moments.Dequeue(); // passed unused, or reserved before this process's own 429: let go
             }
 
-            return _moments.TryPeek(out var next) && next <= now && _moments.Dequeue() == next ? now - next : null;
+            return _moments.TryPeek(out var next) && next <= now + ahead && _moments.Dequeue() == next ? now - next : null;
         }
     }
 
@@ -68,7 +69,7 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     {
         while (true)
         {
-            if (TryTake() is { } late)
+            if (TryTake(TimeSpan.Zero) is { } late)
             {
                 return (null, late);
             }
