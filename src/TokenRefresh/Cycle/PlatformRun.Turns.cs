@@ -104,7 +104,9 @@ internal sealed partial class PlatformRun
         {
             while (true)
             {
+                _lane.AwaitingPermit = true;
                 var (notNow, late) = await _work.Permits.WaitAsync(_cycle.Deadline, _claiming.Token);
+                _lane.AwaitingPermit = false;
                 if (notNow is not null)
                 {
                     await StopAsync(notNow);

@@ -7,7 +7,8 @@ namespace TokenRefresh.Scheduling;
 /// share, so a slow platform never holds every slot while a fast or rate-limited one waits for a turn. Idle
 /// slots are used by whoever waits: no lane is held to its share while nobody else wants the rest. A group of
 /// lanes may also have its own cap (a platform's own MAX_CONCURRENCY setting). An urgent lane (its tokens have
-/// expired) goes first, and shares only with the other urgent lanes; a routine lane beside it has one slot.
+/// expired) goes first, and shares only with the other urgent lanes; a routine lane beside it keeps one slot, unless
+/// the urgent lane is waiting for a rate-limit permit.
 /// </summary>
 internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> groupCaps)
 {
@@ -38,11 +39,11 @@ internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> grou
     // beside an urgent taker, a routine lane keeps its first slot only, so that it is slowed, never stopped.
     private int Reserve(Lane l, Lane taker) => taker.Urgent && !l.Urgent ? 1 : taker.InFlight < Share(taker) ? 0 : Share(l);
 
-    // Whether the lane may take a free slot: one stays free for every other lane below what it may claim; and beside an
-    // urgent lane, a routine lane has one at most (its checks cost the CPU and the connections the backlog needs).
+    // Whether the lane may take a free slot: one stays free for every other lane below what it may claim; and while an
+    // urgent lane wants slots (it is not waiting for a permit), a routine lane has one at most.
     private bool MayTake(Lane lane) =>
         _groupInFlight[lane.Group] < Cap(lane.Group)
-        && (lane.Urgent || lane.InFlight == 0 || !_lanes.Any(l => l.Urgent))
+        && (lane.Urgent || lane.InFlight == 0 || !_lanes.Any(l => l.Urgent && !l.AwaitingPermit))
         && total - _inFlight - 1 >= _lanes.Count(l => l != lane && l.InFlight < Reserve(l, lane) && _groupInFlight[l.Group] < Cap(l.Group));
 
     // Under the lock: hands free slots to waiting lanes, urgent ones first, then the fewest in flight.
@@ -96,6 +97,9 @@ internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> grou
         internal long WaitingSince { get; private set; }
 
         internal bool Urgent { get; private set; }
+
+        /// <summary>Set while the lane waits for a rate-limit permit: until it has one, its slots are free for anyone.</summary>
+        public bool AwaitingPermit { get; set; }
 
         /// <summary>Whether this lane's next calls are for tokens that have already expired: those go before routine calls.</summary>
         public void MarkUrgent(bool urgent)
