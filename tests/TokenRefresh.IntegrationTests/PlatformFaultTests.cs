@@ -71,7 +71,7 @@ public sealed class PlatformFaultTests : HarnessTests
         var logs = host.Services.GetFakeLogCollector().GetSnapshot();
         var (code, json, _) = await CliProcess.RunAsync(["status", "--json"], H.Settings);
 
-        // The limit: the larger of the floor (5) and 2% of the 200 stores due (4). More than that is a wave: the cycle's
+        // The limit: the larger of the floor (5) and 2% of the 200 stores Shopify answered (4). More than that is a wave: the cycle's
         // decision comes once its validations are done, so not even the first five are switched off.
         Assert.Equal("Shopify: 0/200 validated, 0 deactivated, 200 failed", summary.Platforms[1].ToString());
         foreach (var id in ids)

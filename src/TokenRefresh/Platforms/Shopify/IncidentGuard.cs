@@ -2,7 +2,8 @@ namespace TokenRefresh.Platforms.Shopify;
 
 /// <summary>
 /// The incident guard: a cycle deactivates its rejected stores only if they are at most <see cref="Limit"/>, the larger
-/// of <see cref="Floor"/> and <see cref="Share"/> of the stores due, and the cycle before was no wave (a wave's tail,
+/// of <see cref="Floor"/> and <see cref="Share"/> of the stores Shopify answered this cycle (not of those due: a
+/// backlog would raise the limit past a wave that its budget only let begin), and the cycle before was no wave (a wave's tail,
 /// which may fall under the limit, is held too). Real uninstalls come a few a day; hundreds of 401s in one cycle are
 /// Shopify's incident, a wrong base URL or API version, or revoked app tokens, and switching those stores off would
 /// stop the main application for all of them. The floor lets a small shop list (or a handful of real uninstalls) go through.
@@ -13,17 +14,22 @@ internal sealed class IncidentGuard(IncidentGuard.Memory memory)
     public const double Share = 0.02;
 
     private int _confirmed;
+    private int _answered;
 
-    /// <summary>Stores due this cycle, from which the limit follows.</summary>
-    public int Due { get; set; }
-
-    public int Limit => Math.Max(Floor, (int)Math.Ceiling(Due * Share));
+    public int Limit => Math.Max(Floor, (int)Math.Ceiling(Volatile.Read(ref _answered) * Share));
 
     /// <summary>More stores rejected this cycle than the limit: a wave, and none of them is deactivated.</summary>
     public bool Tripped => Volatile.Read(ref _confirmed) > Limit;
 
-    /// <summary>Counts one confirmed rejection.</summary>
-    public void Rejected() => Interlocked.Increment(ref _confirmed);
+    /// <summary>Counts a store Shopify answered with its token accepted.</summary>
+    public void Accepted() => Interlocked.Increment(ref _answered);
+
+    /// <summary>Counts one confirmed rejection (an answer too).</summary>
+    public void Rejected()
+    {
+        Interlocked.Increment(ref _answered);
+        Interlocked.Increment(ref _confirmed);
+    }
 
     /// <summary>What becomes of this cycle's rejected stores; asked once, when the cycle's validations are done.</summary>
     public Verdict Decide()

@@ -52,7 +52,6 @@ internal sealed partial class ShopifyValidationCycle(
             await cutoff.WarnAsync(connection, shape, ct);
             return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql.CountDue, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: ct));
         }, cancellationToken);
-        guard.Due = due;
         return due;
     }
 
@@ -126,6 +125,7 @@ internal sealed partial class ShopifyValidationCycle(
         {
             // Successes are recorded a batch at a time (and the rest when the cycle ends): one statement for many stores.
             await _validated.AddAsync(account.Id, now);
+            guard.Accepted();
             return AccountResult.Success(Outcome.Validated);
         }
 
