@@ -11,6 +11,9 @@ internal static class CliApp
     public const int AccountsFailed = 1;
     public const int CannotRun = 2;
 
+    /// <summary>`run`: no cycle ran by its heartbeat's deadline; the process exits to be started again.</summary>
+    public const int Stuck = 3;
+
     /// <summary>
     /// Runs one command. Usage errors and settings errors exit 2 with one line each on standard error; help and
     /// --version print on standard output and exit 0.

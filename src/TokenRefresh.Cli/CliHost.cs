@@ -35,12 +35,16 @@ internal static class CliHost
         }
 
         using var printer = metrics ? new MetricsPrinter() : null;
-        using (host)
+        // Built now, so that metrics are exported over OTLP when an endpoint is configured; disposing it flushes them.
+        host.Services.GetService<OpenTelemetry.Metrics.MeterProvider>();
+        var code = await command(host.Services, printer is null ? null : () => printer.Print(stdout), stop.Token);
+        if (code != CliApp.Stuck)
         {
-            // Built now, so that metrics are exported over OTLP when an endpoint is configured; disposing it flushes them.
-            host.Services.GetService<OpenTelemetry.Metrics.MeterProvider>();
-            return await command(host.Services, printer is null ? null : () => printer.Print(stdout), stop.Token);
+            // Not when stuck: disposing would wait for what holds the cycle.
+            host.Dispose();
         }
+
+        return code;
 
         void Stop(PosixSignalContext context)
         {

@@ -30,7 +30,8 @@ if (!string.IsNullOrWhiteSpace(builder.Configuration[LoggingSettings.Application
 {
     builder.Services.AddOpenTelemetry()
         .ConfigureResource(resource => resource.AddService(TokenRefreshMetrics.ServiceName(builder.Configuration)))
-        .WithMetrics(metrics => metrics.AddMeter(TokenRefreshMetrics.MeterName).AddAzureMonitorMetricExporter());
+        .WithMetrics(metrics => metrics.AddMeter(TokenRefreshMetrics.MeterName)
+            .AddAzureMonitorMetricExporter(o => o.Credential = WorkerTelemetry.IngestionCredential(builder.Configuration)));
 }
 
 builder.Build().Run();

@@ -29,6 +29,19 @@ internal static class WorkerTelemetry
                 rule.ProviderName == "Microsoft.Extensions.Logging.ApplicationInsights.ApplicationInsightsLoggerProvider")!));
     }
 
+    /// <summary>
+    /// With APPLICATIONINSIGHTS_AUTHENTICATION_STRING=ClientId=...;Authorization=AAD (Application Insights with local
+    /// authentication off), the identity the metrics exporter sends as, as the worker's traces do; null otherwise.
+    /// </summary>
+    public static Azure.Core.TokenCredential? IngestionCredential(Microsoft.Extensions.Configuration.IConfiguration configuration)
+    {
+        var parts = (configuration["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries)
+            .Select(p => p.Split('=', 2)).Where(p => p.Length == 2).ToDictionary(p => p[0].Trim(), p => p[1].Trim(), StringComparer.OrdinalIgnoreCase);
+        return parts.TryGetValue("Authorization", out var authorization) && authorization.Equals("AAD", StringComparison.OrdinalIgnoreCase)
+            ? TokenRefreshExtensions.AzureCredential(parts.GetValueOrDefault("ClientId"))
+            : null;
+    }
+
     /// <summary>Every trace under one role name, the metrics' service.name, so that one filter finds both.</summary>
     internal sealed class RoleName(string name) : ITelemetryInitializer
     {

@@ -72,7 +72,7 @@ public static partial class TokenRefreshExtensions
         if (database.EntraAuthentication)
         {
             // The managed identity in Azure (AZURE_CLIENT_ID picks a user-assigned one), the developer's login locally.
-            services.TryAddSingleton<Azure.Core.TokenCredential>(_ => new Azure.Identity.DefaultAzureCredential());
+            services.TryAddSingleton(_ => AzureCredential(null));
             services.AddSingleton<EntraPassword>();
         }
 
@@ -91,4 +91,8 @@ public static partial class TokenRefreshExtensions
         services.AddTransient<StatusReader>();
         return builder;
     }
+
+    /// <summary>The managed identity in Azure (<paramref name="clientId"/> or AZURE_CLIENT_ID picks a user-assigned one), the developer's login locally.</summary>
+    internal static Azure.Core.TokenCredential AzureCredential(string? clientId) =>
+        new Azure.Identity.DefaultAzureCredential(new Azure.Identity.DefaultAzureCredentialOptions { ManagedIdentityClientId = clientId });
 }

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Reflection;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using TokenRefresh.IntegrationTests.Infrastructure;
@@ -15,7 +13,7 @@ public sealed partial class AlertsAsCodeTests
     [Xunit.Fact]
     public void AlertsBicep_Compiles_FourRules_EachOnEventsAndMetricsTheServiceEmits()
     {
-        var template = Build(Repo.File("deploy/alerts.bicep"));
+        var template = Bicep.Build(Repo.File("deploy/alerts.bicep"));
         // Bicep emits the loop as one resource copied once per rule.
         var resources = template.GetProperty("resources");
         var rule = resources.ValueKind == JsonValueKind.Object ? resources.EnumerateObject().Single(r => r.Value.TryGetProperty("copy", out _)).Value
@@ -67,20 +65,6 @@ public sealed partial class AlertsAsCodeTests
             Assert.DoesNotContain("count()", block, StringComparison.Ordinal);
             Assert.Contains("itemCount", block, StringComparison.Ordinal);
         }
-    }
-
-    private static JsonElement Build(string file)
-    {
-        var compiler = typeof(AlertsAsCodeTests).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "BicepPath").Value!;
-        var info = new ProcessStartInfo(compiler.Replace('\\', '/'), ["build", file, "--stdout"]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, stderr);
-        // Warnings are failures too: the linter's, and the compiler's.
-        Assert.Equal("", stderr.Trim());
-        return JsonDocument.Parse(stdout.Result).RootElement.Clone();
     }
 
     [GeneratedRegex(@"^\s+name: '(tokenrefresh-[a-z-]+)'", RegexOptions.Multiline)]

@@ -12,19 +12,18 @@ public sealed class OperationsTests : HarnessTests
     protected override async Task<ServiceHarness> StartAsync() => await ServiceHarness.StartAsync(await TestDatabase.CreateAsync(migrated: false));
 
     [Fact]
-    public async Task Migrate_AppliesOnceThenIsANoOp_AndTheCycleNeedsIt()
+    public async Task Migrate_AppliesOnceThenIsANoOp()
     {
         H.Settings["DATABASE_URL"] = H.Db.AdminUrl;
         var refresh = H.Fake.Etsy.AddAccount(1);
         var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
 
-        var (before, beforeOut, _) = await CliProcess.RunAsync(["once"], H.Settings);
         var (first, firstOut, _) = await CliProcess.RunAsync(["migrate"], H.Settings);
         var (second, secondOut, _) = await CliProcess.RunAsync(["migrate"], H.Settings);
-        var (after, _, _) = await CliProcess.RunAsync(["once"], H.Settings);
+        var (after, afterOut, _) = await CliProcess.RunAsync(["once"], H.Settings);
 
-        Assert.Equal(2, before);
-        Assert.Contains("run `tokenrefresh migrate`", beforeOut, StringComparison.Ordinal);
+        // (A cycle before `migrate`: SelfHealingTests, for the tables' owner and for a least-privilege role.)
+        Assert.DoesNotContain("Created or upgraded the service's own tables", afterOut, StringComparison.Ordinal);
         Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices, 006_refresh_token_ending"), (first, firstOut.Trim()));
         Assert.Equal((0, "The service's table is up to date; nothing to apply."), (second, secondOut.Trim()));
         Assert.Equal(0, after);

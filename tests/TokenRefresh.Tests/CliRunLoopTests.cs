@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 using NSubstitute;
+using TokenRefresh.Cli;
 using TokenRefresh.Cli.Commands;
 
 namespace TokenRefresh.Tests;
@@ -135,6 +136,49 @@ public sealed class CliRunLoopTests
         Assert.Equal(2, Volatile.Read(ref _cycles));
         Assert.Empty(left);
         Assert.Single(logs.GetSnapshot(), r => r.Message == "The cycle's budget ran out with accounts left; the next cycle starts now");
+    }
+
+    [Fact]
+    public async Task RunScheduled_EveryCycleFails_ExitsThreeOnceTheHeartbeatsDeadlinePasses()
+    {
+        using var services = Services(setup: work => work.CountDueAsync(Arg.Any<CancellationToken>()).Returns<int>(_ =>
+        {
+            Interlocked.Increment(ref _cycles);
+            throw new TimeoutException("database unreachable");
+        }));
+        var logs = services.GetFakeLogCollector();
+        var deadline = Heartbeat.StaleAfter(services.GetRequiredService<CycleSettings>(), _time.GetUtcNow());
+        var loop = RunCommand.RunScheduledAsync(services, afterCycle: null, CancellationToken.None);
+
+        // A failed cycle every 60 s: none ran, and once the deadline has passed the process exits to be started again.
+        while (!loop.IsCompleted && _time.GetUtcNow() <= deadline)
+        {
+            await WaitForLogAsync(logs, $"Next cycle at {_time.GetUtcNow().AddSeconds(60):yyyy-MM-dd HH:mm:ss} UTC");
+            _time.Advance(TimeSpan.FromSeconds(60));
+        }
+
+        Assert.Equal(CliApp.Stuck, await loop.WaitAsync(TimeSpan.FromSeconds(10)));
+        var line = Assert.Single(logs.GetSnapshot(), r => r.Level == LogLevel.Critical);
+        Assert.Equal($"No cycle has run by {deadline:yyyy-MM-dd HH:mm:ss} UTC, the heartbeat's deadline (a cycle hangs, or the database stays unreachable): exiting with code 3 so that the process is started again", line.Message);
+        Assert.True(Volatile.Read(ref _cycles) > 3);
+    }
+
+    [Fact]
+    public async Task RunScheduled_CycleHangs_ExitsThreeAtTheDeadline_NotBefore()
+    {
+        var hang = new TaskCompletionSource<int>();
+        using var services = Services(setup: work => work.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ => hang.Task));
+        var logs = services.GetFakeLogCollector();
+        var deadline = Heartbeat.StaleAfter(services.GetRequiredService<CycleSettings>(), _time.GetUtcNow());
+        var loop = RunCommand.RunScheduledAsync(services, afterCycle: null, CancellationToken.None);
+        await WaitForLogAsync(logs, "Refresh cycle started");
+
+        _time.Advance(deadline - _time.GetUtcNow() - TimeSpan.FromSeconds(1));
+        Assert.False(loop.IsCompleted);
+        _time.Advance(TimeSpan.FromSeconds(1));
+
+        Assert.Equal(CliApp.Stuck, await loop.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Contains(logs.GetSnapshot(), r => r.Level == LogLevel.Critical && r.Message.StartsWith("No cycle has run by", StringComparison.Ordinal));
     }
 
     private static async Task WaitForLogAsync(FakeLogCollector logs, string message)

@@ -25,6 +25,9 @@ internal static class Heartbeat
     /// <summary>Beyond the next cycle's longest possible end, before the process counts as stuck.</summary>
     private static readonly TimeSpan Grace = TimeSpan.FromMinutes(1);
 
+    /// <summary>When a cycle due at <paramref name="next"/> will have ended, at the latest: its lease, and a grace.</summary>
+    public static DateTimeOffset StaleAfter(CycleSettings options, DateTimeOffset next) => next + options.LeaseLength + Grace;
+
     /// <summary>Says the next cycle (due at <paramref name="next"/>) will have ended by then, plus its lease and a grace.</summary>
     public static void Write(CycleSettings options, DateTimeOffset now, DateTimeOffset next, string? lastCycle)
     {
@@ -33,7 +36,7 @@ internal static class Heartbeat
             return;
         }
 
-        var staleAfter = next + options.LeaseLength + Grace;
+        var staleAfter = StaleAfter(options, next);
         // Written aside and moved, so that a check never reads half a file.
         var temporary = path + ".tmp";
         File.WriteAllText(temporary, string.Create(CultureInfo.InvariantCulture,

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace TokenRefresh.Cli.Commands;
 
@@ -18,6 +19,7 @@ internal static class OnceCommand
     {
         try
         {
+            await MigrateAtStart.TryAsync(services, services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRefresh.Cli"), stopping);
             var summary = await services.GetRequiredService<RefreshCycle>().RunAsync(stopping);
             return summary.AnyFailed ? CliApp.AccountsFailed : CliApp.Success;
         }

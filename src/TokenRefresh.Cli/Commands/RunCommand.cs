@@ -31,40 +31,60 @@ internal static partial class RunCommand
         }
 
         // The first cycle starts now; a check before it ends finds the process healthy.
+        var watchdog = new Watchdog(time, Heartbeat.StaleAfter(schedule, time.GetUtcNow()));
         WriteHeartbeat(time.GetUtcNow(), "starting");
-        while (!stopping.IsCancellationRequested)
+        using var unwatched = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        var cycles = CyclesAsync();
+        var stale = watchdog.StaleAsync(unwatched.Token);
+        if (await Task.WhenAny(cycles, stale) == stale && stale.IsCompletedSuccessfully)
         {
-            DateTimeOffset next;
-            var started = time.GetUtcNow();
-            try
-            {
-                var summary = await services.GetRequiredService<RefreshCycle>().RunAsync(stopping);
-                next = Next(summary, started);
-                WriteHeartbeat(next, $"last cycle: {summary}");
-            }
-            catch (CycleFailedException)
-            {
-                next = time.GetUtcNow() + CycleSettings.RetryDelay;
-                Log.Retrying(logger, CycleSettings.RetryDelay.TotalSeconds);
-            }
-
-            afterCycle?.Invoke();
-
-            Log.NextCycle(logger, next);
-            try
-            {
-                // The wait is measured from now, so however long the log line took, the cycle starts at `next`.
-                var wait = next - time.GetUtcNow();
-                await Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, time, stopping);
-            }
-            catch (OperationCanceledException)
-            {
-                break;
-            }
+            // Whatever holds the cycle is left as it is: the process ends, and its supervisor starts it again.
+            Log.NoCycleRan(logger, stale.Result);
+            return CliApp.Stuck;
         }
 
-        Log.Stopped(logger);
-        return CliApp.Success;
+        await unwatched.CancelAsync();
+        return await cycles;
+
+        async Task<int> CyclesAsync()
+        {
+            var schemaChecked = false;
+            while (!stopping.IsCancellationRequested)
+            {
+                DateTimeOffset next;
+                var started = time.GetUtcNow();
+                try
+                {
+                    // Until the database has answered it once (it may come up after this process).
+                    schemaChecked = schemaChecked || await MigrateAtStart.TryAsync(services, logger, stopping);
+                    var summary = await services.GetRequiredService<RefreshCycle>().RunAsync(stopping);
+                    next = Next(summary, started);
+                    WriteHeartbeat(next, $"last cycle: {summary}");
+                }
+                catch (CycleFailedException)
+                {
+                    next = time.GetUtcNow() + CycleSettings.RetryDelay;
+                    Log.Retrying(logger, CycleSettings.RetryDelay.TotalSeconds);
+                }
+
+                afterCycle?.Invoke();
+
+                Log.NextCycle(logger, next);
+                try
+                {
+                    // The wait is measured from now, so however long the log line took, the cycle starts at `next`.
+                    var wait = next - time.GetUtcNow();
+                    await Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, time, stopping);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+
+            Log.Stopped(logger);
+            return CliApp.Success;
+        }
 
         DateTimeOffset Next(CycleSummary summary, DateTimeOffset started)
         {
@@ -83,6 +103,7 @@ internal static partial class RunCommand
 
         void WriteHeartbeat(DateTimeOffset next, string lastCycle)
         {
+            watchdog.Expect(Heartbeat.StaleAfter(schedule, next));
             try
             {
                 Heartbeat.Write(schedule, time.GetUtcNow(), next, lastCycle);
@@ -114,6 +135,9 @@ internal static partial class RunCommand
 
         [LoggerMessage(207, LogLevel.Warning, "The heartbeat could not be written to {Path} (HEARTBEAT_FILE): {Problem}")]
         public static partial void HeartbeatNotWritten(ILogger logger, string path, string problem);
+
+        [LoggerMessage(209, LogLevel.Critical, "No cycle has run by {Deadline:yyyy-MM-dd HH:mm:ss} UTC, the heartbeat's deadline (a cycle hangs, or the database stays unreachable): exiting with code 3 so that the process is started again")]
+        public static partial void NoCycleRan(ILogger logger, DateTimeOffset deadline);
 
         [LoggerMessage(203, LogLevel.Information, "Stopped")]
         public static partial void Stopped(ILogger logger);

@@ -29,6 +29,7 @@ internal sealed partial class PlatformRun
     private int _found;
     private int _handed;
     private bool _claimFailed;
+    private bool _counted;
     private bool _listedAll;
     private bool _probed;
     private string? _stoppedBecause;
@@ -55,13 +56,15 @@ internal sealed partial class PlatformRun
         await Task.Yield(); // platforms run side by side from here
         try
         {
-            if (await _platform.StartCycleAsync(_cycle.Stopping) is not { } work)
+            // Bounded by the budget: a database that stopped answering ends the cycle then, not after every retry's timeout.
+            if (await _platform.StartCycleAsync(_claiming.Token) is not { } work)
             {
                 return (null, null);
             }
 
             _work = work;
-            _found = await work.CountDueAsync(_cycle.Stopping);
+            _found = await work.CountDueAsync(_claiming.Token);
+            _counted = true;
             foreach (var (account, reason) in work.Announced)
             {
                 _cycle.Recorder.NeedsUser(Info, account, reason);
@@ -78,6 +81,11 @@ internal sealed partial class PlatformRun
             }
 
             return (Stopped() ? StoppedSummary() : _tally.Summary(leftOver: 0, _cycle.Elapsed), null);
+        }
+        catch (OperationCanceledException) when (_claiming.IsCancellationRequested && !_counted && !_cycle.Stopping.IsCancellationRequested)
+        {
+            // The budget ran out before the accounts were even counted: the database did not answer, and the cycle failed.
+            return Failed(new TimeoutException("the database did not answer within the cycle's budget (CYCLE_BUDGET_SECONDS)"));
         }
         catch (OperationCanceledException) when (_claiming.IsCancellationRequested)
         {

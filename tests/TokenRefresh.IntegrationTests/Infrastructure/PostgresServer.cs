@@ -55,6 +55,22 @@ internal static class PostgresServer
 
         public int Port => new Uri(AdminUrl).Port;
 
+        /// <summary>The server stops answering, as a frozen host would: its processes stopped (SIGSTOP); connections stay open.</summary>
+        public void Pause() => SignalAll("STOP");
+
+        /// <summary>The server's processes go on (SIGCONT).</summary>
+        public void Resume() => SignalAll("CONT");
+
+        // The postmaster (the first line of postmaster.pid) and every process it started.
+        private void SignalAll(string signal)
+        {
+            var postmaster = File.ReadLines(Path.Combine(DataDirectory, "postmaster.pid")).First().Trim();
+            using var children = Process.Start("pkill", [$"-{signal}", "-P", postmaster])!;
+            children.WaitForExit();
+            using var main = Process.Start("kill", [$"-{signal}", postmaster])!;
+            main.WaitForExit();
+        }
+
         public void Dispose() => Run("stop", dir);
     }
 
