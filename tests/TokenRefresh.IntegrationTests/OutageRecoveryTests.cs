@@ -23,6 +23,8 @@ public sealed class OutageRecoveryTests : HarnessTests
             users.Add((await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddSeconds(30 + i)), refresh));
         }
 
+        // One call at a time: with more, calls already in flight when the fifth 500 marks Etsy down still go out.
+        H.Settings["REFRESH_MAX_CONCURRENCY"] = "1";
         using var host = H.BuildHost();
         var cycle = host.Services.GetRequiredService<RefreshCycle>();
         var logs = host.Services.GetFakeLogCollector();
