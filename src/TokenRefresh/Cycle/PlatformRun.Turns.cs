@@ -104,7 +104,8 @@ internal sealed partial class PlatformRun
         {
             while (true)
             {
-                _lane.AwaitingPermit = true;
+                // Only a wait for the rate frees this lane's claim on the slots: a reservation's round trip is short.
+                _lane.AwaitingPermit = _work.Permits.RateBound;
                 var (notNow, late) = await _work.Permits.WaitAsync(_cycle.Deadline, _claiming.Token);
                 _lane.AwaitingPermit = false;
                 if (notNow is not null)

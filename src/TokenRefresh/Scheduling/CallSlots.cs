@@ -98,7 +98,7 @@ internal sealed class CallSlots(int total, IReadOnlyDictionary<string, int> grou
 
         internal bool Urgent { get; private set; }
 
-        /// <summary>Set while the lane waits for a rate-limit permit: until it has one, its slots are free for anyone.</summary>
+        /// <summary>Set while the lane waits for the rate (a permit whose moment lies ahead): meanwhile its slots are free for anyone.</summary>
         public bool AwaitingPermit { get; set; }
 
         /// <summary>Whether this lane's next calls are for tokens that have already expired: those go before routine calls.</summary>

@@ -15,6 +15,9 @@ internal interface IPermits
     /// <paramref name="ahead"/>: how long ago its moment was (negative: how long until it comes); null when there is none.
     /// </summary>
     TimeSpan? TryTake(TimeSpan ahead);
+
+    /// <summary>Whether the last reservation's moments lay ahead: the rate, not the database's round trip, holds the calls back.</summary>
+    bool RateBound { get; }
 }
 
 internal static class Permit
@@ -35,4 +38,6 @@ internal sealed class NoRateLimit : IPermits
     public Task<(string? NotNow, TimeSpan Late)> WaitAsync(DateTimeOffset deadline, CancellationToken claiming) => Task.FromResult<(string?, TimeSpan)>((null, default));
 
     public TimeSpan? TryTake(TimeSpan ahead) => TimeSpan.Zero;
+
+    public bool RateBound => false;
 }

@@ -34,7 +34,11 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
     // late, beside the next one another replica holds).
     private (TimeSpan Offset, TimeSpan RoundTrip, DateTimeOffset At)? _databaseClock;
 
+    private volatile bool _rateBound;
+
     public string Platform => platform;
+
+    public bool RateBound => _rateBound;
 
     public int PerSecond => perSecond;
 
@@ -84,6 +88,8 @@ internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, st
             {
                 var maxWait = deadline - time.GetUtcNow();
                 var (reserved, wait, paused) = await ReserveAsync(maxWait < Lookahead ? maxWait : Lookahead, cancellationToken);
+                // The first moment lay ahead: calls wait for the rate (or a pause), not for the database's answer.
+                _rateBound = wait > TimeSpan.Zero;
                 if (!reserved)
                 {
                     // Within the last Lookahead of the budget, the database's no is the budget's: asking again would only spin.
