@@ -102,6 +102,7 @@ public sealed class CliRunLoopTests
         {
             var permits = Substitute.For<IPermits>();
             permits.TryTake(Arg.Any<TimeSpan>()).Returns(TimeSpan.Zero);
+            permits.Clock.Returns(TimeProvider.System);
             work.Permits.Returns(permits);
             var handed = new Queue<DueAccount>();
             work.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ =>

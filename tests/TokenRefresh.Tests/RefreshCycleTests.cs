@@ -21,6 +21,7 @@ public sealed class RefreshCycleTests
         var p = Substitute.For<IPlatformCycle>();
         var permits = Substitute.For<IPermits>();
         p.Permits.Returns(permits);
+        permits.Clock.Returns(TimeProvider.System);
         // Each cycle counts the accounts, then is handed them as many at a time as it asks for.
         var left = new Queue<DueAccount>();
         p.CountDueAsync(Arg.Any<CancellationToken>()).Returns(_ =>

@@ -88,7 +88,7 @@ internal sealed partial class PlatformRun
 
         if (_work.Permits.TryTake(Permit.Grace) is { } late)
         {
-            return new Turn(slot, _cycle.MomentAgo(late), late < TimeSpan.Zero ? -late : default, TimeProvider.System.GetTimestamp());
+            return new Turn(slot, _cycle.MomentAgo(late), late < TimeSpan.Zero ? -late : default, _work.Permits.Clock.GetTimestamp());
         }
 
         slot.Dispose();

@@ -205,9 +205,9 @@ internal sealed partial class PlatformRun
         try
         {
             await Task.Yield(); // the claiming loop goes on to the next account
-            if (turn.Early - TimeProvider.System.GetElapsedTime(turn.TakenAt) is { Ticks: > 0 } wait)
+            if (turn.Early - _work.Permits.Clock.GetElapsedTime(turn.TakenAt) is { Ticks: > 0 } wait)
             {
-                await Task.Delay(wait, TimeProvider.System); // its permit's moment has not come yet
+                await Task.Delay(wait, _work.Permits.Clock); // its permit's moment has not come yet
             }
 
             var result = await ProcessAsync(account);

@@ -18,6 +18,9 @@ internal interface IPermits
 
     /// <summary>Whether the last reservation's moments lay ahead: the rate, not the database's round trip, holds the calls back.</summary>
     bool RateBound { get; }
+
+    /// <summary>The clock a permit's moment is kept by: real time, as the database's clock is (the cycle's may be a test's).</summary>
+    TimeProvider Clock { get; }
 }
 
 internal static class Permit
@@ -40,4 +43,6 @@ internal sealed class NoRateLimit : IPermits
     public TimeSpan? TryTake(TimeSpan ahead) => TimeSpan.Zero;
 
     public bool RateBound => false;
+
+    public TimeProvider Clock => TimeProvider.System;
 }
