@@ -22,13 +22,13 @@ internal static partial class MigrateAtStart
 
         try
         {
-            var pending = await Migrator.PendingAsync(db, cancellationToken);
+            var (pending, ownsTables) = await Migrator.StateAsync(db, cancellationToken);
             if (pending.Count == 0)
             {
                 return true;
             }
 
-            if (!await Migrator.OwnsTablesAsync(db, cancellationToken))
+            if (!ownsTables)
             {
                 Log.NotOwner(logger, string.Join(", ", pending));
                 return true;
@@ -48,6 +48,12 @@ internal static partial class MigrateAtStart
             // The cycle reports the database; `run` asks again before its next cycle.
             return false;
         }
+        catch (PostgresException e)
+        {
+            // Any other refusal: said once, and the cycle goes on to fail or succeed on its own (`run` keeps its loop).
+            Log.NotMigrated(logger, e.SqlState, e.MessageText);
+            return true;
+        }
     }
 
     private static partial class Log
@@ -57,5 +63,8 @@ internal static partial class MigrateAtStart
 
         [LoggerMessage(211, LogLevel.Warning, "The service's own tables are missing or behind ({Pending}), and this role does not own the tables: run `tokenrefresh migrate` as their owner (docs/database.md)")]
         public static partial void NotOwner(ILogger logger, string pending);
+
+        [LoggerMessage(212, LogLevel.Warning, "Could not check or create the service's own tables at start ({SqlState}: {Reason}); the cycle goes on without")]
+        public static partial void NotMigrated(ILogger logger, string sqlState, string reason);
     }
 }

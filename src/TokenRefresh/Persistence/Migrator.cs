@@ -31,8 +31,7 @@ public static class Migrator
                 applied_at  timestamptz NOT NULL DEFAULT now()
             )
             """, transaction: transaction, cancellationToken: cancellationToken));
-        var done = (await connection.ReadRowsAsync<string>(new CommandDefinition(
-            "SELECT id FROM token_refresh_migrations", transaction: transaction, cancellationToken: cancellationToken))).ToHashSet();
+        var done = await AppliedAsync(connection, transaction, cancellationToken);
 
         var applied = new List<string>();
         foreach (var script in Scripts)
@@ -53,31 +52,30 @@ public static class Migrator
         return applied;
     }
 
-    /// <summary>The scripts not applied yet: all of them before the first `migrate`.</summary>
-    public static async Task<IReadOnlyList<string>> PendingAsync(NpgsqlDataSource db, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The scripts not applied yet (all of them before the first `migrate`), and whether this role owns the main
+    /// application's tables (or the service's own), itself or through a role it is a member of: one role for everything,
+    /// as the original's users run it. Such a role migrates at start.
+    /// </summary>
+    public static async Task<(IReadOnlyList<string> Pending, bool OwnsTables)> StateAsync(NpgsqlDataSource db, CancellationToken cancellationToken = default)
     {
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         var done = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
             "SELECT to_regclass('token_refresh_migrations') IS NOT NULL", cancellationToken: cancellationToken))
-            ? (await connection.ReadRowsAsync<string>(new CommandDefinition("SELECT id FROM token_refresh_migrations", cancellationToken: cancellationToken))).ToHashSet()
+            ? await AppliedAsync(connection, null, cancellationToken)
             : [];
-        return [.. Scripts.Select(Id).Where(id => !done.Contains(id))];
-    }
-
-    /// <summary>
-    /// Whether this role owns the main application's tables (or the service's own), itself or through a role it is a
-    /// member of: one role for everything, as the original's users run it. Such a role migrates at start.
-    /// </summary>
-    public static async Task<bool> OwnsTablesAsync(NpgsqlDataSource db, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
+        var owns = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
             """
             SELECT coalesce(bool_or(pg_has_role(current_user, c.relowner, 'MEMBER')), false)
             FROM unnest(ARRAY['etsy_users', 'shopify_stores', 'token_refresh_state']) AS t(name)
             JOIN pg_catalog.pg_class c ON c.oid = to_regclass(t.name)
             """, cancellationToken: cancellationToken));
+        return ([.. Scripts.Select(Id).Where(id => !done.Contains(id))], owns);
     }
+
+    private static async Task<HashSet<string>> AppliedAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken) =>
+        (await connection.ReadRowsAsync<string>(new CommandDefinition(
+            "SELECT id FROM token_refresh_migrations", transaction: transaction, cancellationToken: cancellationToken))).ToHashSet();
 
     /// <summary>"TokenRefresh.Persistence.Migrations.001_account_state.sql" → "001_account_state".</summary>
     private static string Id(string resource) => Path.GetFileNameWithoutExtension(resource)["TokenRefresh.Persistence.Migrations.".Length..];
