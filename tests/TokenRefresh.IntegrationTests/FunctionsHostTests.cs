@@ -30,7 +30,7 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
     {
         await using var host = await HostStandIn.StartAsync(AppDirectory, AppSettings(), style);
 
-        var function = await StartAndLoadAsync(host);
+        var function = await host.StartAndLoadAsync();
 
         Assert.Equal("RefreshTokens", function.Name);
         Assert.Equal("TokenRefresh.Functions.dll", function.ScriptFile);
@@ -43,7 +43,7 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         Assert.Equal(RpcRetryOptions.Types.RetryStrategy.FixedDelay, function.RetryOptions.RetryStrategy);
         Assert.Equal(2, function.RetryOptions.MaxRetryCount);
         Assert.Equal(TimeSpan.FromMinutes(1), function.RetryOptions.DelayInterval.ToTimeSpan());
-        Assert.Equal(0, await TerminateAsync(host));
+        Assert.Equal(0, await host.TerminateAsync());
     }
 
     [Fact]
@@ -71,10 +71,10 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         H.Fake.Shopify.RevokeAccessToken("bravo.myshopify.com");
         var alphaBefore = await H.Db.GetShopifyStoreAsync(shops[0]);
         await using var host = await HostStandIn.StartAsync(AppDirectory, AppSettings(), WorkerArguments.Both);
-        var function = await StartAndLoadAsync(host);
+        var function = await host.StartAndLoadAsync();
         var invoked = System.Diagnostics.Stopwatch.StartNew();
 
-        var (invocationId, response) = await InvokeAsync(host, function);
+        var (invocationId, response) = await host.InvokeAsync(function);
 
         invoked.Stop();
 
@@ -122,8 +122,8 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
                 : $"  [{log.Level}] {log.Category} {log.EventId}: {log.Message}");
         }
 
-        Assert.Equal(0, await TerminateAsync(host));
-        AssertNoSecret(host, secrets);
+        Assert.Equal(0, await host.TerminateAsync());
+        host.AssertNoSecret(secrets);
         // As in production: TLS at the platforms' own names, each store at its own host, nothing else.
         Assert.Equal(["alpha.myshopify.com:443", "api.etsy.com:443", "bravo.myshopify.com:443"], H.Proxy.Connections.Distinct().Order());
     }
@@ -148,13 +148,13 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         // As shipped: LOG_LEVEL at its default (the harness's own is DEBUG).
         settings.Remove("LOG_LEVEL");
         await using var host = await HostStandIn.StartAsync(AppDirectory, settings, WorkerArguments.Both);
-        var function = await StartAndLoadAsync(host);
-        var (_, response) = await InvokeAsync(host, function);
+        var function = await host.StartAndLoadAsync();
+        var (_, response) = await host.InvokeAsync(function);
         Assert.True(response.Result.Status == StatusResult.Types.Status.Success, response.Result.ToString());
         var issued = H.Fake.Etsy.IssuedFor(refresh)!.Value;
         secrets.AddRange([issued.AccessToken, issued.RefreshToken]);
         // A graceful stop flushes both the SDK's channel and the metric exporter.
-        Assert.Equal(0, await TerminateAsync(host));
+        Assert.Equal(0, await host.TerminateAsync());
 
         var summary = await ingestion.WaitForAsync(e => Message(e)?.StartsWith("Refresh cycle completed", StringComparison.Ordinal) == true, Timeout);
         var metric = await ingestion.WaitForAsync(e => BaseType(e) == "MetricData", Timeout);
@@ -233,17 +233,17 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         var settings = AppSettings();
         settings["DATABASE_URL"] = "postgresql://nobody:db-password-never-logged@127.0.0.1:1/none?connect_timeout=2";
         await using var host = await HostStandIn.StartAsync(AppDirectory, settings, WorkerArguments.Both);
-        var function = await StartAndLoadAsync(host);
+        var function = await host.StartAndLoadAsync();
 
-        var (invocationId, response) = await InvokeAsync(host, function);
+        var (invocationId, response) = await host.InvokeAsync(function);
 
         Assert.Equal(StatusResult.Types.Status.Failure, response.Result.Status);
         Assert.StartsWith("The refresh cycle failed: ", response.Result.Exception.Message, StringComparison.Ordinal);
         Assert.Contains(host.Logs, l => l.InvocationId == invocationId && l.EventId == "CycleCompleted" && l.Level == RpcLog.Types.Level.Error);
         // The retry the host applies to a failed invocation: reported at indexing, fixed 60 s, twice.
         Assert.Equal(2, function.RetryOptions.MaxRetryCount);
-        Assert.Equal(0, await TerminateAsync(host));
-        AssertNoSecret(host, ["db-password-never-logged", H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret]);
+        Assert.Equal(0, await host.TerminateAsync());
+        host.AssertNoSecret(["db-password-never-logged", H.Fake.Etsy.SharedSecret, H.Fake.Shopify.ApiSecret]);
     }
 
     [Theory]
@@ -281,101 +281,5 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
         Assert.Equal(
             "Configuration error: REFRESH_INTERVAL_MINUTES=15 is not read by the Functions host, which runs the timer from REFRESH_SCHEDULE: set REFRESH_SCHEDULE='0 */15 * * * *' instead.",
             host.Output.Trim());
-    }
-
-    /// <summary>No secret in any log message, exception or property the worker sent, nor in its own output.</summary>
-    private static void AssertNoSecret(HostStandIn host, IEnumerable<string> secrets)
-    {
-        var everything = string.Join('\n', host.Received.Select(m => m.ToString())) + host.Output;
-        Assert.True(host.Logs.Count > 5, $"only {host.Logs.Count} log messages were received");
-        foreach (var secret in secrets.Distinct())
-        {
-            Assert.False(everything.Contains(secret, StringComparison.Ordinal), $"a secret of length {secret.Length} reached the host");
-        }
-    }
-
-    private static async Task<int> TerminateAsync(HostStandIn host)
-    {
-        await host.SendAsync(new StreamingMessage { WorkerTerminate = new WorkerTerminate { GracePeriod = Duration.FromTimeSpan(TimeSpan.FromSeconds(5)) } });
-        return await host.WaitForExitAsync(Timeout);
-    }
-
-    private static async Task<RpcFunctionMetadata> StartAndLoadAsync(HostStandIn host)
-    {
-        var start = await host.ReceiveAsync(Kind.StartStream, Timeout);
-        Assert.Equal(host.WorkerId, start.StartStream.WorkerId);
-
-        await host.SendAsync(new StreamingMessage
-        {
-            RequestId = Guid.NewGuid().ToString(),
-            WorkerInitRequest = new WorkerInitRequest
-            {
-                HostVersion = "4.1044.0.0",
-                WorkerDirectory = AppDirectory,
-                FunctionAppDirectory = AppDirectory,
-                Capabilities = { ["RpcHttpBodyOnly"] = "true", ["TypedDataCollection"] = "true" },
-            },
-        });
-        var init = (await host.ReceiveAsync(Kind.WorkerInitResponse, Timeout)).WorkerInitResponse;
-        Assert.True(init.Result.Status == StatusResult.Types.Status.Success, init.Result.ToString());
-
-        await host.SendAsync(new StreamingMessage
-        {
-            RequestId = Guid.NewGuid().ToString(),
-            FunctionsMetadataRequest = new FunctionsMetadataRequest { FunctionAppDirectory = AppDirectory },
-        });
-        var metadata = (await host.ReceiveAsync(Kind.FunctionMetadataResponse, Timeout)).FunctionMetadataResponse;
-        Assert.True(metadata.Result.Status == StatusResult.Types.Status.Success, metadata.Result.ToString());
-        var function = Assert.Single(metadata.FunctionMetadataResults);
-
-        // The host turns the reported raw bindings into the load request's binding map.
-        var load = new FunctionLoadRequest { FunctionId = function.FunctionId, Metadata = function.Clone() };
-        foreach (var raw in function.RawBindings)
-        {
-            using var binding = JsonDocument.Parse(raw);
-            var root = binding.RootElement;
-            load.Metadata.Bindings[root.GetProperty("name").GetString()!] = new BindingInfo
-            {
-                Type = root.GetProperty("type").GetString(),
-                Direction = root.GetProperty("direction").GetString()!.Equals("In", StringComparison.OrdinalIgnoreCase)
-                    ? BindingInfo.Types.Direction.In : BindingInfo.Types.Direction.Out,
-            };
-        }
-
-        await host.SendAsync(new StreamingMessage { RequestId = Guid.NewGuid().ToString(), FunctionLoadRequest = load });
-        var loaded = (await host.ReceiveAsync(Kind.FunctionLoadResponse, Timeout)).FunctionLoadResponse;
-        Assert.Equal(function.FunctionId, loaded.FunctionId);
-        Assert.True(loaded.Result.Status == StatusResult.Types.Status.Success, loaded.Result.ToString());
-        return function;
-    }
-
-    private static async Task<(string InvocationId, InvocationResponse Response)> InvokeAsync(HostStandIn host, RpcFunctionMetadata function)
-    {
-        const string Timer = """{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}""";
-        var invocationId = Guid.NewGuid().ToString();
-        await host.SendAsync(new StreamingMessage
-        {
-            RequestId = Guid.NewGuid().ToString(),
-            InvocationRequest = new InvocationRequest
-            {
-                InvocationId = invocationId,
-                FunctionId = function.FunctionId,
-                InputData = { new ParameterBinding { Name = "timer", Data = new TypedData { Json = Timer } } },
-                TriggerMetadata =
-                {
-                    ["timer"] = new TypedData { Json = Timer },
-                    ["sys"] = new TypedData { Json = JsonSerializer.Serialize(new { MethodName = function.Name, UtcNow = DateTime.UtcNow, RandGuid = Guid.NewGuid() }) },
-                },
-                TraceContext = new RpcTraceContext
-                {
-                    TraceParent = $"00-{Guid.NewGuid():N}-{Guid.NewGuid().ToString("N")[..16]}-01",
-                    Attributes = { ["OperationName"] = function.Name },
-                },
-                RetryContext = new RetryContext { RetryCount = 0, MaxRetryCount = function.RetryOptions.MaxRetryCount },
-            },
-        });
-        var response = (await host.ReceiveAsync(Kind.InvocationResponse, TimeSpan.FromMinutes(2))).InvocationResponse;
-        Assert.Equal(invocationId, response.InvocationId);
-        return (invocationId, response);
     }
 }
