@@ -14,9 +14,12 @@ else
   trap 'rm -rf "$out"' EXIT
 fi
 
-# TARGETARCH as docker build sets it for this machine's architecture.
+# TARGETARCH as docker build sets it for this machine's architecture; VERSION and COMMIT as a release build passes them.
 case "$(uname -m)" in aarch64|arm64) arch=arm64 ;; *) arch=amd64 ;; esac
-grep -E '^RUN dotnet publish ' Dockerfile | sed -e 's/^RUN //' -e 's/ --no-restore//' -e "s| -o /out/| -o $out/|" -e "s/\$TARGETARCH/$arch/g" | while read -r cmd; do
+version=0.0.0-check
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+grep -E '^RUN dotnet publish ' Dockerfile | sed -e 's/^RUN //' -e 's/ --no-restore//' -e "s| -o /out/| -o $out/|" -e "s/\$TARGETARCH/$arch/g" \
+  -e "s/\$VERSION/$version/g" -e "s/\$COMMIT/$commit/g" | while read -r cmd; do
   echo "+ $cmd"
   $cmd -nologo -v quiet >"$out/publish.log" 2>&1 || { cat "$out/publish.log"; exit 1; }
 done
@@ -30,6 +33,8 @@ check functions/extensions.json
 check cli/TokenRefresh.Cli.dll
 check cli/TokenRefresh.Cli
 check fakes/TokenRefresh.FakePlatforms.dll
+shown=$("$out/cli/TokenRefresh.Cli" --version)
+[ "$shown" = "$version+$commit" ] || { echo "--version shows '$shown', not the build arguments' $version+$commit" >&2; exit 1; }
 grep -q '"schedule": "%REFRESH_SCHEDULE%"' "$out/functions/functions.metadata" || { echo "the timer's schedule is not %REFRESH_SCHEDULE%" >&2; exit 1; }
 grep -q '"delayInterval": "00:01:00"' "$out/functions/functions.metadata" || { echo "the retry policy is not in functions.metadata" >&2; exit 1; }
 [ ! -e "$out/functions/local.settings.json" ] || { echo "local.settings.json must not be published" >&2; exit 1; }
@@ -43,4 +48,4 @@ echo "$versions" | sed 's/^/  resolved: /'
   echo "the Functions worker packages (Worker, Worker.Core, Worker.Grpc) are not one release; pin them together in Directory.Packages.props" >&2
   exit 1
 }
-echo "images: the three publish outputs hold what the images run; the worker packages are one release"
+echo "images: the three publish outputs hold what the images run; --version shows $shown; the worker packages are one release"

@@ -125,7 +125,7 @@ public sealed partial class ContainerFilesTests
             }
         }
 
-        Assert.Equal(["build", "cli", "fakes", "functions"], stages.Order());
+        Assert.Equal(["cli", "cli-build", "fakes", "fakes-build", "functions", "functions-build", "sdk"], stages.Order());
         // `docker build -t token-refresh-service .` builds the CLI, running `run`, as the original's image did.
         Assert.EndsWith("AS cli", File.ReadAllLines(Repo.File("Dockerfile")).Last(l => l.StartsWith("FROM ", StringComparison.Ordinal)), StringComparison.Ordinal);
     }
@@ -190,7 +190,62 @@ public sealed partial class ContainerFilesTests
         }
     }
 
-    [GeneratedRegex(@"^FROM \S+ AS (\S+)$", RegexOptions.Multiline)]
+    [Xunit.Fact]
+    public void Dockerfile_EachImageCompilesOnlyItsProject_OnTheBuildersPlatform_TheCliChiseledAndNonRoot()
+    {
+        var stages = DockerfileStageLines();
+
+        Assert.StartsWith("--platform=$BUILDPLATFORM ", stages["sdk"].From, StringComparison.Ordinal);
+        foreach (var (image, project) in new[] { ("cli", "src/TokenRefresh.Cli/"), ("functions", "src/TokenRefresh.Functions/"), ("fakes", "tests/TokenRefresh.FakePlatforms/") })
+        {
+            var build = stages[$"{image}-build"];
+            Assert.Equal("sdk", build.From);
+            // Only its own project and the core it references reach its build.
+            var sources = build.Lines.Where(l => l.StartsWith("COPY ", StringComparison.Ordinal)).SelectMany(l => l.Split(' ')[1..^1]);
+            Assert.All(sources, source => Assert.True(source.StartsWith(project, StringComparison.Ordinal) || source.StartsWith("src/TokenRefresh/", StringComparison.Ordinal)
+                || !source.Contains('/', StringComparison.Ordinal), $"{image}-build copies {source}"));
+            var publish = Assert.Single(build.Lines, l => l.StartsWith("RUN dotnet publish ", StringComparison.Ordinal));
+            Assert.StartsWith($"RUN dotnet publish {project}", publish, StringComparison.Ordinal);
+            // The image takes only its build's output.
+            Assert.All(stages[image].Lines.Where(l => l.StartsWith("COPY ", StringComparison.Ordinal)),
+                copy => Assert.StartsWith($"COPY --from={image}-build ", copy, StringComparison.Ordinal));
+        }
+
+        // The version and commit given as build arguments reach `--version` (scripts/check-images.sh runs it).
+        Assert.Contains("ARG VERSION=1.0.0-local", stages["cli-build"].Lines);
+        Assert.Contains("ARG COMMIT=unknown", stages["cli-build"].Lines);
+        Assert.Contains(" -p:Version=$VERSION -p:SourceRevisionId=$COMMIT", Assert.Single(stages["cli-build"].Lines, l => l.StartsWith("RUN dotnet publish", StringComparison.Ordinal)), StringComparison.Ordinal);
+        // Chiseled: no shell, so no RUN and an exec-form entry point; the non-root user the base image defines.
+        var cli = stages["cli"];
+        Assert.EndsWith("-chiseled", cli.From, StringComparison.Ordinal);
+        Assert.DoesNotContain(cli.Lines, l => l.StartsWith("RUN ", StringComparison.Ordinal));
+        Assert.Contains("USER $APP_UID", cli.Lines);
+        Assert.Contains("ENTRYPOINT [\"tokenrefresh\"]", cli.Lines);
+        Assert.Contains("RUN mkdir /out/bin && ln -s /app/TokenRefresh.Cli /out/bin/tokenrefresh", stages["cli-build"].Lines);
+    }
+
+    /// <summary>Each stage of the Dockerfile: the image it starts from, and its lines.</summary>
+    private static Dictionary<string, (string From, List<string> Lines)> DockerfileStageLines()
+    {
+        var stages = new Dictionary<string, (string From, List<string> Lines)>();
+        List<string>? current = null;
+        foreach (var line in File.ReadAllLines(Repo.File("Dockerfile")).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')))
+        {
+            if (StagePattern().Match(line) is { Success: true } stage)
+            {
+                current = [];
+                stages[stage.Groups[1].Value] = (line["FROM ".Length..line.LastIndexOf(" AS ", StringComparison.Ordinal)], current);
+            }
+            else
+            {
+                current?.Add(line);
+            }
+        }
+
+        return stages;
+    }
+
+    [GeneratedRegex(@"^FROM (?:--platform=\S+ )?\S+ AS (\S+)$", RegexOptions.Multiline)]
     private static partial Regex StagePattern();
 
     [GeneratedRegex(@"^COPY (?!--from)(.+)$", RegexOptions.Multiline)]
