@@ -76,10 +76,12 @@ public static partial class TokenRefreshExtensions
             services.AddSingleton<EntraPassword>();
         }
 
-        // A slow receiver must not hold a cycle's end for long: each attempt gets at most 10 s.
-        services.AddHttpClient<ReauthWebhook>(http => http.Timeout = cycle.HttpTimeout < TimeSpan.FromSeconds(10) ? cycle.HttpTimeout : TimeSpan.FromSeconds(10))
+        // A slow receiver must not hold a cycle's end for long: each attempt gets at most 10 s, all of them the budget.
+        var attemptTimeout = cycle.HttpTimeout < TimeSpan.FromSeconds(10) ? cycle.HttpTimeout : TimeSpan.FromSeconds(10);
+        services.AddHttpClient<ReauthWebhook>(http => http.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(PlatformClients.PrimaryHandler)
-            .RemoveAllLoggers();
+            .RemoveAllLoggers()
+            .AddResilienceHandler("reauth-webhook", (pipeline, context) => ReauthWebhook.AddAttempts(pipeline, context.ServiceProvider, attemptTimeout));
 
         services.AddSingleton<AppTables>();
         services.AddSingleton<PlatformHealthRegistry>();

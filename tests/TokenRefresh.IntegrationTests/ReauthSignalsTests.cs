@@ -194,7 +194,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     }
 
     [Fact]
-    public async Task Webhook_FailsTwiceThenAccepts_RetriedWithBackoff_SameDelivery_SignedBody_NoToken()
+    public async Task Webhook_FailsTwiceThenAccepts_RetriedWithBackoff_SameId_VerifiedByAStandardWebhooksLibrary_NoToken()
     {
         var (revoked, store, secrets) = await ArrangeAsync();
         await using var receiver = await Receiver.StartAsync(failFirst: 2);
@@ -205,17 +205,22 @@ public sealed class ReauthSignalsTests : HarnessTests
 
         var attempts = receiver.Attempts.ToList();
         Assert.Equal(3, attempts.Count);
-        Assert.Single(attempts.Select(a => a.Delivery).Distinct());
+        Assert.Single(attempts.Select(a => a.Id).Distinct());
         Assert.True(attempts[1].At - attempts[0].At >= TimeSpan.FromSeconds(0.9), $"first wait {attempts[1].At - attempts[0].At}");
         Assert.True(attempts[2].At - attempts[1].At >= TimeSpan.FromSeconds(1.9), $"second wait {attempts[2].At - attempts[1].At}");
-        // The receiver's check, pinned to a vector computed apart from .NET: printf '%s' '1767225600.{"events":[]}' | openssl dgst -sha256 -hmac "$Secret"
-        Assert.Equal("sha256=2e145cccc820650d63900dae57cfb03723c3c6ea215a71758b3bab1b037f09b2", ReceiverSignature("1767225600", """{"events":[]}"""u8.ToArray()));
+        // Standard Webhooks' scheme, pinned to a vector computed apart from .NET:
+        // printf '%s' 'msg_1.1767225600.{"events":[]}' | openssl dgst -sha256 -hmac "$Secret" -binary | base64
+        Assert.Equal("v1,+eAEif2+YxbtjKRNty3TlgFYNbmFsqeM86QVg9Mn4l8=", ReauthWebhook.Sign(System.Text.Encoding.UTF8.GetBytes(Secret), "msg_1", "1767225600", """{"events":[]}"""u8));
+        // A receiver verifies with a library that is not ours, given the secret as Standard Webhooks spell it.
+        var verifier = new StandardWebhooks.StandardWebhook(LibrarySecret);
         foreach (var attempt in attempts)
         {
-            Assert.Equal(ReceiverSignature(attempt.Timestamp, attempt.Body), attempt.Signature);
-            Assert.InRange(long.Parse(attempt.Timestamp, System.Globalization.CultureInfo.InvariantCulture), attempt.At.ToUnixTimeSeconds() - 5, attempt.At.ToUnixTimeSeconds() + 1);
+            verifier.Verify(System.Text.Encoding.UTF8.GetString(attempt.Body), attempt.WebhookHeaders());
             Assert.Equal("/hooks/reauth?key=in-the-url", attempt.PathAndQuery);
         }
+
+        // A body changed on the way is refused by the same library.
+        Assert.ThrowsAny<Exception>(() => verifier.Verify(System.Text.Encoding.UTF8.GetString(attempts[^1].Body).Replace("deactivated", "needs_reauth", StringComparison.Ordinal), attempts[^1].WebhookHeaders()));
 
         var events = JsonDocument.Parse(attempts[^1].Body).RootElement.GetProperty("events").EnumerateArray().ToList();
         Assert.Equal(2, events.Count);
@@ -227,6 +232,25 @@ public sealed class ReauthSignalsTests : HarnessTests
         Assert.Contains(logs, l => l.Id.Name == "Delivered" && l.Message.Contains("(attempt 3)", StringComparison.Ordinal));
         // The URL's own key is never logged, nor the secret.
         AssertNoSecret(string.Join('\n', logs.Select(l => l.Message)), ["in-the-url", Secret]);
+    }
+
+    [Fact]
+    public async Task Webhook_429WithRetryAfter_WaitsAsTold_WithAWhsecSecret()
+    {
+        await ArrangeAsync();
+        await using var receiver = await Receiver.StartAsync(failFirst: 1, failWith: 429, retryAfterSeconds: 3);
+        H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url;
+        H.Settings["REAUTH_WEBHOOK_SECRET"] = LibrarySecret;
+
+        var (_, logs) = await H.RunCycleAsync();
+
+        var attempts = receiver.Attempts.ToList();
+        Assert.Equal(2, attempts.Count);
+        // Retry-After: 3, not the first backoff's 1 s.
+        Assert.True(attempts[1].At - attempts[0].At >= TimeSpan.FromSeconds(2.9), $"wait {attempts[1].At - attempts[0].At}");
+        Assert.Contains(logs, l => l.Id.Name == "Retrying" && l.Message.Contains("(HTTP 429); trying again in 3 s", StringComparison.Ordinal));
+        var verifier = new StandardWebhooks.StandardWebhook(LibrarySecret);
+        verifier.Verify(System.Text.Encoding.UTF8.GetString(attempts[1].Body), attempts[1].WebhookHeaders());
     }
 
     [Fact]
@@ -276,13 +300,18 @@ public sealed class ReauthSignalsTests : HarnessTests
         }
     }
 
-    // What a receiver computes, written apart from the service's code: "sha256=" and the lower-case hex HMAC-SHA256 of "{timestamp}.{raw body}".
-    private static string ReceiverSignature(string timestamp, byte[] body) => "sha256=" + Convert.ToHexStringLower(
-        System.Security.Cryptography.HMACSHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Secret), (byte[])[.. System.Text.Encoding.UTF8.GetBytes(timestamp + "."), .. body]));
+    // The same secret as a Standard Webhooks library takes it: whsec_ and the base64 of its bytes.
+    private static readonly string LibrarySecret = "whsec_" + Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(Secret));
 
-    private sealed record Attempt(DateTimeOffset At, string Delivery, string Timestamp, string Signature, byte[] Body, string PathAndQuery, string Headers);
+    private sealed record Attempt(DateTimeOffset At, string Id, string Timestamp, string Signature, byte[] Body, string PathAndQuery, string Headers)
+    {
+        public HeaderDictionary WebhookHeaders() => new()
+        {
+            [ReauthWebhook.IdHeader] = Id, [ReauthWebhook.TimestampHeader] = Timestamp, [ReauthWebhook.SignatureHeader] = Signature,
+        };
+    }
 
-    /// <summary>The main application's webhook endpoint on loopback: answers 503 to the first attempts, or 401 to all.</summary>
+    /// <summary>The main application's webhook endpoint on loopback: answers 503 (or as told) to the first attempts, or 401 to all.</summary>
     private sealed class Receiver : IAsyncDisposable
     {
         private LoopbackHttp? _server;
@@ -291,7 +320,7 @@ public sealed class ReauthSignalsTests : HarnessTests
 
         public string Url => _server!.BaseUrl + "/";
 
-        public static async Task<Receiver> StartAsync(int failFirst, bool refuse = false)
+        public static async Task<Receiver> StartAsync(int failFirst, bool refuse = false, int failWith = 503, int? retryAfterSeconds = null)
         {
             var receiver = new Receiver();
             receiver._server = await LoopbackHttp.StartAsync(app => app.MapPost("/{**path}", async (HttpContext context) =>
@@ -299,10 +328,14 @@ public sealed class ReauthSignalsTests : HarnessTests
                 using var body = new MemoryStream();
                 await context.Request.Body.CopyToAsync(body);
                 var headers = context.Request.Headers;
-                receiver.Attempts.Enqueue(new Attempt(DateTimeOffset.UtcNow, headers[ReauthWebhook.DeliveryHeader].ToString(),
+                receiver.Attempts.Enqueue(new Attempt(DateTimeOffset.UtcNow, headers[ReauthWebhook.IdHeader].ToString(),
                     headers[ReauthWebhook.TimestampHeader].ToString(), headers[ReauthWebhook.SignatureHeader].ToString(), body.ToArray(),
                     context.Request.Path + context.Request.QueryString, string.Join('\n', headers.Select(h => $"{h.Key}: {h.Value}"))));
-                context.Response.StatusCode = refuse ? 401 : receiver.Attempts.Count <= failFirst ? 503 : 204;
+                context.Response.StatusCode = refuse ? 401 : receiver.Attempts.Count <= failFirst ? failWith : 204;
+                if (retryAfterSeconds is { } seconds && context.Response.StatusCode == failWith)
+                {
+                    context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                }
             }));
             return receiver;
         }

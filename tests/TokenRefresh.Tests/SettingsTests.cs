@@ -57,6 +57,29 @@ public sealed class SettingsTests
     }
 
     [Theory]
+    // Standard Webhooks' form: the key is the base64 after whsec_.
+    [InlineData("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3", "0123456789abcdef01234567")]
+    // Any other secret of 16 characters or more: its UTF-8 bytes.
+    [InlineData("a-plain-secret-of-29-characters", "a-plain-secret-of-29-characters")]
+    public void Load_WebhookSecret_TheKeyAsStandardWebhooksLibrariesReadIt(string secret, string key)
+    {
+        var o = Load(("REAUTH_WEBHOOK_URL", "https://app.example.com/hooks"), ("REAUTH_WEBHOOK_SECRET", secret));
+
+        Assert.Equal(System.Text.Encoding.UTF8.GetBytes(key), o.Webhook.Key);
+    }
+
+    [Theory]
+    [InlineData("whsec_not base64!", "REAUTH_WEBHOOK_SECRET starts with whsec_ but the rest is not base64 of 16 bytes or more.")]
+    [InlineData("whsec_c2hvcnQ=", "REAUTH_WEBHOOK_SECRET starts with whsec_ but the rest is not base64 of 16 bytes or more.")]
+    [InlineData("too-short", "REAUTH_WEBHOOK_SECRET must be set, at least 16 characters, when REAUTH_WEBHOOK_URL is: it signs each request (webhook-signature).")]
+    public void Load_BadWebhookSecret_OneLineNamingIt_WithoutTheValue(string secret, string message)
+    {
+        var e = Assert.Throws<SettingsException>(() => Load(("REAUTH_WEBHOOK_URL", "https://app.example.com/hooks"), ("REAUTH_WEBHOOK_SECRET", secret)));
+
+        Assert.Equal(message, e.Message);
+    }
+
+    [Theory]
     [InlineData("ETSY_REFRESH_MARGIN_MINUTES", "ten")]
     [InlineData("ETSY_REFRESH_MARGIN_MINUTES", "-1")]
     [InlineData("ETSY_REFRESH_MARGIN_MINUTES", "100000")]

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
+using Polly.Timeout;
 using TokenRefresh.Settings;
 
 namespace TokenRefresh;
@@ -18,32 +19,39 @@ public sealed record ReauthEvent(
     [property: JsonPropertyName("at")] DateTimeOffset At);
 
 /// <summary>
-/// REAUTH_WEBHOOK_URL: a cycle's <see cref="ReauthEvent"/>s posted as one JSON body (100 events at most), signed with
-/// HMAC-SHA256 over "{timestamp}.{body}" with REAUTH_WEBHOOK_SECRET, and retried with backoff on a network error, a
-/// timeout, a 408, a 429 or a 5xx. The same delivery id on every attempt lets the receiver ignore a repeat. All of a
-/// cycle's deliveries share one budget (<see cref="Budget"/>), and stop when the process does.
+/// REAUTH_WEBHOOK_URL: a cycle's <see cref="ReauthEvent"/>s posted as one JSON body (100 events at most), signed as
+/// Standard Webhooks sign (so a receiver verifies with a ready library), and retried through the resilience pipeline on a
+/// network error, a timeout, a 408, a 429 or a 5xx, after the Retry-After given or with backoff. Every attempt carries
+/// the same webhook-id, so the receiver can ignore a repeat. All of a cycle's deliveries share one budget
+/// (<see cref="Budget"/>), and stop when the process does.
 /// </summary>
 public sealed partial class ReauthWebhook(HttpClient http, WebhookSettings settings, TimeProvider time, ILogger<ReauthWebhook> logger)
 {
-    public const string SignatureHeader = "X-TokenRefresh-Signature";
-    public const string TimestampHeader = "X-TokenRefresh-Timestamp";
-    public const string DeliveryHeader = "X-TokenRefresh-Delivery";
+    public const string IdHeader = "webhook-id";
+    public const string TimestampHeader = "webhook-timestamp";
+    public const string SignatureHeader = "webhook-signature";
     public const int BatchSize = 100;
 
     /// <summary>How long a cycle's deliveries may take in all: about two batches' five attempts, well inside a stop's grace.</summary>
     public static readonly TimeSpan Budget = TimeSpan.FromSeconds(30);
 
-    /// <summary>The waits before the 2nd to 5th attempts.</summary>
-    public static readonly IReadOnlyList<TimeSpan> Backoff = [TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(8)];
+    /// <summary>The first wait before another attempt, doubled each time (1, 2, 4 and 8 s), unless Retry-After says.</summary>
+    public static readonly TimeSpan FirstBackoff = TimeSpan.FromSeconds(1);
 
-    /// <summary>The signature a receiver computes to check a request: "sha256=" and the lower-case hex HMAC.</summary>
-    public static string Sign(string secret, string timestamp, ReadOnlySpan<byte> body)
+    /// <summary>Attempts after the first.</summary>
+    public const int Retries = 4;
+
+    /// <summary>
+    /// Standard Webhooks' signature: "v1," and the base64 HMAC-SHA256, keyed with <paramref name="key"/> (the secret's
+    /// bytes: decoded from base64 after "whsec_"), of "{id}.{timestamp}.{body}".
+    /// </summary>
+    public static string Sign(ReadOnlySpan<byte> key, string id, string timestamp, ReadOnlySpan<byte> body)
     {
-        var signed = new byte[Encoding.UTF8.GetByteCount(timestamp) + 1 + body.Length];
-        var at = Encoding.UTF8.GetBytes(timestamp, signed);
-        signed[at] = (byte)'.';
-        body.CopyTo(signed.AsSpan(at + 1));
-        return "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), signed));
+        var prefix = Encoding.UTF8.GetBytes($"{id}.{timestamp}.");
+        var signed = new byte[prefix.Length + body.Length];
+        prefix.CopyTo(signed, 0);
+        body.CopyTo(signed.AsSpan(prefix.Length));
+        return "v1," + Convert.ToBase64String(HMACSHA256.HashData(key, signed));
     }
 
     /// <summary>
@@ -52,7 +60,7 @@ public sealed partial class ReauthWebhook(HttpClient http, WebhookSettings setti
     /// </summary>
     public async Task DeliverAsync(IReadOnlyList<ReauthEvent> events, CancellationToken stopping = default)
     {
-        if (settings is not { Url: { } url, Secret: { } secret } || events.Count == 0)
+        if (settings is not { Url: { } url, Key: { } key } || events.Count == 0)
         {
             return;
         }
@@ -65,7 +73,7 @@ public sealed partial class ReauthWebhook(HttpClient http, WebhookSettings setti
             string? problem;
             try
             {
-                problem = await DeliverBatchAsync(url, secret, batches[i], budget.Token);
+                problem = await DeliverBatchAsync(url, key, batches[i], budget.Token);
             }
             catch (OperationCanceledException)
             {
@@ -86,52 +94,32 @@ public sealed partial class ReauthWebhook(HttpClient http, WebhookSettings setti
     }
 
     /// <returns>Null once delivered; else why not.</returns>
-    private async Task<string?> DeliverBatchAsync(Uri url, string secret, ReauthEvent[] batch, CancellationToken budget)
+    private async Task<string?> DeliverBatchAsync(Uri url, byte[] key, ReauthEvent[] batch, CancellationToken budget)
     {
         var body = JsonSerializer.SerializeToUtf8Bytes(new { events = batch });
-        var delivery = Guid.NewGuid().ToString();
-        for (var attempt = 1; ; attempt++)
+        var id = $"msg_{Guid.NewGuid():N}";
+        var timestamp = time.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
+        using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new("application/json");
+        request.Headers.Add(IdHeader, id);
+        request.Headers.Add(TimestampHeader, timestamp);
+        request.Headers.Add(SignatureHeader, Sign(key, id, timestamp, body));
+        request.Options.Set(EventsKey, batch.Length);
+        try
         {
-            var timestamp = time.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
-            using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
-            request.Content.Headers.ContentType = new("application/json");
-            request.Headers.Add(TimestampHeader, timestamp);
-            request.Headers.Add(SignatureHeader, Sign(secret, timestamp, body));
-            request.Headers.Add(DeliveryHeader, delivery);
-            string problem;
-            try
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, budget);
+            if (response.IsSuccessStatusCode)
             {
-                using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, budget);
-                var status = (int)response.StatusCode;
-                if (response.IsSuccessStatusCode)
-                {
-                    Log.Delivered(logger, batch.Length, url.Host, attempt);
-                    return null;
-                }
-
-                problem = $"HTTP {status}";
-                if (status is not (408 or 429) && status < 500)
-                {
-                    // The receiver refused it (a wrong signature, a wrong address): another attempt would be refused too.
-                    return $"{problem}, after {attempt} attempts";
-                }
-            }
-            catch (HttpRequestException e)
-            {
-                problem = e.HttpRequestError == HttpRequestError.Unknown ? "network error" : e.HttpRequestError.ToString();
-            }
-            catch (OperationCanceledException) when (!budget.IsCancellationRequested)
-            {
-                problem = "timeout";
+                Log.Delivered(logger, batch.Length, url.Host, Attempts(request));
+                return null;
             }
 
-            if (attempt > Backoff.Count)
-            {
-                return $"{problem}, after {attempt} attempts";
-            }
-
-            Log.Retrying(logger, batch.Length, url.Host, problem, Backoff[attempt - 1].TotalSeconds);
-            await Task.Delay(Backoff[attempt - 1], time, budget);
+            // A 4xx other than 408 and 429 is not tried again: the receiver refused it (a wrong signature, a wrong address).
+            return $"HTTP {(int)response.StatusCode}, after {Attempts(request)} attempts";
+        }
+        catch (Exception e) when (e is HttpRequestException or TimeoutRejectedException && !budget.IsCancellationRequested)
+        {
+            return $"{Problem(e)}, after {Attempts(request)} attempts";
         }
     }
 
