@@ -15,11 +15,8 @@ for arg in "$@"; do
   if [ "$arg" = --full ]; then
     # An hour passes in 120 s; a cycle every 10 s (the 3-minute schedule, compressed 18 times less than the tokens, so
     # that a cycle fits 10,000 + 12,000 accounts on two cores); each fault gets 150 s to show its effect and its end.
-    # Etsy allows 150 calls a second: its 10/s compressed as the day is would be 300/s, more than two cores running both
-    # replicas, PostgreSQL, PgBouncer, the fakes and the TLS proxy reach (about 200/s), so the machine, not the limit,
-    # would be what recovery waits for.
     args+=(--etsy 10000 --stores 10000 --expiring 2000 --token-seconds 120 --cycle-seconds 10 --segment-seconds 150 --warmup-seconds 120
-           --outage-seconds 90 --etsy-rate 150 --storm-seconds 30 --http-timeout-seconds 5 --sample-seconds 2 --reconnect-every-seconds 0.5)
+           --outage-seconds 90 --etsy-rate scaled --storm-seconds 30 --http-timeout-seconds 5 --sample-seconds 2 --reconnect-every-seconds 0.5)
   else
     args+=("$arg")
   fi

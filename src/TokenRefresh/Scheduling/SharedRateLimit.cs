@@ -12,11 +12,9 @@ namespace TokenRefresh.Scheduling;
 /// than the rate. A 429's Retry-After moves them for every replica. A reservation takes as many moments as fit in
 /// the grace a permit has (<see cref="Permit.Grace"/>; one at 10 a second, more at higher rates), so a
 /// process never holds a moment it cannot use at once, and one that passed unused is let go.
-/// The next moments are asked for while the last ones are used (<see cref="TryTake"/>), so a process alone keeps the
-/// rate with no gap for the database's round trip. The daily quota that the platform's last answer gave rides along
-/// with the next reservation.
+/// The daily quota that the platform's last answer gave rides along with the next reservation.
 /// </summary>
-internal sealed partial class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, string platform, int perSecond, TimeProvider? realTime = null) : IPermits
+internal sealed class SharedRateLimit(NpgsqlDataSource db, TimeProvider time, string platform, int perSecond, TimeProvider? realTime = null) : IPermits
 {
     // Waits are real time, as the database's clock is (the service's clock may be a test's).
     private readonly TimeProvider _clock = realTime ?? TimeProvider.System;
@@ -38,9 +36,6 @@ internal sealed partial class SharedRateLimit(NpgsqlDataSource db, TimeProvider 
 
     private volatile bool _rateBound;
 
-    // The reservation under way, at most one a process: a caller with no moment left waits for it rather than ask again.
-    private Task<(bool Reserved, TimeSpan Wait, bool Paused)>? _reserving;
-
     public string Platform => platform;
 
     public bool RateBound => _rateBound;
@@ -60,7 +55,6 @@ internal sealed partial class SharedRateLimit(NpgsqlDataSource db, TimeProvider 
     public TimeSpan? TryTake(TimeSpan ahead)
     {
         var now = _clock.GetUtcNow();
-        TimeSpan? taken;
         lock (_lock)
         {
             while (_moments.TryPeek(out var moment) && (now - moment > Permit.Grace || Paused(now)))
@@ -68,17 +62,8 @@ internal sealed partial class SharedRateLimit(NpgsqlDataSource db, TimeProvider 
                 _moments.Dequeue(); // passed unused, or reserved before this process's own 429: let go
             }
 
-            taken = _moments.TryPeek(out var next) && next <= now + ahead && _moments.Dequeue() == next ? now - next : null;
-            if (taken is null || _moments.Count > _perReservation / 2 || _reserving is { IsCompleted: false })
-            {
-                return taken;
-            }
+            return _moments.TryPeek(out var next) && next <= now + ahead && _moments.Dequeue() == next ? now - next : null;
         }
-
-        // Half of the moments used: the next ones are asked for now, and follow these with no gap if nobody took them.
-        Reservation(Lookahead, CancellationToken.None).ContinueWith(t => t.Exception, CancellationToken.None,
-            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return taken;
     }
 
     /// <summary>
@@ -88,13 +73,10 @@ internal sealed partial class SharedRateLimit(NpgsqlDataSource db, TimeProvider 
     /// </summary>
     public async Task<(string? NotNow, TimeSpan Late)> WaitAsync(DateTimeOffset deadline, CancellationToken cancellationToken)
     {
-        var waitedForRate = false;
         while (true)
         {
             if (TryTake(TimeSpan.Zero) is { } late)
             {
-                // Whether this call waited for a moment ahead (the rate holds the calls back), not for a reservation.
-                _rateBound = waitedForRate;
                 return (null, late);
             }
 
@@ -107,7 +89,9 @@ internal sealed partial class SharedRateLimit(NpgsqlDataSource db, TimeProvider 
             if (upcoming is null)
             {
                 var maxWait = deadline - time.GetUtcNow();
-                var (reserved, wait, paused) = await Reservation(maxWait < Lookahead ? maxWait : Lookahead, cancellationToken).WaitAsync(cancellationToken);
+                var (reserved, wait, paused) = await ReserveAsync(maxWait < Lookahead ? maxWait : Lookahead, cancellationToken);
+                // The first moment lay ahead: calls wait for the rate (or a pause), not for the database's answer.
+                _rateBound = wait > TimeSpan.Zero;
                 if (!reserved)
                 {
                     // Within the last Lookahead of the budget, the database's no is the budget's: asking again would only spin.
@@ -119,7 +103,6 @@ internal sealed partial class SharedRateLimit(NpgsqlDataSource db, TimeProvider 
                     // Too far ahead to hold (or another replica took those moments first): asked again once it is near.
                     if (wait > Lookahead)
                     {
-                        waitedForRate = true;
                         await Task.Delay(wait - Lookahead, _clock, cancellationToken);
                     }
 
@@ -141,7 +124,6 @@ internal sealed partial class SharedRateLimit(NpgsqlDataSource db, TimeProvider 
             // Woken late (a busy machine), a moment is let go by TryTake, rather than put a call beside the next one's.
             if (upcoming.Value - _clock.GetUtcNow() is { Ticks: > 0 } delay)
             {
-                waitedForRate = true;
                 await Task.Delay(delay, _clock, cancellationToken);
             }
         }
@@ -206,6 +188,117 @@ internal sealed partial class SharedRateLimit(NpgsqlDataSource db, TimeProvider 
             lock (_lock)
             {
                 return _quota;
+            }
+        }
+    }
+
+    // Reserves the next moments (queued here), unless the first lies further than maxWait ahead; returns whether it did,
+    // how long until the first, and whether a pause set it.
+    private async Task<(bool Reserved, TimeSpan Wait, bool Paused)> ReserveAsync(TimeSpan maxWait, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            WITH current AS (
+                SELECT GREATEST(r.next_at, r.paused_until, clock_timestamp()) AS slot, r.paused_until > clock_timestamp() AS paused
+                FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = @Platform),
+            reserved AS (
+                INSERT INTO token_refresh_rate AS r (platform, next_at, quota_per_day, remaining_today, quota_seen_at)
+                VALUES (@Platform, clock_timestamp() + make_interval(secs => @Interval * @Count), @PerDay, @Remaining, @SeenAt)
+                ON CONFLICT (platform) DO UPDATE SET
+                    next_at = GREATEST(r.next_at, r.paused_until, clock_timestamp()) + make_interval(secs => @Interval * @Count),
+                    quota_per_day = CASE WHEN EXCLUDED.quota_seen_at >= r.quota_seen_at OR r.quota_seen_at IS NULL
+                                         THEN COALESCE(EXCLUDED.quota_per_day, r.quota_per_day) ELSE r.quota_per_day END,
+                    remaining_today = CASE WHEN EXCLUDED.quota_seen_at >= r.quota_seen_at OR r.quota_seen_at IS NULL
+                                           THEN COALESCE(EXCLUDED.remaining_today, r.remaining_today) ELSE r.remaining_today END,
+                    quota_seen_at = GREATEST(EXCLUDED.quota_seen_at, r.quota_seen_at)
+                WHERE GREATEST(r.next_at, r.paused_until, clock_timestamp()) <= clock_timestamp() + make_interval(secs => @MaxWait)
+                RETURNING r.next_at - make_interval(secs => @Interval * @Count) AS slot)
+            SELECT EXISTS (SELECT 1 FROM reserved) AS Reserved,
+                   extract(epoch FROM COALESCE((SELECT slot FROM reserved), c.slot, clock_timestamp()))::float8 AS Slot,
+                   extract(epoch FROM clock_timestamp())::float8 AS Now,
+                   COALESCE(c.paused, false) AS Paused
+            FROM current c
+            """;
+        Quota? quota;
+        lock (_lock)
+        {
+            quota = _quota;
+        }
+
+        var parameters = new
+        {
+            Platform = platform, Interval = _interval.TotalSeconds, Count = _perReservation, MaxWait = Math.Max(0, maxWait.TotalSeconds),
+            quota?.PerDay, quota?.Remaining, SeenAt = quota?.SeenAt,
+        };
+        // Retried through a dropped connection or a restart, as the cycle's other reads are: a lost reservation only costs a moment.
+        var (reserved, slot, paused) = await DatabaseRetry.ReadAsync(_clock, async ct =>
+        {
+            await using var connection = await db.OpenConnectionAsync(ct);
+            if (ClockOffset is null)
+            {
+                // The first reservation: a few bare readings of the clock, so that the first moments are placed right too.
+                for (var i = 0; i < 3; i++)
+                {
+                    var sent = _clock.GetUtcNow();
+                    SawClock(sent, await connection.ExecuteScalarAsync<double>(new CommandDefinition("SELECT extract(epoch FROM clock_timestamp())::float8", cancellationToken: ct)));
+                }
+            }
+
+            var asked = _clock.GetUtcNow();
+            var row = await connection.ReadRowAsync<(bool Reserved, double Slot, double Now, bool Paused)>(new CommandDefinition(sql, parameters, cancellationToken: ct));
+            SawClock(asked, row.Now);
+            return (row.Reserved, row.Slot, row.Paused);
+        }, cancellationToken);
+        var at = DateTimeOffset.UnixEpoch + TimeSpan.FromSeconds(slot) + ClockOffset!.Value;
+        var first = at - _clock.GetUtcNow() is { Ticks: > 0 } wait ? wait : TimeSpan.Zero;
+        if (reserved)
+        {
+            lock (_lock)
+            {
+                for (var i = 0; i < _perReservation; i++)
+                {
+                    _moments.Enqueue(at + _interval * i);
+                }
+            }
+        }
+
+        return (reserved, first, paused);
+    }
+
+    // A reading of the database's clock taken between sent and now: it read it about halfway. Kept if its round trip
+    // was the quickest yet, or the one kept is a minute old (clocks drift, and may be set).
+    private void SawClock(DateTimeOffset sent, double databaseNow)
+    {
+        var now = _clock.GetUtcNow();
+        var roundTrip = now - sent;
+        lock (_lock)
+        {
+            if (_databaseClock is not { } kept || roundTrip <= kept.RoundTrip || now - kept.At > TimeSpan.FromMinutes(1))
+            {
+                _databaseClock = (sent + roundTrip / 2 - (DateTimeOffset.UnixEpoch + TimeSpan.FromSeconds(databaseNow)), roundTrip, now);
+            }
+        }
+    }
+
+    /// <summary>The round trip of the reading <see cref="ClockOffset"/> comes from: the offset is right to within half of it.</summary>
+    internal TimeSpan? ClockRoundTrip
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _databaseClock?.RoundTrip;
+            }
+        }
+    }
+
+    /// <summary>How far this process's clock is ahead of the database's, as best seen; null before the first reading.</summary>
+    internal TimeSpan? ClockOffset
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _databaseClock?.Offset;
             }
         }
     }
