@@ -26,12 +26,12 @@ public sealed record WebhookSettings(Uri? Url, byte[]? Key)
             throw new SettingsException("REAUTH_WEBHOOK_URL must be an absolute https:// URL (plain http only for loopback hosts).");
         }
 
-        return new(url, Key(read.Text(SecretSetting)));
+        return new(url, KeyOf(read.Text(SecretSetting)));
     }
 
     // As Standard Webhooks libraries read a secret: the bytes after "whsec_", base64-decoded; any other secret is its
     // UTF-8 bytes (a receiver's library then takes "whsec_" and their base64).
-    private static byte[] Key(string? secret)
+    private static byte[] KeyOf(string? secret)
     {
         const string Prefix = "whsec_";
         if (secret is not null && secret.StartsWith(Prefix, StringComparison.Ordinal))
