@@ -52,6 +52,49 @@ public sealed class SelfHealingTests(ITestOutputHelper output) : HarnessTests
     }
 
     [Fact]
+    public async Task Run_PlatformsNeverAnswer_EachCycleEndsAtItsTimeouts_AndRunKeepsGoing()
+    {
+        // A platform that takes the request and never answers: the cycle's calls time out, the cycle ends, and the
+        // process is healthy (cycles run); it is no reason to start it again.
+        var refresh = H.Fake.Etsy.AddAccount(91);
+        await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(1));
+        H.Fake.Shopify.AddStore("silent.myshopify.com", "shpat_silent");
+        await H.Db.AddShopifyStoreAsync("silent.myshopify.com", "shpat_silent");
+        H.Fake.Etsy.PlatformFault = FakePlatforms.FakeFault.Hang;
+        H.Fake.Shopify.PlatformFault = FakePlatforms.FakeFault.Hang;
+        var heartbeat = Path.Combine(Path.GetTempPath(), $"tokenrefresh-heartbeat-{Guid.NewGuid():N}");
+        var settings = new Dictionary<string, string?>(H.Settings)
+        {
+            ["HEARTBEAT_FILE"] = heartbeat, ["REFRESH_SCHEDULE"] = "*/5 * * * * *", ["CYCLE_BUDGET_SECONDS"] = "5", ["HTTP_TIMEOUT_SECONDS"] = "3",
+        };
+        using var run = CliProcess.Start(["run"], settings);
+        try
+        {
+            await run.WaitForOutputAsync("Refresh cycle completed in", 2, TimeSpan.FromSeconds(90));
+            await run.WaitForOutputAsync("Next cycle at", 2, TimeSpan.FromSeconds(30));
+
+            var cycles = run.Stdout.Split('\n').Where(l => l.Contains("Refresh cycle completed in", StringComparison.Ordinal)).ToList();
+            var deadline = DateTimeOffset.FromUnixTimeSeconds(long.Parse(File.ReadLines(heartbeat).First(), CultureInfo.InvariantCulture));
+            output.WriteLine(string.Join('\n', cycles));
+
+            Assert.False(run.HasExited, run.Stdout);
+            Assert.True(cycles.Count >= 2, run.Stdout);
+            // Each within its budget and a call's timeout (and the retry of a timed-out call), never minutes past it.
+            Assert.All(cycles, l => Assert.InRange(CycleMilliseconds(l), 0, (5 + (2 * 3) + 5) * 1000));
+            // The calls did go out and time out: the first cycle failed both accounts, and the store stayed active.
+            Assert.Contains("Etsy: 0/1 refreshed, 1 failed", cycles[0], StringComparison.Ordinal);
+            Assert.Contains("Shopify: 0/1 validated, 0 deactivated, 1 failed", cycles[0], StringComparison.Ordinal);
+            Assert.True(deadline > DateTimeOffset.UtcNow, $"the heartbeat's deadline {deadline:O} has passed");
+        }
+        finally
+        {
+            run.Signal(15);
+            await run.WaitForExitAsync(TimeSpan.FromSeconds(30));
+            File.Delete(heartbeat);
+        }
+    }
+
+    [Fact]
     public async Task Once_OnAFreshDatabase_AsTheTablesOwner_CreatesTheServiceTables_AndRefreshes()
     {
         await using var fresh = await TestDatabase.CreateAsync(migrated: false);

@@ -73,10 +73,13 @@ public sealed class CliProcess : IDisposable
     }
 
     /// <summary>Waits until the output holds <paramref name="text"/> (the CLI's own signal that it got there).</summary>
-    public async Task WaitForOutputAsync(string text, TimeSpan timeout)
+    public Task WaitForOutputAsync(string text, TimeSpan timeout) => WaitForOutputAsync(text, 1, timeout);
+
+    /// <summary>Waits until standard output holds <paramref name="text"/> at least <paramref name="times"/> times.</summary>
+    public async Task WaitForOutputAsync(string text, int times, TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
-        while (!Stdout.Contains(text, StringComparison.Ordinal))
+        while (Stdout.Split(text).Length - 1 < times)
         {
             if (_process.HasExited)
             {
