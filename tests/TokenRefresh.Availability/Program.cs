@@ -129,8 +129,8 @@ var settings = new Dictionary<string, string?>
     ["SHOPIFY_API_KEY"] = "fake-shopify-api-key",
     ["SHOPIFY_API_SECRET"] = "fake-shopify-api-secret",
     ["REFRESH_SCHEDULE"] = $"*/{o.CycleSeconds} * * * * *",
-    ["ETSY_REFRESH_MARGIN_MINUTES"] = "1",
-    ["SHOPIFY_REFRESH_MARGIN_MINUTES"] = "1",
+    ["ETSY_REFRESH_MARGIN_MINUTES"] = ReportWriter.Margin.TotalMinutes.ToString(CultureInfo.InvariantCulture),
+    ["SHOPIFY_REFRESH_MARGIN_MINUTES"] = ReportWriter.Margin.TotalMinutes.ToString(CultureInfo.InvariantCulture),
     ["SHOPIFY_VALIDATE_INTERVAL_MINUTES"] = "1",
     ["HTTP_TIMEOUT_SECONDS"] = o.HttpTimeoutSeconds.ToString(CultureInfo.InvariantCulture),
     ["CYCLE_BUDGET_SECONDS"] = Math.Max(5, o.CycleSeconds - 2).ToString(CultureInfo.InvariantCulture),
@@ -157,7 +157,7 @@ using var stop = new CancellationTokenSource();
 var running = timeline.RunAsync(stop);
 var reconnecting = timeline.ReconnectsAsync(stop.Token);
 var samples = new List<Sample>();
-var sampler = new Sampler(adminDb, fake, timeline.Revoked, timeline.RevokedLock, timeline.Reading);
+var sampler = new Sampler(adminDb, fake, timeline.Revoked, timeline.RevokedLock, timeline.Reading, ReportWriter.Margin);
 while (!stop.IsCancellationRequested)
 {
     var next = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(o.SampleSeconds);

@@ -91,6 +91,13 @@ internal sealed class Replica
         return process.ExitCode;
     }
 
+    /// <summary>SIGSTOP (true) or SIGCONT (false): a frozen replica changes nothing in the database while it is looked at.</summary>
+    public void Freeze(bool frozen)
+    {
+        using var signal = Process.Start("kill", [frozen ? "-STOP" : "-CONT", _process.Id.ToString(CultureInfo.InvariantCulture)]);
+        signal.WaitForExit();
+    }
+
     /// <summary>SIGKILL: no shutdown, requests in flight are cut.</summary>
     public void Kill()
     {

@@ -126,29 +126,35 @@ internal sealed class ReportWriter
 
     private string BacklogRecovery(Fault f, DateTimeOffset to)
     {
-        var (bound, backlog) = Bound(f);
+        var (bound, due, expired) = Bound(f);
         var first = _figures.AllValidFrom(f.End, to + _day.Cycle);
         var seconds = first is null ? (double?)null : (first.At - f.End).TotalSeconds;
         if (seconds is not { } s || s > bound.TotalSeconds)
         {
             _misses.Add(string.Create(CultureInfo.InvariantCulture,
-                $"{f.Name}: every account valid again {(seconds is { } x ? $"after {x:0.0} s" : "not within its segment")}, beyond the bound of {bound.TotalSeconds:0.0} s (a cycle and its start, {backlog} expired tokens at {_day.EtsyRate}/s, a sample)"));
+                $"{f.Name}: every account valid again {(seconds is { } x ? $"after {x:0.0} s" : "not within its segment")}, beyond the bound of {bound.TotalSeconds:0.0} s (a cycle and its start, {due} tokens due at {_day.EtsyRate}/s, a sample)"));
         }
 
-        return string.Create(CultureInfo.InvariantCulture, $"{(seconds is { } y ? $"after {y:0.0} s" : "not within its segment")} (bound {bound.TotalSeconds:0.0} s: {backlog} expired)");
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{(seconds is { } y ? $"after {y:0.0} s" : "not within its segment")} (bound {bound.TotalSeconds:0.0} s: {due:N0} due, {expired:N0} of them expired)");
     }
+
+    /// <summary>The refresh margin the day runs with: a token within it at the outage's end is owed a refresh.</summary>
+    public static readonly TimeSpan Margin = TimeSpan.FromMinutes(1);
 
     /// <summary>
     /// An outage that outlasted the margin: a cycle for the platform to be found answering (and half a second for that
-    /// cycle's own start: count, list, claim), then the backlog at the rate limit, measured to a sample.
+    /// cycle's own start: count, list, claim), then the backlog at the rate limit, measured to a sample. The backlog is
+    /// every token that expired or fell due during the outage: one left for later expires while the others are refreshed.
     /// </summary>
     private static readonly TimeSpan CycleStart = TimeSpan.FromSeconds(0.5);
 
-    private (TimeSpan Bound, int Backlog) Bound(Fault f)
+    private (TimeSpan Bound, int Due, int Expired) Bound(Fault f)
     {
-        var backlog = _figures.Read(_samples).Where(s => s.At >= f.End - _day.Cycle && s.At <= f.End + _day.Cycle)
-            .Select(s => _figures[s].EtsyTargetInvalid).DefaultIfEmpty(0).Max();
-        return (_day.Cycle + CycleStart + TimeSpan.FromSeconds(backlog / (double)_day.EtsyRate) + TimeSpan.FromSeconds(O.SampleSeconds), backlog);
+        var atEnd = _figures.Read(_samples).Where(s => s.At >= f.End - _day.Cycle && s.At <= f.End + _day.Cycle).ToList();
+        var due = atEnd.Select(s => s.EtsyDue).DefaultIfEmpty(0).Max();
+        var expired = atEnd.Select(s => _figures[s].EtsyTargetInvalid).DefaultIfEmpty(0).Max();
+        return (_day.Cycle + CycleStart + TimeSpan.FromSeconds(due / (double)_day.EtsyRate) + TimeSpan.FromSeconds(O.SampleSeconds), due, expired);
     }
 
     // The samples outside every fault window: an outage's runs from its start to one cycle after its end (the backlog
@@ -192,9 +198,9 @@ internal sealed class ReportWriter
         foreach (var f in _day.Faults.Where(f => f.Backlog))
         {
             var expired = _figures.Read(_samples).Where(s => s.At >= f.Start && s.At <= f.End).Select(s => _figures[s].EtsyTargetInvalid).DefaultIfEmpty(0).Max();
-            var (bound, backlog) = Bound(f);
+            var (bound, due, atEnd) = Bound(f);
             _text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{f.Name}: up to {expired} Etsy users' tokens had expired during it, {backlog} at its end; bound for every account to be valid again: {bound.TotalSeconds:0.0} s (a cycle and {CycleStart.TotalSeconds} s for its start, {backlog} at {_day.EtsyRate}/s, a sample)."));
+                $"{f.Name}: up to {expired:N0} Etsy users' tokens had expired during it, {atEnd:N0} around its end, and {due:N0} had expired or were due (within the margin); bound for every account to be valid again: {bound.TotalSeconds:0.0} s (a cycle and {CycleStart.TotalSeconds} s for its start, {due:N0} at {_day.EtsyRate}/s, a sample)."));
             if (expired == 0)
             {
                 _misses.Add($"{f.Name}: no token expired during it, so it proves nothing about recovering from a backlog (make it longer than the margin)");

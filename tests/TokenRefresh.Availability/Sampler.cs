@@ -9,16 +9,19 @@ namespace TokenRefresh.Availability;
 /// "shop:&lt;domain&gt;"): every account (<see cref="Total"/>), those whose access token the platform would refuse at that
 /// moment (<see cref="Invalid"/>, whatever the cause), and what may explain some of them: revoked by their users,
 /// flagged by the service, or caught between a Shopify refresh's answer and its write (<see cref="Rotating"/>, also in
-/// <see cref="Invalid"/>). A sample that could not read the database is <see cref="Failed"/>: a gap, never a success.
+/// <see cref="Invalid"/>). <see cref="EtsyDue"/>: Etsy users, not revoked, whose token has expired or is within the
+/// refresh margin (the work a recovery owes). A sample that could not read the database is <see cref="Failed"/>: a gap,
+/// never a success.
 /// </summary>
 internal sealed record Sample(
     DateTimeOffset At, bool Failed, int Total, IReadOnlyList<string> Invalid, IReadOnlySet<string> Revoked, IReadOnlySet<string> Flagged,
-    IReadOnlySet<string> Rotating, double IdleInTransactionSeconds, long EtsyCalls, long ShopifyCalls, double CpuSeconds)
+    IReadOnlySet<string> Rotating, double IdleInTransactionSeconds, long EtsyCalls, long ShopifyCalls, double CpuSeconds, int EtsyDue)
 {
-    public static Sample Gap(DateTimeOffset at) => new(at, true, 0, [], new HashSet<string>(), new HashSet<string>(), new HashSet<string>(), 0, 0, 0, 0);
+    public static Sample Gap(DateTimeOffset at) => new(at, true, 0, [], new HashSet<string>(), new HashSet<string>(), new HashSet<string>(), 0, 0, 0, 0, 0);
 }
 
-internal sealed class Sampler(string adminDb, FakePlatformServer fake, Dictionary<string, DateTimeOffset> revoked, Lock revokedLock, SemaphoreSlim reading)
+internal sealed class Sampler(
+    string adminDb, FakePlatformServer fake, Dictionary<string, DateTimeOffset> revoked, Lock revokedLock, SemaphoreSlim reading, TimeSpan margin)
 {
     /// <summary>How long after a Shopify refresh its replaced access token still counts: the time for its answer to be stored.</summary>
     public static readonly TimeSpan RotationGrace = TimeSpan.FromSeconds(2);
@@ -50,11 +53,18 @@ internal sealed class Sampler(string adminDb, FakePlatformServer fake, Dictionar
                 .OfType<string>().ToHashSet();
             var invalid = new List<string>();
             var rotating = new HashSet<string>();
+            var due = 0;
             foreach (var (id, access) in etsy)
             {
+                var key = "etsy:" + id;
                 if (!fake.Etsy.IsAccessTokenValid(access, at))
                 {
-                    invalid.Add("etsy:" + id);
+                    invalid.Add(key);
+                }
+
+                if (!fake.Etsy.IsAccessTokenValid(access, at + margin) && !gone.Contains(key))
+                {
+                    due++;
                 }
             }
 
@@ -80,7 +90,7 @@ internal sealed class Sampler(string adminDb, FakePlatformServer fake, Dictionar
             }
 
             return new Sample(at, false, etsy.Count() + shops.Count, invalid, gone, flagged, rotating, idle,
-                fake.Etsy.TotalCalls, fake.Shopify.TotalCalls, Replica.TotalCpuSeconds());
+                fake.Etsy.TotalCalls, fake.Shopify.TotalCalls, Replica.TotalCpuSeconds(), due);
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException)
         {

@@ -96,7 +96,8 @@ internal sealed class Timeline(DayWorld world, DateTimeOffset measureFrom, Rando
         await stop.CancelAsync();
     }
 
-    // SIGKILL at a moment the replica holds Etsy leases (polled, for at most `within`), as a crash in the middle of a cycle leaves them.
+    // SIGKILL at a moment the replica holds Etsy leases (polled, for at most `within`), as a crash in the middle of a cycle
+    // leaves them. The replica is frozen while its leases are read, so a lease seen is a lease it still holds when killed.
     private async Task<KilledLeases> KillHoldingLeasesAsync(Replica replica, TimeSpan within)
     {
         const string Held = """
@@ -108,14 +109,25 @@ internal sealed class Timeline(DayWorld world, DateTimeOffset measureFrom, Rando
         await using var c = new NpgsqlConnection(world.AdminDb);
         await c.OpenAsync();
         var until = DateTimeOffset.UtcNow + within;
-        while (DateTimeOffset.UtcNow < until && await c.ExecuteScalarAsync<int>($"SELECT count(*)::int FROM ({Held}) held", holder) == 0)
+        List<(string Key, DateTime LeaseUntil, DateTime ExpiresAt)> held = [];
+        while (held.Count == 0 && DateTimeOffset.UtcNow < until)
         {
-            await Task.Delay(5);
+            if (await c.ExecuteScalarAsync<int>($"SELECT count(*)::int FROM ({Held}) held", holder) == 0)
+            {
+                await Task.Delay(5);
+                continue;
+            }
+
+            replica.Freeze(true);
+            held = [.. await c.QueryAsync<(string, DateTime, DateTime)>(Held, holder)];
+            if (held.Count == 0)
+            {
+                replica.Freeze(false); // its call ended between the two reads: try again
+            }
         }
 
         replica.Kill();
         var at = DateTimeOffset.UtcNow;
-        var held = await c.QueryAsync<(string Key, DateTime LeaseUntil, DateTime ExpiresAt)>(Held, holder);
         return new KilledLeases(at, [.. held.Select(h => (h.Key, Utc(h.LeaseUntil), Utc(h.ExpiresAt)))]);
 
         static DateTimeOffset Utc(DateTime t) => new(DateTime.SpecifyKind(t, DateTimeKind.Utc));
