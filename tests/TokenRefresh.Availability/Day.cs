@@ -19,6 +19,9 @@ internal sealed record DayOptions
     public int WarmupSeconds { get; init; } = 30;
     public int OutageSeconds { get; init; } = 75;
 
+    /// <summary>SHOPIFY_VALIDATE_INTERVAL_MINUTES.</summary>
+    public int ValidateMinutes { get; init; } = 1;
+
     /// <summary>ETSY_MAX_REQUESTS_PER_SECOND: low enough that the tokens expired in the outage make a backlog; null: Etsy's 10/s scaled to the day.</summary>
     public int? EtsyRate { get; init; } = 30;
     public int StormSeconds { get; init; } = 10;
@@ -33,7 +36,7 @@ internal sealed record DayOptions
     {
         if (args.Length < 3)
         {
-            throw new ArgumentException("usage: ADMIN_URL PG_DIR BOUNCER_DIR [--etsy N] [--stores N] [--expiring N] [--token-seconds S] [--cycle-seconds C] [--segment-seconds L] [--warmup-seconds W] [--outage-seconds O] [--etsy-rate R] [--storm-seconds W] [--http-timeout-seconds T] [--latency-ms M] [--sample-seconds X] [--reconnect-every-seconds R] [--report FILE] [--assert]");
+            throw new ArgumentException("usage: ADMIN_URL PG_DIR BOUNCER_DIR [--etsy N] [--stores N] [--expiring N] [--token-seconds S] [--cycle-seconds C] [--segment-seconds L] [--warmup-seconds W] [--outage-seconds O] [--validate-minutes V] [--etsy-rate R] [--storm-seconds W] [--http-timeout-seconds T] [--latency-ms M] [--sample-seconds X] [--reconnect-every-seconds R] [--report FILE] [--assert]");
         }
 
         var o = new DayOptions { AdminUrl = args[0], PgDir = args[1], BouncerDir = args[2] };
@@ -52,6 +55,7 @@ internal sealed record DayOptions
                 "--segment-seconds" => o with { SegmentSeconds = Int() },
                 "--warmup-seconds" => o with { WarmupSeconds = Int() },
                 "--outage-seconds" => o with { OutageSeconds = Int() },
+                "--validate-minutes" => o with { ValidateMinutes = Int() },
                 "--etsy-rate" => o with { EtsyRate = Value() is "scaled" ? null : int.Parse(args[i], CultureInfo.InvariantCulture) },
                 "--storm-seconds" => o with { StormSeconds = Int() },
                 "--http-timeout-seconds" => o with { HttpTimeoutSeconds = Int() },

@@ -83,7 +83,7 @@ internal sealed class ReportWriter
 
     public void Table()
     {
-        _text.AppendLine(CultureInfo.InvariantCulture, $"{O.EtsyUsers:N0} Etsy users, {O.Stores:N0} Shopify stores with non-expiring tokens and {O.ExpiringStores:N0} with expiring tokens; access tokens live {O.TokenSeconds} s (an hour of the day passes in {O.TokenSeconds} s), margin 1 minute, a cycle every {O.CycleSeconds} s, Etsy's limit {_day.EtsyRate}/s, two replicas through PgBouncer, {O.LatencyMs} ms platform latency; {_day.Reconnects} users reconnected during the day.");
+        _text.AppendLine(CultureInfo.InvariantCulture, $"{O.EtsyUsers:N0} Etsy users, {O.Stores:N0} Shopify stores with non-expiring tokens and {O.ExpiringStores:N0} with expiring tokens; access tokens live {O.TokenSeconds} s (an hour of the day passes in {O.TokenSeconds} s), margin 1 minute, a cycle every {O.CycleSeconds} s, non-expiring tokens validated every {O.ValidateMinutes} min, Etsy's limit {_day.EtsyRate}/s, two replicas through PgBouncer, {O.LatencyMs} ms platform latency; {_day.Reconnects} users reconnected during the day.");
         _text.AppendLine();
         _text.AppendLine("| fault | availability (adjusted) | plain | lowest sample | every account valid again after it ended | platform calls per account per hour | refresh tokens sent twice | rotated tokens lost (flagged) | longest idle in transaction | service CPU ms per call |");
         _text.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
