@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Started in the background (`./scripts/test.sh &`, nohup, some CI runners), a script ignores SIGINT, and so would every
+# process it starts: the tests that stop the CLI with Ctrl+C's SIGINT would then wait for nothing. Run with it restored.
+if [ -z "${TOKENREFRESH_TEST_SIGINT:-}" ]; then
+  TOKENREFRESH_TEST_SIGINT=default exec env --default-signal=INT "$0" "$@"
+fi
+
 if ! command -v dotnet >/dev/null; then
   echo "The .NET 10 SDK is required (https://dot.net)." >&2
   exit 1
