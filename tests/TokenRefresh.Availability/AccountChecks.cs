@@ -14,6 +14,7 @@ internal static class AccountChecks
         Revocations(day, read, text, misses);
         LostAndSentTwice(day, fake, text, misses);
         LeftBehindLeases(day, read, text, misses);
+        ShopifyInFlight(day, read, text, misses);
         var idle = read.Select(s => s.IdleInTransactionSeconds).DefaultIfEmpty(0).Max();
         if (idle > 1)
         {
@@ -117,5 +118,54 @@ internal static class AccountChecks
         {
             misses.Add($"{twiceNotLost} refresh tokens sent twice that were not lost answers'");
         }
+    }
+
+    /// <summary>
+    /// The stores whose Shopify refresh was in flight when the replica was killed: Shopify replaced their access token,
+    /// and the answer never arrived, so each is unavailable until its lease runs out and the refresh is repeated with the
+    /// previous refresh token (which Shopify keeps usable). Seen as a store the replica held that a sample found refused
+    /// before its lease ended.
+    /// </summary>
+    public static IReadOnlySet<string> ShopifyLostAnswers(DayRecord day) =>
+        day.Killed is not { } k ? new HashSet<string>() : k.ShopifyHeld
+            .Where(h => !day.Revoked.ContainsKey(h.Key)
+                && day.Samples.Any(s => !s.Failed && s.At >= k.At && s.At <= h.LeaseUntil && s.Invalid.Contains(h.Key)))
+            .Select(h => h.Key).ToHashSet(StringComparer.Ordinal);
+
+    // Those stores' own target: valid again within a cycle and a sample of their lease's end (or of the end of a fault
+    // then in force, which the repeated refresh meets), and never flagged or deactivated.
+    private static void ShopifyInFlight(DayRecord day, List<Sample> read, StringBuilder text, List<string> misses)
+    {
+        if (day.Killed is not { } k)
+        {
+            return;
+        }
+
+        var lost = ShopifyLostAnswers(day);
+        var after = new List<double>();
+        foreach (var (key, leaseUntil) in k.ShopifyHeld.Where(h => lost.Contains(h.Key)))
+        {
+            var deadline = leaseUntil + day.Cycle + TimeSpan.FromSeconds(day.Options.SampleSeconds);
+            foreach (var f in day.Faults.Where(f => f.Outage && f.Start <= deadline && f.End >= leaseUntil))
+            {
+                deadline = Max(deadline, f.End + day.Cycle + TimeSpan.FromSeconds(day.Options.SampleSeconds));
+            }
+
+            var valid = read.FirstOrDefault(s => s.At >= leaseUntil && !s.Invalid.Contains(key));
+            after.Add(valid is null ? double.PositiveInfinity : (valid.At - leaseUntil).TotalSeconds);
+            if (valid is null || valid.At > deadline)
+            {
+                misses.Add($"{key}, whose refresh was in flight at the kill, not valid again by {deadline:HH:mm:ss.f} (a cycle after its lease ran out, or after a fault then in force)");
+            }
+
+            if (read.Any(s => s.Flagged.Contains(key)))
+            {
+                misses.Add($"{key}, whose refresh was in flight at the kill, was flagged or deactivated");
+            }
+        }
+
+        text.AppendLine(CultureInfo.InvariantCulture, $"Shopify stores with expiring tokens the killed replica held: {k.ShopifyHeld.Count}; {lost.Count} of them had their refresh in flight (Shopify replaced the access token, the answer never arrived), unavailable until their lease ran out{(after.Count > 0 ? $", valid again {after.Min():0.0}-{after.Max():0.0} s after it" : "")}.");
+
+        static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
     }
 }

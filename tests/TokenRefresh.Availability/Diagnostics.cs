@@ -19,7 +19,7 @@ internal static class Diagnostics
         }
 
         await File.WriteAllLinesAsync(Path.Combine(work, "unavailable.txt"),
-            samples.Where(x => x.Failed || x.Invalid.Count > 0).Select(x => $"{x.At:HH:mm:ss.f} {(x.Failed ? "(sample failed)" : string.Join(' ', x.Invalid))}"));
+            samples.Where(x => x.Failed || x.Invalid.Count > 0).Select(x => $"{x.At:HH:mm:ss.f} {(x.Failed ? "(sample failed)" : string.Join(' ', x.Invalid.Select(k => x.Rotating.Contains(k) ? k + "(rotating)" : k)))}"));
         await File.WriteAllLinesAsync(Path.Combine(work, "faults.txt"), faults.Select(f => $"{f.Start:HH:mm:ss.f} {f.End:HH:mm:ss.f} {f.Name}"));
         Console.WriteLine($"The replicas' logs, the faults and the unavailable accounts of each sample: {work}");
     }

@@ -5,8 +5,10 @@ namespace TokenRefresh.Availability;
 /// leaves out the accounts whose users revoked access (from the revocation: only the user can help) and the lost
 /// answers' accounts once they are flagged (the main application has been told), and counts as available a Shopify
 /// store caught between a refresh's answer and its write (a reread after a 401 finds the new token). A lost answer's
-/// account counts as unavailable from the moment its token expires until it is flagged. <b>Target</b>: the adjusted
-/// figure without the lost answers' accounts, which have targets of their own (how many, and all flagged).
+/// account counts as unavailable from the moment its token expires until it is flagged; a Shopify store whose refresh was
+/// in flight at the kill (never flagged) counts as unavailable until it is refreshed again. <b>Target</b>: the adjusted
+/// figure without the lost answers' accounts, which have targets of their own (Etsy's: how many, and all flagged;
+/// Shopify's: valid again a cycle after the lease).
 /// </summary>
 internal readonly record struct Counts(
     int PlainTotal, int PlainInvalid, int AdjustedTotal, int AdjustedInvalid, int TargetTotal, int TargetInvalid,

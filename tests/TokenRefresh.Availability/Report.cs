@@ -63,7 +63,7 @@ internal sealed class ReportWriter
     {
         (_day, _fake) = (day, fake);
         _samples = [.. day.Samples.Where(s => s.At >= day.MeasureFrom)];
-        _figures = new Figures(_samples, day.Lost.Select(l => l.Key).ToHashSet());
+        _figures = new Figures(_samples, day.Lost.Select(l => l.Key).Concat(AccountChecks.ShopifyLostAnswers(day)).ToHashSet());
         _dayEnd = _samples.Count > 0 ? _samples[^1].At : day.MeasureFrom;
     }
 

@@ -9,8 +9,13 @@ internal sealed record DayWorld(
     DayOptions Options, string Root, string Cli, string Work, string AdminDb, FakePlatformServer Fake, IReadOnlyDictionary<string, string?> Settings,
     Dictionary<string, long> EtsyIds, IReadOnlyList<string> NonExpiringShops, TimeSpan TokenLife);
 
-/// <summary>A replica killed while it held leases: each Etsy account it held, when its lease ends and when its access token expires.</summary>
-internal sealed record KilledLeases(DateTimeOffset At, IReadOnlyList<(string Key, DateTimeOffset LeaseUntil, DateTimeOffset ExpiresAt)> Held);
+/// <summary>
+/// A replica killed while it held leases: each Etsy account it held, when its lease ends and when its access token
+/// expires; and each Shopify store with an expiring token it held, when its lease ends.
+/// </summary>
+internal sealed record KilledLeases(
+    DateTimeOffset At, IReadOnlyList<(string Key, DateTimeOffset LeaseUntil, DateTimeOffset ExpiresAt)> Held,
+    IReadOnlyList<(string Key, DateTimeOffset LeaseUntil)> ShopifyHeld);
 
 /// <summary>
 /// The day: a warm-up, then a segment per fault, each starting with its fault; meanwhile users reconnect. Every change
@@ -105,11 +110,17 @@ internal sealed class Timeline(DayWorld world, DateTimeOffset measureFrom, Rando
             FROM token_refresh_state s JOIN etsy_users u ON u.user_id::text = s.account_id
             WHERE s.platform = 'etsy' AND s.lease_until > now() AND s.lease_holder LIKE @Holder
             """;
+        const string ShopifyHeld = """
+            SELECT 'shop:' || st.shop_domain, s.lease_until
+            FROM token_refresh_state s JOIN shopify_stores st ON st.id::text = s.account_id
+            WHERE s.platform = 'shopify_refresh' AND s.lease_until > now() AND s.lease_holder LIKE @Holder
+            """;
         var holder = new { Holder = $"%/{replica.ProcessId}/%" };
         await using var c = new NpgsqlConnection(world.AdminDb);
         await c.OpenAsync();
         var until = DateTimeOffset.UtcNow + within;
         List<(string Key, DateTime LeaseUntil, DateTime ExpiresAt)> held = [];
+        List<(string Key, DateTime LeaseUntil)> shops = [];
         while (held.Count == 0 && DateTimeOffset.UtcNow < until)
         {
             if (await c.ExecuteScalarAsync<int>($"SELECT count(*)::int FROM ({Held}) held", holder) == 0)
@@ -120,6 +131,7 @@ internal sealed class Timeline(DayWorld world, DateTimeOffset measureFrom, Rando
 
             replica.Freeze(true);
             held = [.. await c.QueryAsync<(string, DateTime, DateTime)>(Held, holder)];
+            shops = [.. await c.QueryAsync<(string, DateTime)>(ShopifyHeld, holder)];
             if (held.Count == 0)
             {
                 replica.Freeze(false); // its call ended between the two reads: try again
@@ -128,7 +140,7 @@ internal sealed class Timeline(DayWorld world, DateTimeOffset measureFrom, Rando
 
         replica.Kill();
         var at = DateTimeOffset.UtcNow;
-        return new KilledLeases(at, [.. held.Select(h => (h.Key, Utc(h.LeaseUntil), Utc(h.ExpiresAt)))]);
+        return new KilledLeases(at, [.. held.Select(h => (h.Key, Utc(h.LeaseUntil), Utc(h.ExpiresAt)))], [.. shops.Select(h => (h.Key, Utc(h.LeaseUntil)))]);
 
         static DateTimeOffset Utc(DateTime t) => new(DateTime.SpecifyKind(t, DateTimeKind.Utc));
     }
