@@ -56,16 +56,16 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         }
     }
 
-    // At the fake, which a loaded machine may hold back for a moment and then serve several at once: at most twice the
-    // limit in any two seconds, plus one request per process (a process's first may leave late, with the next beside it).
-    // Processes each keeping the limit on their own would send two or four times as many.
-    private static void AssertArrivedAtMostPerSecond(IEnumerable<DateTimeOffset> arrivals, int perSecond, int processes)
+    // At the fake, where a loaded machine may deliver a request up to a second late (a new connection's TLS handshake
+    // through the proxy, a process still starting), so that a second's requests arrive beside the next: at most three
+    // seconds' worth in any two seconds. Two processes each keeping the limit on their own would send 40 in two seconds.
+    private static void AssertArrivedAtMostPerSecond(IEnumerable<DateTimeOffset> arrivals, int perSecond)
     {
         var times = arrivals.Order().ToList();
         for (var i = 0; i < times.Count; i++)
         {
             var inWindow = times.Skip(i).TakeWhile(t => t - times[i] < TimeSpan.FromSeconds(2)).Count();
-            Assert.True(inWindow <= 2 * perSecond + 1 + processes, $"{inWindow} requests arrived within two seconds, from request {i}");
+            Assert.True(inWindow <= 3 * perSecond + 1, $"{inWindow} requests arrived within two seconds, from request {i}");
         }
     }
 
@@ -125,7 +125,7 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         var first = H.Fake.Etsy.CallTimes.Min();
         output.WriteLine(string.Join(", ", H.Fake.Etsy.CallTimes.Order().Select(t => $"{(t - first).TotalSeconds:0.000}")));
         AssertSentAtMostPerSecond(outputs, 10);
-        AssertArrivedAtMostPerSecond(H.Fake.Etsy.CallTimes, 10, processes);
+        AssertArrivedAtMostPerSecond(H.Fake.Etsy.CallTimes, 10);
         Assert.Equal(0, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE lease_until IS NOT NULL"));
     }
 
@@ -245,7 +245,7 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         Assert.InRange(etsy.Succeeded, 200, 301);
         Assert.Equal(each - etsy.Succeeded, etsy.LeftOver);
         AssertSentAtMostPerSecond([string.Join("\n", logs.Select(l => l.Message))], 10);
-        AssertArrivedAtMostPerSecond(H.Fake.Etsy.CallTimes, 10, processes: 1);
+        AssertArrivedAtMostPerSecond(H.Fake.Etsy.CallTimes, 10);
         Assert.InRange(H.Fake.PeakConcurrent("all"), 2, 16);
     }
 
@@ -256,6 +256,8 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         var limited = users[10].Refresh;
         H.Fake.Etsy.RetryAfterSeconds = 2;
         H.Fake.Etsy.SetFault(limited, FakeFault.RateLimited, times: 1);
+        // Two processes starting at once on a busy machine: the harness's 2 s timeout would fail calls for the load alone.
+        H.Settings["HTTP_TIMEOUT_SECONDS"] = "10";
 
         var clis = Enumerable.Range(0, 2).Select(_ => CliProcess.Start(["once"], H.Settings)).ToList();
         var codes = await Task.WhenAll(clis.Select(c => c.WaitForExitAsync(TimeSpan.FromMinutes(2))));
@@ -263,7 +265,8 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         clis.ForEach(c => c.Dispose());
 
         // The process that got the 429 reports that account as failed (exit 1); the other exits 0.
-        Assert.Equal([0, 1], codes.Order());
+        Assert.True(codes.Order().SequenceEqual([0, 1]), $"exit codes {string.Join(", ", codes)}; the processes' failures and cycles:\n" + string.Join("\n",
+            outputs.SelectMany(o => o.Split('\n')).Where(l => l.Contains("ERROR", StringComparison.Ordinal) || l.Contains("WARN", StringComparison.Ordinal) || l.Contains("cycle completed", StringComparison.Ordinal))));
         Assert.Single(outputs, o => o.Contains("failed (rate_limited, transient)", StringComparison.Ordinal));
         // When each call left, by the processes' DEBUG lines (the fake, in this busy process, may stamp calls a second
         // late), from when the pause was written: the database's clock, on this machine as the processes' are.
