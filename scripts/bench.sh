@@ -13,6 +13,9 @@
 #                                       session mode); with QUERY added to DATABASE_URL (max_auto_prepare=32);
 #                                       or, instead of the service, the floor: only the platform calls and the UPDATE of
 #                                       each refreshed row, in plain .NET (tests/TokenRefresh.Floor), JIT-compiled or native
+#   ./scripts/bench.sh --scale [STORES] [ETSY_USERS] [--indexes]
+#                                       the original's tables at scale (1,000,000 stores, 100,000 Etsy users): the first
+#                                       start, steady cycles, `status`, deleted accounts, statements over 200 ms with plans
 #   ./scripts/bench.sh --migrate-expiring [N] [LATENCY_MS] [C]
 #                                       `tokenrefresh shopify migrate-expiring --all --yes` over N stores (5,000), 1 in 100
 #                                       answers lost once and 1 in 100 stores uninstalled, LATENCY_MS a call (100), at
@@ -42,6 +45,14 @@ publish_floor_aot() {
   fi
 }
 bench() { dotnet tests/TokenRefresh.Benchmarks/bin/Release/net10.0/TokenRefresh.Benchmarks.dll "$admin_url" "$@"; }
+
+if [ "${1:-}" = --scale ]; then
+  shift
+  stores=${1:-1000000} users=${2:-100000}
+  shift $(( $# < 2 ? $# : 2 ))
+  bench --scale "$pgdir/server.log" "$stores" "$users" "$@"
+  exit
+fi
 
 if [ "${1:-}" = --migrate-expiring ]; then
   bench --migrate-expiring "${2:-5000}" "${3:-100}" "${4:-16}"

@@ -32,6 +32,13 @@ if (args is [var migrateUrl, "--migrate-expiring", var stores, var migrateLatenc
         int.Parse(migrateConcurrency, CultureInfo.InvariantCulture));
 }
 
+// dotnet TokenRefresh.Benchmarks.dll ADMIN_URL --scale PG_LOG STORES ETSY [--indexes]: the original's tables at scale.
+if (args is [var scaleUrl, "--scale", var pgLog, var scaleStores, var scaleEtsy, .. var scaleRest])
+{
+    return await ScaleBench.RunAsync(scaleUrl, pgLog, int.Parse(scaleStores, CultureInfo.InvariantCulture), int.Parse(scaleEtsy, CultureInfo.InvariantCulture),
+        scaleRest.Contains("--indexes"));
+}
+
 if (args.Length < 5)
 {
     Console.Error.WriteLine("usage: ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port P] [--url-query Q] [--floor] [--floor-exe PATH]");
@@ -290,6 +297,20 @@ internal sealed class Child : IDisposable
     }
 
     public void Signal(int signal) => _ = Kill(_process.Id, signal);
+
+    /// <summary>The process's peak resident memory so far (VmHWM), in kB; 0 once it has exited.</summary>
+    public long PeakRssKb()
+    {
+        try
+        {
+            var line = File.ReadLines($"/proc/{_process.Id}/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+            return line is null ? 0 : long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);

@@ -48,6 +48,9 @@ public sealed class FakeEtsy
     /// <summary>Runs after a rotation is issued and before the answer is sent (given the old refresh token): a test's hook to inject faults there.</summary>
     public Func<string, Task>? OnRotated { get; set; }
 
+    /// <summary>Awaited with the refresh token of each well-formed refresh request before it is answered (a test's moment mid-call).</summary>
+    public Func<string, Task>? OnRequest { get; set; }
+
     /// <summary>When each token request arrived, for rate-limit checks.</summary>
     public IReadOnlyCollection<DateTimeOffset> CallTimes => _callTimes.ToArray();
 
@@ -245,6 +248,11 @@ public sealed class FakeEtsy
         {
             await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status400BadRequest, """{"error":"unsupported_grant_type"}""");
             return;
+        }
+
+        if (OnRequest is { } onRequest)
+        {
+            await onRequest(refreshToken);
         }
 
         var fault = PlatformFault is not FakeFault.None and var everyone ? everyone : _faults.Take(refreshToken, static _ => true);

@@ -133,7 +133,9 @@ public sealed class PlatformHostTests : HarnessTests
     [Fact]
     public async Task ShopDomainRule_IsTheSameInPostgreSqlAsInTheService()
     {
-        var domains = HostileDomains.Concat(["shop.myshopify.com", "a.myshopify.com", "my-shop-2.myshopify.com", "xn--80ak6aa92e.myshopify.com"]).ToList();
+        string[] edges = [new string('a', 63) + ".myshopify.com", new string('a', 64) + ".myshopify.com", "-a.myshopify.com", "a-.myshopify.com",
+            "-.myshopify.com", ".myshopify.com", "a.myshopify.com\n", "A.myshopify.com", "a_b.myshopify.com", "a.myshopify.comx", "a.myshopifyXcom"];
+        var domains = HostileDomains.Concat(edges).Concat(["shop.myshopify.com", "a.myshopify.com", "my-shop-2.myshopify.com", "xn--80ak6aa92e.myshopify.com"]).ToList();
         await using var c = await H.Db.OpenAsync();
 
         foreach (var domain in domains)
@@ -142,7 +144,7 @@ public sealed class PlatformHostTests : HarnessTests
             Assert.True((ShopDomain.Problem(domain) is null) == sql, $"{JsonSerializer.Serialize(domain)}: the service says {ShopDomain.Problem(domain) is null}, PostgreSQL {sql}");
         }
 
-        Assert.Equal(4, domains.Count(d => ShopDomain.Problem(d) is null));
+        Assert.Equal(5, domains.Count(d => ShopDomain.Problem(d) is null));
     }
 
     [Theory]

@@ -30,7 +30,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     {
         var (revoked, store, secrets) = await ArrangeAsync();
         var received = new ConcurrentQueue<string>();
-        await using var listener = await ListenAsync(received.Enqueue);
+        await using var listener = await H.Db.ListenReauthAsync(received.Enqueue);
 
         await H.RunCycleAsync();
         using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
@@ -72,7 +72,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     public async Task Notify_RolledBackFlag_SaysNothing()
     {
         var received = new ConcurrentQueue<string>();
-        await using var listener = await ListenAsync(received.Enqueue);
+        await using var listener = await H.Db.ListenReauthAsync(received.Enqueue);
 
         await using (var writer = await H.Db.OpenAsync())
         {
@@ -95,7 +95,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     public async Task Notify_TheTriggerSpeaksOnlyWhenTheFlagIsNew_OrForANewToken()
     {
         var received = new ConcurrentQueue<string>();
-        await using var listener = await ListenAsync(payload => received.Enqueue(JsonDocument.Parse(payload).RootElement.GetProperty("reason").GetString()!));
+        await using var listener = await H.Db.ListenReauthAsync(payload => received.Enqueue(JsonDocument.Parse(payload).RootElement.GetProperty("reason").GetString()!));
 
         await using (var writer = await H.Db.OpenAsync())
         {
@@ -128,9 +128,9 @@ public sealed class ReauthSignalsTests : HarnessTests
         var id = await H.Db.AddExpiringStoreAsync("expiring.myshopify.com", access, refresh, now.AddMinutes(2), now.AddDays(80));
         H.Fake.Shopify.RevokeRefreshToken("expiring.myshopify.com");
         var received = new ConcurrentQueue<string>();
-        await using var listener = await ListenAsync(received.Enqueue);
+        await using var listener = await H.Db.ListenReauthAsync(received.Enqueue);
 
-        await using var receiver = await Receiver.StartAsync(failFirst: 0);
+        await using var receiver = await WebhookReceiver.StartAsync(failFirst: 0);
         H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url;
         H.Settings["REAUTH_WEBHOOK_SECRET"] = Secret;
         await H.RunCycleAsync();
@@ -157,8 +157,8 @@ public sealed class ReauthSignalsTests : HarnessTests
         var store = await H.Db.AddShopifyStoreAsync("charlie.myshopify.com", token);
         H.Fake.Shopify.NonExpiringCutoff = DateTimeOffset.UtcNow.AddDays(-1);
         var received = new ConcurrentQueue<string>();
-        await using var listener = await ListenAsync(received.Enqueue);
-        await using var receiver = await Receiver.StartAsync(failFirst: 0);
+        await using var listener = await H.Db.ListenReauthAsync(received.Enqueue);
+        await using var receiver = await WebhookReceiver.StartAsync(failFirst: 0);
         H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url;
         H.Settings["REAUTH_WEBHOOK_SECRET"] = Secret;
         var query = Regex.Match(File.ReadAllText(Repo.File("docs/reauth.md")), @"\*\*Who must reconnect\*\*.*?```sql\n(.*?)```", RegexOptions.Singleline)
@@ -197,7 +197,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     public async Task Webhook_FailsTwiceThenAccepts_RetriedWithBackoff_SameId_VerifiedByAStandardWebhooksLibrary_NoToken()
     {
         var (revoked, store, secrets) = await ArrangeAsync();
-        await using var receiver = await Receiver.StartAsync(failFirst: 2);
+        await using var receiver = await WebhookReceiver.StartAsync(failFirst: 2);
         H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url + "hooks/reauth?key=in-the-url";
         H.Settings["REAUTH_WEBHOOK_SECRET"] = Secret;
 
@@ -238,7 +238,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     public async Task Webhook_429WithRetryAfter_WaitsAsTold_WithAWhsecSecret()
     {
         await ArrangeAsync();
-        await using var receiver = await Receiver.StartAsync(failFirst: 1, failWith: 429, retryAfterSeconds: 3);
+        await using var receiver = await WebhookReceiver.StartAsync(failFirst: 1, failWith: 429, retryAfterSeconds: 3);
         H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url;
         H.Settings["REAUTH_WEBHOOK_SECRET"] = LibrarySecret;
 
@@ -257,7 +257,7 @@ public sealed class ReauthSignalsTests : HarnessTests
     public async Task Webhook_ReceiverRefuses_NotRetried_AndTheCycleStillEnds()
     {
         await ArrangeAsync();
-        await using var receiver = await Receiver.StartAsync(failFirst: 0, refuse: true);
+        await using var receiver = await WebhookReceiver.StartAsync(failFirst: 0, refuse: true);
         H.Settings["REAUTH_WEBHOOK_URL"] = receiver.Url;
         H.Settings["REAUTH_WEBHOOK_SECRET"] = Secret;
 
@@ -266,16 +266,6 @@ public sealed class ReauthSignalsTests : HarnessTests
         Assert.Single(receiver.Attempts);
         Assert.Contains(logs, l => l.Id.Name == "NotDelivered" && l.Level == LogLevel.Error && l.Message.Contains("HTTP 401", StringComparison.Ordinal));
         Assert.Equal(1, summary.Platforms.Single(p => p.Platform == "Shopify").Deactivated);
-    }
-
-    /// <summary>A session of the main application's listening on the documented channel; each payload goes to <paramref name="received"/>.</summary>
-    private async Task<NpgsqlConnection> ListenAsync(Action<string> received)
-    {
-        var listener = await H.Db.OpenAsync();
-        listener.Notification += (_, e) => received(e.Payload);
-        await using var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener);
-        await listen.ExecuteNonQueryAsync();
-        return listener;
     }
 
     private async Task<List<string>> FirstColumnAsync(string sql)
@@ -302,50 +292,4 @@ public sealed class ReauthSignalsTests : HarnessTests
 
     // The same secret as a Standard Webhooks library takes it: whsec_ and the base64 of its bytes.
     private static readonly string LibrarySecret = "whsec_" + Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(Secret));
-
-    private sealed record Attempt(DateTimeOffset At, string Id, string Timestamp, string Signature, byte[] Body, string PathAndQuery, string Headers)
-    {
-        public HeaderDictionary WebhookHeaders() => new()
-        {
-            [ReauthWebhook.IdHeader] = Id, [ReauthWebhook.TimestampHeader] = Timestamp, [ReauthWebhook.SignatureHeader] = Signature,
-        };
-    }
-
-    /// <summary>The main application's webhook endpoint on loopback: answers 503 (or as told) to the first attempts, or 401 to all.</summary>
-    private sealed class Receiver : IAsyncDisposable
-    {
-        private LoopbackHttp? _server;
-
-        public ConcurrentQueue<Attempt> Attempts { get; } = new();
-
-        public string Url => _server!.BaseUrl + "/";
-
-        public static async Task<Receiver> StartAsync(int failFirst, bool refuse = false, int failWith = 503, int? retryAfterSeconds = null)
-        {
-            var receiver = new Receiver();
-            receiver._server = await LoopbackHttp.StartAsync(app => app.MapPost("/{**path}", async (HttpContext context) =>
-            {
-                using var body = new MemoryStream();
-                await context.Request.Body.CopyToAsync(body);
-                var headers = context.Request.Headers;
-                receiver.Attempts.Enqueue(new Attempt(DateTimeOffset.UtcNow, headers[ReauthWebhook.IdHeader].ToString(),
-                    headers[ReauthWebhook.TimestampHeader].ToString(), headers[ReauthWebhook.SignatureHeader].ToString(), body.ToArray(),
-                    context.Request.Path + context.Request.QueryString, string.Join('\n', headers.Select(h => $"{h.Key}: {h.Value}"))));
-                context.Response.StatusCode = refuse ? 401 : receiver.Attempts.Count <= failFirst ? failWith : 204;
-                if (retryAfterSeconds is { } seconds && context.Response.StatusCode == failWith)
-                {
-                    context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                }
-            }));
-            return receiver;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (_server is not null)
-            {
-                await _server.DisposeAsync();
-            }
-        }
-    }
 }

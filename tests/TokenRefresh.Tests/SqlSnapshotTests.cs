@@ -89,8 +89,8 @@ public sealed class SqlSnapshotTests
         Section(text, "Shopify", new()
         {
             ["count due"] = validation.CountDue, ["due page"] = validation.DuePage, ["find account"] = validation.FindAccount,
-            ["read one"] = validation.ReadOne, ["deactivate"] = validation.Deactivate, ["save validated"] = validation.SaveValidated,
-            ["uncallable stores"] = ShopDomain.UncallableSql(stores), ["non-expiring stores (the cut-off)"] = NonExpiringCutoff.CountSql(stores),
+            ["read one"] = validation.ReadOne, ["deactivate"] = validation.Deactivate, ["save validated"] = validation.SaveValidated, ["save state"] = validation.SaveState,
+            ["deleted stores' state"] = validation.Leftovers.Sql, ["uncallable stores"] = ShopDomain.UncallableSql(stores), ["non-expiring stores (the cut-off)"] = NonExpiringCutoff.CountSql(stores),
         });
         Status(text, "Shopify", ShopifyValidation.StatusSourceFor(ShopifyValidation.Description, stores));
 
@@ -116,7 +116,7 @@ public sealed class SqlSnapshotTests
         var statements = new Dictionary<string, string>
         {
             ["count due"] = sql.CountDue, ["due page"] = sql.DuePage, ["no-expiry page"] = sql.NoExpiryPage, ["find account"] = sql.FindAccount,
-            ["claim"] = sql.Claim, ["forced claim"] = sql.ForcedClaim, ["store"] = sql.Store, ["needs re-authorisation (metric)"] = sql.NeedsReauth,
+            ["claim"] = sql.Claim, ["forced claim"] = sql.ForcedClaim, ["store"] = sql.Store, ["save state"] = sql.SaveState, ["needs re-authorisation (metric)"] = sql.NeedsReauth, ["deleted accounts' state"] = sql.Leftovers.Sql,
             ["refresh tokens ending"] = sql.RefreshTokensEnding, ["daily quota"] = sql.QuotaUse, ["daily quota (status)"] = OAuthStatements.QuotaStatusSql(platform),
         };
         if (sql.AnnounceEnding is { } announce)

@@ -43,6 +43,7 @@ internal sealed partial class OAuthCycle(
         var now = time.GetUtcNow();
         await using var connection = await db.OpenConnectionAsync(ct);
         await LiftOutageWaitsAsync(connection, now, ct);
+        await sql.Leftovers.RemoveAsync(connection, now, platform.Info.Name, logger, ct);
         var announced = await housekeeping.RunAsync(connection, now, ct);
         Announced = [.. announced.Select(a => (a, "refresh_token_ending"))];
         // The claim once for no account: a new process's first claim is then as quick as the others, and a rate-limit
@@ -201,8 +202,14 @@ internal sealed partial class OAuthCycle(
         try
         {
             await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
-            await next.SaveAsync(connection, platform.Info.Id, account.Id, time.GetUtcNow(), CancellationToken.None, claim.LeaseHolder);
-            return failure;
+            if (await next.SaveAsync(connection, sql.SaveState, platform.Info.Id, account.Id, time.GetUtcNow(), CancellationToken.None, claim.LeaseHolder) > 0)
+            {
+                return failure;
+            }
+
+            // The account was deleted meanwhile (or another process took the row over): nothing recorded, nothing announced.
+            await ReleaseAsync(account, claim);
+            return failure with { NeedsUser = false };
         }
         catch (NpgsqlException e)
         {

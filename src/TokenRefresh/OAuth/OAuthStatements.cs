@@ -16,7 +16,7 @@ internal sealed class OAuthStatements
         var state = platform.Info.Id;
         var label = t.LabelColumn is { } l ? $"a.{l}" : "NULL";
         var active = t.ActiveColumn is { } a ? $"a.{a} AND " : "";
-        var callable = platform.CallableSql("a") is { } c ? $"\n  AND {c}" : "";
+        var callable = platform.CallableSql("a") is { } c ? $"\n  AND {c.Nested(2)}" : "";
         var from = $"""
             FROM {t.Name} a
             LEFT JOIN token_refresh_state s ON s.platform = '{state}' AND s.account_id = {id}
@@ -70,6 +70,11 @@ internal sealed class OAuthStatements
         Claim = ClaimSql(platform, shape, from, callableNow, forced: false);
         ForcedClaim = ClaimSql(platform, shape, from, callableNow, forced: true);
         Store = StoreSql(platform, shape);
+
+        SaveState = AccountState.SaveSql($"EXISTS (SELECT 1 FROM {t.Name} a WHERE {key} = {shape.IdParam("@AccountId")})");
+
+        // Its own state rows and those of its refresh tokens' announced ends.
+        Leftovers = new Leftovers(t.Name, shape, [state, $"{state}:ending"]);
 
         NeedsReauth = $"""
             SELECT count(*)
@@ -141,6 +146,12 @@ internal sealed class OAuthStatements
 
     /// <summary>Accounts flagged for re-authorisation that still hold the refused token (the metric).</summary>
     public string NeedsReauth { get; }
+
+    /// <summary>Writes an account's state after a failure, while the account is in the table (<see cref="AccountState.SaveSql"/>).</summary>
+    public string SaveState { get; }
+
+    /// <summary>The state of accounts deleted from the table, removed a batch a cycle.</summary>
+    public Leftovers Leftovers { get; }
 
     /// <summary>Accounts whose refresh token ends before @WarnBefore (a warning each cycle).</summary>
     public string RefreshTokensEnding { get; }

@@ -175,30 +175,36 @@ internal sealed record AccountState(
     }
 
     /// <summary>
-    /// Writes the state of one account, and ends the lease of <paramref name="leaseHolder"/> on it (written only while no
-    /// other process holds a lease: one that took over after this one's ran out owns the row now).
+    /// Writes the state of one account with <paramref name="sql"/> (<see cref="SaveSql"/>), and ends the lease of
+    /// <paramref name="leaseHolder"/> on it. Returns 0 when nothing was written: the account is no longer in its table, or
+    /// another process holds a lease on it now (one that took over after this one's ran out owns the row).
     /// </summary>
     public Task<int> SaveAsync(
-        NpgsqlConnection connection, string platform, string accountId, DateTimeOffset now, CancellationToken cancellationToken, string? leaseHolder = null) =>
-        connection.ExecuteAsync(new CommandDefinition(SaveSql, new
+        NpgsqlConnection connection, string sql, string platform, string accountId, DateTimeOffset now, CancellationToken cancellationToken, string? leaseHolder = null) =>
+        connection.ExecuteAsync(new CommandDefinition(sql, new
         {
             Platform = platform, AccountId = accountId, ConsecutiveFailures, LastError, LastErrorAt, NextAttemptAt,
             NeedsReauth, TokenHash, UnknownOutcomeAt, LastSuccessAt, Now = now, LeaseHolder = leaseHolder,
         }, cancellationToken: cancellationToken));
 
-    private const string SaveSql = """
-            INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
-                next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
-            VALUES (@Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
-                @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now)
-            ON CONFLICT (platform, account_id) DO UPDATE SET
-                consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
-                last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
-                needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
-                unknown_outcome_at = EXCLUDED.unknown_outcome_at,
-                last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at,
-                lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
-            WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder
+    /// <summary>
+    /// The statement <see cref="SaveAsync"/> runs, for a platform whose accounts exist while <paramref name="accountExists"/>
+    /// holds (SQL on @AccountId): a deleted account gets no state, so it is never flagged or announced.
+    /// </summary>
+    public static string SaveSql(string accountExists) => $"""
+        INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
+            next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
+        SELECT @Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
+            @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now
+        WHERE {accountExists}
+        ON CONFLICT (platform, account_id) DO UPDATE SET
+            consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
+            last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
+            needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
+            unknown_outcome_at = EXCLUDED.unknown_outcome_at,
+            last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at,
+            lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+        WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder
         """;
 
     /// <summary>
@@ -223,12 +229,13 @@ internal sealed record AccountState(
     /// <summary>
     /// The SQL condition, on a row joined to its state as <c>s</c>, under which an account may be called now:
     /// no state, state about another token, or not backing off and not flagged (unless flagged with a next attempt,
-    /// <see cref="FlaggedAndRetried"/>).
+    /// <see cref="FlaggedAndRetried"/>). The token's hash comes last: PostgreSQL stops at the first true branch, so only
+    /// an account backing off or flagged pays for it.
     /// </summary>
     public static string EligibleSql(string tokenColumn) => $"""
         (s.account_id IS NULL
-         OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to({tokenColumn}, 'UTF8')), 'hex')
-         OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+         OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+         OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to({tokenColumn}, 'UTF8')), 'hex'))
         """;
 
     /// <summary>The state columns, aliased for <see cref="AccountState"/>'s constructor, from a join as <c>s</c>.</summary>

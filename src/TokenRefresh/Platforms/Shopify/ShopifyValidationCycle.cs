@@ -50,6 +50,7 @@ internal sealed partial class ShopifyValidationCycle(
             await using var connection = await db.OpenConnectionAsync(ct);
             await ShopDomain.WarnAboutUncallableAsync(connection, shape, info.Name, logger, ct);
             await cutoff.WarnAsync(connection, shape, ct);
+            await sql.Leftovers.RemoveAsync(connection, time.GetUtcNow(), info.Name, logger, ct);
             return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql.CountDue, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: ct));
         }, cancellationToken);
         return due;
@@ -156,9 +157,10 @@ internal sealed partial class ShopifyValidationCycle(
                 // Not deactivated: the store is fine, its token is of the kind Shopify stops accepting. Flagged for the
                 // main application, backed off, and said once for the cycle with the command that moves it.
                 var (flagged, refused) = row.State.FlaggedAndRetried(result.Reason, hash, now);
-                await SaveAsync(connection, account, flagged);
+                var saved = await SaveAsync(connection, account, flagged);
                 _refused.Add(account.Label);
-                return refused with { Quiet = true };
+                // Not flagged in the database (the store was deleted meanwhile, or the write failed): not announced either.
+                return refused with { Quiet = true, NeedsUser = refused.NeedsUser && saved };
             default:
                 // 429 and THROTTLED pause only this store: Shopify's limits are per app and store.
                 var (state, failure) = row.State.Failed(
@@ -243,15 +245,17 @@ internal sealed partial class ShopifyValidationCycle(
         return await connection.ReadRowOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql.ReadOne, new { account.Id }));
     }
 
-    private async Task SaveAsync(NpgsqlConnection connection, DueAccount account, AccountState state)
+    // Whether the state was written: not when the store was deleted meanwhile, or the database failed (said).
+    private async Task<bool> SaveAsync(NpgsqlConnection connection, DueAccount account, AccountState state)
     {
         try
         {
-            await state.SaveAsync(connection, info.Id, account.Id, time.GetUtcNow(), CancellationToken.None);
+            return await state.SaveAsync(connection, sql.SaveState, info.Id, account.Id, time.GetUtcNow(), CancellationToken.None) > 0;
         }
         catch (NpgsqlException e)
         {
             Log.StateNotSaved(logger, e, account.Label);
+            return false;
         }
     }
 

@@ -21,7 +21,7 @@ internal sealed class ShopifyValidationStatements
         var nonExpiring = ShopifySchema.HasExpiringTokens(shape) ? " AND st.refresh_token IS NULL" : "";
         var due = $"""
             st.is_active{nonExpiring}
-              AND {ShopDomain.Sql("st.shop_domain")}
+              AND {ShopDomain.Sql("st.shop_domain").Nested(6)}
               AND {AccountState.EligibleSql("COALESCE(st.access_token, '')").Nested(6)}
               AND {IntervalSql(shape.Key("st")).Nested(6)}
             """;
@@ -78,6 +78,11 @@ internal sealed class ShopifyValidationStatements
             SELECT (SELECT count(*) FROM notified) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending
             """;
 
+        SaveState = AccountState.SaveSql($"EXISTS (SELECT 1 FROM {ShopifySchema.Table} st WHERE {shape.Key("st")} = {shape.IdParam("@AccountId")})");
+
+        // Its own state rows and the token exchanges' markers.
+        Leftovers = new Leftovers(ShopifySchema.Table, shape, [stateKey, ExchangeStateKey]);
+
         // The state each validated store gets is AccountState.Succeeded, in key order, so that two replicas' batches never deadlock.
         SaveValidated = $"""
             INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, needs_reauth, last_success_at, updated_at)
@@ -107,6 +112,12 @@ internal sealed class ShopifyValidationStatements
 
     /// <summary>Records a batch of successful validations (@Ids, @Ats).</summary>
     public string SaveValidated { get; }
+
+    /// <summary>Writes a store's state after a failure, while the store is in the table (<see cref="AccountState.SaveSql"/>).</summary>
+    public string SaveState { get; }
+
+    /// <summary>The state of stores deleted from the table, removed a batch a cycle.</summary>
+    public Leftovers Leftovers { get; }
 
     /// <summary>
     /// SHOPIFY_VALIDATE_INTERVAL_MINUTES, on a store whose key is <paramref name="storeId"/>, joined to its state as
