@@ -233,9 +233,7 @@ SELECT count(*)::int
 FROM shopify_stores st
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
 WHERE st.is_active AND st.refresh_token IS NULL
-  AND (right(st.shop_domain, 14) = '.myshopify.com' AND length(st.shop_domain) BETWEEN 15 AND 77
-       AND translate(left(st.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-       AND left(st.shop_domain, 1) <> '-' AND substr(st.shop_domain, length(st.shop_domain) - 14, 1) <> '-')
+  AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex'))
@@ -251,9 +249,7 @@ SELECT st."id"::text AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_tok
 FROM shopify_stores st
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
 WHERE st.is_active AND st.refresh_token IS NULL
-  AND (right(st.shop_domain, 14) = '.myshopify.com' AND length(st.shop_domain) BETWEEN 15 AND 77
-       AND translate(left(st.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-       AND left(st.shop_domain, 1) <> '-' AND substr(st.shop_domain, length(st.shop_domain) - 14, 1) <> '-')
+  AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex'))
@@ -336,9 +332,7 @@ SELECT count(*)::int FROM removed;
 -- Shopify: uncallable stores
 SELECT count(*) OVER () AS Total, st."id"::text AS Id, st.shop_domain AS ShopDomain
 FROM shopify_stores st
-WHERE st.is_active AND NOT COALESCE((right(st.shop_domain, 14) = '.myshopify.com' AND length(st.shop_domain) BETWEEN 15 AND 77
- AND translate(left(st.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
- AND left(st.shop_domain, 1) <> '-' AND substr(st.shop_domain, length(st.shop_domain) - 14, 1) <> '-'), false)
+WHERE st.is_active AND NOT COALESCE((length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false)
 ORDER BY st.shop_domain
 LIMIT 5;
 
@@ -360,9 +354,7 @@ FROM (
            (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
             OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
                > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
-           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')) AS eligible,
@@ -387,9 +379,7 @@ FROM (
            (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
             OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
                > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
-           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')) AS eligible,
@@ -413,9 +403,7 @@ WHERE a.is_active AND a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
-  AND (right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-   AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-   AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-')
+  AND (length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
   AND (a.token_expires_at <= @DueBefore OR a.token_expires_at IS NULL);
 
 -- Shopify expiring: due page
@@ -426,9 +414,7 @@ WHERE a.is_active AND a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
-  AND (right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-   AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-   AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-')
+  AND (length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
   AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
   AND (@AfterId::text IS NULL OR (a.token_expires_at, a."id") > (@AfterExpiry, CAST(@AfterId AS uuid)))
 ORDER BY a.token_expires_at, a."id"
@@ -442,9 +428,7 @@ WHERE a.is_active AND a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
-  AND (right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-   AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-   AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-')
+  AND (length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
   AND a.token_expires_at IS NULL AND (@AfterId::text IS NULL OR a."id" > CAST(@AfterId AS uuid))
 ORDER BY a."id"
 LIMIT 500;
@@ -470,9 +454,7 @@ WITH account AS (
       AND (s.account_id IS NULL
            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
-      AND (right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-       AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-       AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-')
+      AND (length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
       AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
     ORDER BY a.token_expires_at, a."id"
     LIMIT @Count
@@ -606,9 +588,7 @@ FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            a.refresh_token_expires_at AS refresh_token_ends,
            a.token_expires_at <= @DueBefore AS due,
-           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
@@ -631,9 +611,7 @@ FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            a.refresh_token_expires_at AS refresh_token_ends,
            a.token_expires_at <= @DueBefore AS due,
-           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,

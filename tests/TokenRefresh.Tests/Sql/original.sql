@@ -233,9 +233,7 @@ SELECT count(*)::int
 FROM shopify_stores st
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
 WHERE st.is_active
-  AND (right(st.shop_domain, 14) = '.myshopify.com' AND length(st.shop_domain) BETWEEN 15 AND 77
-       AND translate(left(st.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-       AND left(st.shop_domain, 1) <> '-' AND substr(st.shop_domain, length(st.shop_domain) - 14, 1) <> '-')
+  AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex'))
@@ -251,9 +249,7 @@ SELECT st."id"::text AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_tok
 FROM shopify_stores st
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
 WHERE st.is_active
-  AND (right(st.shop_domain, 14) = '.myshopify.com' AND length(st.shop_domain) BETWEEN 15 AND 77
-       AND translate(left(st.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-       AND left(st.shop_domain, 1) <> '-' AND substr(st.shop_domain, length(st.shop_domain) - 14, 1) <> '-')
+  AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex'))
@@ -336,9 +332,7 @@ SELECT count(*)::int FROM removed;
 -- Shopify: uncallable stores
 SELECT count(*) OVER () AS Total, st."id"::text AS Id, st.shop_domain AS ShopDomain
 FROM shopify_stores st
-WHERE st.is_active AND NOT COALESCE((right(st.shop_domain, 14) = '.myshopify.com' AND length(st.shop_domain) BETWEEN 15 AND 77
- AND translate(left(st.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
- AND left(st.shop_domain, 1) <> '-' AND substr(st.shop_domain, length(st.shop_domain) - 14, 1) <> '-'), false)
+WHERE st.is_active AND NOT COALESCE((length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false)
 ORDER BY st.shop_domain
 LIMIT 5;
 
@@ -360,9 +354,7 @@ FROM (
            (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
             OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
                > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
-           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')) AS eligible,
@@ -387,9 +379,7 @@ FROM (
            (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
             OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
                > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
-           COALESCE((right(a.shop_domain, 14) = '.myshopify.com' AND length(a.shop_domain) BETWEEN 15 AND 77
-     AND translate(left(a.shop_domain, -14), 'abcdefghijklmnopqrstuvwxyz0123456789-', '') = ''
-     AND left(a.shop_domain, 1) <> '-' AND substr(a.shop_domain, length(a.shop_domain) - 14, 1) <> '-'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')) AS eligible,
