@@ -71,7 +71,7 @@ internal sealed class OAuthStatements
         ForcedClaim = ClaimSql(platform, shape, from, callableNow, forced: true);
         Store = StoreSql(platform, shape);
 
-        SaveState = AccountState.SaveSql($"EXISTS (SELECT 1 FROM {t.Name} a WHERE {key} = {shape.IdParam("@AccountId")})");
+        SaveState = AccountState.SaveSql(t.Name, shape);
 
         // Its own state rows and those of its refresh tokens' announced ends.
         Leftovers = new Leftovers(t.Name, shape, [state, $"{state}:ending"]);

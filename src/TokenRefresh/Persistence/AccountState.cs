@@ -188,15 +188,15 @@ internal sealed record AccountState(
         }, cancellationToken: cancellationToken));
 
     /// <summary>
-    /// The statement <see cref="SaveAsync"/> runs, for a platform whose accounts exist while <paramref name="accountExists"/>
-    /// holds (SQL on @AccountId): a deleted account gets no state, so it is never flagged or announced.
+    /// The statement <see cref="SaveAsync"/> runs for a platform whose accounts are the rows of <paramref name="table"/>:
+    /// written only while @AccountId is one of them, so a deleted account gets no state and is never flagged or announced.
     /// </summary>
-    public static string SaveSql(string accountExists) => $"""
+    public static string SaveSql(string table, TableShape shape) => $"""
         INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
             next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
         SELECT @Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
             @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now
-        WHERE {accountExists}
+        WHERE EXISTS (SELECT 1 FROM {table} a WHERE {shape.Key("a")} = {shape.IdParam("@AccountId")})
         ON CONFLICT (platform, account_id) DO UPDATE SET
             consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
             last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,

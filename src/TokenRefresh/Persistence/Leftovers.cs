@@ -19,7 +19,7 @@ internal sealed partial class Leftovers(string table, TableShape shape, string[]
         WITH gone AS (
             SELECT s.platform, s.account_id
             FROM token_refresh_state s
-            WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until < @Now)
+            WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
               AND NOT EXISTS (SELECT 1 FROM {table} a WHERE {shape.Id("a")} = s.account_id)
             LIMIT {Batch}),
         removed AS (

@@ -149,7 +149,7 @@ WHERE s.platform = 'etsy' AND s.needs_reauth AND s.token_hash = encode(sha256(co
 WITH gone AS (
     SELECT s.platform, s.account_id
     FROM token_refresh_state s
-    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until < @Now)
+    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
       AND NOT EXISTS (SELECT 1 FROM etsy_users a WHERE a."user_id"::text = s.account_id)
     LIMIT 50000),
 removed AS (
@@ -306,7 +306,7 @@ INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures
     next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
 SELECT @Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
     @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now
-WHERE EXISTS (SELECT 1 FROM shopify_stores st WHERE st."id" = CAST(@AccountId AS uuid))
+WHERE EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(@AccountId AS uuid))
 ON CONFLICT (platform, account_id) DO UPDATE SET
     consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
     last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
@@ -320,7 +320,7 @@ WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder;
 WITH gone AS (
     SELECT s.platform, s.account_id
     FROM token_refresh_state s
-    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until < @Now)
+    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
       AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id"::text = s.account_id)
     LIMIT 50000),
 removed AS (
@@ -544,7 +544,7 @@ WHERE s.platform = 'ebay' AND s.needs_reauth AND s.token_hash = encode(sha256(co
 WITH gone AS (
     SELECT s.platform, s.account_id
     FROM token_refresh_state s
-    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until < @Now)
+    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
       AND NOT EXISTS (SELECT 1 FROM ebay_users a WHERE a."user_id"::text = s.account_id)
     LIMIT 50000),
 removed AS (

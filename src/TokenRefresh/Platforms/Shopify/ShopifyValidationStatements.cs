@@ -78,7 +78,7 @@ internal sealed class ShopifyValidationStatements
             SELECT (SELECT count(*) FROM notified) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending
             """;
 
-        SaveState = AccountState.SaveSql($"EXISTS (SELECT 1 FROM {ShopifySchema.Table} st WHERE {shape.Key("st")} = {shape.IdParam("@AccountId")})");
+        SaveState = AccountState.SaveSql(ShopifySchema.Table, shape);
 
         // Its own state rows and the token exchanges' markers.
         Leftovers = new Leftovers(ShopifySchema.Table, shape, [stateKey, ExchangeStateKey]);
