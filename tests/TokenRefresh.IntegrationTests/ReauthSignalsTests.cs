@@ -167,7 +167,7 @@ public sealed class ReauthSignalsTests : HarnessTests
         var (first, _) = await H.RunCycleAsync();
         var documented = await FirstColumnAsync(query);
         // Its backoff over, it is tried again: refused again, still flagged, and not announced a second time.
-        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = now() WHERE platform = 'shopify'");
+        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_attempt_at = now(), next_check_at = now() WHERE platform = 'shopify'");
         var (second, _) = await H.RunCycleAsync();
         await H.Db.ExecuteAsync("SELECT pg_notify('tokenrefresh_reauth', '{\"event\":\"sentinel\"}')");
         using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));

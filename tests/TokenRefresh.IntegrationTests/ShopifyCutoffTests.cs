@@ -98,7 +98,7 @@ public sealed class ShopifyCutoffTests : HarnessTests
         Assert.DoesNotContain(exemptLogs, l => l.Message.Contains("Shopify non-expiring tokens", StringComparison.Ordinal));
         Assert.Null(exemptStatus);
         Assert.DoesNotContain("non-expiring", exemptText.Stdout, StringComparison.Ordinal);
-        Assert.Equal(0, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_notices"));
+        Assert.Equal(0, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_notices WHERE notice = 'shopify_non_expiring_cutoff'"));
     }
 
     [Fact]

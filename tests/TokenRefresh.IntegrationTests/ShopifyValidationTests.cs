@@ -31,7 +31,7 @@ public sealed class ShopifyValidationTests : HarnessTests
     }
 
     [Fact]
-    public async Task Cycle_ValidationStateCannotBeWritten_StoresStayValidatedAndActive_TheNextCycleRecordsThem()
+    public async Task Cycle_ValidationStateCannotBeWritten_StoresStayValidatedAndActive_TheNextCycleAfterTheClaimRecordsThem()
     {
         // 40 stores: one batch of 32 successes recorded during the cycle, and the 8 left when it ends.
         var ids = new List<Guid>();
@@ -43,7 +43,8 @@ public sealed class ShopifyValidationTests : HarnessTests
         await H.Db.ExecuteAsync("""
             CREATE FUNCTION refuse_state() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'injected: the state cannot be written' USING ERRCODE = '53100'; END $$;
-            CREATE TRIGGER refuse_state BEFORE INSERT OR UPDATE ON token_refresh_state FOR EACH ROW EXECUTE FUNCTION refuse_state();
+            CREATE TRIGGER refuse_state BEFORE INSERT OR UPDATE ON token_refresh_state FOR EACH ROW
+                WHEN (NEW.last_success_at IS NOT NULL) EXECUTE FUNCTION refuse_state();
             """);
 
         var (refused, logs) = await H.RunCycleAsync();
@@ -52,12 +53,15 @@ public sealed class ShopifyValidationTests : HarnessTests
         var notSaved = logs.Where(l => l.Id.Id == 304).ToList();
         Assert.Equal([32, 8], notSaved.Select(l => Convert.ToInt32(l.StructuredState!.Single(p => p.Key == "Count").Value, System.Globalization.CultureInfo.InvariantCulture)).Order().Reverse());
         Assert.All(notSaved, l => Assert.Equal(LogLevel.Error, l.Level));
-        Assert.Equal(0L, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state"));
+        Assert.Equal(0L, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE last_success_at IS NOT NULL"));
         foreach (var id in ids)
         {
             Assert.True((await H.Db.GetShopifyStoreAsync(id)).IsActive);
         }
 
+        // The cycle's claim on them (their next check a lease ahead) runs out.
+        Assert.Equal(40L, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE platform = 'shopify' AND next_check_at > now()"));
+        await H.Db.ExecuteAsync("UPDATE token_refresh_state SET next_check_at = now()");
         await H.Db.ExecuteAsync("DROP TRIGGER refuse_state ON token_refresh_state");
         var (next, nextLogs) = await H.RunCycleAsync();
 
@@ -193,6 +197,75 @@ public sealed class ShopifyValidateIntervalTests : HarnessTests
         Assert.All(Enumerable.Range(0, stores), i => Assert.Equal(2, H.Fake.Shopify.GraphQlCallsFor($"s{i}.myshopify.com")));
         Assert.True(perCycle.Max() <= 15, $"uneven spread: {string.Join(", ", perCycle)}");
         Assert.True(perCycle.Count(n => n > 0) >= 15, $"uneven spread: {string.Join(", ", perCycle)}");
+    }
+
+    [Fact]
+    public async Task Interval_Shortened_EveryStoreFollowsTheNewOneAtOnce()
+    {
+        const int stores = 60;
+        await AddStoresAsync(stores);
+        H.Time = _time;
+        H.Settings["SHOPIFY_VALIDATE_INTERVAL_MINUTES"] = "1440";
+        await H.RunCycleAsync();
+
+        // A day's schedule, then an hour's: every store is validated again within the hour and the minute kept for the
+        // replicas' clocks (a day's schedule would leave most of them for the next 24 hours).
+        H.Settings["SHOPIFY_VALIDATE_INTERVAL_MINUTES"] = "60";
+        var perCycle = new List<int>();
+        for (var cycle = 1; cycle <= 21; cycle++)
+        {
+            _time.Advance(TimeSpan.FromMinutes(3));
+            perCycle.Add((await H.RunCycleAsync()).Summary.Platforms[1].Succeeded);
+        }
+
+        Assert.All(Enumerable.Range(0, stores), i => Assert.InRange(H.Fake.Shopify.GraphQlCallsFor($"s{i}.myshopify.com"), 2, 3));
+        Assert.True(perCycle.Count(n => n > 0) >= 10, $"uneven spread: {string.Join(", ", perCycle)}");
+    }
+
+    [Fact]
+    public async Task FailingStore_GivenANewToken_IsDueAtOnce_AnotherWaitsForItsBackoff()
+    {
+        await AddStoresAsync(2);
+        H.Time = _time;
+        H.Settings["SHOPIFY_VALIDATE_INTERVAL_MINUTES"] = "60";
+        H.Fake.Shopify.SetFault("s0.myshopify.com", FakeFault.Locked, times: 1);
+        H.Fake.Shopify.SetFault("s1.myshopify.com", FakeFault.Locked, times: 1);
+        var (failed, _) = await H.RunCycleAsync();
+
+        // Within its minute of backoff, the main application stores a new token for s0.
+        H.Fake.Shopify.AddStore("s0.myshopify.com", "shpat_renewed");
+        await H.Db.ExecuteAsync("UPDATE shopify_stores SET access_token = 'shpat_renewed' WHERE shop_domain = 's0.myshopify.com'");
+        _time.Advance(TimeSpan.FromSeconds(10));
+        var (next, _) = await H.RunCycleAsync();
+
+        Assert.Equal(2, failed.Platforms[1].Failed);
+        Assert.Equal("Shopify: 1/1 validated, 0 deactivated, 0 failed", next.Platforms[1].ToString());
+        Assert.Equal((2, 1), (H.Fake.Shopify.GraphQlCallsFor("s0.myshopify.com"), H.Fake.Shopify.GraphQlCallsFor("s1.myshopify.com")));
+    }
+
+    [Fact]
+    public async Task TwoReplicasAtOnce_EachStoreValidatedByOne()
+    {
+        const int stores = 300;
+        await AddStoresAsync(stores);
+        H.Fake.Latency = TimeSpan.FromMilliseconds(20);
+        using var one = H.BuildHost();
+        using var two = H.BuildHost();
+
+        var summaries = await Task.WhenAll(
+            one.Services.GetRequiredService<RefreshCycle>().RunAsync(), two.Services.GetRequiredService<RefreshCycle>().RunAsync());
+
+        Assert.Equal(stores, summaries.Sum(s => s.Platforms[1].Succeeded));
+        Assert.All(Enumerable.Range(0, stores), i => Assert.Equal(1, H.Fake.Shopify.GraphQlCallsFor($"s{i}.myshopify.com")));
+    }
+
+    private async Task AddStoresAsync(int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            H.Fake.Shopify.AddStore($"s{i}.myshopify.com", $"shpat_{i}");
+            await H.Db.AddShopifyStoreAsync($"s{i}.myshopify.com", $"shpat_{i}");
+        }
     }
 
     [Fact]

@@ -88,7 +88,7 @@ public sealed class SqlSnapshotTests
         var validation = new ShopifyValidationStatements(ShopifyValidation.Id, stores);
         Section(text, "Shopify", new()
         {
-            ["count due"] = validation.CountDue, ["due page"] = validation.DuePage, ["find account"] = validation.FindAccount,
+            ["schedule"] = validation.Schedule, ["count due"] = validation.CountDue, ["claim page"] = validation.ClaimPage, ["find account"] = validation.FindAccount,
             ["read one"] = validation.ReadOne, ["deactivate"] = validation.Deactivate, ["save validated"] = validation.SaveValidated, ["save state"] = validation.SaveState,
             ["deleted stores' state"] = validation.Leftovers.Sql, ["uncallable stores"] = ShopDomain.UncallableSql(stores), ["non-expiring stores (the cut-off)"] = NonExpiringCutoff.CountSql(stores),
         });

@@ -37,6 +37,12 @@ internal sealed partial class PlatformRun
     // Each claimed account's call runs on its own, with a turn; an account with a problem is recorded, and takes none.
     private async Task StartAsync(IReadOnlyList<DueAccount> accounts, List<Turn> turns)
     {
+        // The calls done are let go, so that a cycle's memory does not grow with its accounts (a fault is kept for FinishAsync).
+        if (_running.Count >= 1024)
+        {
+            _running.RemoveAll(t => t.IsCompletedSuccessfully);
+        }
+
         var used = 0;
         foreach (var account in accounts)
         {

@@ -17,6 +17,7 @@ internal sealed partial class OAuthCycle(
     IRefreshTokenPlatform platform,
     OAuthStatements sql,
     OAuthHousekeeping housekeeping,
+    IndexAdvice advice,
     NpgsqlDataSource db,
     PairWriter writer,
     CycleSettings settings,
@@ -49,7 +50,8 @@ internal sealed partial class OAuthCycle(
         // The claim once for no account: a new process's first claim is then as quick as the others, and a rate-limit
         // permit does not grow stale while it runs.
         await connection.ReadRowOrDefaultAsync<ClaimedToken>(new CommandDefinition(sql.Claim, ClaimParameters([], 0, now, "warm-up", now), cancellationToken: ct));
-        return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql.CountDue, new { DueBefore = now + platform.Margin, Now = now }, cancellationToken: ct));
+        return await advice.TimeAsync(connection, platform.Info.Name, () => connection.ExecuteScalarAsync<int>(
+            new CommandDefinition(sql.CountDue, new { DueBefore = now + platform.Margin, Now = now }, cancellationToken: ct)), ct);
     }, cancellationToken).AsTask();
 
     // Once the platform answers again after an outage, the accounts its failures held back are due at once: an outage is

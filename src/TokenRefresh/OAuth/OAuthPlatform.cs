@@ -24,6 +24,7 @@ internal sealed class OAuthPlatform(
     ILogger<OAuthPlatform> logger) : IPlatform
 {
     private (TableShape Shape, OAuthStatements Statements)? _built;
+    private readonly IndexAdvice _advice = new(platform.Table, logger);
 
     public PlatformInfo Info => platform.Info;
 
@@ -35,7 +36,7 @@ internal sealed class OAuthPlatform(
         }
 
         var housekeeping = new OAuthHousekeeping(platform, built.Statements, metrics, logger);
-        return new OAuthCycle(platform, built.Statements, housekeeping, db, writer, settings, time, health.For(platform.Info.Lane), logger);
+        return new OAuthCycle(platform, built.Statements, housekeeping, _advice, db, writer, settings, time, health.For(platform.Info.Lane), logger);
     }
 
     // `status` only reads: it needs only the columns the platform reads.

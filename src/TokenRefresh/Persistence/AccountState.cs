@@ -190,19 +190,20 @@ internal sealed record AccountState(
     /// <summary>
     /// The statement <see cref="SaveAsync"/> runs for a platform whose accounts are the rows of <paramref name="table"/>:
     /// written only while @AccountId is one of them, so a deleted account gets no state and is never flagged or announced.
+    /// <paramref name="nextCheck"/>: the account's next check (next_check_at), for a platform that schedules its checks.
     /// </summary>
-    public static string SaveSql(string table, TableShape shape) => $"""
+    public static string SaveSql(string table, TableShape shape, string? nextCheck = null) => $"""
         INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
-            next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
+            next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, {(nextCheck is null ? "" : "next_check_at, ")}updated_at)
         SELECT @Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
-            @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now
+            @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, {(nextCheck is null ? "" : nextCheck + ", ")}@Now
         WHERE EXISTS (SELECT 1 FROM {table} a WHERE {shape.Key("a")} = {shape.IdParam("@AccountId")})
         ON CONFLICT (platform, account_id) DO UPDATE SET
             consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
             last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
             needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
             unknown_outcome_at = EXCLUDED.unknown_outcome_at,
-            last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at,
+            last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), {(nextCheck is null ? "" : "next_check_at = EXCLUDED.next_check_at, ")}updated_at = EXCLUDED.updated_at,
             lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
         WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder
         """;

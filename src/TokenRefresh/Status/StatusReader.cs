@@ -48,7 +48,9 @@ internal sealed class StatusReader(NpgsqlDataSource db, IEnumerable<IPlatform> p
         };
         var counts = await connection.ReadRowAsync<(long Due, long Recent, long BackingOff, long NeedsReauth, long Ending, long NotCalled, long Paused)>(
             new CommandDefinition(source.Counts, parameters, cancellationToken: cancellationToken));
-        var accounts = await connection.ReadRowsAsync<AttentionAccount>(new CommandDefinition(source.Accounts, parameters, cancellationToken: cancellationToken));
+        // The list is a second pass over every account: made only when the counts say some need attention.
+        var accounts = counts.BackingOff + counts.NeedsReauth + counts.Ending + counts.NotCalled == 0 ? []
+            : await connection.ReadRowsAsync<AttentionAccount>(new CommandDefinition(source.Accounts, parameters, cancellationToken: cancellationToken));
         var status = new PlatformStatus(
             source.Platform.Name, counts.Due, counts.Recent, counts.BackingOff, counts.NeedsReauth, counts.Ending, counts.NotCalled, counts.Paused, accounts);
         return source.Complete is { } complete ? await complete(connection, status, cancellationToken) : status;

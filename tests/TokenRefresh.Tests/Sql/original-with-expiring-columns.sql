@@ -228,37 +228,50 @@ WHERE NOT callable OR needs_reauth OR backing_off OR (ending AND NOT needs_reaut
 ORDER BY 3 DESC, last_error_at DESC
 LIMIT 500;
 
+-- Shopify: schedule
+INSERT INTO token_refresh_state AS s (platform, account_id, next_check_at, updated_at)
+SELECT 'shopify', st."id"::text,
+       CASE WHEN s.token_hash IS NULL AND s.last_success_at IS NOT NULL THEN CASE WHEN @IntervalSeconds = 0 THEN s.last_success_at
+     ELSE to_timestamp((floor((extract(epoch FROM s.last_success_at) - abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds) / @IntervalSeconds) + 1)
+                       * @IntervalSeconds + abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds) END ELSE @Now END,
+       @Now
+FROM shopify_stores st
+LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
+WHERE st.is_active AND st.refresh_token IS NULL
+  AND (s.account_id IS NULL OR s.next_check_at IS NULL
+       OR (s.token_hash IS NULL AND s.next_check_at > @Now + make_interval(secs => greatest(@IntervalSeconds, @LeaseSeconds) + 60))
+       OR (s.token_hash IS NOT NULL AND s.next_check_at > @Now
+           AND s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex')))
+ORDER BY 2
+ON CONFLICT (platform, account_id) DO UPDATE SET next_check_at = EXCLUDED.next_check_at;
+
 -- Shopify: count due
 SELECT count(*)::int
-FROM shopify_stores st
-LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
-WHERE st.is_active AND st.refresh_token IS NULL
-  AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
-  AND (s.account_id IS NULL
-       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex'))
-  AND (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
-       OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
-          > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds));
+FROM token_refresh_state s
+JOIN shopify_stores st ON st."id" = CAST(s.account_id AS uuid)
+WHERE s.platform = 'shopify' AND s.next_check_at <= @Now
+  AND st.is_active AND st.refresh_token IS NULL AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$');
 
--- Shopify: due page
-SELECT st."id"::text AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token,
-       COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
-       s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
-       s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt
-FROM shopify_stores st
-LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
-WHERE st.is_active AND st.refresh_token IS NULL
-  AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
-  AND (s.account_id IS NULL
-       OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
-       OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex'))
-  AND (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
-       OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
-          > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds))
-  AND (@AfterId::text IS NULL OR st."id" > CAST(@AfterId AS uuid))
-ORDER BY st."id"
-LIMIT 500;
+-- Shopify: claim page
+WITH page AS (
+    SELECT s.account_id
+    FROM token_refresh_state s
+    WHERE s.platform = 'shopify' AND s.next_check_at <= @Now
+    ORDER BY s.next_check_at, s.account_id
+    LIMIT 500
+    FOR UPDATE SKIP LOCKED)
+UPDATE token_refresh_state s
+SET next_check_at = CASE WHEN st."id" IS NULL OR NOT (st.is_active AND st.refresh_token IS NULL) THEN NULL
+                         WHEN NOT (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$') THEN @Now + make_interval(secs => greatest(@IntervalSeconds, @LeaseSeconds))
+                         ELSE @Now + make_interval(secs => @LeaseSeconds) END
+FROM page
+LEFT JOIN shopify_stores st ON st."id" = CAST(page.account_id AS uuid)
+WHERE s.platform = 'shopify' AND s.account_id = page.account_id
+RETURNING s.account_id AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token,
+          COALESCE(st.is_active AND st.refresh_token IS NULL AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS Claimed,
+          COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
+           s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
+           s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt;
 
 -- Shopify: find account
 SELECT st."id"::text AS Id, st.shop_domain AS ShopDomain
@@ -293,26 +306,29 @@ notified AS (
 SELECT (SELECT count(*) FROM notified) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending;
 
 -- Shopify: save validated
-INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, needs_reauth, last_success_at, updated_at)
-SELECT 'shopify', v.id, 0, false, v.at, v.at
+INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, needs_reauth, last_success_at, next_check_at, updated_at)
+SELECT 'shopify', v.id, 0, false, v.at, CASE WHEN @IntervalSeconds = 0 THEN v.at
+     ELSE to_timestamp((floor((extract(epoch FROM v.at) - abs(hashtext(v.id)::bigint) % @IntervalSeconds) / @IntervalSeconds) + 1)
+                       * @IntervalSeconds + abs(hashtext(v.id)::bigint) % @IntervalSeconds) END, v.at
 FROM unnest(CAST(@Ids AS text[]), CAST(@Ats AS timestamptz[])) AS v(id, at)
 ORDER BY v.id
 ON CONFLICT (platform, account_id) DO UPDATE SET
     consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
-    token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at;
+    token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at,
+    next_check_at = EXCLUDED.next_check_at, updated_at = EXCLUDED.updated_at;
 
 -- Shopify: save state
 INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, last_error, last_error_at,
-    next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, updated_at)
+    next_attempt_at, needs_reauth, token_hash, unknown_outcome_at, last_success_at, next_check_at, updated_at)
 SELECT @Platform, @AccountId, @ConsecutiveFailures, @LastError, @LastErrorAt,
-    @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @Now
+    @NextAttemptAt, @NeedsReauth, @TokenHash, @UnknownOutcomeAt, @LastSuccessAt, @NextAttemptAt, @Now
 WHERE EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(@AccountId AS uuid))
 ON CONFLICT (platform, account_id) DO UPDATE SET
     consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
     last_error_at = EXCLUDED.last_error_at, next_attempt_at = EXCLUDED.next_attempt_at,
     needs_reauth = EXCLUDED.needs_reauth, token_hash = EXCLUDED.token_hash,
     unknown_outcome_at = EXCLUDED.unknown_outcome_at,
-    last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), updated_at = EXCLUDED.updated_at,
+    last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at), next_check_at = EXCLUDED.next_check_at, updated_at = EXCLUDED.updated_at,
     lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
 WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder;
 
@@ -351,9 +367,7 @@ SELECT count(*) FILTER (WHERE due AND callable AND eligible),
 FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            NULL::timestamptz AS refresh_token_ends,
-           (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
-            OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
-               > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
+           (s.account_id IS NULL OR s.next_check_at IS NULL OR s.next_check_at <= @Now) AS due,
            COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
@@ -376,9 +390,7 @@ SELECT id AS Id, shop AS Shop,
 FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            NULL::timestamptz AS refresh_token_ends,
-           (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
-            OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
-               > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext(a."id"::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)) AS due,
+           (s.account_id IS NULL OR s.next_check_at IS NULL OR s.next_check_at <= @Now) AS due,
            COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now

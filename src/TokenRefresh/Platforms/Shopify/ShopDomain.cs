@@ -31,11 +31,18 @@ internal static partial class ShopDomain
     private static partial Regex Pattern();
 
     /// <summary>
-    /// One warning a cycle, at most, for the active stores whose shop_domain breaks the rule: they are never called,
-    /// so never deactivated; `status` lists them.
+    /// One warning an hour, for all replicas together, for the active stores whose shop_domain breaks the rule: they are
+    /// never called, so never deactivated; `status` lists them. Looked for only by the replica that says it: it is a
+    /// scan of every store.
     /// </summary>
-    public static async Task WarnAboutUncallableAsync(NpgsqlConnection connection, Persistence.TableShape stores, string platform, ILogger logger, CancellationToken cancellationToken)
+    public static async Task WarnAboutUncallableAsync(
+        NpgsqlConnection connection, Persistence.TableShape stores, string platform, DateTimeOffset now, ILogger logger, CancellationToken cancellationToken)
     {
+        if (!await HourlyNotice.ClaimAsync(connection, "shopify_uncallable_stores", now, cancellationToken))
+        {
+            return;
+        }
+
         var rows = await connection.ReadRowsAsync<(long Total, string Id, string? ShopDomain)>(new CommandDefinition(UncallableSql(stores), cancellationToken: cancellationToken));
         if (rows.Count > 0)
         {

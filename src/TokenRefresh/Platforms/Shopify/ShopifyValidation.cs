@@ -57,7 +57,7 @@ internal sealed class ShopifyValidation(
     /// <summary>What `status` counts for validation on shopify_stores as it is.</summary>
     public static StatusSource StatusSourceFor(PlatformInfo info, TableShape shape) => new(
         info, shape, "COALESCE(a.access_token, '')", ShopifySchema.HasExpiringTokens(shape) ? "a.is_active AND a.refresh_token IS NULL" : "a.is_active",
-        ShopifyValidationStatements.IntervalSql(shape.Key("a")), ShopDomain.Sql("a.shop_domain"), "a.shop_domain", RefreshTokenEnds: null,
+        ShopifyValidationStatements.DueSql, ShopDomain.Sql("a.shop_domain"), "a.shop_domain", RefreshTokenEnds: null,
         ShopifyValidationCycle.DeactivationPaused);
 
     // Built again only when the table changed (a migration of the main application's).

@@ -30,7 +30,7 @@ internal sealed partial class ShopifyValidationCycle(
     /// <summary>What a store whose 401 came while deactivation was paused is reported as.</summary>
     public const string DeactivationPaused = "deactivation_paused";
 
-    private readonly ValidatedStores _validated = new(db, sql.SaveValidated, logger);
+    private readonly ValidatedStores _validated = new(db, sql.SaveValidated, (long)settings.ValidateInterval.TotalSeconds, logger);
     private readonly RefusedStores _refused = new();
     private Batches<DueAccount>? _due;
 
@@ -40,6 +40,8 @@ internal sealed partial class ShopifyValidationCycle(
 
     private long IntervalSeconds => (long)settings.ValidateInterval.TotalSeconds;
 
+    private long LeaseSeconds => (long)Math.Ceiling(cycle.LeaseLength.TotalSeconds);
+
     // Shopify's limits are per store: no permit.
     public IPermits Permits => NoRateLimit.Instance;
 
@@ -48,10 +50,11 @@ internal sealed partial class ShopifyValidationCycle(
         var due = await DatabaseRetry.ReadAsync(time, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
-            await ShopDomain.WarnAboutUncallableAsync(connection, shape, info.Name, logger, ct);
+            await ShopDomain.WarnAboutUncallableAsync(connection, shape, info.Name, time.GetUtcNow(), logger, ct);
             await cutoff.WarnAsync(connection, shape, ct);
             await sql.Leftovers.RemoveAsync(connection, time.GetUtcNow(), info.Name, logger, ct);
-            return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql.CountDue, new { Now = time.GetUtcNow(), IntervalSeconds }, cancellationToken: ct));
+            await connection.ExecuteAsync(new CommandDefinition(sql.Schedule, new { Now = time.GetUtcNow(), IntervalSeconds, LeaseSeconds }, cancellationToken: ct));
+            return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql.CountDue, new { Now = time.GetUtcNow() }, cancellationToken: ct));
         }, cancellationToken);
         return due;
     }
@@ -67,17 +70,24 @@ internal sealed partial class ShopifyValidationCycle(
         var now = time.GetUtcNow();
         await foreach (var row in Paging.ReadAsync<ClaimedToken>(PageAsync).WithCancellation(cancellationToken))
         {
+            // A store the page found not to be validated (switched off, deleted, uncallable) was set aside by it.
+            if (!row.Claimed)
+            {
+                continue;
+            }
+
             yield return new DueAccount(row.Id, row.ShopDomain ?? "", row.Token.Length == 0 ? "access_token is NULL or empty" : ShopDomain.Problem(row.ShopDomain))
             {
                 Claimed = row,
             };
         }
 
+        // Each page takes the next due stores: those it took are no longer due, so it needs no cursor.
         Task<IReadOnlyList<ClaimedToken>> PageAsync(ClaimedToken? after) => DatabaseRetry.ReadAsync<IReadOnlyList<ClaimedToken>>(time, async ct =>
         {
             await using var connection = await db.OpenConnectionAsync(ct);
             return await connection.ReadRowsAsync<ClaimedToken>(new CommandDefinition(
-                sql.DuePage, new { Now = now, IntervalSeconds, AfterId = after?.Id }, cancellationToken: ct));
+                sql.ClaimPage, new { Now = now, IntervalSeconds, LeaseSeconds }, cancellationToken: ct));
         }, cancellationToken).AsTask();
     }
 
@@ -94,8 +104,8 @@ internal sealed partial class ShopifyValidationCycle(
         };
     }
 
-    // A validation sends the token it read with the page and writes only its state and is_active, guarded by that
-    // token, so it needs no claim.
+    // The page took the stores (their next check moved a lease ahead); a validation sends the token it read with the
+    // page and writes only its state and is_active, guarded by that token.
     public Task<IReadOnlyList<Claim>> ClaimAsync(IReadOnlyList<DueAccount> accounts, DateTimeOffset deadline, CancellationToken claiming) =>
         Task.FromResult<IReadOnlyList<Claim>>([.. accounts.Select(a => new Claim(a))]);
 

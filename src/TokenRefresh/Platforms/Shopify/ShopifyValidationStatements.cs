@@ -17,30 +17,63 @@ internal sealed class ShopifyValidationStatements
             FROM {ShopifySchema.Table} st
             LEFT JOIN token_refresh_state s ON s.platform = '{stateKey}' AND s.account_id = {shape.Id("st")}
             """;
-        // Stores with an expiring token are refreshed instead (ShopifyExpiring): the refresh proves the token.
+        // Which stores are validated: active, with a non-expiring token (stores with an expiring token are refreshed
+        // instead, ShopifyExpiring: the refresh proves the token), at a domain that may be called.
         var nonExpiring = ShopifySchema.HasExpiringTokens(shape) ? " AND st.refresh_token IS NULL" : "";
-        var due = $"""
-            st.is_active{nonExpiring}
-              AND {ShopDomain.Sql("st.shop_domain").Nested(6)}
-              AND {AccountState.EligibleSql("COALESCE(st.access_token, '')").Nested(6)}
-              AND {IntervalSql(shape.Key("st")).Nested(6)}
+        var validated = $"st.is_active{nonExpiring}";
+        string StoreOf(string stateId) => $"{ShopifySchema.Table} st ON {shape.Key("st")} = {shape.IdParam(stateId)}";
+
+        // Each cycle, one pass over the stores and their state: a store with no next check yet (new, switched on again,
+        // or left out while it could not be validated) gets one, at its boundary of the interval when its last check
+        // passed (else now); so does one whose next check is further off than the interval (the interval was shortened;
+        // a page's lease, and a minute for the replicas' clocks, are never taken for that), and a failing store given a
+        // new token, due now. In key order, so that two replicas' passes never deadlock.
+        Schedule = $"""
+            INSERT INTO token_refresh_state AS s (platform, account_id, next_check_at, updated_at)
+            SELECT '{stateKey}', {shape.Id("st")},
+                   CASE WHEN s.token_hash IS NULL AND s.last_success_at IS NOT NULL THEN {NextCheckSql("s.last_success_at", shape.Id("st"))} ELSE @Now END,
+                   @Now
+            FROM {ShopifySchema.Table} st
+            LEFT JOIN token_refresh_state s ON s.platform = '{stateKey}' AND s.account_id = {shape.Id("st")}
+            WHERE {validated}
+              AND (s.account_id IS NULL OR s.next_check_at IS NULL
+                   OR (s.token_hash IS NULL AND s.next_check_at > @Now + make_interval(secs => greatest(@IntervalSeconds, @LeaseSeconds) + 60))
+                   OR (s.token_hash IS NOT NULL AND s.next_check_at > @Now
+                       AND s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex')))
+            ORDER BY 2
+            ON CONFLICT (platform, account_id) DO UPDATE SET next_check_at = EXCLUDED.next_check_at
             """;
 
         CountDue = $"""
             SELECT count(*)::int
-            {from}
-            WHERE {due}
+            FROM token_refresh_state s
+            JOIN {StoreOf("s.account_id")}
+            WHERE s.platform = '{stateKey}' AND s.next_check_at <= @Now
+              AND {validated} AND {ShopDomain.Sql("st.shop_domain")}
             """;
 
-        // The token and state come with the page: validation needs no claim, so a store costs one round trip (its state).
-        DuePage = $"""
-            SELECT {shape.Id("st")} AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token,
-                   {AccountState.Columns.Nested(7)}
-            {from}
-            WHERE {due}
-              AND {shape.After("st", "@AfterId")}
-            ORDER BY {shape.Key("st")}
-            LIMIT {Paging.PageSize}
+        // The due stores, soonest first, a page at a time: each page moves their next check a lease ahead, so that
+        // another replica's page skips them and a process that dies leaves them due again when the lease ends. A store
+        // that is not to be validated (switched off, deleted, given an expiring token) is left unscheduled; one whose
+        // domain may not be called is looked at again an interval later. The token and state come with the page.
+        ClaimPage = $"""
+            WITH page AS (
+                SELECT s.account_id
+                FROM token_refresh_state s
+                WHERE s.platform = '{stateKey}' AND s.next_check_at <= @Now
+                ORDER BY s.next_check_at, s.account_id
+                LIMIT {Paging.PageSize}
+                FOR UPDATE SKIP LOCKED)
+            UPDATE token_refresh_state s
+            SET next_check_at = CASE WHEN {shape.Key("st")} IS NULL OR NOT ({validated}) THEN NULL
+                                     WHEN NOT {ShopDomain.Sql("st.shop_domain")} THEN @Now + make_interval(secs => greatest(@IntervalSeconds, @LeaseSeconds))
+                                     ELSE @Now + make_interval(secs => @LeaseSeconds) END
+            FROM page
+            LEFT JOIN {StoreOf("page.account_id")}
+            WHERE s.platform = '{stateKey}' AND s.account_id = page.account_id
+            RETURNING s.account_id AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token,
+                      COALESCE({validated} AND {ShopDomain.Sql("st.shop_domain")}, false) AS Claimed,
+                      {AccountState.Columns.Nested(11)}
             """;
 
         FindAccount = $"""
@@ -78,28 +111,32 @@ internal sealed class ShopifyValidationStatements
             SELECT (SELECT count(*) FROM notified) AS Deactivated, EXISTS (SELECT 1 FROM pending) AS ExchangePending
             """;
 
-        SaveState = AccountState.SaveSql(ShopifySchema.Table, shape);
+        SaveState = AccountState.SaveSql(ShopifySchema.Table, shape, nextCheck: "@NextAttemptAt");
 
         // Its own state rows and the token exchanges' markers.
         Leftovers = new Leftovers(ShopifySchema.Table, shape, [stateKey, ExchangeStateKey]);
 
         // The state each validated store gets is AccountState.Succeeded, in key order, so that two replicas' batches never deadlock.
         SaveValidated = $"""
-            INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, needs_reauth, last_success_at, updated_at)
-            SELECT '{stateKey}', v.id, 0, false, v.at, v.at
+            INSERT INTO token_refresh_state AS s (platform, account_id, consecutive_failures, needs_reauth, last_success_at, next_check_at, updated_at)
+            SELECT '{stateKey}', v.id, 0, false, v.at, {NextCheckSql("v.at", "v.id")}, v.at
             FROM unnest(CAST(@Ids AS text[]), CAST(@Ats AS timestamptz[])) AS v(id, at)
             ORDER BY v.id
             ON CONFLICT (platform, account_id) DO UPDATE SET
                 consecutive_failures = 0, last_error = NULL, last_error_at = NULL, next_attempt_at = NULL, needs_reauth = false,
-                token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at, updated_at = EXCLUDED.updated_at
+                token_hash = NULL, unknown_outcome_at = NULL, last_success_at = EXCLUDED.last_success_at,
+                next_check_at = EXCLUDED.next_check_at, updated_at = EXCLUDED.updated_at
             """;
     }
 
-    /// <summary>The stores due (parameters @Now, @IntervalSeconds).</summary>
+    /// <summary>Gives a next check to the stores that have none, or the wrong one (parameters @Now, @IntervalSeconds, @LeaseSeconds).</summary>
+    public string Schedule { get; }
+
+    /// <summary>The stores due (parameter @Now).</summary>
     public string CountDue { get; }
 
-    /// <summary>A page of due stores, with their token and state, after @AfterId.</summary>
-    public string DuePage { get; }
+    /// <summary>Takes the next page of due stores, with their token and state (parameters @Now, @IntervalSeconds, @LeaseSeconds).</summary>
+    public string ClaimPage { get; }
 
     /// <summary>The active stores with shop_domain @Key (an operator's `refresh --shop`).</summary>
     public string FindAccount { get; }
@@ -110,7 +147,7 @@ internal sealed class ShopifyValidationStatements
     /// <summary>Switches store @Id off if it still holds @RejectedToken, and announces it.</summary>
     public string Deactivate { get; }
 
-    /// <summary>Records a batch of successful validations (@Ids, @Ats).</summary>
+    /// <summary>Records a batch of successful validations and their next checks (@Ids, @Ats, @IntervalSeconds).</summary>
     public string SaveValidated { get; }
 
     /// <summary>Writes a store's state after a failure, while the store is in the table (<see cref="AccountState.SaveSql"/>).</summary>
@@ -120,14 +157,17 @@ internal sealed class ShopifyValidationStatements
     public Leftovers Leftovers { get; }
 
     /// <summary>
-    /// SHOPIFY_VALIDATE_INTERVAL_MINUTES, on a store whose key is <paramref name="storeId"/>, joined to its state as
-    /// <c>s</c> (parameters @Now, @IntervalSeconds): a store whose last check succeeded is due again when it crosses its
-    /// own boundary of the interval; the boundaries are spread over the interval by a hash of the store's id, so an equal
-    /// share of the stores comes due in every cycle. A failing store follows its backoff instead.
+    /// SHOPIFY_VALIDATE_INTERVAL_MINUTES (parameter @IntervalSeconds): when a store whose check passed at
+    /// <paramref name="at"/> is due again. Each store crosses its own boundaries of the interval, spread over it by a hash
+    /// of its id (<paramref name="id"/>, as text), so that an equal share of the stores comes due in every cycle; the
+    /// first after <paramref name="at"/> is its next check. With an interval of 0, the next cycle.
     /// </summary>
-    public static string IntervalSql(string storeId) => $"""
-        (@IntervalSeconds = 0 OR s.account_id IS NULL OR s.last_error_at IS NOT NULL OR s.last_success_at IS NULL
-         OR floor((extract(epoch FROM @Now::timestamptz) - (abs(hashtext({storeId}::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds)
-            > floor((extract(epoch FROM s.last_success_at) - (abs(hashtext({storeId}::text)::bigint) % @IntervalSeconds)) / @IntervalSeconds))
+    public static string NextCheckSql(string at, string id) => $"""
+        CASE WHEN @IntervalSeconds = 0 THEN {at}
+             ELSE to_timestamp((floor((extract(epoch FROM {at}) - abs(hashtext({id})::bigint) % @IntervalSeconds) / @IntervalSeconds) + 1)
+                               * @IntervalSeconds + abs(hashtext({id})::bigint) % @IntervalSeconds) END
         """;
+
+    /// <summary>Whether a store joined to its state as <c>s</c> is due (@Now): its next check has come, or it has none yet.</summary>
+    public const string DueSql = "(s.account_id IS NULL OR s.next_check_at IS NULL OR s.next_check_at <= @Now)";
 }

@@ -6,9 +6,9 @@ namespace TokenRefresh.Platforms.Shopify;
 
 /// <summary>
 /// A cycle's successful validations, recorded a batch at a time (and the rest when the cycle ends): one statement for
-/// many stores. A batch that cannot be saved is said once; its stores are validated again next cycle.
+/// many stores. A batch that cannot be saved is said once; its stores are validated again once the claim on them runs out.
 /// </summary>
-internal sealed partial class ValidatedStores(NpgsqlDataSource db, string saveSql, ILogger logger)
+internal sealed partial class ValidatedStores(NpgsqlDataSource db, string saveSql, long intervalSeconds, ILogger logger)
 {
     /// <summary>How many successful validations are recorded in one statement.</summary>
     private const int Batch = 32;
@@ -43,7 +43,7 @@ internal sealed partial class ValidatedStores(NpgsqlDataSource db, string saveSq
         try
         {
             await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
-            await connection.ExecuteAsync(new CommandDefinition(saveSql, new { Ids = batch.Select(v => v.Id).ToArray(), Ats = batch.Select(v => v.At).ToArray() }));
+            await connection.ExecuteAsync(new CommandDefinition(saveSql, new { Ids = batch.Select(v => v.Id).ToArray(), Ats = batch.Select(v => v.At).ToArray(), IntervalSeconds = intervalSeconds }));
         }
         catch (NpgsqlException e)
         {
@@ -53,7 +53,7 @@ internal sealed partial class ValidatedStores(NpgsqlDataSource db, string saveSq
 
     private static partial class Log
     {
-        [LoggerMessage(304, LogLevel.Error, "Shopify: the validation state of {Count} stores could not be saved; they are validated again at the next cycle")]
+        [LoggerMessage(304, LogLevel.Error, "Shopify: the validation state of {Count} stores could not be saved; they are validated again once this cycle's claim on them runs out")]
         public static partial void ValidatedNotSaved(ILogger logger, Exception exception, int count);
     }
 }
