@@ -25,7 +25,11 @@ public sealed class FakeEtsy
     // The ledger: every access token issued, its user and when it ends (removed when the user revokes access).
     private readonly ConcurrentDictionary<string, (long UserId, DateTimeOffset ExpiresAt)> _accessTokens = new(StringComparer.Ordinal);
 
-    internal FakeEtsy(FakeHttp http) => _http = http;
+    internal FakeEtsy(FakeHttp http)
+    {
+        _http = http;
+        Quota = new RollingQuota(() => LimitPerDay);
+    }
 
     /// <summary>The app's keystring: expected as form field client_id and as the first half of x-api-key.</summary>
     public string ClientId { get; set; } = "fake-etsy-keystring";
@@ -35,6 +39,12 @@ public sealed class FakeEtsy
 
     /// <summary>The daily quota sent in x-limit-per-day (Etsy's newer documented default); x-remaining-today counts down from it.</summary>
     public int LimitPerDay { get; set; } = 100_000;
+
+    /// <summary>
+    /// <see cref="LimitPerDay"/> enforced as Etsy does, over a rolling window, once <see cref="RollingQuota.Enforced"/>:
+    /// off by default.
+    /// </summary>
+    public RollingQuota Quota { get; }
 
     /// <summary>The life of the access tokens issued (expires_in): an hour, as Etsy's; shorter for a compressed day.</summary>
     public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromHours(1);
@@ -196,6 +206,15 @@ public sealed class FakeEtsy
     {
         var totalCalls = Interlocked.Increment(ref _totalCalls);
         _callTimes.Enqueue(DateTimeOffset.UtcNow);
+        if (Quota.Take(DateTimeOffset.UtcNow) is { } retryAfter)
+        {
+            ctx.Response.Headers["x-limit-per-day"] = LimitPerDay.ToString(CultureInfo.InvariantCulture);
+            ctx.Response.Headers["x-remaining-today"] = "0";
+            ctx.Response.Headers["retry-after"] = ((int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            await FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status429TooManyRequests, """{"error":"daily quota exceeded"}""");
+            return;
+        }
+
         // As strict as Etsy: a form, and only the fields of a refresh (no client_secret, redirect_uri or code_verifier).
         if (ctx.Request.ContentType?.StartsWith("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase) != true)
         {
@@ -296,7 +315,7 @@ public sealed class FakeEtsy
         headers["x-limit-per-second"] = "150";
         headers["x-remaining-this-second"] = "149";
         headers["x-limit-per-day"] = LimitPerDay.ToString(CultureInfo.InvariantCulture);
-        headers["x-remaining-today"] = Math.Max(0, LimitPerDay - totalCalls).ToString(CultureInfo.InvariantCulture);
+        headers["x-remaining-today"] = Math.Max(0, LimitPerDay - (Quota.Enforced ? Quota.Taken : totalCalls)).ToString(CultureInfo.InvariantCulture);
         var expiresIn = fault switch
         {
             FakeFault.MissingExpiresIn => (int?)null,

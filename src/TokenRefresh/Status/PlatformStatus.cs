@@ -35,4 +35,14 @@ public sealed record PlatformStatus(
 /// A daily quota per API key: <paramref name="PerDay"/> and <paramref name="Remaining"/> as the platform's last answer
 /// gave them (null before any), and the requests a day that refreshing <paramref name="Accounts"/> accounts takes.
 /// </summary>
-public sealed record QuotaStatus(int? PerDay, int? Remaining, DateTimeOffset? SeenAt, long Accounts, double RefreshesPerDay, double? SharePercent, int WarnPercent);
+public sealed record QuotaStatus(int? PerDay, int? Remaining, DateTimeOffset? SeenAt, long Accounts, double RefreshesPerDay, double? SharePercent, int WarnPercent)
+{
+    /// <summary>
+    /// The accounts whose tokens expire for want of quota, when the refreshes need more than the quota a day: more than
+    /// it can keep refreshed (0 when it is enough, or not seen yet).
+    /// </summary>
+    public long ExpiringForWantOfQuota { get; init; }
+
+    /// <summary>When the first of them expires: the token after the soonest <see cref="Remaining"/> ones, which today's requests left refresh.</summary>
+    public DateTimeOffset? ExpiringFrom { get; init; }
+}

@@ -150,7 +150,7 @@ WITH gone AS (
     SELECT s.platform, s.account_id
     FROM token_refresh_state s
     WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-      AND NOT EXISTS (SELECT 1 FROM etsy_users a WHERE a."user_id"::text = s.account_id)
+      AND NOT EXISTS (SELECT 1 FROM etsy_users a WHERE a."user_id" = CAST(s.account_id AS uuid))
     LIMIT 50000),
 removed AS (
     DELETE FROM token_refresh_state s USING gone
@@ -248,9 +248,7 @@ ON CONFLICT (platform, account_id) DO UPDATE SET next_check_at = EXCLUDED.next_c
 -- Shopify: count due
 SELECT count(*)::int
 FROM token_refresh_state s
-JOIN shopify_stores st ON st."id" = CAST(s.account_id AS uuid)
-WHERE s.platform = 'shopify' AND s.next_check_at <= @Now
-  AND st.is_active AND st.refresh_token IS NULL AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$');
+WHERE s.platform = 'shopify' AND s.next_check_at <= @Now;
 
 -- Shopify: claim page
 WITH page AS (
@@ -337,7 +335,7 @@ WITH gone AS (
     SELECT s.platform, s.account_id
     FROM token_refresh_state s
     WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-      AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id"::text = s.account_id)
+      AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid))
     LIMIT 50000),
 removed AS (
     DELETE FROM token_refresh_state s USING gone
@@ -561,7 +559,7 @@ WITH gone AS (
     SELECT s.platform, s.account_id
     FROM token_refresh_state s
     WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-      AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id"::text = s.account_id)
+      AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid))
     LIMIT 50000),
 removed AS (
     DELETE FROM token_refresh_state s USING gone
@@ -843,7 +841,7 @@ WITH gone AS (
     SELECT s.platform, s.account_id
     FROM token_refresh_state s
     WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-      AND NOT EXISTS (SELECT 1 FROM ebay_users a WHERE a."user_id"::text = s.account_id)
+      AND NOT EXISTS (SELECT 1 FROM ebay_users a WHERE a."user_id" = CAST(s.account_id AS uuid))
     LIMIT 50000),
 removed AS (
     DELETE FROM token_refresh_state s USING gone

@@ -53,10 +53,23 @@ internal sealed partial class ShopifyValidationCycle(
             await ShopDomain.WarnAboutUncallableAsync(connection, shape, info.Name, time.GetUtcNow(), logger, ct);
             await cutoff.WarnAsync(connection, shape, ct);
             await sql.Leftovers.RemoveAsync(connection, time.GetUtcNow(), info.Name, logger, ct);
-            await connection.ExecuteAsync(new CommandDefinition(sql.Schedule, new { Now = time.GetUtcNow(), IntervalSeconds, LeaseSeconds }, cancellationToken: ct));
+            await ScheduleAsync(connection, ct);
             return await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql.CountDue, new { Now = time.GetUtcNow() }, cancellationToken: ct));
         }, cancellationToken);
         return due;
+    }
+
+    // A first start schedules every store in one statement (a million in about 25 s): it may take the cycle's budget, not
+    // the usual command timeout. The statistics it changed are renewed (a warning only, where the role does not own the
+    // table), so that the statements after it are planned for the rows now there.
+    private async Task ScheduleAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        var scheduled = await connection.ExecuteAsync(new CommandDefinition(sql.Schedule, new { Now = time.GetUtcNow(), IntervalSeconds, LeaseSeconds },
+            commandTimeout: (int)cycle.CycleBudget.TotalSeconds, cancellationToken: cancellationToken));
+        if (scheduled > 10_000)
+        {
+            await connection.ExecuteAsync(new CommandDefinition("ANALYZE token_refresh_state", cancellationToken: cancellationToken));
+        }
     }
 
     public Task<IReadOnlyList<DueAccount>> NextAsync(int count, DateTimeOffset deadline, CancellationToken claiming)

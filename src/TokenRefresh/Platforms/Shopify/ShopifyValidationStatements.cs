@@ -44,12 +44,11 @@ internal sealed class ShopifyValidationStatements
             ON CONFLICT (platform, account_id) DO UPDATE SET next_check_at = EXCLUDED.next_check_at
             """;
 
+        // The schedule alone (an index range): a store that can no longer be validated is counted until a page sets it aside.
         CountDue = $"""
             SELECT count(*)::int
             FROM token_refresh_state s
-            JOIN {StoreOf("s.account_id")}
             WHERE s.platform = '{stateKey}' AND s.next_check_at <= @Now
-              AND {validated} AND {ShopDomain.Sql("st.shop_domain")}
             """;
 
         // The due stores, soonest first, a page at a time: each page moves their next check a lease ahead, so that
