@@ -88,9 +88,9 @@ public sealed class SqlSnapshotTests
         var validation = new ShopifyValidationStatements(ShopifyValidation.Id, stores);
         Section(text, "Shopify", new()
         {
-            ["schedule"] = validation.Schedule, ["count due"] = validation.CountDue, ["claim page"] = validation.ClaimPage, ["find account"] = validation.FindAccount,
+            ["schedule: find"] = validation.ScheduleFind, ["schedule: set"] = validation.ScheduleSet, ["schedule: all"] = validation.Schedule, ["count due"] = validation.CountDue, ["claim page"] = validation.ClaimPage, ["find account"] = validation.FindAccount,
             ["read one"] = validation.ReadOne, ["deactivate"] = validation.Deactivate, ["save validated"] = validation.SaveValidated, ["save state"] = validation.SaveState,
-            ["deleted stores' state"] = validation.Leftovers.Sql, ["uncallable stores"] = ShopDomain.UncallableSql(stores), ["non-expiring stores (the cut-off)"] = NonExpiringCutoff.CountSql(stores),
+            ["deleted stores' state"] = validation.Leftovers.FindSql, ["deleted stores' state removed"] = validation.Leftovers.RemoveSql, ["uncallable stores"] = ShopDomain.UncallableSql(stores), ["non-expiring stores (the cut-off)"] = NonExpiringCutoff.CountSql(stores),
         });
         Status(text, "Shopify", ShopifyValidation.StatusSourceFor(ShopifyValidation.Description, stores));
 
@@ -116,7 +116,7 @@ public sealed class SqlSnapshotTests
         var statements = new Dictionary<string, string>
         {
             ["count due"] = sql.CountDue, ["due page"] = sql.DuePage, ["no-expiry page"] = sql.NoExpiryPage, ["find account"] = sql.FindAccount,
-            ["claim"] = sql.Claim, ["forced claim"] = sql.ForcedClaim, ["store"] = sql.Store, ["save state"] = sql.SaveState, ["needs re-authorisation (metric)"] = sql.NeedsReauth, ["deleted accounts' state"] = sql.Leftovers.Sql,
+            ["claim"] = sql.Claim, ["forced claim"] = sql.ForcedClaim, ["store"] = sql.Store, ["save state"] = sql.SaveState, ["needs re-authorisation (metric)"] = sql.NeedsReauth, ["deleted accounts' state"] = sql.Leftovers.FindSql, ["deleted accounts' state removed"] = sql.Leftovers.RemoveSql,
             ["refresh tokens ending"] = sql.RefreshTokensEnding, ["daily quota"] = sql.QuotaUse, ["daily quota (status)"] = OAuthStatements.QuotaStatusSql(platform),
         };
         if (sql.AnnounceEnding is { } announce)

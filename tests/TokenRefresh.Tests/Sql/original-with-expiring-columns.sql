@@ -146,17 +146,17 @@ FROM token_refresh_state s JOIN etsy_users a ON a."user_id"::text = s.account_id
 WHERE s.platform = 'etsy' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
 
 -- Etsy: deleted accounts' state
-WITH gone AS (
-    SELECT s.platform, s.account_id
-    FROM token_refresh_state s
-    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-      AND NOT EXISTS (SELECT 1 FROM etsy_users a WHERE a."user_id" = CAST(s.account_id AS uuid))
-    LIMIT 50000),
-removed AS (
-    DELETE FROM token_refresh_state s USING gone
-    WHERE s.platform = gone.platform AND s.account_id = gone.account_id
-    RETURNING 1)
-SELECT count(*)::int FROM removed;
+SELECT s.platform AS Platform, s.account_id AS AccountId
+FROM token_refresh_state s
+WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+  AND NOT EXISTS (SELECT 1 FROM etsy_users a WHERE a."user_id" = CAST(s.account_id AS uuid))
+LIMIT 50000;
+
+-- Etsy: deleted accounts' state removed
+DELETE FROM token_refresh_state s
+USING unnest(CAST(@Platforms AS text[]), CAST(@Ids AS text[])) AS gone(platform, account_id)
+WHERE s.platform = gone.platform AND s.account_id = gone.account_id AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+  AND NOT EXISTS (SELECT 1 FROM etsy_users a WHERE a."user_id" = CAST(s.account_id AS uuid));
 
 -- Etsy: refresh tokens ending
 SELECT a."user_id"::text AS Id, NULL AS Label, (s.last_success_at + interval '90 days') AS ExpiresAt
@@ -228,13 +228,35 @@ WHERE NOT callable OR needs_reauth OR backing_off OR (ending AND NOT needs_reaut
 ORDER BY 3 DESC, last_error_at DESC
 LIMIT 500;
 
--- Shopify: schedule
-INSERT INTO token_refresh_state AS s (platform, account_id, next_check_at, updated_at)
-SELECT 'shopify', st."id"::text,
-       CASE WHEN s.token_hash IS NULL AND s.last_success_at IS NOT NULL THEN CASE WHEN @IntervalSeconds = 0 THEN s.last_success_at
+-- Shopify: schedule: find
+SELECT st."id"::text AS Id, CASE WHEN s.token_hash IS NULL AND s.last_success_at IS NOT NULL THEN CASE WHEN @IntervalSeconds = 0 THEN s.last_success_at
      ELSE to_timestamp((floor((extract(epoch FROM s.last_success_at) - abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds) / @IntervalSeconds) + 1)
-                       * @IntervalSeconds + abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds) END ELSE @Now END,
-       @Now
+                       * @IntervalSeconds + abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds) END ELSE @Now END AS At, s.next_check_at AS Was
+FROM shopify_stores st
+LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
+WHERE st.is_active AND st.refresh_token IS NULL
+  AND (s.account_id IS NULL OR s.next_check_at IS NULL
+       OR (s.token_hash IS NULL AND s.next_check_at > @Now + make_interval(secs => greatest(@IntervalSeconds, @LeaseSeconds) + 60))
+       OR (s.token_hash IS NOT NULL AND s.next_check_at > @Now
+           AND s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex')))
+LIMIT @Most;
+
+-- Shopify: schedule: set
+WITH v AS (
+    SELECT * FROM unnest(CAST(@Ids AS text[]), CAST(@Ats AS timestamptz[]), CAST(@Wases AS timestamptz[])) AS v(id, at, was)),
+added AS (
+    INSERT INTO token_refresh_state (platform, account_id, next_check_at, updated_at)
+    SELECT 'shopify', v.id, v.at, @Now FROM v WHERE v.was IS NULL ORDER BY v.id
+    ON CONFLICT (platform, account_id) DO NOTHING)
+UPDATE token_refresh_state s SET next_check_at = v.at
+FROM v
+WHERE s.platform = 'shopify' AND s.account_id = v.id AND s.next_check_at IS NOT DISTINCT FROM v.was;
+
+-- Shopify: schedule: all
+INSERT INTO token_refresh_state AS s (platform, account_id, next_check_at, updated_at)
+SELECT 'shopify', st."id"::text, CASE WHEN s.token_hash IS NULL AND s.last_success_at IS NOT NULL THEN CASE WHEN @IntervalSeconds = 0 THEN s.last_success_at
+     ELSE to_timestamp((floor((extract(epoch FROM s.last_success_at) - abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds) / @IntervalSeconds) + 1)
+                       * @IntervalSeconds + abs(hashtext(st."id"::text)::bigint) % @IntervalSeconds) END ELSE @Now END, @Now
 FROM shopify_stores st
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
 WHERE st.is_active AND st.refresh_token IS NULL
@@ -331,17 +353,17 @@ ON CONFLICT (platform, account_id) DO UPDATE SET
 WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder;
 
 -- Shopify: deleted stores' state
-WITH gone AS (
-    SELECT s.platform, s.account_id
-    FROM token_refresh_state s
-    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-      AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid))
-    LIMIT 50000),
-removed AS (
-    DELETE FROM token_refresh_state s USING gone
-    WHERE s.platform = gone.platform AND s.account_id = gone.account_id
-    RETURNING 1)
-SELECT count(*)::int FROM removed;
+SELECT s.platform AS Platform, s.account_id AS AccountId
+FROM token_refresh_state s
+WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+  AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid))
+LIMIT 50000;
+
+-- Shopify: deleted stores' state removed
+DELETE FROM token_refresh_state s
+USING unnest(CAST(@Platforms AS text[]), CAST(@Ids AS text[])) AS gone(platform, account_id)
+WHERE s.platform = gone.platform AND s.account_id = gone.account_id AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+  AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid));
 
 -- Shopify: uncallable stores
 SELECT count(*) OVER () AS Total, st."id"::text AS Id, st.shop_domain AS ShopDomain
@@ -555,17 +577,17 @@ FROM token_refresh_state s JOIN shopify_stores a ON a."id"::text = s.account_id
 WHERE s.platform = 'shopify_refresh' AND s.needs_reauth AND a.is_active AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
 
 -- Shopify expiring: deleted accounts' state
-WITH gone AS (
-    SELECT s.platform, s.account_id
-    FROM token_refresh_state s
-    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-      AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid))
-    LIMIT 50000),
-removed AS (
-    DELETE FROM token_refresh_state s USING gone
-    WHERE s.platform = gone.platform AND s.account_id = gone.account_id
-    RETURNING 1)
-SELECT count(*)::int FROM removed;
+SELECT s.platform AS Platform, s.account_id AS AccountId
+FROM token_refresh_state s
+WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+  AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid))
+LIMIT 50000;
+
+-- Shopify expiring: deleted accounts' state removed
+DELETE FROM token_refresh_state s
+USING unnest(CAST(@Platforms AS text[]), CAST(@Ids AS text[])) AS gone(platform, account_id)
+WHERE s.platform = gone.platform AND s.account_id = gone.account_id AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+  AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid));
 
 -- Shopify expiring: refresh tokens ending
 SELECT a."id"::text AS Id, a.shop_domain AS Label, a.refresh_token_expires_at AS ExpiresAt
@@ -837,17 +859,17 @@ FROM token_refresh_state s JOIN ebay_users a ON a."user_id"::text = s.account_id
 WHERE s.platform = 'ebay' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
 
 -- eBay: deleted accounts' state
-WITH gone AS (
-    SELECT s.platform, s.account_id
-    FROM token_refresh_state s
-    WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
-      AND NOT EXISTS (SELECT 1 FROM ebay_users a WHERE a."user_id" = CAST(s.account_id AS uuid))
-    LIMIT 50000),
-removed AS (
-    DELETE FROM token_refresh_state s USING gone
-    WHERE s.platform = gone.platform AND s.account_id = gone.account_id
-    RETURNING 1)
-SELECT count(*)::int FROM removed;
+SELECT s.platform AS Platform, s.account_id AS AccountId
+FROM token_refresh_state s
+WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+  AND NOT EXISTS (SELECT 1 FROM ebay_users a WHERE a."user_id" = CAST(s.account_id AS uuid))
+LIMIT 50000;
+
+-- eBay: deleted accounts' state removed
+DELETE FROM token_refresh_state s
+USING unnest(CAST(@Platforms AS text[]), CAST(@Ids AS text[])) AS gone(platform, account_id)
+WHERE s.platform = gone.platform AND s.account_id = gone.account_id AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+  AND NOT EXISTS (SELECT 1 FROM ebay_users a WHERE a."user_id" = CAST(s.account_id AS uuid));
 
 -- eBay: refresh tokens ending
 SELECT a."user_id"::text AS Id, NULL AS Label, (a.refresh_token_expires_at AT TIME ZONE 'UTC') AS ExpiresAt

@@ -42,6 +42,9 @@ internal sealed partial class ShopifyValidationCycle(
 
     private long LeaseSeconds => (long)Math.Ceiling(cycle.LeaseLength.TotalSeconds);
 
+    // At most this many stores are given their next check by key; more (a first start) in one statement.
+    private const int ScheduledByKey = 50_000;
+
     // Shopify's limits are per store: no permit.
     public IPermits Permits => NoRateLimit.Instance;
 
@@ -59,14 +62,28 @@ internal sealed partial class ShopifyValidationCycle(
         return due;
     }
 
-    // A first start schedules every store in one statement (a million in about 25 s): it may take the cycle's budget, not
-    // the usual command timeout. The statistics it changed are renewed (a warning only, where the role does not own the
-    // table), so that the statements after it are planned for the rows now there.
+    // The stores without a next check are given one: by key when they are a few (a pass that PostgreSQL's workers
+    // share), in one statement at a first start (a million in about 25 s: it may take the cycle's budget, not the
+    // usual command timeout). The statistics that changed much are renewed (a warning only, where the role does not own
+    // the table), so that the statements after it are planned for the rows now there.
     private async Task ScheduleAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
-        var scheduled = await connection.ExecuteAsync(new CommandDefinition(sql.Schedule, new { Now = time.GetUtcNow(), IntervalSeconds, LeaseSeconds },
-            commandTimeout: (int)cycle.CycleBudget.TotalSeconds, cancellationToken: cancellationToken));
-        if (scheduled > 10_000)
+        var parameters = new { Now = time.GetUtcNow(), IntervalSeconds, LeaseSeconds, Most = ScheduledByKey + 1 };
+        var found = await connection.ReadRowsAsync<(string Id, DateTimeOffset At, DateTimeOffset? Was)>(
+            new CommandDefinition(sql.ScheduleFind, parameters, cancellationToken: cancellationToken));
+        if (found.Count is > 0 and <= ScheduledByKey)
+        {
+            await connection.ExecuteAsync(new CommandDefinition(sql.ScheduleSet, new
+            {
+                parameters.Now, Ids = found.Select(f => f.Id).ToArray(), Ats = found.Select(f => f.At).ToArray(), Wases = found.Select(f => f.Was).ToArray(),
+            }, cancellationToken: cancellationToken));
+        }
+        else if (found.Count > ScheduledByKey)
+        {
+            await connection.ExecuteAsync(new CommandDefinition(sql.Schedule, parameters, commandTimeout: (int)cycle.CycleBudget.TotalSeconds, cancellationToken: cancellationToken));
+        }
+
+        if (found.Count > 10_000)
         {
             await connection.ExecuteAsync(new CommandDefinition("ANALYZE token_refresh_state", cancellationToken: cancellationToken));
         }

@@ -28,11 +28,7 @@ internal sealed class ShopifyValidationStatements
         // passed (else now); so does one whose next check is further off than the interval (the interval was shortened;
         // a page's lease, and a minute for the replicas' clocks, are never taken for that), and a failing store given a
         // new token, due now. In key order, so that two replicas' passes never deadlock.
-        Schedule = $"""
-            INSERT INTO token_refresh_state AS s (platform, account_id, next_check_at, updated_at)
-            SELECT '{stateKey}', {shape.Id("st")},
-                   CASE WHEN s.token_hash IS NULL AND s.last_success_at IS NOT NULL THEN {NextCheckSql("s.last_success_at", shape.Id("st"))} ELSE @Now END,
-                   @Now
+        var unscheduled = $"""
             FROM {ShopifySchema.Table} st
             LEFT JOIN token_refresh_state s ON s.platform = '{stateKey}' AND s.account_id = {shape.Id("st")}
             WHERE {validated}
@@ -40,6 +36,34 @@ internal sealed class ShopifyValidationStatements
                    OR (s.token_hash IS NULL AND s.next_check_at > @Now + make_interval(secs => greatest(@IntervalSeconds, @LeaseSeconds) + 60))
                    OR (s.token_hash IS NOT NULL AND s.next_check_at > @Now
                        AND s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(st.access_token, ''), 'UTF8')), 'hex')))
+            """;
+        var nextCheck = $"CASE WHEN s.token_hash IS NULL AND s.last_success_at IS NOT NULL THEN {NextCheckSql("s.last_success_at", shape.Id("st"))} ELSE @Now END";
+
+        // The pass finds them, up to @Most (a query, which PostgreSQL shares among its workers), and they are given their next
+        // check by key unless another replica's pass or page changed it meanwhile. A first start's many are given theirs in
+        // one statement instead (Schedule).
+        ScheduleFind = $"""
+            SELECT {shape.Id("st")} AS Id, {nextCheck} AS At, s.next_check_at AS Was
+            {unscheduled}
+            LIMIT @Most
+            """;
+
+        ScheduleSet = $"""
+            WITH v AS (
+                SELECT * FROM unnest(CAST(@Ids AS text[]), CAST(@Ats AS timestamptz[]), CAST(@Wases AS timestamptz[])) AS v(id, at, was)),
+            added AS (
+                INSERT INTO token_refresh_state (platform, account_id, next_check_at, updated_at)
+                SELECT '{stateKey}', v.id, v.at, @Now FROM v WHERE v.was IS NULL ORDER BY v.id
+                ON CONFLICT (platform, account_id) DO NOTHING)
+            UPDATE token_refresh_state s SET next_check_at = v.at
+            FROM v
+            WHERE s.platform = '{stateKey}' AND s.account_id = v.id AND s.next_check_at IS NOT DISTINCT FROM v.was
+            """;
+
+        Schedule = $"""
+            INSERT INTO token_refresh_state AS s (platform, account_id, next_check_at, updated_at)
+            SELECT '{stateKey}', {shape.Id("st")}, {nextCheck}, @Now
+            {unscheduled}
             ORDER BY 2
             ON CONFLICT (platform, account_id) DO UPDATE SET next_check_at = EXCLUDED.next_check_at
             """;
@@ -128,7 +152,13 @@ internal sealed class ShopifyValidationStatements
             """;
     }
 
-    /// <summary>Gives a next check to the stores that have none, or the wrong one (parameters @Now, @IntervalSeconds, @LeaseSeconds).</summary>
+    /// <summary>The stores that have no next check, or the wrong one, up to @Most (parameters @Now, @IntervalSeconds, @LeaseSeconds).</summary>
+    public string ScheduleFind { get; }
+
+    /// <summary>Gives those found their next check (@Ids, @Ats, @Wases: what it was when found; @Now).</summary>
+    public string ScheduleSet { get; }
+
+    /// <summary>Gives every store that has none, or the wrong one, its next check, in one statement (parameters as <see cref="ScheduleFind"/>).</summary>
     public string Schedule { get; }
 
     /// <summary>The stores due (parameter @Now).</summary>
