@@ -54,6 +54,11 @@ internal static partial class ScaleBench
             $"token_refresh_state before the deletion: {before.Rows:N0} rows ({before.ByPlatform}), {before.Bytes / 1048576.0:0} MB; after it, {leftBefore:N0} of them for deleted accounts; after the next cycle: {after.Rows:N0} rows, {leftAfter:N0} for deleted accounts, {after.Bytes / 1048576.0:0} MB."));
 
         Console.WriteLine();
+        Console.WriteLine("| replicas | wall | cycle | peak memory (each) | what they did |");
+        Console.WriteLine("|---|---|---|---|---|");
+        failed |= await ScaleReplicas.RunAsync(world, stores / 5, Row);
+
+        Console.WriteLine();
         var plans = Path.Combine(Path.GetTempPath(), $"tokenrefresh-scale-plans-{DateTime.UtcNow:yyyyMMdd-HHmmss}.log");
         await using (var log = new FileStream(pgLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
         await using (var copy = File.Create(plans))

@@ -176,6 +176,24 @@ internal sealed partial class ScaleWorld : IAsyncDisposable
             """);
     }
 
+    /// <summary>Makes <paramref name="count"/> validated stores due again now; returns how many.</summary>
+    public async Task<int> MakeDueAsync(int count)
+    {
+        await using var c = new NpgsqlConnection(Db);
+        return await c.ExecuteAsync("""
+            UPDATE token_refresh_state SET next_check_at = now() - interval '1 second'
+            WHERE platform = 'shopify' AND account_id IN (
+                SELECT account_id FROM token_refresh_state WHERE platform = 'shopify' AND next_check_at > now() LIMIT @count)
+            """, new { count });
+    }
+
+    /// <summary>The fake platforms' counts (/_fake/stats).</summary>
+    public async Task<System.Text.Json.Nodes.JsonNode> FakeStatsAsync()
+    {
+        using var http = new HttpClient();
+        return System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync(_fakeUrl.TrimEnd('/') + "/_fake/stats"))!;
+    }
+
     /// <summary>The main application deletes accounts: <paramref name="stores"/> stores and <paramref name="users"/> Etsy users, at random.</summary>
     public async Task DeleteAsync(int stores, int users)
     {

@@ -200,6 +200,7 @@ FROM (
            false AS paused
     FROM etsy_users a LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
     WHERE a.refresh_token IS NOT NULL
+    OFFSET 0
 ) accounts;
 
 -- Etsy: status accounts
@@ -399,6 +400,7 @@ FROM (
            COALESCE(s.last_error = 'deactivation_paused', false) AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = a."id"::text
     WHERE a.is_active
+    OFFSET 0
 ) accounts;
 
 -- Shopify: status accounts
@@ -647,6 +649,7 @@ FROM (
            false AS paused
     FROM ebay_users a LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
     WHERE a.refresh_token IS NOT NULL
+    OFFSET 0
 ) accounts;
 
 -- eBay: status accounts
