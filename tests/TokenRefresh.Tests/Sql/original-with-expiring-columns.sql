@@ -200,7 +200,6 @@ FROM (
            false AS paused
     FROM etsy_users a LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
     WHERE a.refresh_token IS NOT NULL
-    OFFSET 0
 ) accounts;
 
 -- Etsy: status accounts
@@ -400,7 +399,6 @@ FROM (
            COALESCE(s.last_error = 'deactivation_paused', false) AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = a."id"::text
     WHERE a.is_active AND a.refresh_token IS NULL
-    OFFSET 0
 ) accounts;
 
 -- Shopify: status accounts
@@ -633,7 +631,6 @@ FROM (
            false AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
     WHERE a.is_active AND a.refresh_token IS NOT NULL
-    OFFSET 0
 ) accounts;
 
 -- Shopify expiring: status accounts
@@ -936,7 +933,6 @@ FROM (
            false AS paused
     FROM ebay_users a LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
     WHERE a.refresh_token IS NOT NULL
-    OFFSET 0
 ) accounts;
 
 -- eBay: status accounts
