@@ -58,6 +58,25 @@ internal static class StatusCommand
     public static void WriteJson(TextWriter output, DateTimeOffset now, IReadOnlyList<PlatformStatus> platforms) =>
         output.WriteLine(JsonSerializer.Serialize(new { generatedAt = now, recentWindowMinutes = StatusReader.RecentWindow.TotalMinutes, platforms }, Json));
 
+    // A platform's daily quota, what the refreshes take of it, and (past it) what expires for want of it.
+    private static void WriteQuota(TextWriter output, string platform, QuotaStatus q)
+    {
+        output.WriteLine();
+        var quota = q.PerDay is { } perDay
+            ? string.Create(CultureInfo.InvariantCulture, $"{perDay:N0} requests a day, {q.Remaining:N0} left at {q.SeenAt:yyyy-MM-dd HH:mm} UTC")
+            : "not seen yet (it comes with the platform's answers)";
+        output.WriteLine($"{platform} daily quota: {quota}.");
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  Refreshing {q.Accounts:N0} accounts takes about {q.RefreshesPerDay:N0} requests a day{(q.SharePercent is { } share ? $", {share:0.#}% of it" : "")}" +
+            $"{(q.SharePercent > q.WarnPercent ? $": more than the {q.WarnPercent}% that leaves room for the main application's own calls" : "")}."));
+        if (q.ExpiringForWantOfQuota > 0)
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  The quota keeps {q.Accounts - q.ExpiringForWantOfQuota:N0} of them refreshed: the tokens of the other {q.ExpiringForWantOfQuota:N0} expire for want of quota, " +
+                $"the soonest-expiring refreshed first; the first {(q.ExpiringFrom is { } from ? $"at {from:yyyy-MM-dd HH:mm} UTC, once the requests left today are spent" : "once the requests left today are spent")}."));
+        }
+    }
+
     public static void WriteTable(TextWriter output, DateTimeOffset now, IReadOnlyList<PlatformStatus> platforms)
     {
         output.WriteLine($"Status at {now:yyyy-MM-dd HH:mm:ss} UTC");
@@ -72,24 +91,9 @@ internal static class StatusCommand
 
         foreach (var p in platforms)
         {
-            if (p.Quota is not { } q)
+            if (p.Quota is { } q)
             {
-                continue;
-            }
-
-            output.WriteLine();
-            var quota = q.PerDay is { } perDay
-                ? string.Create(CultureInfo.InvariantCulture, $"{perDay:N0} requests a day, {q.Remaining:N0} left at {q.SeenAt:yyyy-MM-dd HH:mm} UTC")
-                : "not seen yet (it comes with the platform's answers)";
-            output.WriteLine($"{p.Platform} daily quota: {quota}.");
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  Refreshing {q.Accounts:N0} accounts takes about {q.RefreshesPerDay:N0} requests a day{(q.SharePercent is { } share ? $", {share:0.#}% of it" : "")}" +
-                $"{(q.SharePercent > q.WarnPercent ? $": more than the {q.WarnPercent}% that leaves room for the main application's own calls" : "")}."));
-            if (q.ExpiringForWantOfQuota > 0)
-            {
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  The quota keeps {q.Accounts - q.ExpiringForWantOfQuota:N0} of them refreshed: the tokens of the other {q.ExpiringForWantOfQuota:N0} expire for want of quota, " +
-                    $"the soonest-expiring refreshed first; the first {(q.ExpiringFrom is { } from ? $"at {from:yyyy-MM-dd HH:mm} UTC, once the requests left today are spent" : "once the requests left today are spent")}."));
+                WriteQuota(output, p.Platform, q);
             }
         }
 
