@@ -7,7 +7,8 @@ namespace TokenRefresh.Persistence;
 /// <summary>
 /// The state of accounts the main application has deleted: found by one anti-join of a platform's state rows with its
 /// table's keys (compared as the key's type, so that PostgreSQL hashes the keys instead of sorting both sides on disk),
-/// and removed by their primary key, at most <see cref="Batch"/> a cycle (a larger deletion takes more cycles), so that token_refresh_state stays about the size of the accounts. A row under a lease is left to its holder.
+/// and removed by their primary key, at most <see cref="Batch"/> a cycle (a larger deletion takes more cycles), so that
+/// token_refresh_state stays about the size of the accounts. A row under a lease is left to its holder.
 /// </summary>
 internal sealed partial class Leftovers(string table, TableShape shape, string[] stateKeys)
 {
