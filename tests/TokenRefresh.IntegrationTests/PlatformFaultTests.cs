@@ -128,6 +128,65 @@ public sealed class PlatformFaultTests : HarnessTests
         }
     }
 
+    // Stores validated once, each due again at its own point of an hour.
+    private async Task<List<Guid>> ValidatedStoresAsync(int count)
+    {
+        H.Settings["SHOPIFY_VALIDATE_INTERVAL_MINUTES"] = "60";
+        var ids = new List<Guid>();
+        for (var i = 0; i < count; i++)
+        {
+            H.Fake.Shopify.AddStore($"fine-{i}.myshopify.com", $"shpat_fine_{i}");
+            ids.Add(await H.Db.AddShopifyStoreAsync($"fine-{i}.myshopify.com", $"shpat_fine_{i}"));
+        }
+
+        var (first, _) = await H.RunCycleAsync();
+        Assert.Equal($"Shopify: {count}/{count} validated, 0 deactivated, 0 failed", first.Platforms[1].ToString());
+        return ids;
+    }
+
+    [Fact]
+    public async Task Validate_AWaveBeginningInACycleWithTwoStoresDue_SwitchesNeitherOff_ForStoresThatPassedAreRejectedToo()
+    {
+        // 40 stores validated, then a wave of 401s begins when only two of them are due: two rejections, under the limit.
+        var ids = await ValidatedStoresAsync(40);
+        await H.Db.ExecuteAsync($"UPDATE token_refresh_state SET next_check_at = now() WHERE account_id IN ('{ids[0]}', '{ids[1]}')");
+        H.Fake.Shopify.PlatformFault = FakeFault.Unauthorized;
+        var before = H.Fake.Shopify.TotalCalls;
+
+        var (summary, logs) = await H.RunCycleAsync();
+
+        // Two calls for each due store (the second confirms the 401), one for each of the five stores asked again.
+        Assert.Equal("Shopify: 0/2 validated, 0 deactivated, 2 failed", summary.Platforms[1].ToString());
+        Assert.Equal(2 * 2 + 5, H.Fake.Shopify.TotalCalls - before);
+        foreach (var id in ids)
+        {
+            Assert.True((await H.Db.GetShopifyStoreAsync(id)).IsActive);
+        }
+
+        var error = Assert.Single(logs, l => l.Id.Id == 307);
+        Assert.Equal(LogLevel.Error, error.Level);
+        Assert.StartsWith("Shopify: 2 stores were rejected (401, confirmed) in this cycle, and so were 5 of 5 stores whose last check passed", error.Message, StringComparison.Ordinal);
+        Assert.Equal(2, logs.Count(l => l.Message.Contains("failed (deactivation_paused, transient)", StringComparison.Ordinal)));
+        // The stores asked again keep the state their last check gave them.
+        Assert.Equal(38L, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE platform = 'shopify' AND last_error IS NULL"));
+    }
+
+    [Fact]
+    public async Task Validate_AStoreThatUninstalled_AmongStoresThatPassed_IsDeactivated_AfterFiveOfThemAreAskedAgain()
+    {
+        var ids = await ValidatedStoresAsync(40);
+        H.Fake.Shopify.RevokeAccessToken("fine-7.myshopify.com");
+        await H.Db.ExecuteAsync($"UPDATE token_refresh_state SET next_check_at = now() WHERE account_id = '{ids[7]}'");
+        var before = H.Fake.Shopify.TotalCalls;
+
+        var (summary, logs) = await H.RunCycleAsync();
+
+        Assert.Equal("Shopify: 0/1 validated, 1 deactivated, 0 failed", summary.Platforms[1].ToString());
+        Assert.Equal(2 + 5, H.Fake.Shopify.TotalCalls - before);
+        Assert.False((await H.Db.GetShopifyStoreAsync(ids[7])).IsActive);
+        Assert.DoesNotContain(logs, l => l.Id.Id == 307);
+    }
+
     [Theory]
     [InlineData("ETSY_CLIENT_ID", "wrong-keystring")]
     [InlineData("ETSY_CLIENT_SECRET", "wrong-secret")]

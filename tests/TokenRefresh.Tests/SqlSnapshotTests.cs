@@ -89,7 +89,7 @@ public sealed class SqlSnapshotTests
         Section(text, "Shopify", new()
         {
             ["schedule: find"] = validation.ScheduleFind, ["schedule: set"] = validation.ScheduleSet, ["schedule: all"] = validation.Schedule, ["count due"] = validation.CountDue, ["claim page"] = validation.ClaimPage, ["find account"] = validation.FindAccount,
-            ["read one"] = validation.ReadOne, ["deactivate"] = validation.Deactivate, ["save validated"] = validation.SaveValidated, ["save state"] = validation.SaveState,
+            ["read one"] = validation.ReadOne, ["stores asked again (the incident guard)"] = validation.Controls, ["deactivate"] = validation.Deactivate, ["save validated"] = validation.SaveValidated, ["save state"] = validation.SaveState,
             ["deleted stores' state"] = validation.Leftovers.FindSql, ["deleted stores' state removed"] = validation.Leftovers.RemoveSql, ["uncallable stores"] = ShopDomain.UncallableSql(stores), ["non-expiring stores (the cut-off)"] = NonExpiringCutoff.CountSql(stores),
         });
         Status(text, "Shopify", ShopifyValidation.StatusSourceFor(ShopifyValidation.Description, stores));

@@ -307,6 +307,16 @@ FROM shopify_stores st
 LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st."id"::text
 WHERE st."id" = CAST(@Id AS uuid) AND st.is_active AND st.refresh_token IS NULL;
 
+-- Shopify: stores asked again (the incident guard)
+SELECT s.account_id AS Id, st.shop_domain AS ShopDomain, st.access_token AS Token
+FROM token_refresh_state s
+JOIN shopify_stores st ON st."id" = CAST(s.account_id AS uuid)
+WHERE s.platform = 'shopify' AND s.next_check_at IS NOT NULL AND s.token_hash IS NULL AND s.last_success_at IS NOT NULL
+  AND NOT s.account_id = ANY (CAST(@Rejected AS text[]))
+  AND st.is_active AND st.refresh_token IS NULL AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$') AND st.access_token <> ''
+ORDER BY s.next_check_at DESC, s.account_id DESC
+LIMIT @Most;
+
 -- Shopify: deactivate
 WITH pending AS (
     SELECT 1 FROM token_refresh_state m

@@ -31,10 +31,13 @@ internal sealed class IncidentGuard(IncidentGuard.Memory memory)
         Interlocked.Increment(ref _confirmed);
     }
 
-    /// <summary>What becomes of this cycle's rejected stores; asked once, when the cycle's validations are done.</summary>
-    public Verdict Decide()
+    /// <summary>
+    /// What becomes of this cycle's rejected stores; asked once, when the cycle's validations are done. Also a wave when
+    /// <paramref name="othersRejected"/>: stores whose check had passed were rejected too (<see cref="ControlStores"/>).
+    /// </summary>
+    public Verdict Decide(bool othersRejected = false)
     {
-        var wave = Tripped;
+        var wave = Tripped || othersRejected;
         return memory.Note(wave) ? (wave ? Verdict.Wave : Verdict.AfterWave) : Verdict.Deactivate;
     }
 

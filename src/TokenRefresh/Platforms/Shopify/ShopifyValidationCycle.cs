@@ -32,6 +32,7 @@ internal sealed partial class ShopifyValidationCycle(
 
     private readonly ValidatedStores _validated = new(db, sql.SaveValidated, (long)settings.ValidateInterval.TotalSeconds, logger);
     private readonly RefusedStores _refused = new();
+    private readonly ControlStores _controls = new(db, sql.Controls, client, logger);
     private Batches<DueAccount>? _due;
 
     // The stores rejected (twice) this cycle, deactivated or not when its validations are done.
@@ -230,13 +231,15 @@ internal sealed partial class ShopifyValidationCycle(
             _rejected.Clear();
         }
 
-        var verdict = guard.Decide();
+        // A few rejections may be a wave's first: Shopify is asked about a few stores whose check passed before any is switched off.
+        var othersRejected = rejected.Count > 0 && !guard.Tripped && await _controls.RejectedTooAsync([.. rejected.Select(r => r.Account.Id)]);
+        var verdict = guard.Decide(othersRejected);
         if (rejected.Count == 0)
         {
             return [];
         }
 
-        if (verdict == IncidentGuard.Verdict.Wave)
+        if (verdict == IncidentGuard.Verdict.Wave && !othersRejected)
         {
             Log.DeactivationPaused(logger, guard.Limit);
         }

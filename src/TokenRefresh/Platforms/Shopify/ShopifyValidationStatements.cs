@@ -99,6 +99,19 @@ internal sealed class ShopifyValidationStatements
                       {AccountState.Columns.Nested(11)}
             """;
 
+        // A few stores whose last check passed, not among the cycle's rejections: those whose next check is furthest off
+        // (by the schedule's index), most of them checked last. The incident guard asks Shopify about them again.
+        Controls = $"""
+            SELECT s.account_id AS Id, st.shop_domain AS ShopDomain, st.access_token AS Token
+            FROM token_refresh_state s
+            JOIN {StoreOf("s.account_id")}
+            WHERE s.platform = '{stateKey}' AND s.next_check_at IS NOT NULL AND s.token_hash IS NULL AND s.last_success_at IS NOT NULL
+              AND NOT s.account_id = ANY (CAST(@Rejected AS text[]))
+              AND {validated} AND {ShopDomain.Sql("st.shop_domain")} AND st.access_token <> ''
+            ORDER BY s.next_check_at DESC, s.account_id DESC
+            LIMIT @Most
+            """;
+
         FindAccount = $"""
             SELECT {shape.Id("st")} AS Id, st.shop_domain AS ShopDomain
             FROM {ShopifySchema.Table} st
@@ -166,6 +179,9 @@ internal sealed class ShopifyValidationStatements
 
     /// <summary>Takes the next page of due stores, with their token and state (parameters @Now, @IntervalSeconds, @LeaseSeconds).</summary>
     public string ClaimPage { get; }
+
+    /// <summary>Up to @Most stores whose last check passed, other than @Rejected (ids).</summary>
+    public string Controls { get; }
 
     /// <summary>The active stores with shop_domain @Key (an operator's `refresh --shop`).</summary>
     public string FindAccount { get; }
