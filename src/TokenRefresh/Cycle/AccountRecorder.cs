@@ -10,10 +10,17 @@ namespace TokenRefresh;
 /// </summary>
 internal sealed partial class AccountRecorder(ILogger logger, TokenRefreshMetrics metrics, bool logSuccess, TimeProvider time)
 {
-    private readonly ConcurrentQueue<ReauthEvent> _reauth = new();
+    /// <summary>The most events a cycle keeps for the webhook (a hundred requests): a cycle's memory does not grow with a wave of them.</summary>
+    public const int MostReauthEvents = 100 * ReauthWebhook.BatchSize;
 
-    /// <summary>The accounts that needed their user this cycle, for the webhook.</summary>
+    private readonly ConcurrentQueue<ReauthEvent> _reauth = new();
+    private int _reauthCount;
+
+    /// <summary>The accounts that needed their user this cycle, for the webhook: the first <see cref="MostReauthEvents"/>.</summary>
     public IReadOnlyList<ReauthEvent> Reauth => [.. _reauth];
+
+    /// <summary>How many more there were; the view and NOTIFY carry them.</summary>
+    public int ReauthBeyond => Math.Max(0, Volatile.Read(ref _reauthCount) - MostReauthEvents);
 
     public IDisposable? Scope(PlatformInfo platform, DueAccount account) => logger.BeginScope(new Dictionary<string, object>
     {
@@ -47,7 +54,7 @@ internal sealed partial class AccountRecorder(ILogger logger, TokenRefreshMetric
 
         if (result.NeedsUser || result.Outcome == Outcome.Deactivated)
         {
-            _reauth.Enqueue(new ReauthEvent(result.NeedsUser ? "needs_reauth" : "deactivated", platform.Id, account.Id,
+            Enqueue(new ReauthEvent(result.NeedsUser ? "needs_reauth" : "deactivated", platform.Id, account.Id,
                 platform.LabelIsShopDomain ? account.Label : null, result.Reason, time.GetUtcNow()));
         }
 
@@ -57,7 +64,15 @@ internal sealed partial class AccountRecorder(ILogger logger, TokenRefreshMetric
 
     /// <summary>An account that needs its user although no call failed (its refresh token ends soon): for the webhook alone.</summary>
     public void NeedsUser(PlatformInfo platform, DueAccount account, string reason) =>
-        _reauth.Enqueue(new ReauthEvent("needs_reauth", platform.Id, account.Id, platform.LabelIsShopDomain ? account.Label : null, reason, time.GetUtcNow()));
+        Enqueue(new ReauthEvent("needs_reauth", platform.Id, account.Id, platform.LabelIsShopDomain ? account.Label : null, reason, time.GetUtcNow()));
+
+    private void Enqueue(ReauthEvent reauth)
+    {
+        if (Interlocked.Increment(ref _reauthCount) <= MostReauthEvents)
+        {
+            _reauth.Enqueue(reauth);
+        }
+    }
 
     /// <summary>What an account that threw is: a database error (transient: nothing of it was half-written) or anything else.</summary>
     public AccountResult Crashed(PlatformInfo platform, DueAccount account, Exception e)

@@ -56,13 +56,19 @@ public sealed partial class ReauthWebhook(HttpClient http, WebhookSettings setti
 
     /// <summary>
     /// Delivers the events, if a webhook is configured. Never throws: the view and NOTIFY stay the record. Once a batch
-    /// has used its attempts, or the budget or <paramref name="stopping"/> ends, the rest are logged as not delivered.
+    /// has used its attempts, or the budget or <paramref name="stopping"/> ends, the rest are logged as not delivered, as
+    /// are the cycle's events <paramref name="beyond"/> those it kept.
     /// </summary>
-    public async Task DeliverAsync(IReadOnlyList<ReauthEvent> events, CancellationToken stopping = default)
+    public async Task DeliverAsync(IReadOnlyList<ReauthEvent> events, int beyond = 0, CancellationToken stopping = default)
     {
         if (settings is not { Url: { } url, Key: { } key } || events.Count == 0)
         {
             return;
+        }
+
+        if (beyond > 0)
+        {
+            Log.NotDelivered(logger, beyond, url.Host, $"more than {events.Count} in one cycle");
         }
 
         using var outOfTime = new CancellationTokenSource(Budget, time);

@@ -51,7 +51,7 @@ public sealed partial class RefreshCycle
         LogSummary(summary);
         _metrics.CycleCompleted(summary);
         // After the summary, within its own short budget: a receiver that is down delays the cycle's end by at most that.
-        await _webhook.DeliverAsync(cycle.Recorder.Reauth, stopping);
+        await _webhook.DeliverAsync(cycle.Recorder.Reauth, cycle.Recorder.ReauthBeyond, stopping);
         return outcomes.Select(o => o.Error).FirstOrDefault(e => e is not null) is { } failure ? throw new CycleFailedException(summary, failure) : summary;
     }
 
@@ -67,7 +67,7 @@ public sealed partial class RefreshCycle
         {
             if (await Run(cycle)(platform).ForceAsync(key) is { } done)
             {
-                await _webhook.DeliverAsync(cycle.Recorder.Reauth, cancellationToken);
+                await _webhook.DeliverAsync(cycle.Recorder.Reauth, cycle.Recorder.ReauthBeyond, cancellationToken);
                 return (platform.Info.Name, done.Account, done.Result);
             }
         }

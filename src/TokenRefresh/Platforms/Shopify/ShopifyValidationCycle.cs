@@ -35,10 +35,6 @@ internal sealed partial class ShopifyValidationCycle(
     private readonly ControlStores _controls = new(db, sql.Controls, client, logger);
     private Batches<DueAccount>? _due;
 
-    // The stores rejected (twice) this cycle, deactivated or not when its validations are done.
-    private readonly List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> _rejected = [];
-    private readonly Lock _rejectedLock = new();
-
     private long IntervalSeconds => (long)settings.ValidateInterval.TotalSeconds;
 
     private long LeaseSeconds => (long)Math.Ceiling(cycle.LeaseLength.TotalSeconds);
@@ -174,17 +170,8 @@ internal sealed partial class ShopifyValidationCycle(
         var hash = AccountState.Hash(row.Token);
         if (result.Status == CallStatus.Rejected && !account.Forced)
         {
-            // Decided when the cycle's validations are done: only then is it known whether these are a few stores' own
-            // rejections, or a wave (Shopify's incident, a wrong setting) that must switch none of them off.
-            guard.Rejected();
-            lock (_rejectedLock)
-            {
-                _rejected.Add((account, row, hash, result.Reason!));
-            }
-
-            return AccountResult.DecidedLater;
+            return await RejectedAsync(account, row, hash, result.Reason!);
         }
-
         // A connection only for the result: none is held while Shopify answers.
         await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         switch (result.Status)
@@ -211,10 +198,7 @@ internal sealed partial class ShopifyValidationCycle(
         }
     }
 
-    /// <summary>
-    /// Stores the validations waiting, then decides on the cycle's rejections: deactivated when they are within the guard's
-    /// limit and the cycle before was no wave; else all stay active, and are validated again next cycle.
-    /// </summary>
+    /// <summary>Stores the validations waiting, then decides on the cycle's rejections (<see cref="DecideRejectedAsync"/>).</summary>
     public async Task<IReadOnlyList<(DueAccount Account, AccountResult Result)>> FinishAsync()
     {
         if (_due is not null)
@@ -224,61 +208,7 @@ internal sealed partial class ShopifyValidationCycle(
 
         await _validated.SaveAsync(force: true);
         _refused.Say(logger);
-        List<(DueAccount Account, ClaimedToken Row, string Hash, string Reason)> rejected;
-        lock (_rejectedLock)
-        {
-            rejected = [.. _rejected];
-            _rejected.Clear();
-        }
-
-        // A few rejections may be a wave's first: Shopify is asked about a few stores whose check passed before any is switched off.
-        var othersRejected = rejected.Count > 0 && !guard.Tripped && await _controls.RejectedTooAsync([.. rejected.Select(r => r.Account.Id)]);
-        var verdict = guard.Decide(othersRejected);
-        if (rejected.Count == 0)
-        {
-            return [];
-        }
-
-        if (verdict == IncidentGuard.Verdict.Wave && !othersRejected)
-        {
-            Log.DeactivationPaused(logger, guard.Limit);
-        }
-        else if (verdict == IncidentGuard.Verdict.AfterWave)
-        {
-            Log.DeactivationHeldAfterWave(logger, rejected.Count);
-        }
-
-        var results = new List<(DueAccount, AccountResult)>();
-        foreach (var (account, row, hash, reason) in rejected)
-        {
-            results.Add((account, await DecideAsync(account, row, hash, reason, verdict)));
-        }
-
-        return results;
-    }
-
-    private async Task<AccountResult> DecideAsync(DueAccount account, ClaimedToken row, string hash, string reason, IncidentGuard.Verdict verdict)
-    {
-        try
-        {
-            await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
-            if (verdict == IncidentGuard.Verdict.Deactivate)
-            {
-                return await DeactivateAsync(connection, account, row.Token, hash, reason);
-            }
-
-            // Too many rejections at once to be the stores' own doing: they stay active, and are tried again next cycle.
-            metrics.DeactivationPaused(info.Name);
-            var (state, failure) = row.State.Failed(CallStatus.Transient, DeactivationPaused, false, null, hash, time.GetUtcNow(), cycle.UnknownOutcomeWait);
-            await SaveAsync(connection, account, state);
-            return failure;
-        }
-        catch (NpgsqlException e)
-        {
-            // The store stays active and is validated again.
-            Log.StateNotSaved(logger, e, account.Label);
-            return AccountResult.TransientFailure("database_error");
-        }
+        return await DecideRejectedAsync();
     }
 
     // For an account named by an operator (`tokenrefresh refresh --shop`), not read with a page.
