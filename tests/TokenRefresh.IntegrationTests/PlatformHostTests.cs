@@ -134,7 +134,7 @@ public sealed class PlatformHostTests : HarnessTests
     public async Task ShopDomainRule_IsTheSameInPostgreSqlAsInTheService()
     {
         string[] edges = [new string('a', 63) + ".myshopify.com", new string('a', 64) + ".myshopify.com", "-a.myshopify.com", "a-.myshopify.com",
-            "-.myshopify.com", ".myshopify.com", "a.myshopify.com\n", "A.myshopify.com", "a_b.myshopify.com", "a.myshopify.comx", "a.myshopifyXcom"];
+            "-.myshopify.com", ".myshopify.com", "myshopify.com", "a.b.myshopify.com", "a%b.myshopify.com", "a\n.myshopify.com", "a.myshopify.com\n", "A.myshopify.com", "a_b.myshopify.com", "a.myshopify.comx", "a.myshopifyXcom"];
         var domains = HostileDomains.Concat(edges).Concat(["shop.myshopify.com", "a.myshopify.com", "my-shop-2.myshopify.com", "xn--80ak6aa92e.myshopify.com"]).ToList();
         await using var c = await H.Db.OpenAsync();
 

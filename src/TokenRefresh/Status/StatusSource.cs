@@ -39,16 +39,16 @@ internal sealed record StatusSource(
                {(Callable is null ? "true" : $"COALESCE({Callable}, false)")} AS callable,
                {AccountState.EligibleSql(TokenColumn).Nested(7)} AS eligible,
                COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-               COALESCE(s.needs_reauth AND {Current}, false) AS needs_reauth,
-               COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND {Current}, false) AS backing_off,
+               (COALESCE(s.needs_reauth, false) AND COALESCE({Current}, false)) AS needs_reauth,
+               (COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AND COALESCE({Current}, false)) AS backing_off,
                {(RefreshTokenEnds is { } ends ? $"COALESCE({ends} <= @WarnBefore, false)" : "false")} AS ending,
                {(PausedReason is { } paused ? $"COALESCE(s.last_error = '{paused}', false)" : "false")} AS paused
         FROM {Table.Name} a LEFT JOIN token_refresh_state s ON s.platform = '{Platform.Id}' AND s.account_id = {Table.Id("a")}
         WHERE {Active}
         """;
 
-    // State rows count only while they are about the token the row holds now; tested last, so that only a flagged or
-    // backing-off account's token is hashed.
+    // State rows count only while they are about the token the row holds now; tested last, after a condition that is
+    // false rather than null for every other account, so that only a flagged or backing-off account's token is hashed.
     private string Current => $"s.token_hash = encode(sha256(convert_to({TokenColumn}, 'UTF8')), 'hex')";
 
     /// <summary>The counts: due, fine lately, backing off, needing re-authorisation, refresh token ending, never called, held back.</summary>

@@ -194,8 +194,8 @@ FROM (
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
-           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
+           (COALESCE(s.needs_reauth, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS needs_reauth,
+           (COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS backing_off,
            COALESCE((s.last_success_at + interval '90 days') <= @WarnBefore, false) AS ending,
            false AS paused
     FROM etsy_users a LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
@@ -217,8 +217,8 @@ FROM (
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
-           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
+           (COALESCE(s.needs_reauth, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS needs_reauth,
+           (COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS backing_off,
            COALESCE((s.last_success_at + interval '90 days') <= @WarnBefore, false) AS ending,
            false AS paused
     FROM etsy_users a LEFT JOIN token_refresh_state s ON s.platform = 'etsy' AND s.account_id = a."user_id"::text
@@ -282,13 +282,13 @@ WITH page AS (
     FOR UPDATE SKIP LOCKED)
 UPDATE token_refresh_state s
 SET next_check_at = CASE WHEN st."id" IS NULL OR NOT (st.is_active AND st.refresh_token IS NULL) THEN NULL
-                         WHEN NOT (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$') THEN @Now + make_interval(secs => greatest(@IntervalSeconds, @LeaseSeconds))
+                         WHEN NOT (length(st.shop_domain) <= 77 AND st.shop_domain LIKE '_%.myshopify.com' AND left(st.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$') THEN @Now + make_interval(secs => greatest(@IntervalSeconds, @LeaseSeconds))
                          ELSE @Now + make_interval(secs => @LeaseSeconds) END
 FROM page
 LEFT JOIN shopify_stores st ON st."id" = CAST(page.account_id AS uuid)
 WHERE s.platform = 'shopify' AND s.account_id = page.account_id
 RETURNING s.account_id AS Id, st.shop_domain AS ShopDomain, COALESCE(st.access_token, '') AS Token,
-          COALESCE(st.is_active AND st.refresh_token IS NULL AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS Claimed,
+          COALESCE(st.is_active AND st.refresh_token IS NULL AND (length(st.shop_domain) <= 77 AND st.shop_domain LIKE '_%.myshopify.com' AND left(st.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$'), false) AS Claimed,
           COALESCE(s.consecutive_failures, 0) AS ConsecutiveFailures, s.last_error AS LastError, s.last_error_at AS LastErrorAt,
            s.next_attempt_at AS NextAttemptAt, COALESCE(s.needs_reauth, false) AS NeedsReauth, s.token_hash AS TokenHash,
            s.unknown_outcome_at AS UnknownOutcomeAt, s.last_success_at AS LastSuccessAt;
@@ -313,7 +313,7 @@ FROM token_refresh_state s
 JOIN shopify_stores st ON st."id" = CAST(s.account_id AS uuid)
 WHERE s.platform = 'shopify' AND s.next_check_at IS NOT NULL AND s.token_hash IS NULL AND s.last_success_at IS NOT NULL
   AND NOT s.account_id = ANY (CAST(@Rejected AS text[]))
-  AND st.is_active AND st.refresh_token IS NULL AND (length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$') AND st.access_token <> ''
+  AND st.is_active AND st.refresh_token IS NULL AND (length(st.shop_domain) <= 77 AND st.shop_domain LIKE '_%.myshopify.com' AND left(st.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$') AND st.access_token <> ''
 ORDER BY s.next_check_at DESC, s.account_id DESC
 LIMIT @Most;
 
@@ -378,7 +378,7 @@ WHERE s.platform = gone.platform AND s.account_id = gone.account_id AND (s.lease
 -- Shopify: uncallable stores
 SELECT count(*) OVER () AS Total, st."id"::text AS Id, st.shop_domain AS ShopDomain
 FROM shopify_stores st
-WHERE st.is_active AND NOT COALESCE((length(st.shop_domain) <= 77 AND st.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false)
+WHERE st.is_active AND NOT COALESCE((length(st.shop_domain) <= 77 AND st.shop_domain LIKE '_%.myshopify.com' AND left(st.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$'), false)
 ORDER BY st.shop_domain
 LIMIT 5;
 
@@ -398,13 +398,13 @@ FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            NULL::timestamptz AS refresh_token_ends,
            (s.account_id IS NULL OR s.next_check_at IS NULL OR s.next_check_at <= @Now) AS due,
-           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain LIKE '_%.myshopify.com' AND left(a.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false) AS needs_reauth,
-           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false) AS backing_off,
+           (COALESCE(s.needs_reauth, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false)) AS needs_reauth,
+           (COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false)) AS backing_off,
            false AS ending,
            COALESCE(s.last_error = 'deactivation_paused', false) AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = a."id"::text
@@ -421,13 +421,13 @@ FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            NULL::timestamptz AS refresh_token_ends,
            (s.account_id IS NULL OR s.next_check_at IS NULL OR s.next_check_at <= @Now) AS due,
-           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain LIKE '_%.myshopify.com' AND left(a.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false) AS needs_reauth,
-           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false) AS backing_off,
+           (COALESCE(s.needs_reauth, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false)) AS needs_reauth,
+           (COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(COALESCE(a.access_token, ''), 'UTF8')), 'hex'), false)) AS backing_off,
            false AS ending,
            COALESCE(s.last_error = 'deactivation_paused', false) AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = a."id"::text
@@ -445,7 +445,7 @@ WHERE a.is_active AND a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
-  AND (length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
+  AND (length(a.shop_domain) <= 77 AND a.shop_domain LIKE '_%.myshopify.com' AND left(a.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$')
   AND (a.token_expires_at <= @DueBefore OR a.token_expires_at IS NULL);
 
 -- Shopify expiring: due page
@@ -456,7 +456,7 @@ WHERE a.is_active AND a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
-  AND (length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
+  AND (length(a.shop_domain) <= 77 AND a.shop_domain LIKE '_%.myshopify.com' AND left(a.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$')
   AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
   AND (@AfterId::text IS NULL OR (a.token_expires_at, a."id") > (@AfterExpiry, CAST(@AfterId AS uuid)))
 ORDER BY a.token_expires_at, a."id"
@@ -470,7 +470,7 @@ WHERE a.is_active AND a.refresh_token IS NOT NULL
   AND (s.account_id IS NULL
        OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
        OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
-  AND (length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
+  AND (length(a.shop_domain) <= 77 AND a.shop_domain LIKE '_%.myshopify.com' AND left(a.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$')
   AND a.token_expires_at IS NULL AND (@AfterId::text IS NULL OR a."id" > CAST(@AfterId AS uuid))
 ORDER BY a."id"
 LIMIT 500;
@@ -496,7 +496,7 @@ WITH account AS (
       AND (s.account_id IS NULL
            OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
            OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'))
-      AND (length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$')
+      AND (length(a.shop_domain) <= 77 AND a.shop_domain LIKE '_%.myshopify.com' AND left(a.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$')
       AND a.token_expires_at <= @DueBefore AND (s.lease_until IS NULL OR s.lease_until <= @Now)
     ORDER BY a.token_expires_at, a."id"
     LIMIT @Count
@@ -630,13 +630,13 @@ FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            a.refresh_token_expires_at AS refresh_token_ends,
            a.token_expires_at <= @DueBefore AS due,
-           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain LIKE '_%.myshopify.com' AND left(a.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
-           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
+           (COALESCE(s.needs_reauth, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS needs_reauth,
+           (COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS backing_off,
            COALESCE(a.refresh_token_expires_at <= @WarnBefore, false) AS ending,
            false AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
@@ -653,13 +653,13 @@ FROM (
     SELECT a."id"::text AS id, a.shop_domain AS shop, s.consecutive_failures, s.last_error, s.last_error_at, s.next_attempt_at,
            a.refresh_token_expires_at AS refresh_token_ends,
            a.token_expires_at <= @DueBefore AS due,
-           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain ~ '^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.myshopify\.com$'), false) AS callable,
+           COALESCE((length(a.shop_domain) <= 77 AND a.shop_domain LIKE '_%.myshopify.com' AND left(a.shop_domain, -14) !~ '[^a-z0-9-]|^-|-$'), false) AS callable,
            (s.account_id IS NULL
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
-           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
+           (COALESCE(s.needs_reauth, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS needs_reauth,
+           (COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS backing_off,
            COALESCE(a.refresh_token_expires_at <= @WarnBefore, false) AS ending,
            false AS paused
     FROM shopify_stores a LEFT JOIN token_refresh_state s ON s.platform = 'shopify_refresh' AND s.account_id = a."id"::text
@@ -937,8 +937,8 @@ FROM (
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
-           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
+           (COALESCE(s.needs_reauth, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS needs_reauth,
+           (COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS backing_off,
            COALESCE((a.refresh_token_expires_at AT TIME ZONE 'UTC') <= @WarnBefore, false) AS ending,
            false AS paused
     FROM ebay_users a LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
@@ -960,8 +960,8 @@ FROM (
             OR (NOT s.needs_reauth AND s.next_attempt_at IS NULL) OR s.next_attempt_at <= @Now
             OR s.token_hash IS DISTINCT FROM encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex')) AS eligible,
            COALESCE(s.last_success_at >= @RecentSince, false) AS recent,
-           COALESCE(s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS needs_reauth,
-           COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false) AS backing_off,
+           (COALESCE(s.needs_reauth, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS needs_reauth,
+           (COALESCE(NOT s.needs_reauth AND s.next_attempt_at > @Now, false) AND COALESCE(s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex'), false)) AS backing_off,
            COALESCE((a.refresh_token_expires_at AT TIME ZONE 'UTC') <= @WarnBefore, false) AS ending,
            false AS paused
     FROM ebay_users a LEFT JOIN token_refresh_state s ON s.platform = 'ebay' AND s.account_id = a."user_id"::text
