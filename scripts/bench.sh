@@ -6,6 +6,9 @@
 #                                       at 50 ms, concurrency 32; the floor over 3,000 + 3,000 (JIT-compiled and native:
 #                                       Native AOT needs clang and zlib1g-dev, which it installs with apt-get if missing);
 #                                       the same backlog under Etsy's default limit (10/s) with a 30 s budget; round trips
+#   ./scripts/bench.sh N LATENCY_MS C --run CYCLES
+#                                       `tokenrefresh run` (the image's build) in its steady state: CPU per platform call over
+#                                       CYCLES cycles after its first two, every Etsy user due again each cycle
 #   ./scripts/bench.sh N LATENCY_MS C [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pgbouncer MODE] [--url-query QUERY] [--floor|--floor-aot]
 #                                       one run: N + N accounts, latency, REFRESH_MAX_CONCURRENCY; as the CLI process;
 #                                       with ETSY_MAX_REQUESTS_PER_SECOND=R (by default lifted to 100,000) and
@@ -70,12 +73,13 @@ if [ $# -ge 3 ]; then
       --pgbouncer) scripts/pgbouncer.sh start "$bouncer" "$admin_url" "$2" >/dev/null; extra+=(--pooler-port "$(cat "$bouncer/port")"); shift 2 ;;
       --url-query|--etsy-rate|--budget) extra+=("$1" "$2"); shift 2 ;;
       --cli) publish_cli; extra+=("${cli[@]}"); shift ;;
+      --run) publish_cli; extra+=("${cli[@]}" --run "$2"); shift 2 ;;
       --round-trips|--floor) extra+=("$1"); shift ;;
       --floor-aot) publish_floor_aot; extra+=("${floor_aot[@]}"); shift ;;
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
-  bench "$n" "$n" "$latency" "$concurrency" "${extra[@]}" | grep '^|'
+  bench "$n" "$n" "$latency" "$concurrency" "${extra[@]}" | grep '^[|`]'
 else
   bench 10000 10000 50 16 | grep '^|'
   bench 10000 10000 50 32 | grep '^|'
@@ -90,4 +94,6 @@ else
   bench 3000 3000 50 16 --etsy-rate 10 --budget 30 | grep '^|'
   bench 1000 0 0 16 --round-trips | grep '^|'
   bench 0 1000 0 16 --round-trips | grep '^|'
+  echo
+  bench 3000 3000 50 32 "${cli[@]}" --run 3 | grep '^`run`'
 fi

@@ -9,6 +9,8 @@
 //   --budget: CYCLE_BUDGET_SECONDS (by default an hour);
 //   --pooler-port: the service reaches the database through a pooler (scripts/pgbouncer.sh) listening there;
 //   --url-query: appended to DATABASE_URL, e.g. max_auto_prepare=32;
+//   --run CYCLES [--every S]: `tokenrefresh run` on a schedule of every S seconds (20), its CPU per platform call over
+//   CYCLES cycles after its first two, every Etsy user made due again after each;
 //   --floor: instead of the service, the floor (tests/TokenRefresh.Floor): only the platform calls and the UPDATE of each
 //   refreshed row, in plain .NET, as a process of its own; --floor-exe: the same, with that build of it (compiled natively).
 using System.Diagnostics;
@@ -111,6 +113,15 @@ var settings = new Dictionary<string, string?>
     ["LOG_LEVEL"] = "INFO",
 };
 
+if (Option("--run") is { } runCycles)
+{
+    // `run` in its steady state, instead of one cycle (docs/performance.md).
+    Console.WriteLine(await RunSteady.MeasureAsync(Option("--cli-dll") ?? Path.Combine(TokenRefreshBench.Root, "src", "TokenRefresh.Cli", "bin", "Release", "net10.0", "TokenRefresh.Cli.dll"),
+        settings, admin.ConnectionString, fakeUrl, int.Parse(runCycles, CultureInfo.InvariantCulture), int.Parse(Option("--every") ?? "20", CultureInfo.InvariantCulture)));
+    await DropAsync();
+    return 0;
+}
+
 var roundTripsBefore = counter?.RoundTrips ?? 0;
 TimeSpan wall, cpu;
 long peakMemory;
@@ -174,13 +185,15 @@ Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"{accounts / wall.TotalSeconds:N0} | {cpu.TotalMilliseconds / accounts:0.000} | " +
     $"{(countRoundTrips ? (roundTrips / (double)accounts).ToString("0.00", CultureInfo.InvariantCulture) : "-")} | {peakMemory} MB |"));
 
-await using (var c = new NpgsqlConnection(TokenRefreshBench.Connection(adminUrl)))
+await DropAsync();
+return succeeded == accounts || budget < 3600 ? 0 : 1;
+
+async Task DropAsync()
 {
+    await using var c = new NpgsqlConnection(TokenRefreshBench.Connection(adminUrl));
     NpgsqlConnection.ClearAllPools();
     await c.ExecuteAsync($"DROP DATABASE IF EXISTS {database} WITH (FORCE)");
 }
-
-return succeeded == accounts || budget < 3600 ? 0 : 1;
 
 internal static class TokenRefreshBench
 {
@@ -263,6 +276,29 @@ internal sealed class Child : IDisposable
 
             await Task.Delay(20, cts.Token);
         }
+    }
+
+    /// <summary>Waits until the process has logged <paramref name="count"/> cycles' summaries.</summary>
+    public async Task WaitForCyclesAsync(int count, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        while (Output.Split('\n').Count(l => l.Contains("Refresh cycle completed", StringComparison.Ordinal)) < count)
+        {
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException($"exited with {_process.ExitCode}: {Output}");
+            }
+
+            await Task.Delay(20, cts.Token);
+        }
+    }
+
+    /// <summary>The CPU time the running process has used so far (/proc: user and system, in clock ticks of 10 ms).</summary>
+    public TimeSpan Cpu()
+    {
+        var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return TimeSpan.FromMilliseconds((long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) * 10);
     }
 
     public async Task<int> WaitForExitAsync(TimeSpan timeout)

@@ -189,6 +189,14 @@ internal sealed partial class ScaleWorld : IAsyncDisposable
             """, new { count });
     }
 
+    /// <summary>Every fake platform answers after <paramref name="ms"/> from now on.</summary>
+    public async Task SetLatencyAsync(int ms)
+    {
+        using var http = new HttpClient();
+        using var body = new StringContent($"{{\"ms\":{ms}}}", System.Text.Encoding.UTF8, "application/json");
+        (await http.PostAsync(_fakeUrl.TrimEnd('/') + "/_fake/latency", body)).EnsureSuccessStatusCode();
+    }
+
     /// <summary>The fake platforms' counts (/_fake/stats).</summary>
     public async Task<System.Text.Json.Nodes.JsonNode> FakeStatsAsync()
     {

@@ -123,6 +123,12 @@ public sealed class FakePlatformServer : IAsyncDisposable
         etsy.MapRoutes(app);
         shopify.MapRoutes(app);
         ebay.MapRoutes(app);
+        // {"ms": N}: every platform's latency from now on (a benchmark's second part, with the same accounts).
+        app.MapPost("/_fake/latency", ctx => FakeHttp.HandleControlAsync(ctx, body =>
+        {
+            http.Latency = TimeSpan.FromMilliseconds(body.GetProperty("ms").GetInt32());
+            return new JsonObject { ["latencyMs"] = http.Latency.TotalMilliseconds };
+        }));
         app.MapGet("/_fake/stats", ctx => FakeHttp.WriteJsonAsync(ctx, StatusCodes.Status200OK, new JsonObject
         {
             ["etsy"] = etsy.Stats(),
