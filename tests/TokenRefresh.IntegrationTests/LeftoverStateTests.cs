@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Testing;
 using TokenRefresh.IntegrationTests.Infrastructure;
 
 namespace TokenRefresh.IntegrationTests;
@@ -39,6 +41,38 @@ public sealed class LeftoverStateTests : HarnessTests
         Assert.Equal(kept.Order(), left.Order());
         Assert.Contains(logs, l => l.Message == "Etsy: removed 1 state rows of accounts no longer in etsy_users");
         Assert.Contains(logs, l => l.Message == "Shopify: removed 2 state rows of accounts no longer in shopify_stores");
+    }
+
+    [Fact]
+    public async Task WhileNoRowIsDeleted_APassThatLeftNoneIsNotRepeated_ADeletionBringsItBack()
+    {
+        var stores = new List<Guid>();
+        for (var i = 0; i < 2; i++)
+        {
+            H.Fake.Shopify.AddStore($"kept{i}.myshopify.com", $"shpat_kept_{i}");
+            stores.Add(await H.Db.AddShopifyStoreAsync($"kept{i}.myshopify.com", $"shpat_kept_{i}"));
+        }
+
+        using var host = H.BuildHost();
+        var cycle = host.Services.GetRequiredService<RefreshCycle>;
+        await cycle().RunAsync();
+
+        // A state row with no store, though no store was deleted (PostgreSQL counted no deletion): the pass waits.
+        var orphan = Guid.NewGuid().ToString();
+        await H.Db.ExecuteAsync("INSERT INTO token_refresh_state (platform, account_id, last_success_at) VALUES ('shopify', @orphan, now())", new { orphan });
+        await cycle().RunAsync();
+        Assert.Equal(1L, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE account_id = @orphan", new { orphan }));
+
+        // The main application deletes a store; once PostgreSQL counts it, the next cycle's pass removes both rows.
+        const string Deleted = "SELECT pg_stat_get_tuples_deleted('shopify_stores'::regclass)";
+        var before = await H.Db.ScalarAsync<long>(Deleted);
+        await H.Db.ExecuteAsync("DELETE FROM shopify_stores WHERE id = @Store", new { Store = stores[0] });
+        await Poll.UntilAsync(async () => await H.Db.ScalarAsync<long>(Deleted) > before, TimeSpan.FromSeconds(30), everyMs: 100);
+        await cycle().RunAsync();
+
+        var left = await H.Db.QueryAsync<string>("SELECT account_id FROM token_refresh_state WHERE platform = 'shopify'");
+        Assert.Equal([stores[1].ToString()], left);
+        Assert.Contains(host.Services.GetFakeLogCollector().GetSnapshot(), l => l.Message == "Shopify: removed 2 state rows of accounts no longer in shopify_stores");
     }
 
     [Fact]

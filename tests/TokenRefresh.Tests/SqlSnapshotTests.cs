@@ -90,7 +90,7 @@ public sealed class SqlSnapshotTests
         {
             ["schedule: find"] = validation.ScheduleFind, ["schedule: set"] = validation.ScheduleSet, ["schedule: all"] = validation.Schedule, ["count due"] = validation.CountDue, ["claim page"] = validation.ClaimPage, ["find account"] = validation.FindAccount,
             ["read one"] = validation.ReadOne, ["stores asked again (the incident guard)"] = validation.Controls, ["deactivate"] = validation.Deactivate, ["save validated"] = validation.SaveValidated, ["save state"] = validation.SaveState,
-            ["deleted stores' state"] = validation.Leftovers.FindSql, ["deleted stores' state removed"] = validation.Leftovers.RemoveSql, ["uncallable stores"] = ShopDomain.UncallableSql(stores), ["non-expiring stores (the cut-off)"] = NonExpiringCutoff.CountSql(stores),
+            ["stores deleted (PostgreSQL's counts)"] = validation.Leftovers.DeletionsSql, ["deleted stores' state"] = validation.Leftovers.FindSql, ["deleted stores' state removed"] = validation.Leftovers.RemoveSql, ["uncallable stores"] = ShopDomain.UncallableSql(stores), ["non-expiring stores (the cut-off)"] = NonExpiringCutoff.CountSql(stores),
         });
         Status(text, "Shopify", ShopifyValidation.StatusSourceFor(ShopifyValidation.Description, stores));
 
@@ -116,7 +116,7 @@ public sealed class SqlSnapshotTests
         var statements = new Dictionary<string, string>
         {
             ["count due"] = sql.CountDue, ["due page"] = sql.DuePage, ["no-expiry page"] = sql.NoExpiryPage, ["find account"] = sql.FindAccount,
-            ["claim"] = sql.Claim, ["forced claim"] = sql.ForcedClaim, ["store"] = sql.Store, ["save state"] = sql.SaveState, ["needs re-authorisation (metric)"] = sql.NeedsReauth, ["deleted accounts' state"] = sql.Leftovers.FindSql, ["deleted accounts' state removed"] = sql.Leftovers.RemoveSql,
+            ["claim"] = sql.Claim, ["forced claim"] = sql.ForcedClaim, ["store"] = sql.Store, ["save state"] = sql.SaveState, ["needs re-authorisation (metric)"] = sql.NeedsReauth, ["accounts deleted (PostgreSQL's counts)"] = sql.Leftovers.DeletionsSql, ["deleted accounts' state"] = sql.Leftovers.FindSql, ["deleted accounts' state removed"] = sql.Leftovers.RemoveSql,
             ["refresh tokens ending"] = sql.RefreshTokensEnding, ["daily quota"] = sql.QuotaUse, ["daily quota (status)"] = OAuthStatements.QuotaStatusSql(platform),
         };
         if (sql.AnnounceEnding is { } announce)

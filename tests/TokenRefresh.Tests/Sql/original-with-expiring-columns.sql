@@ -145,10 +145,16 @@ SELECT count(*)
 FROM token_refresh_state s JOIN etsy_users a ON a."user_id"::text = s.account_id
 WHERE s.platform = 'etsy' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
 
+-- Etsy: accounts deleted (PostgreSQL's counts)
+SELECT pg_stat_get_tuples_deleted(c.oid) AS Deleted, pg_relation_filenode(c.oid)::bigint AS File,
+       current_setting('track_counts')::bool AS Counted
+FROM pg_class c
+WHERE c.oid = to_regclass('etsy_users');
+
 -- Etsy: deleted accounts' state
 SELECT s.platform AS Platform, s.account_id AS AccountId
 FROM token_refresh_state s
-WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+WHERE s.platform = ANY(@Keys)
   AND NOT EXISTS (SELECT 1 FROM etsy_users a WHERE a."user_id" = CAST(s.account_id AS uuid))
 LIMIT 50000;
 
@@ -362,10 +368,16 @@ ON CONFLICT (platform, account_id) DO UPDATE SET
     lease_until = NULL, lease_token_hash = NULL, lease_holder = NULL
 WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder;
 
+-- Shopify: stores deleted (PostgreSQL's counts)
+SELECT pg_stat_get_tuples_deleted(c.oid) AS Deleted, pg_relation_filenode(c.oid)::bigint AS File,
+       current_setting('track_counts')::bool AS Counted
+FROM pg_class c
+WHERE c.oid = to_regclass('shopify_stores');
+
 -- Shopify: deleted stores' state
 SELECT s.platform AS Platform, s.account_id AS AccountId
 FROM token_refresh_state s
-WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+WHERE s.platform = ANY(@Keys)
   AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid))
 LIMIT 50000;
 
@@ -586,10 +598,16 @@ SELECT count(*)
 FROM token_refresh_state s JOIN shopify_stores a ON a."id"::text = s.account_id
 WHERE s.platform = 'shopify_refresh' AND s.needs_reauth AND a.is_active AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
 
+-- Shopify expiring: accounts deleted (PostgreSQL's counts)
+SELECT pg_stat_get_tuples_deleted(c.oid) AS Deleted, pg_relation_filenode(c.oid)::bigint AS File,
+       current_setting('track_counts')::bool AS Counted
+FROM pg_class c
+WHERE c.oid = to_regclass('shopify_stores');
+
 -- Shopify expiring: deleted accounts' state
 SELECT s.platform AS Platform, s.account_id AS AccountId
 FROM token_refresh_state s
-WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+WHERE s.platform = ANY(@Keys)
   AND NOT EXISTS (SELECT 1 FROM shopify_stores a WHERE a."id" = CAST(s.account_id AS uuid))
 LIMIT 50000;
 
@@ -868,10 +886,16 @@ SELECT count(*)
 FROM token_refresh_state s JOIN ebay_users a ON a."user_id"::text = s.account_id
 WHERE s.platform = 'ebay' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
 
+-- eBay: accounts deleted (PostgreSQL's counts)
+SELECT pg_stat_get_tuples_deleted(c.oid) AS Deleted, pg_relation_filenode(c.oid)::bigint AS File,
+       current_setting('track_counts')::bool AS Counted
+FROM pg_class c
+WHERE c.oid = to_regclass('ebay_users');
+
 -- eBay: deleted accounts' state
 SELECT s.platform AS Platform, s.account_id AS AccountId
 FROM token_refresh_state s
-WHERE s.platform = ANY(@Keys) AND (s.lease_until IS NULL OR s.lease_until <= @Now)
+WHERE s.platform = ANY(@Keys)
   AND NOT EXISTS (SELECT 1 FROM ebay_users a WHERE a."user_id" = CAST(s.account_id AS uuid))
 LIMIT 50000;
 
