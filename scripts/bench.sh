@@ -6,6 +6,8 @@
 #                                       at 50 ms, concurrency 32; the floor over 3,000 + 3,000 (JIT-compiled and native:
 #                                       Native AOT needs clang and zlib1g-dev, which it installs with apt-get if missing);
 #                                       the same backlog under Etsy's default limit (10/s) with a 30 s budget; round trips
+#   ./scripts/bench.sh --cpu             the CPU figures side by side: the CLI `once` and the floor over 3,000 + 3,000 at 50 ms,
+#                                       concurrency 32, and `run` in its steady state (below)
 #   ./scripts/bench.sh N LATENCY_MS C --run CYCLES
 #                                       `tokenrefresh run` (the image's build) in its steady state: CPU per platform call over
 #                                       CYCLES cycles after its first two, every Etsy user due again each cycle
@@ -64,7 +66,15 @@ fi
 
 echo "| run | accounts (Etsy + Shopify) | latency | concurrency | Etsy limit | wall time | bound | ratio | Etsy time | Shopify time | accounts/s | service CPU ms/account | DB round trips/account | peak memory |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-if [ $# -ge 3 ]; then
+if [ "${1:-}" = --cpu ]; then
+  # The CPU target's three figures in one run, on the same machine at the same moment: the CLI's one cycle, the floor's,
+  # and `run` in its steady state.
+  publish_cli
+  bench 3000 3000 50 32 "${cli[@]}" | grep '^|'
+  bench 3000 3000 50 32 --floor | grep '^|'
+  echo
+  bench 3000 3000 50 32 "${cli[@]}" --run 3 | grep '^`run`'
+elif [ $# -ge 3 ]; then
   n=$1 latency=$2 concurrency=$3
   shift 3
   extra=()

@@ -88,8 +88,9 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
             secrets.AddRange([issued.AccessToken, issued.RefreshToken]);
         }
 
-        // The valid store was validated (one call, its success recorded) and left as it was; the revoked one switched off.
-        Assert.Equal(1, H.Fake.Shopify.GraphQlCallsFor("alpha.myshopify.com"));
+        // The valid store was validated (its success recorded), asked again by the incident guard before the revoked one
+        // was switched off, and left as it was.
+        Assert.Equal(2, H.Fake.Shopify.GraphQlCallsFor("alpha.myshopify.com"));
         Assert.NotNull((await H.Db.GetStateAsync("shopify", shops[0]))?.LastSuccessAt);
         Assert.Equal(alphaBefore, await H.Db.GetShopifyStoreAsync(shops[0]));
         Assert.False((await H.Db.GetShopifyStoreAsync(shops[1])).IsActive);

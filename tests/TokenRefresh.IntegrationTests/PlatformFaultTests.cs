@@ -206,7 +206,10 @@ public sealed class PlatformFaultTests : HarnessTests
         var etsy = summary.Platforms[0];
         Assert.True(H.Fake.Etsy.TotalCalls <= 16, $"{H.Fake.Etsy.TotalCalls} calls were sent with refused credentials");
         Assert.Equal(H.Fake.Etsy.TotalCalls, etsy.Failed);
-        Assert.Equal(40 - etsy.Failed, etsy.LeftOver);
+        // On a busy machine a claimed call whose permit's moment passed asks for another, and is skipped ("stopped before it
+        // was sent") once the platform has stopped: not sent either, and left as it was.
+        Assert.Equal(40 - etsy.Failed - etsy.Skipped, etsy.LeftOver);
+        Assert.True(etsy.Skipped <= 16, $"{etsy.Skipped} skipped");
         var error = Assert.Single(logs, l => l.Message.StartsWith("Etsy: the platform refused the app's credentials", StringComparison.Ordinal));
         Assert.Contains("check ETSY_CLIENT_ID and ETSY_CLIENT_SECRET", error.Message, StringComparison.Ordinal);
         foreach (var (id, refresh) in users)
