@@ -27,12 +27,14 @@ public sealed class LeftoverStateTests : HarnessTests
         Assert.Equal(5, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state"));
 
         // users[1]'s row is under another process's lease (its call may still be answered); store 0 had a token exchange pending.
+        var counted = await DeletedAsync();
         await H.Db.ExecuteAsync("""
             UPDATE token_refresh_state SET lease_until = now() + interval '5 minutes', lease_holder = 'another/1/x' WHERE account_id = @Leased::text;
             INSERT INTO token_refresh_state (platform, account_id, unknown_outcome_at) VALUES ('shopify_exchange', @Store::text, now());
             DELETE FROM etsy_users WHERE user_id IN (@Gone, @Leased);
             DELETE FROM shopify_stores WHERE id = @Store;
             """, new { Gone = users[0].Id, Leased = users[1].Id, Store = stores[0] });
+        await CountedAsync(counted);
 
         var (_, logs) = await H.RunCycleAsync();
 
@@ -63,17 +65,24 @@ public sealed class LeftoverStateTests : HarnessTests
         await cycle().RunAsync();
         Assert.Equal(1L, await H.Db.ScalarAsync<long>("SELECT count(*) FROM token_refresh_state WHERE account_id = @orphan", new { orphan }));
 
-        // The main application deletes a store; once PostgreSQL counts it, the next cycle's pass removes both rows.
-        const string Deleted = "SELECT pg_stat_get_tuples_deleted('shopify_stores'::regclass)";
-        var before = await H.Db.ScalarAsync<long>(Deleted);
+        // The main application deletes a store; once PostgreSQL counts it, the next cycle's search removes both rows.
+        var counted = await DeletedAsync();
         await H.Db.ExecuteAsync("DELETE FROM shopify_stores WHERE id = @Store", new { Store = stores[0] });
-        await Poll.UntilAsync(async () => await H.Db.ScalarAsync<long>(Deleted) > before, TimeSpan.FromSeconds(30), everyMs: 100);
+        await CountedAsync(counted with { Users = -1 });
         await cycle().RunAsync();
 
         var left = await H.Db.QueryAsync<string>("SELECT account_id FROM token_refresh_state WHERE platform = 'shopify'");
         Assert.Equal([stores[1].ToString()], left);
         Assert.Contains(host.Services.GetFakeLogCollector().GetSnapshot(), l => l.Message == "Shopify: removed 2 state rows of accounts no longer in shopify_stores");
     }
+
+    // PostgreSQL's counts of rows deleted from the two tables, by which a cycle knows to search for leftovers.
+    private async Task<(long Users, long Stores)> DeletedAsync() => (await H.Db.QueryAsync<(long, long)>(
+        "SELECT pg_stat_get_tuples_deleted('etsy_users'::regclass), pg_stat_get_tuples_deleted('shopify_stores'::regclass)"))[0];
+
+    // Until the deletions since those counts show in them: a second or so after their commit, at most ten.
+    private Task CountedAsync((long Users, long Stores) before) => Poll.UntilAsync(async () =>
+        await DeletedAsync() is var now && now.Users > before.Users && now.Stores > before.Stores, TimeSpan.FromSeconds(30), everyMs: 100);
 
     [Fact]
     public async Task ALargeDeletion_IsRemovedABatchACycle()

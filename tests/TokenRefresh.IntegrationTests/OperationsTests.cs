@@ -24,7 +24,7 @@ public sealed class OperationsTests : HarnessTests
 
         // (A cycle before `migrate`: SelfHealingTests, for the tables' owner and for a least-privilege role.)
         Assert.DoesNotContain("Created or upgraded the service's own tables", afterOut, StringComparison.Ordinal);
-        Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices, 006_refresh_token_ending, 007_validation_schedule"), (first, firstOut.Trim()));
+        Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices, 006_refresh_token_ending, 007_validation_schedule, 008_notice_detail"), (first, firstOut.Trim()));
         Assert.Equal((0, "The service's table is up to date; nothing to apply."), (second, secondOut.Trim()));
         Assert.Equal(0, after);
         Assert.NotEqual(refresh, (await H.Db.GetEtsyUserAsync(id)).RefreshToken);
@@ -43,7 +43,7 @@ public sealed class OperationsTests : HarnessTests
         // Run as the command itself (the process gets `migrate`), or given to the ENTRYPOINT, tokenrefresh, as its arguments.
         var (code, stdout, _) = await CliProcess.RunAsync(afterEntrypoint ? command : command[1..], H.Settings);
 
-        Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices, 006_refresh_token_ending, 007_validation_schedule"), (code, stdout.Trim()));
+        Assert.Equal((0, "Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices, 006_refresh_token_ending, 007_validation_schedule, 008_notice_detail"), (code, stdout.Trim()));
     }
 
     [Theory]

@@ -204,7 +204,7 @@ public sealed class PoolerTests(ITestOutputHelper output) : HarnessTests
         var runs = await Task.WhenAll(CliProcess.RunAsync(["migrate"], settings), CliProcess.RunAsync(["migrate"], settings));
 
         Assert.All(runs, r => Assert.Equal(0, r.ExitCode));
-        Assert.Equal(1, runs.Count(r => r.Stdout.Contains("Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices, 006_refresh_token_ending, 007_validation_schedule", StringComparison.Ordinal)));
-        Assert.Equal(7, await fresh.ScalarAsync<long>("SELECT count(*) FROM token_refresh_migrations"));
+        Assert.Equal(1, runs.Count(r => r.Stdout.Contains("Applied: 001_account_state, 002_account_id_text, 003_leases_and_shared_rate, 004_reauth_signals, 005_notices, 006_refresh_token_ending, 007_validation_schedule, 008_notice_detail", StringComparison.Ordinal)));
+        Assert.Equal(8, await fresh.ScalarAsync<long>("SELECT count(*) FROM token_refresh_migrations"));
     }
 }

@@ -146,8 +146,9 @@ FROM token_refresh_state s JOIN etsy_users a ON a."user_id"::text = s.account_id
 WHERE s.platform = 'etsy' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
 
 -- Etsy: accounts deleted (PostgreSQL's counts)
-SELECT pg_stat_get_tuples_deleted(c.oid) AS Deleted, pg_relation_filenode(c.oid)::bigint AS File,
-       current_setting('track_counts')::bool AS Counted
+SELECT CASE WHEN current_setting('track_counts')::bool
+            THEN pg_stat_get_tuples_deleted(c.oid) || '/' || pg_relation_filenode(c.oid) END AS Now,
+       (SELECT n.detail FROM token_refresh_notices n WHERE n.notice = @Notice) AS Clean
 FROM pg_class c
 WHERE c.oid = to_regclass('etsy_users');
 
@@ -369,8 +370,9 @@ ON CONFLICT (platform, account_id) DO UPDATE SET
 WHERE s.lease_holder IS NULL OR s.lease_holder = @LeaseHolder;
 
 -- Shopify: stores deleted (PostgreSQL's counts)
-SELECT pg_stat_get_tuples_deleted(c.oid) AS Deleted, pg_relation_filenode(c.oid)::bigint AS File,
-       current_setting('track_counts')::bool AS Counted
+SELECT CASE WHEN current_setting('track_counts')::bool
+            THEN pg_stat_get_tuples_deleted(c.oid) || '/' || pg_relation_filenode(c.oid) END AS Now,
+       (SELECT n.detail FROM token_refresh_notices n WHERE n.notice = @Notice) AS Clean
 FROM pg_class c
 WHERE c.oid = to_regclass('shopify_stores');
 
@@ -599,8 +601,9 @@ FROM token_refresh_state s JOIN shopify_stores a ON a."id"::text = s.account_id
 WHERE s.platform = 'shopify_refresh' AND s.needs_reauth AND a.is_active AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
 
 -- Shopify expiring: accounts deleted (PostgreSQL's counts)
-SELECT pg_stat_get_tuples_deleted(c.oid) AS Deleted, pg_relation_filenode(c.oid)::bigint AS File,
-       current_setting('track_counts')::bool AS Counted
+SELECT CASE WHEN current_setting('track_counts')::bool
+            THEN pg_stat_get_tuples_deleted(c.oid) || '/' || pg_relation_filenode(c.oid) END AS Now,
+       (SELECT n.detail FROM token_refresh_notices n WHERE n.notice = @Notice) AS Clean
 FROM pg_class c
 WHERE c.oid = to_regclass('shopify_stores');
 
@@ -887,8 +890,9 @@ FROM token_refresh_state s JOIN ebay_users a ON a."user_id"::text = s.account_id
 WHERE s.platform = 'ebay' AND s.needs_reauth AND s.token_hash = encode(sha256(convert_to(a.refresh_token, 'UTF8')), 'hex');
 
 -- eBay: accounts deleted (PostgreSQL's counts)
-SELECT pg_stat_get_tuples_deleted(c.oid) AS Deleted, pg_relation_filenode(c.oid)::bigint AS File,
-       current_setting('track_counts')::bool AS Counted
+SELECT CASE WHEN current_setting('track_counts')::bool
+            THEN pg_stat_get_tuples_deleted(c.oid) || '/' || pg_relation_filenode(c.oid) END AS Now,
+       (SELECT n.detail FROM token_refresh_notices n WHERE n.notice = @Notice) AS Clean
 FROM pg_class c
 WHERE c.oid = to_regclass('ebay_users');
 
