@@ -315,7 +315,7 @@ LEFT JOIN token_refresh_state s ON s.platform = 'shopify' AND s.account_id = st.
 WHERE st."id" = CAST(@Id AS uuid) AND st.is_active AND st.refresh_token IS NULL;
 
 -- Shopify: stores asked again (the incident guard)
-SELECT s.account_id AS Id, st.shop_domain AS ShopDomain, st.access_token AS Token
+SELECT st.shop_domain AS ShopDomain, st.access_token AS Token
 FROM token_refresh_state s
 JOIN shopify_stores st ON st."id" = CAST(s.account_id AS uuid)
 WHERE s.platform = 'shopify' AND s.next_check_at IS NOT NULL AND s.token_hash IS NULL AND s.last_success_at IS NOT NULL

@@ -19,11 +19,11 @@ internal sealed partial class ControlStores(NpgsqlDataSource db, string findSql,
     /// <summary>Whether Shopify rejects most of the stores asked, besides the <paramref name="rejected"/> ones (their ids).</summary>
     public async Task<bool> RejectedTooAsync(IReadOnlyCollection<string> rejected)
     {
-        IReadOnlyList<(string Id, string ShopDomain, string Token)> controls;
+        IReadOnlyList<(string ShopDomain, string Token)> controls;
         try
         {
             await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
-            controls = await connection.ReadRowsAsync<(string, string, string)>(new CommandDefinition(
+            controls = await connection.ReadRowsAsync<(string, string)>(new CommandDefinition(
                 findSql, new { Rejected = rejected.ToArray(), Most = Count }));
         }
         catch (NpgsqlException e)

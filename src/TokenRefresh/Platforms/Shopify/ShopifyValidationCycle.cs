@@ -172,6 +172,7 @@ internal sealed partial class ShopifyValidationCycle(
         {
             return await RejectedAsync(account, row, hash, result.Reason!);
         }
+
         // A connection only for the result: none is held while Shopify answers.
         await using var connection = await db.OpenConnectionAsync(CancellationToken.None);
         switch (result.Status)

@@ -102,7 +102,7 @@ internal sealed class ShopifyValidationStatements
         // A few stores whose last check passed, not among the cycle's rejections: those whose next check is furthest off
         // (by the schedule's index), most of them checked last. The incident guard asks Shopify about them again.
         Controls = $"""
-            SELECT s.account_id AS Id, st.shop_domain AS ShopDomain, st.access_token AS Token
+            SELECT st.shop_domain AS ShopDomain, st.access_token AS Token
             FROM token_refresh_state s
             JOIN {StoreOf("s.account_id")}
             WHERE s.platform = '{stateKey}' AND s.next_check_at IS NOT NULL AND s.token_hash IS NULL AND s.last_success_at IS NOT NULL
