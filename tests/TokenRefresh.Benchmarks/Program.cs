@@ -261,28 +261,20 @@ internal sealed class Child : IDisposable
 
     public async Task<string> WaitForLineAsync(string prefix, TimeSpan timeout)
     {
-        using var cts = new CancellationTokenSource(timeout);
-        while (true)
-        {
-            if (Output.Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal)) is { } line)
-            {
-                return line;
-            }
-
-            if (_process.HasExited)
-            {
-                throw new InvalidOperationException($"exited with {_process.ExitCode}: {Output}");
-            }
-
-            await Task.Delay(20, cts.Token);
-        }
+        string? line = null;
+        await WaitForOutputAsync(lines => (line = lines.FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal))) is not null, timeout);
+        return line!;
     }
 
     /// <summary>Waits until the process has logged <paramref name="count"/> cycles' summaries.</summary>
-    public async Task WaitForCyclesAsync(int count, TimeSpan timeout)
+    public Task WaitForCyclesAsync(int count, TimeSpan timeout) =>
+        WaitForOutputAsync(lines => lines.Count(l => l.Contains("Refresh cycle completed", StringComparison.Ordinal)) >= count, timeout);
+
+    // Polls the output (it comes with no signal) until it shows what is awaited; the process ending first is a failure.
+    private async Task WaitForOutputAsync(Func<string[], bool> shows, TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
-        while (Output.Split('\n').Count(l => l.Contains("Refresh cycle completed", StringComparison.Ordinal)) < count)
+        while (!shows(Output.Split('\n')))
         {
             if (_process.HasExited)
             {

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json.Nodes;
 using Dapper;
 using Npgsql;
 
@@ -42,8 +41,7 @@ internal static class RunSteady
 
     private static async Task<long> CallsAsync(string fakeUrl)
     {
-        using var http = new HttpClient();
-        var stats = JsonNode.Parse(await http.GetStringAsync(fakeUrl.TrimEnd('/') + "/_fake/stats"))!;
+        var stats = await ScaleWorld.FakeStatsAsync(fakeUrl);
         return stats["etsy"]!["totalCalls"]!.GetValue<long>() + stats["shopify"]!["totalCalls"]!.GetValue<long>();
     }
 }

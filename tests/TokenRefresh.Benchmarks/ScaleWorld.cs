@@ -198,10 +198,13 @@ internal sealed partial class ScaleWorld : IAsyncDisposable
     }
 
     /// <summary>The fake platforms' counts (/_fake/stats).</summary>
-    public async Task<System.Text.Json.Nodes.JsonNode> FakeStatsAsync()
+    public Task<System.Text.Json.Nodes.JsonNode> FakeStatsAsync() => FakeStatsAsync(_fakeUrl);
+
+    /// <summary>The counts of the fake platforms at <paramref name="fakeUrl"/>.</summary>
+    public static async Task<System.Text.Json.Nodes.JsonNode> FakeStatsAsync(string fakeUrl)
     {
         using var http = new HttpClient();
-        return System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync(_fakeUrl.TrimEnd('/') + "/_fake/stats"))!;
+        return System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync(fakeUrl.TrimEnd('/') + "/_fake/stats"))!;
     }
 
     /// <summary>The main application deletes accounts: <paramref name="stores"/> stores and <paramref name="users"/> Etsy users, at random.</summary>
