@@ -23,8 +23,8 @@ COPY src/TokenRefresh.Cli/TokenRefresh.Cli.csproj src/TokenRefresh.Cli/
 RUN dotnet restore src/TokenRefresh.Cli/TokenRefresh.Cli.csproj -a $TARGETARCH
 COPY src/TokenRefresh/ src/TokenRefresh/
 COPY src/TokenRefresh.Cli/ src/TokenRefresh.Cli/
-# Compiled ahead of time for the image's architecture (amd64, arm64).
-RUN dotnet publish src/TokenRefresh.Cli/TokenRefresh.Cli.csproj -c Release -a $TARGETARCH --no-self-contained --no-restore -o /out/cli -p:Version=$VERSION -p:SourceRevisionId=$COMMIT
+# Self-contained and compiled ahead of time for the image's architecture (amd64, arm64): TokenRefresh.Cli.csproj says why.
+RUN dotnet publish src/TokenRefresh.Cli/TokenRefresh.Cli.csproj -c Release -a $TARGETARCH --no-restore -o /out/cli -p:Version=$VERSION -p:SourceRevisionId=$COMMIT
 # The name the image answers to: a link the final stage copies as a link (it has no shell to make one).
 RUN mkdir /out/bin && ln -s /app/TokenRefresh.Cli /out/bin/tokenrefresh
 
@@ -57,8 +57,9 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     REFRESH_SCHEDULE="0 */3 * * * *"
 COPY --from=functions-build /out/functions /home/site/wwwroot
 
-# Chiseled: the .NET runtime's libraries and nothing else (no shell, no package manager), running as the non-root `app`.
-FROM mcr.microsoft.com/dotnet/runtime:10.0-noble-chiseled AS cli
+# Chiseled: the libraries .NET needs and nothing else (no shell, no package manager; the CLI brings its own .NET), running
+# as the non-root `app`.
+FROM mcr.microsoft.com/dotnet/runtime-deps:10.0-noble-chiseled AS cli
 WORKDIR /app
 COPY --from=cli-build /out/cli .
 COPY --from=cli-build /out/bin/ /usr/local/bin/

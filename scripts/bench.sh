@@ -37,9 +37,10 @@ admin_url=$(scripts/pg.sh start "$pgdir")
 for project in tests/TokenRefresh.Benchmarks tests/TokenRefresh.FakePlatforms tests/TokenRefresh.Floor src/TokenRefresh.Cli; do
   dotnet build "$project" -c Release -nologo -v quiet >/dev/null
 done
-# The CLI as its image runs it: the Dockerfile's publish (compiled ahead of time for this machine), made when a row needs it.
-cli=(--cli-dll "$images/cli/TokenRefresh.Cli.dll")
-publish_cli() { [ -e "$images/cli/TokenRefresh.Cli.dll" ] || scripts/check-images.sh "$images" >/dev/null; }
+# The CLI as its image runs it: the Dockerfile's publish (its own .NET, compiled ahead of time for this machine) started as
+# the program itself, made when a row needs it.
+cli=(--cli-dll "$images/cli/TokenRefresh.Cli")
+publish_cli() { [ -e "$images/cli/TokenRefresh.Cli" ] || scripts/check-images.sh "$images" >/dev/null; }
 # The floor compiled natively (Native AOT links with clang, and zlib), made when a row needs it.
 floor_aot=(--floor-exe "$images/floor/TokenRefresh.Floor")
 publish_floor_aot() {

@@ -33,6 +33,10 @@ check functions/extensions.json
 check cli/TokenRefresh.Cli.dll
 check cli/TokenRefresh.Cli
 check fakes/TokenRefresh.FakePlatforms.dll
+# The CLI brings its own .NET, compiled ahead of time with it as one image, tiered compilation off (TokenRefresh.Cli.csproj).
+check cli/libcoreclr.so
+check cli/TokenRefresh.Cli.r2r.dll
+grep -q '"System.Runtime.TieredCompilation": false' "$out/cli/TokenRefresh.Cli.runtimeconfig.json" || { echo "the CLI's tiered compilation is not off" >&2; exit 1; }
 shown=$("$out/cli/TokenRefresh.Cli" --version)
 [ "$shown" = "$version+$commit" ] || { echo "--version shows '$shown', not the build arguments' $version+$commit" >&2; exit 1; }
 grep -q '"schedule": "%REFRESH_SCHEDULE%"' "$out/functions/functions.metadata" || { echo "the timer's schedule is not %REFRESH_SCHEDULE%" >&2; exit 1; }

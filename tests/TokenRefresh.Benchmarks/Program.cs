@@ -4,7 +4,7 @@
 //   dotnet TokenRefresh.Benchmarks.dll ADMIN_URL ETSY_N SHOPIFY_N LATENCY_MS CONCURRENCY
 //     [--cli] [--etsy-rate R] [--budget S] [--round-trips] [--pooler-port PORT] [--url-query QUERY] [--floor]
 //   --cli: the cycle runs as the CLI does, `tokenrefresh once` as a process of its own, startup included;
-//   --cli-dll: the same, with that build of the CLI (the image's, from scripts/check-images.sh) instead of the project's;
+//   --cli-dll: the same, with that build of the CLI (a .dll, or a program: the image's, from scripts/check-images.sh) instead of the project's;
 //   --etsy-rate: ETSY_MAX_REQUESTS_PER_SECOND (by default lifted to 100,000: a limit a deployment sets for its app);
 //   --budget: CYCLE_BUDGET_SECONDS (by default an hour);
 //   --pooler-port: the service reaches the database through a pooler (scripts/pgbouncer.sh) listening there;

@@ -211,6 +211,24 @@ public sealed class CliTests : HarnessTests
     }
 
     [Fact]
+    public async Task Run_StartsItselfAgain_InTheSameProcess_WithTieredCompilationOn()
+    {
+        H.Settings["REFRESH_SCHEDULE"] = "0 0 0 1 1 *";
+        using var cli = CliProcess.Start(["run"], H.Settings);
+        await cli.WaitForOutputAsync("Refresh cycle completed", TimeSpan.FromSeconds(60));
+
+        // The process the test started (its id, its output) is the one running the cycles, now with tiering on.
+        var environment = (await File.ReadAllTextAsync($"/proc/{cli.Id}/environ")).Split('\0');
+        var commandLine = (await File.ReadAllTextAsync($"/proc/{cli.Id}/cmdline")).Split('\0', StringSplitOptions.RemoveEmptyEntries);
+        cli.Signal(SigTerm);
+
+        Assert.Equal(0, await cli.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("DOTNET_TieredCompilation=1", environment);
+        Assert.Equal([CliProcess.DllPath, "run"], commandLine[1..]);
+        Assert.Single(cli.Stdout.Split('\n'), l => l.Contains("Running on schedule", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task NoCommand_SaysSoAndWhereHelpIs_ExitsTwo()
     {
         var (code, stdout, stderr) = await CliProcess.RunAsync([], H.Settings);
