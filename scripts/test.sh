@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test from a clean clone: starts a throwaway PostgreSQL (installing the server, python3-dotenv,
-# PgBouncer and openssl with apt-get when they are missing), builds the solution, publishes the container images' outputs (the integration
-# tests run the published Function app under a stand-in for the Functions host), runs every test, then the short
-# availability day (scripts/availability.sh --assert).
+# PgBouncer and openssl with apt-get when they are missing), builds the solution, publishes the container images'
+# outputs (the integration tests run the published Function app under a stand-in for the Functions host, and the
+# image's CLI), runs every test, then the short availability day (scripts/availability.sh --assert).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,7 +43,7 @@ dotnet build TokenRefresh.sln -c Release -nologo -v quiet
 status=0
 # The container images, checked with what runs here: their publish outputs, and one release of the worker packages.
 ./scripts/check-images.sh "$images" || status=1
-export TEST_FUNCTIONS_APP_DIR=$images/functions
+export TEST_FUNCTIONS_APP_DIR=$images/functions TEST_CLI_APP_DIR=$images/cli
 
 log=$(mktemp /tmp/tokenrefresh-test-log.XXXXXX)
 dotnet test TokenRefresh.sln -c Release --no-build -nologo 2>&1 | tee "$log" || status=1

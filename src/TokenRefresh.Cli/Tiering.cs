@@ -13,10 +13,14 @@ internal static partial class Tiering
 {
     public const string Variable = "DOTNET_TieredCompilation";
 
-    /// <summary>Returns only if the command is not `run`, the choice was made already (the variable is set), or exec failed.</summary>
+    /// <summary>
+    /// Returns only if the command is not `run`, tiering is on already (a build for no platform), the choice was made
+    /// (the variable is set), or exec failed.
+    /// </summary>
     public static void OnForRun(string[] args)
     {
-        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable(Variable) is not null || Environment.ProcessPath is not { } host)
+        var off = AppContext.GetData("System.Runtime.TieredCompilation") is string value && bool.TryParse(value, out var on) && !on;
+        if (!off || !OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable(Variable) is not null || Environment.ProcessPath is not { } host)
         {
             return;
         }
@@ -24,7 +28,14 @@ internal static partial class Tiering
         if (Argv(host, typeof(Tiering).Assembly.Location, args) is { } argv)
         {
             var environment = Environment.GetEnvironmentVariables().Cast<DictionaryEntry>().Select(e => $"{e.Key}={e.Value}");
-            _ = Exec(host, [.. argv, null], [.. environment, $"{Variable}=1", null]);
+            try
+            {
+                _ = Exec(host, [.. argv, null], [.. environment, $"{Variable}=1", null]);
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                // Not glibc (the image is): as below.
+            }
         }
 
         // exec failed (it does not return otherwise): `run` goes on as it is, compiled ahead of time.
@@ -42,6 +53,6 @@ internal static partial class Tiering
         return Path.GetFileNameWithoutExtension(host) == "dotnet" ? [host, entryAssembly, .. args] : [host, .. args];
     }
 
-    [LibraryImport("libc", EntryPoint = "execve", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport("libc.so.6", EntryPoint = "execve", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Exec(string path, string?[] argv, string?[] envp);
 }

@@ -211,10 +211,10 @@ public sealed class CliTests : HarnessTests
     }
 
     [Fact]
-    public async Task Run_StartsItselfAgain_InTheSameProcess_WithTieredCompilationOn()
+    public async Task Run_OfTheImage_StartsItselfAgain_InTheSameProcess_WithTieredCompilationOn()
     {
         H.Settings["REFRESH_SCHEDULE"] = "0 0 0 1 1 *";
-        using var cli = CliProcess.Start(["run"], H.Settings);
+        using var cli = CliProcess.Start(["run"], H.Settings, program: PublishedApps.Cli);
         await cli.WaitForOutputAsync("Refresh cycle completed", TimeSpan.FromSeconds(60));
 
         // The process the test started (its id, its output) is the one running the cycles, now with tiering on.
@@ -224,7 +224,7 @@ public sealed class CliTests : HarnessTests
 
         Assert.Equal(0, await cli.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("DOTNET_TieredCompilation=1", environment);
-        Assert.Equal([CliProcess.DllPath, "run"], commandLine[1..]);
+        Assert.Equal([PublishedApps.Cli, "run"], commandLine);
         Assert.Single(cli.Stdout.Split('\n'), l => l.Contains("Running on schedule", StringComparison.Ordinal));
     }
 

@@ -19,7 +19,7 @@ public sealed class FunctionsHostTests(ITestOutputHelper output) : HarnessTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
-    private static string AppDirectory => PublishedFunctionApp.Directory;
+    private static string AppDirectory => PublishedApps.FunctionApp;
 
     private Dictionary<string, string?> AppSettings() => new(H.Settings) { ["REFRESH_SCHEDULE"] = "0 */3 * * * *" };
 

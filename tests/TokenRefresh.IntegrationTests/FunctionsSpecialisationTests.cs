@@ -19,7 +19,7 @@ public sealed class FunctionsSpecialisationTests : HarnessTests
         var refresh = H.Fake.Etsy.AddAccount(900);
         var id = await H.Db.AddEtsyUserAsync(refresh, DateTimeOffset.UtcNow.AddMinutes(2), accessToken: $"etsy-access-before-{Guid.NewGuid():N}");
         var before = await H.Db.GetEtsyUserAsync(id);
-        await using var host = await HostStandIn.StartAsync(PublishedFunctionApp.Directory, settings, WorkerArguments.Both);
+        await using var host = await HostStandIn.StartAsync(PublishedApps.FunctionApp, settings, WorkerArguments.Both);
 
         var function = await host.StartAndLoadAsync(specialiseWith: settings);
         var (_, response) = await host.InvokeAsync(function);

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Google.Protobuf.WellKnownTypes;
 using TokenRefresh.IntegrationTests.FunctionsHost.Rpc;
+using TokenRefresh.IntegrationTests.Infrastructure;
 using Kind = TokenRefresh.IntegrationTests.FunctionsHost.Rpc.StreamingMessage.ContentOneofCase;
 
 namespace TokenRefresh.IntegrationTests.FunctionsHost;
@@ -10,7 +11,7 @@ internal static class HostConversation
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
-    private static string AppDirectory => PublishedFunctionApp.Directory;
+    private static string AppDirectory => PublishedApps.FunctionApp;
 
     /// <summary>No secret in any log message, exception or property the worker sent, nor in its own output.</summary>
     public static void AssertNoSecret(this HostStandIn host, IEnumerable<string> secrets)

@@ -35,10 +35,11 @@ public sealed class CliProcess : IDisposable
         Repo.Root, "src", "TokenRefresh.Cli", "bin",
         new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name, "net10.0", "TokenRefresh.Cli.dll");
 
-    public static CliProcess Start(string[] args, IReadOnlyDictionary<string, string?> environment, string? workingDirectory = null)
+    /// <summary>Starts the CLI built alongside these tests, or <paramref name="program"/> (the image's: PublishedApps.Cli).</summary>
+    public static CliProcess Start(string[] args, IReadOnlyDictionary<string, string?> environment, string? workingDirectory = null, string? program = null)
     {
         var own = workingDirectory is null ? Directory.CreateTempSubdirectory("tokenrefresh-cli-") : null;
-        var info = new ProcessStartInfo("dotnet", [DllPath, .. args])
+        var info = new ProcessStartInfo(program ?? "dotnet", program is null ? [DllPath, .. args] : args)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
