@@ -20,12 +20,7 @@ internal static class CliApp
     /// </summary>
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        // A command written out whole (Railway's pre-deploy `tokenrefresh migrate`, `docker run IMAGE tokenrefresh status`)
-        // may reach the image's ENTRYPOINT, which is tokenrefresh, as its arguments: the program's own name is dropped.
-        if (args is ["tokenrefresh", .. var rest])
-        {
-            args = rest;
-        }
+        args = WithoutProgramName(args);
 
         // `tokenrefresh help [COMMAND...]`, as the CLI took it before.
         if (args is ["help", .. var topic])
@@ -61,6 +56,12 @@ internal static class CliApp
             return CannotRun;
         }
     }
+
+    /// <summary>
+    /// A command written out whole (Railway's pre-deploy `tokenrefresh migrate`, `docker run IMAGE tokenrefresh status`)
+    /// may reach the image's ENTRYPOINT, which is tokenrefresh, as its arguments: the program's own name is dropped.
+    /// </summary>
+    internal static string[] WithoutProgramName(string[] args) => args is ["tokenrefresh", .. var rest] ? rest : args;
 
     private static RootCommand Commands(TextWriter stdout, TextWriter stderr) => new(
         "TokenRefresh keeps the OAuth tokens of your users' shops alive in the main application's PostgreSQL database.\n" +

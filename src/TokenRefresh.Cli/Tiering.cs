@@ -11,7 +11,7 @@ namespace TokenRefresh.Cli;
 /// </summary>
 internal static partial class Tiering
 {
-    public const string Variable = "DOTNET_TieredCompilation";
+    private const string Variable = "DOTNET_TieredCompilation";
 
     /// <summary>
     /// Returns only if the command is not `run`, tiering is on already (a build for no platform), the choice was made
@@ -44,8 +44,7 @@ internal static partial class Tiering
     /// <summary>The command line that starts `run` again: under `dotnet` with the program's .dll, or as the program itself.</summary>
     internal static string[]? Argv(string host, string entryAssembly, string[] args)
     {
-        var command = args is ["tokenrefresh", .. var rest] ? rest : args;
-        if (command is not ["run", ..])
+        if (CliApp.WithoutProgramName(args) is not ["run", ..])
         {
             return null;
         }
