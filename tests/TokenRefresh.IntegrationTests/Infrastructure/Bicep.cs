@@ -12,20 +12,17 @@ internal static class Bicep
     {
         var compiler = typeof(Bicep).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "BicepPath").Value!;
         var command = file.EndsWith(".bicepparam", StringComparison.Ordinal) ? "build-params" : "build";
-        var info = new ProcessStartInfo(compiler.Replace('\\', '/'), [command, file, "--stdout"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var info = new ProcessStartInfo(compiler.Replace('\\', '/'), [command, file, "--stdout"]);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
             info.Environment[name] = value;
         }
 
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, stderr);
+        var (code, stdout, stderr) = ProcessOutput.Run(info);
+        Assert.True(code == 0, stderr);
         // Warnings are failures too: the linter's, and the compiler's.
         Assert.Equal("", stderr.Trim());
-        return JsonDocument.Parse(stdout.Result).RootElement.Clone();
+        return JsonDocument.Parse(stdout).RootElement.Clone();
     }
 
     /// <summary>Every resource of a compiled template, those of its modules (nested deployments) included.</summary>

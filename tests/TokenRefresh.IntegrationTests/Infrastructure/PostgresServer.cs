@@ -79,15 +79,8 @@ internal static class PostgresServer
     /// <summary>Runs one of the repository's scripts/ and returns its standard output; throws with its standard error if it fails.</summary>
     public static string RunScript(string script, params string[] args)
     {
-        using var process = Process.Start(new ProcessStartInfo("bash", [Repo.File("scripts", script), .. args])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        })!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return process.ExitCode == 0 ? output.Result : throw new InvalidOperationException($"scripts/{script} {args[0]} failed: {error}");
+        var (code, output, error) = ProcessOutput.Run(new ProcessStartInfo("bash", [Repo.File("scripts", script), .. args]));
+        return code == 0 ? output : throw new InvalidOperationException($"scripts/{script} {args[0]} failed: {error}");
     }
 
     public static NpgsqlConnection OpenAdmin(string database = "postgres", string? adminUrl = null)

@@ -28,16 +28,9 @@ internal static class PublishedApps
 
         var output = Path.Combine(Path.GetTempPath(), $"{project.ToLowerInvariant()}-{Environment.ProcessId}");
         // The Dockerfile's command (scripts/check-images.sh runs the same one).
-        using var process = Process.Start(new ProcessStartInfo("dotnet",
-            ["publish", Repo.File("src", project, $"{project}.csproj"), "-c", "Release", .. platform, "-o", output, "-nologo", "-v", "quiet"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        })!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
+        var (code, stdout, stderr) = ProcessOutput.Run(new ProcessStartInfo("dotnet",
+            ["publish", Repo.File("src", project, $"{project}.csproj"), "-c", "Release", .. platform, "-o", output, "-nologo", "-v", "quiet"]));
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(output, recursive: true);
-        return process.ExitCode == 0 ? output : throw new InvalidOperationException($"dotnet publish failed:\n{stdout.Result}\n{stderr}");
+        return code == 0 ? output : throw new InvalidOperationException($"dotnet publish failed:\n{stdout}\n{stderr}");
     }
 }
